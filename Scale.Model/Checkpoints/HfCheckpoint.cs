@@ -1,0 +1,166 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Scale.Model.Transformer;
+using static TorchSharp.torch;
+
+namespace Scale.Model.Checkpoints;
+
+/// <summary>
+/// Hugging Face LLaMA-family checkpoints: config.json plus model.safetensors, or shards listed in
+/// model.safetensors.index.json. Llama, Qwen2 and Mistral share the parameter names and the rotate-half
+/// rotary layout Scale uses, so the mapping is a name table: HF's "model." prefix comes off on import and
+/// goes back on export. A Scale base model is saved in exactly this format.
+/// </summary>
+public static class HfCheckpoint
+{
+    public const string ConfigFile = "config.json";
+    public const string WeightsFile = "model.safetensors";
+    public const string IndexFile = "model.safetensors.index.json";
+
+    public static readonly IReadOnlyList<string> SupportedArchitectures = ["LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM"];
+
+    /// <summary>HF tensor name → Scale name.</summary>
+    public static string FromHfName(string name) => name.StartsWith("model.", StringComparison.Ordinal) ? name["model.".Length..] : name;
+
+    /// <summary>Scale tensor name → HF name.</summary>
+    public static string ToHfName(string name) => name.StartsWith("lm_head.", StringComparison.Ordinal) ? name : "model." + name;
+
+    /// <summary>Loads a base model from a checkpoint directory; every tensor becomes float32 on the CPU.</summary>
+    public static Decoder Load(string directory)
+    {
+        var config = ReadConfig(directory);
+        var tensors = new Dictionary<string, Tensor>();
+        foreach (var file in WeightFiles(directory))
+            foreach (var (name, tensor) in SafetensorsFile.Load(file))
+            {
+                if (name.EndsWith(".rotary_emb.inv_freq", StringComparison.Ordinal)) continue;   // a cache some exporters keep
+                tensors[FromHfName(name)] = tensor;
+            }
+        return Decoder.FromTensors(config, tensors);
+    }
+
+    /// <summary>Writes config.json and model.safetensors; nothing is left half-written if it fails.</summary>
+    public static void Save(Decoder model, string directory)
+    {
+        Directory.CreateDirectory(directory);
+        var configPath = Path.Combine(directory, ConfigFile);
+        var temp = configPath + ".partial";
+        try
+        {
+            File.WriteAllText(temp, WriteConfig(model.Config));
+            SafetensorsFile.Save(Path.Combine(directory, WeightsFile),
+                model.StateTensors().ToDictionary(t => ToHfName(t.Key), t => t.Value));
+            File.Move(temp, configPath, overwrite: true);
+        }
+        finally
+        {
+            if (File.Exists(temp)) File.Delete(temp);
+        }
+    }
+
+    /// <summary>Reads config.json, accepting only what Scale computes exactly as HF does.</summary>
+    public static ModelConfig ReadConfig(string directory)
+    {
+        var path = Path.Combine(directory, ConfigFile);
+        if (!Directory.Exists(directory)) throw new InvalidCheckpointException($"{directory}: no such model directory.");
+        if (!File.Exists(path)) throw new InvalidCheckpointException($"{path}: missing; a model directory holds config.json and model.safetensors.");
+        JsonObject json;
+        try
+        {
+            json = JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new JsonException("not a JSON object");
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidCheckpointException($"{path}: not valid JSON ({e.Message}).");
+        }
+        var architecture = (json["architectures"] as JsonArray)?.FirstOrDefault()?.GetValue<string>();
+        if (architecture is null || !SupportedArchitectures.Contains(architecture))
+            throw new InvalidCheckpointException(
+                $"{path}: unsupported architecture '{architecture ?? "(none)"}'; Scale imports {string.Join(", ", SupportedArchitectures)}.");
+        void Reject(bool unsupported, string reason)
+        {
+            if (unsupported) throw new InvalidCheckpointException($"{path}: {reason} is not supported.");
+        }
+        var act = json["hidden_act"]?.GetValue<string>() ?? "silu";
+        Reject(act != "silu", $"hidden_act '{act}' (only silu, SwiGLU)");
+        Reject(json["rope_scaling"] is JsonObject, "rope_scaling");
+        Reject(json["mlp_bias"]?.GetValue<bool>() == true, "mlp_bias");
+        bool qwen = architecture == "Qwen2ForCausalLM";
+        Reject(!qwen && json["attention_bias"]?.GetValue<bool>() == true, "attention_bias on a Llama-layout model (o_proj bias)");
+        int Required(string key) => json[key]?.GetValue<int>() ?? throw new InvalidCheckpointException($"{path}: required field {key} is missing.");
+        try
+        {
+            return new ModelConfig
+            {
+                VocabSize = Required("vocab_size"),
+                HiddenSize = Required("hidden_size"),
+                NumLayers = Required("num_hidden_layers"),
+                NumHeads = Required("num_attention_heads"),
+                NumKvHeadsOrNull = json["num_key_value_heads"]?.GetValue<int>(),
+                HeadDimOrNull = json["head_dim"]?.GetValue<int>(),
+                IntermediateSize = Required("intermediate_size"),
+                RopeTheta = json["rope_theta"]?.GetValue<double>() ?? 10000.0,
+                RmsNormEps = json["rms_norm_eps"]?.GetValue<double>() ?? 1e-6,
+                TieWordEmbeddings = json["tie_word_embeddings"]?.GetValue<bool>() ?? false,
+                AttentionBias = qwen,
+                MaxPositionEmbeddings = json["max_position_embeddings"]?.GetValue<int>() ?? 2048,
+            }.Validate();
+        }
+        catch (Exception e) when (e is InvalidOperationException or FormatException)
+        {
+            throw new InvalidCheckpointException($"{path}: a field has the wrong type ({e.Message}).");
+        }
+        catch (InvalidModelConfigException e)
+        {
+            throw new InvalidCheckpointException($"{path}: {e.Message}");
+        }
+    }
+
+    public static string WriteConfig(ModelConfig config)
+    {
+        bool qwen = config.AttentionBias;
+        var json = new JsonObject
+        {
+            ["architectures"] = new JsonArray(qwen ? "Qwen2ForCausalLM" : "LlamaForCausalLM"),
+            ["model_type"] = qwen ? "qwen2" : "llama",
+            ["hidden_act"] = "silu",
+            ["vocab_size"] = config.VocabSize,
+            ["hidden_size"] = config.HiddenSize,
+            ["intermediate_size"] = config.IntermediateSize,
+            ["num_hidden_layers"] = config.NumLayers,
+            ["num_attention_heads"] = config.NumHeads,
+            ["num_key_value_heads"] = config.NumKvHeads,
+            ["head_dim"] = config.HeadDim,
+            ["rope_theta"] = config.RopeTheta,
+            ["rms_norm_eps"] = config.RmsNormEps,
+            ["tie_word_embeddings"] = config.TieWordEmbeddings,
+            ["max_position_embeddings"] = config.MaxPositionEmbeddings,
+            ["torch_dtype"] = "float32",
+        };
+        if (!qwen) json["attention_bias"] = false;
+        return json.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
+    }
+
+    private static IReadOnlyList<string> WeightFiles(string directory)
+    {
+        var single = Path.Combine(directory, WeightsFile);
+        var index = Path.Combine(directory, IndexFile);
+        if (File.Exists(index))
+        {
+            JsonObject? map;
+            try
+            {
+                map = JsonNode.Parse(File.ReadAllText(index))?["weight_map"] as JsonObject;
+            }
+            catch (JsonException e)
+            {
+                throw new InvalidCheckpointException($"{index}: not valid JSON ({e.Message}).");
+            }
+            if (map is null) throw new InvalidCheckpointException($"{index}: has no weight_map.");
+            return map.Select(e => e.Value!.GetValue<string>()).Distinct().Order()
+                      .Select(shard => Path.Combine(directory, shard)).ToList();
+        }
+        if (File.Exists(single)) return [single];
+        throw new InvalidCheckpointException($"{directory}: neither {WeightsFile} nor {IndexFile} is there.");
+    }
+}

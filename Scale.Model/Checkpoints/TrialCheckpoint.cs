@@ -1,0 +1,111 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Scale.Model.Training;
+using Scale.Model.Transformer;
+using static TorchSharp.torch;
+
+namespace Scale.Model.Checkpoints;
+
+/// <summary>What a trial checkpoint records besides tensors.</summary>
+public sealed record TrialCheckpointState
+{
+    [JsonPropertyName("format_version")] public int FormatVersion { get; init; } = TrialCheckpoint.FormatVersion;
+    [JsonPropertyName("step")] public long Step { get; init; }
+    /// <summary>Where the data stream stands, so a resumed trial sees the same batches.</summary>
+    [JsonPropertyName("data_position")] public long DataPosition { get; init; }
+    [JsonPropertyName("trainable_parameters")] public long TrainableParameters { get; init; }
+}
+
+/// <summary>
+/// A trial's checkpoint: only the trainable tensors (the frozen base is not repeated), the optimiser's
+/// moments, the step, the RNG state and the data position. A directory written atomically:
+/// <c>trainable.safetensors</c>, <c>optimizer.safetensors</c>, <c>state.json</c>.
+/// </summary>
+public static class TrialCheckpoint
+{
+    public const int FormatVersion = 1;
+    public const string TrainableFile = "trainable.safetensors";
+    public const string OptimizerFile = "optimizer.safetensors";
+    public const string StateFile = "state.json";
+    private const string RngTensor = "rng.cpu";
+
+    public static void Save(string directory, TrainingSession session, long dataPosition)
+    {
+        var full = Path.GetFullPath(directory);
+        var partial = full + ".partial";
+        var old = full + ".old";
+        if (Directory.Exists(partial)) Directory.Delete(partial, recursive: true);
+        Directory.CreateDirectory(partial);
+        try
+        {
+            SafetensorsFile.Save(Path.Combine(partial, TrainableFile),
+                session.Trainable.ToDictionary(p => p.Name, p => (Tensor)p.Parameter));
+            var optimizerState = session.Optimizer.StateTensors();
+            optimizerState[RngTensor] = random.get_rng_state();
+            SafetensorsFile.Save(Path.Combine(partial, OptimizerFile), optimizerState);
+            var state = new TrialCheckpointState
+            {
+                Step = session.Step, DataPosition = dataPosition, TrainableParameters = session.Model.TrainableParameterCount(),
+            };
+            File.WriteAllText(Path.Combine(partial, StateFile), JsonSerializer.Serialize(state, new JsonSerializerOptions { WriteIndented = true }));
+            if (Directory.Exists(old)) Directory.Delete(old, recursive: true);
+            if (Directory.Exists(full)) Directory.Move(full, old);
+            Directory.Move(partial, full);
+            if (Directory.Exists(old)) Directory.Delete(old, recursive: true);
+        }
+        finally
+        {
+            if (Directory.Exists(partial)) Directory.Delete(partial, recursive: true);
+        }
+    }
+
+    /// <summary>
+    /// Restores a session's trainable tensors, optimiser state and RNG from <paramref name="directory"/>.
+    /// Everything is checked before anything is changed: a checkpoint of another method or shape, or a
+    /// damaged file, is rejected by name and the session is left as it was.
+    /// </summary>
+    public static TrialCheckpointState Load(string directory, TrainingSession session)
+    {
+        var statePath = Path.Combine(directory, StateFile);
+        if (!File.Exists(statePath)) throw new InvalidCheckpointException($"{directory}: not a trial checkpoint ({StateFile} is missing).");
+        TrialCheckpointState state;
+        try
+        {
+            state = JsonSerializer.Deserialize<TrialCheckpointState>(File.ReadAllText(statePath))
+                    ?? throw new JsonException("empty");
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidCheckpointException($"{statePath}: unreadable ({e.Message}).");
+        }
+        if (state.FormatVersion != FormatVersion)
+            throw new InvalidCheckpointException($"{statePath}: format version {state.FormatVersion}, this Scale reads {FormatVersion}.");
+
+        var trainable = SafetensorsFile.Load(Path.Combine(directory, TrainableFile));
+        var optimizer = SafetensorsFile.Load(Path.Combine(directory, OptimizerFile));
+        try
+        {
+            TensorLayout.CheckShapes(session.Trainable.ToDictionary(p => p.Name, p => p.Parameter.shape),
+                trainable.ToDictionary(t => t.Key, t => t.Value.shape), $"trial checkpoint {directory}");
+            var expectedMoments = session.Trainable
+                .SelectMany(p => new[] { (p.Name + ".exp_avg", p.Parameter.shape), (p.Name + ".exp_avg_sq", p.Parameter.shape) })
+                .ToDictionary(e => e.Item1, e => e.Item2);
+            if (!optimizer.TryGetValue(RngTensor, out var rng))
+                throw new InvalidCheckpointException($"{directory}: the optimiser file has no RNG state.");
+            TensorLayout.CheckShapes(expectedMoments,
+                optimizer.Where(t => t.Key != RngTensor).ToDictionary(t => t.Key, t => t.Value.shape), $"optimiser state {directory}");
+
+            using (no_grad())
+            {
+                foreach (var (name, parameter) in session.Trainable) parameter.copy_(trainable[name]);
+            }
+            session.Optimizer.LoadState(optimizer, state.Step);
+            random.set_rng_state(rng);
+            return state;
+        }
+        finally
+        {
+            foreach (var t in trainable.Values.Concat(optimizer.Values)) t.Dispose();
+        }
+    }
+}

@@ -1,0 +1,92 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Scale.Model.Training;
+
+/// <summary>
+/// AdamW (decoupled weight decay, bias-corrected moments; PyTorch's update rule) over named parameters.
+/// Written here rather than taken from TorchSharp because a trial checkpoint must hold the optimiser state
+/// by parameter name in safetensors, and TorchSharp's optimisers serialise their state by position in a
+/// format of their own. The update is a handful of in-place tensor operations per parameter.
+/// </summary>
+internal sealed class AdamW : IDisposable
+{
+    private sealed record Slot(string Name, Parameter Parameter, Tensor ExpAvg, Tensor ExpAvgSq, double LrMultiplier);
+
+    private readonly List<Slot> slots;
+    private readonly double beta1, beta2, eps, weightDecay;
+
+    public AdamW(IEnumerable<(string Name, Parameter Parameter, double LrMultiplier)> parameters,
+                 double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8, double weightDecay = 0.01)
+    {
+        slots = parameters.Select(p => new Slot(p.Name, p.Parameter,
+            torch.zeros_like(p.Parameter).DetachFromDisposeScope(), torch.zeros_like(p.Parameter).DetachFromDisposeScope(),
+            p.LrMultiplier)).ToList();
+        (this.beta1, this.beta2, this.eps, this.weightDecay) = (beta1, beta2, eps, weightDecay);
+    }
+
+    /// <summary>Optimiser steps taken.</summary>
+    public long StepCount { get; private set; }
+
+    public IEnumerable<Parameter> Parameters => slots.Select(s => s.Parameter);
+
+    public void ZeroGrad()
+    {
+        foreach (var s in slots) s.Parameter.grad = null;
+    }
+
+    /// <summary>One update at base learning rate <paramref name="lr"/> (each parameter scaled by its group's multiplier).</summary>
+    public void Step(double lr)
+    {
+        StepCount++;
+        double correction1 = 1 - Math.Pow(beta1, StepCount);
+        double correction2 = Math.Sqrt(1 - Math.Pow(beta2, StepCount));
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        foreach (var s in slots)
+        {
+            var grad = s.Parameter.grad;
+            if (grad is null) continue;
+            double rate = lr * s.LrMultiplier;
+            if (weightDecay != 0) s.Parameter.mul_(1 - rate * weightDecay);
+            s.ExpAvg.mul_(beta1).add_(grad, alpha: 1 - beta1);
+            s.ExpAvgSq.mul_(beta2).addcmul_(grad, grad, value: 1 - beta2);
+            var denominator = (s.ExpAvgSq.sqrt() / correction2).add_(eps);
+            s.Parameter.addcdiv_(s.ExpAvg, denominator, value: -rate / correction1);
+        }
+    }
+
+    /// <summary>The moments by name: "{name}.exp_avg" and "{name}.exp_avg_sq".</summary>
+    public Dictionary<string, Tensor> StateTensors()
+    {
+        var state = new Dictionary<string, Tensor>();
+        foreach (var s in slots)
+        {
+            state[s.Name + ".exp_avg"] = s.ExpAvg;
+            state[s.Name + ".exp_avg_sq"] = s.ExpAvgSq;
+        }
+        return state;
+    }
+
+    /// <summary>Restores moments and step count; shapes were checked by the caller.</summary>
+    public void LoadState(IReadOnlyDictionary<string, Tensor> state, long stepCount)
+    {
+        using var noGrad = no_grad();
+        foreach (var s in slots)
+        {
+            s.ExpAvg.copy_(state[s.Name + ".exp_avg"]);
+            s.ExpAvgSq.copy_(state[s.Name + ".exp_avg_sq"]);
+        }
+        StepCount = stepCount;
+    }
+
+    public void Dispose()
+    {
+        foreach (var s in slots)
+        {
+            s.ExpAvg.Dispose();
+            s.ExpAvgSq.Dispose();
+        }
+    }
+}

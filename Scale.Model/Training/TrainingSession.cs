@@ -1,0 +1,101 @@
+using Scale.Model.Transformer;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Scale.Model.Training;
+
+/// <summary>What one optimiser step did.</summary>
+public readonly record struct StepResult(long Step, double Loss, double AuxiliaryLoss, double GradientNorm, double LearningRate);
+
+/// <summary>A training step's loss was NaN or infinite; the parameters were left as they were before the step.</summary>
+public sealed class NonFiniteLossException(long step, double loss)
+    : Exception($"Loss became {loss} at step {step}; the step was not applied.")
+{
+    public long Step { get; } = step;
+}
+
+/// <summary>
+/// Trains the trainable tensors of a model with AdamW, warm-up then cosine learning rates, gradient
+/// clipping, gradient accumulation and per-group learning rates. Frozen tensors get neither gradients
+/// nor optimiser state. Deterministic: the same model, options and batches give the same bits.
+/// </summary>
+public sealed class TrainingSession : IDisposable
+{
+    private readonly AdamW optimizer;
+    private readonly IReadOnlyList<(string Name, TorchSharp.Modules.Parameter Parameter)> trainable;
+
+    public TrainingSession(CausalLM model, TrainingOptions options)
+    {
+        Model = model;
+        Options = options.Validate();
+        trainable = model.TrainableParameters();
+        if (trainable.Count == 0)
+            throw new ArgumentException("The model has no trainable parameters (the frozen base is evaluated, not trained).");
+        optimizer = new AdamW(
+            trainable.Select(p => (p.Name, p.Parameter, options.GroupLearningRates.GetValueOrDefault(ParameterGroups.Of(p.Name), 1.0))),
+            options.Beta1, options.Beta2, options.Epsilon, options.WeightDecay);
+    }
+
+    public CausalLM Model { get; }
+    public TrainingOptions Options { get; }
+
+    /// <summary>Optimiser steps taken so far (restored from a checkpoint when resumed).</summary>
+    public long Step => optimizer.StepCount;
+
+    public IReadOnlyList<(string Name, TorchSharp.Modules.Parameter Parameter)> Trainable => trainable;
+
+    /// <summary>
+    /// One optimiser step over <see cref="TrainingOptions.AccumulationSteps"/> micro-batches of tokens (B, T+1):
+    /// each predicts tokens 1..T from tokens 0..T-1.
+    /// </summary>
+    public StepResult TrainStep(IReadOnlyList<Tensor> microBatches)
+    {
+        if (microBatches.Count != Options.AccumulationSteps)
+            throw new ArgumentException($"Expected {Options.AccumulationSteps} micro-batches, got {microBatches.Count}.");
+        using var scope = NewDisposeScope();
+        optimizer.ZeroGrad();
+        double lossSum = 0, auxSum = 0;
+        foreach (var batch in microBatches)
+        {
+            var (inputs, targets) = Split(batch);
+            var (logits, auxiliary) = Model.ForwardForTraining(inputs);
+            var lmLoss = Ops.LanguageModelLoss(logits, targets);
+            var loss = auxiliary is null ? lmLoss : lmLoss + auxiliary;
+            (loss / microBatches.Count).backward();
+            lossSum += lmLoss.item<float>();
+            auxSum += auxiliary?.item<float>() ?? 0;
+        }
+        double meanLoss = lossSum / microBatches.Count;
+        if (!double.IsFinite(meanLoss) || !double.IsFinite(auxSum))
+        {
+            optimizer.ZeroGrad();
+            throw new NonFiniteLossException(Step, double.IsFinite(meanLoss) ? auxSum : meanLoss);
+        }
+        double norm = Options.GradientClip > 0
+            ? nn.utils.clip_grad_norm_(optimizer.Parameters, Options.GradientClip)
+            : double.NaN;
+        double lr = Options.LearningRateAt(Step);
+        optimizer.Step(lr);
+        optimizer.ZeroGrad();
+        return new StepResult(Step, meanLoss, auxSum / microBatches.Count, norm, lr);
+    }
+
+    /// <summary>Mean LM loss on tokens (B, T+1) without gradients.</summary>
+    public static double EvaluateLoss(CausalLM model, Tensor batch)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var (inputs, targets) = Split(batch);
+        return Ops.LanguageModelLoss(model.forward(inputs), targets).item<float>();
+    }
+
+    internal AdamW Optimizer => optimizer;
+
+    private static (Tensor Inputs, Tensor Targets) Split(Tensor batch)
+    {
+        long t = batch.shape[1] - 1;
+        return (batch.narrow(1, 0, t), batch.narrow(1, 1, t));   // (B, T), (B, T)
+    }
+
+    public void Dispose() => optimizer.Dispose();
+}

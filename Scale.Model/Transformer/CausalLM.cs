@@ -1,0 +1,172 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Scale.Model.Transformer;
+
+/// <summary>
+/// Anything that maps tokens (B, T) to next-token logits (B, T, V): the base decoder and every
+/// variant built on it (SCALE, depth expansion, LoRA).
+/// </summary>
+public abstract class CausalLM : nn.Module<Tensor, Tensor>
+{
+    protected CausalLM(string name, ModelConfig config) : base(name) => Config = config;
+
+    /// <summary>The base configuration this model was built from (vocabulary, heads, rotary).</summary>
+    public ModelConfig Config { get; }
+
+    /// <summary>Logits (B, T, V) for tokens at positions cache.Length …; appends keys and values to the cache.</summary>
+    public abstract Tensor Forward(Tensor tokens, DecodeCache? cache);
+
+    public override Tensor forward(Tensor tokens) => Forward(tokens, null);
+
+    /// <summary>Logits plus any term the method adds to the LM loss (SCALE-Route's gate penalty).</summary>
+    public virtual (Tensor Logits, Tensor? Auxiliary) ForwardForTraining(Tensor tokens) => (Forward(tokens, null), null);
+
+    /// <summary>Every distinct parameter with its first name (tied weights are listed once).</summary>
+    public IReadOnlyList<(string Name, Parameter Parameter)> DistinctParameters()
+    {
+        var seen = new HashSet<IntPtr>();
+        var result = new List<(string, Parameter)>();
+        foreach (var (name, parameter) in named_parameters())
+            if (seen.Add(parameter.Handle)) result.Add((name, parameter));
+        return result;
+    }
+
+    /// <summary>The parameters an optimiser updates, by name.</summary>
+    public IReadOnlyList<(string Name, Parameter Parameter)> TrainableParameters()
+        => DistinctParameters().Where(p => p.Parameter.requires_grad).ToList();
+
+    public long ParameterCount() => DistinctParameters().Sum(p => p.Parameter.numel());
+    public long TrainableParameterCount() => TrainableParameters().Sum(p => p.Parameter.numel());
+
+    private protected Rotary RotaryFor(long start, long length, Device device)
+        => new(Config.HeadDim, Config.RopeTheta, start, length, device);
+}
+
+/// <summary>The LLaMA-style base decoder: embed, L pre-norm blocks, final RMSNorm, LM head.</summary>
+public sealed class Decoder : CausalLM
+{
+    private readonly TokenEmbedding embed_tokens;   // (V, d)
+    private readonly ModuleList<Block> layers;
+    private readonly RmsNorm norm;
+    private readonly Linear? lm_head;               // (V, d); null when tied to the embedding
+
+    internal Decoder(ModelConfig config, TokenEmbedding embedding, IEnumerable<Block> blocks, RmsNorm finalNorm, Linear? head)
+        : base(nameof(Decoder), config)
+    {
+        if (config.TieWordEmbeddings != (head is null))
+            throw new ArgumentException("An LM head must be given exactly when the embeddings are not tied.");
+        embed_tokens = embedding;
+        layers = nn.ModuleList(blocks.ToArray());
+        norm = finalNorm;
+        lm_head = head;
+        RegisterComponents();
+    }
+
+    /// <summary>A freshly initialised decoder (normal(0, 0.02) weights, zero biases, unit norm gains),
+    /// deterministic in the seed.</summary>
+    public static Decoder Create(ModelConfig config, long seed = 0)
+    {
+        config.Validate();
+        var g = new Generator((ulong)seed);
+        var tensors = TensorLayout.Of(config).ToDictionary(t => t.Name, t => t.Role switch
+        {
+            TensorRole.Gain => torch.ones(t.Shape),
+            TensorRole.Bias => torch.zeros(t.Shape),
+            _ => Ops.Normal(t.Shape, 0.02, g),
+        });
+        return FromTensors(config, tensors);
+    }
+
+    /// <summary>
+    /// Builds a decoder around the given tensors (named as <see cref="TensorLayout"/> lists them, HF's names without
+    /// the "model." prefix). Missing, extra or mis-shaped tensors are rejected together, by name.
+    /// </summary>
+    public static Decoder FromTensors(ModelConfig config, IReadOnlyDictionary<string, Tensor> tensors)
+    {
+        config.Validate();
+        TensorLayout.Check(config, tensors);
+        Parameter P(string name) => new(tensors[name].to(ScalarType.Float32).contiguous(), requires_grad: false);
+        Linear L(string name) => Linears.FromTensors(P(name + ".weight"), tensors.ContainsKey(name + ".bias") ? P(name + ".bias") : null);
+        var embedding = new TokenEmbedding(P("embed_tokens.weight"));
+        var blocks = Enumerable.Range(0, config.NumLayers).Select(i =>
+        {
+            var at = $"layers.{i}";
+            return new Block(
+                new RmsNorm(P($"{at}.input_layernorm.weight"), config.RmsNormEps),
+                new Attention(L($"{at}.self_attn.q_proj"), L($"{at}.self_attn.k_proj"), L($"{at}.self_attn.v_proj"),
+                              L($"{at}.self_attn.o_proj"), config.NumHeads, config.NumKvHeads),
+                new RmsNorm(P($"{at}.post_attention_layernorm.weight"), config.RmsNormEps),
+                new Mlp(L($"{at}.mlp.gate_proj"), L($"{at}.mlp.up_proj"), L($"{at}.mlp.down_proj")));
+        }).ToList();
+        var head = config.TieWordEmbeddings ? null : L("lm_head");
+        return new Decoder(config, embedding, blocks, new RmsNorm(P("norm.weight"), config.RmsNormEps), head);
+    }
+
+    /// <summary>Every tensor by its checkpoint name (tied heads appear once, as the embedding).</summary>
+    public Dictionary<string, Tensor> StateTensors()
+        => DistinctParameters().ToDictionary(p => p.Name, p => (Tensor)p.Parameter);
+
+    internal TokenEmbedding Embedding => embed_tokens;
+    internal IReadOnlyList<Block> Blocks => layers.ToList();
+    internal RmsNorm FinalNorm => norm;
+    /// <summary>The LM head's weight (V, d): the embedding when tied.</summary>
+    internal Parameter HeadWeight => lm_head?.weight ?? embed_tokens.Weight;
+
+    public override Tensor Forward(Tensor tokens, DecodeCache? cache)
+    {
+        using var scope = NewDisposeScope();
+        var x = RunBlocks(tokens, cache, null);
+        return Head(x).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The residual stream after the embedding and after each block: L + 1 tensors (B, T, d).</summary>
+    public IReadOnlyList<Tensor> HiddenStates(Tensor tokens)
+    {
+        using var scope = NewDisposeScope();
+        var states = new List<Tensor>();
+        RunBlocks(tokens, null, states);
+        return states.Select(s => s.MoveToOuterDisposeScope()).ToList();
+    }
+
+    private Tensor RunBlocks(Tensor tokens, DecodeCache? cache, List<Tensor>? states)
+    {
+        long start = cache?.Length ?? 0;
+        var rope = RotaryFor(start, tokens.shape[1], tokens.device);
+        var x = embed_tokens.call(tokens);                 // (B, T, d)
+        states?.Add(x);
+        for (int i = 0; i < layers.Count; i++)
+        {
+            x = layers[i].Forward(x, rope, cache?.Slot(i));
+            states?.Add(x);
+        }
+        cache?.Advance(tokens.shape[1]);
+        return x;
+    }
+
+    private Tensor Head(Tensor x)
+    {
+        var h = norm.call(x);
+        return lm_head is null ? nn.functional.linear(h, embed_tokens.Weight) : lm_head.call(h);   // (B, T, V)
+    }
+
+    /// <summary>Marks every parameter frozen: a base shared by variants never trains.</summary>
+    public Decoder Freeze()
+    {
+        foreach (var p in parameters()) p.requires_grad = false;
+        return this;
+    }
+
+    /// <summary>An independent copy of every tensor (for full fine-tuning, which must not touch a shared base).</summary>
+    public Decoder DeepClone()
+    {
+        var embedding = new TokenEmbedding(new Parameter(embed_tokens.Weight.detach().clone()));
+        return new Decoder(Config, embedding, layers.Select(b => b.DeepClone()), Linears.CloneNorm(norm),
+                           lm_head is null ? null : Linears.Clone(lm_head));
+    }
+
+    /// <summary>A decoder that shares this one's embedding, norms and head, with a different list of blocks.</summary>
+    internal Decoder WithBlocks(IEnumerable<Block> blocks, ModelConfig? config = null)
+        => new(config ?? Config, embed_tokens, blocks, norm, lm_head);
+}

@@ -1,0 +1,165 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Scale.Model.Transformer;
+
+// Submodule and parameter field names are the checkpoint names (HF Llama layout), hence snake_case.
+
+/// <summary>RMSNorm with a learned gain.</summary>
+internal sealed class RmsNorm : nn.Module<Tensor, Tensor>
+{
+    private readonly Parameter weight;   // (d)
+    private readonly double eps;
+
+    public RmsNorm(Parameter weight, double eps) : base(nameof(RmsNorm))
+    {
+        this.weight = weight;
+        this.eps = eps;
+        RegisterComponents();
+    }
+
+    public static RmsNorm Ones(int width, double eps) => new(new Parameter(torch.ones(width)), eps);
+
+    internal Parameter Weight => weight;
+    internal double Eps => eps;
+
+    public override Tensor forward(Tensor x) => Ops.RmsNorm(x, weight, eps);
+}
+
+/// <summary>Token embedding: a lookup of rows of E (V, d). (TorchSharp's Embedding hands out a new wrapper of its
+/// weight on every access, which defeats sharing the base's tensors by reference.)</summary>
+internal sealed class TokenEmbedding : nn.Module<Tensor, Tensor>
+{
+    private readonly Parameter weight;   // (V, d)
+
+    public TokenEmbedding(Parameter weight) : base(nameof(TokenEmbedding))
+    {
+        this.weight = weight;
+        RegisterComponents();
+    }
+
+    internal Parameter Weight => weight;
+
+    /// <summary>tokens (B, T) → (B, T, d).</summary>
+    public override Tensor forward(Tensor tokens) => Lookup(weight, tokens);
+
+    internal static Tensor Lookup(Tensor table, Tensor tokens)
+        => table.index_select(0, tokens.reshape(-1)).view(tokens.shape[0], tokens.shape[1], -1);
+}
+
+/// <summary>Causal self-attention with rotary positions and grouped-query heads.</summary>
+internal sealed class Attention : nn.Module
+{
+    private readonly nn.Module<Tensor, Tensor> q_proj;   // d → h·hs
+    private readonly nn.Module<Tensor, Tensor> k_proj;   // d → kv·hs
+    private readonly nn.Module<Tensor, Tensor> v_proj;   // d → kv·hs
+    private readonly nn.Module<Tensor, Tensor> o_proj;   // h·hs → d
+    private readonly int heads, kvHeads;
+
+    public Attention(nn.Module<Tensor, Tensor> q, nn.Module<Tensor, Tensor> k, nn.Module<Tensor, Tensor> v,
+                     nn.Module<Tensor, Tensor> o, int heads, int kvHeads) : base(nameof(Attention))
+    {
+        (q_proj, k_proj, v_proj, o_proj) = (q, k, v, o);
+        (this.heads, this.kvHeads) = (heads, kvHeads);
+        RegisterComponents();
+    }
+
+    internal IReadOnlyList<(string Name, nn.Module<Tensor, Tensor> Module)> Projections =>
+        [("q_proj", q_proj), ("k_proj", k_proj), ("v_proj", v_proj), ("o_proj", o_proj)];
+
+    internal int Heads => heads;
+    internal int KvHeads => kvHeads;
+
+    internal Tensor Forward(Tensor h, Rotary rope, KvCache? cache)
+        => o_proj.call(Ops.Attend(q_proj.call(h), k_proj.call(h), v_proj.call(h), heads, kvHeads, rope, cache));
+}
+
+/// <summary>SwiGLU feed-forward: down(silu(gate(h)) ⊙ up(h)).</summary>
+internal sealed class Mlp : nn.Module<Tensor, Tensor>
+{
+    private readonly nn.Module<Tensor, Tensor> gate_proj;   // d → f
+    private readonly nn.Module<Tensor, Tensor> up_proj;     // d → f
+    private readonly nn.Module<Tensor, Tensor> down_proj;   // f → d
+
+    public Mlp(nn.Module<Tensor, Tensor> gate, nn.Module<Tensor, Tensor> up, nn.Module<Tensor, Tensor> down) : base(nameof(Mlp))
+    {
+        (gate_proj, up_proj, down_proj) = (gate, up, down);
+        RegisterComponents();
+    }
+
+    internal IReadOnlyList<(string Name, nn.Module<Tensor, Tensor> Module)> Projections =>
+        [("gate_proj", gate_proj), ("up_proj", up_proj), ("down_proj", down_proj)];
+
+    public override Tensor forward(Tensor h) => down_proj.call(Ops.SwiGlu(gate_proj.call(h), up_proj.call(h)));
+}
+
+/// <summary>A pre-norm decoder block: x + attn(norm(x)), then x + mlp(norm(x)).</summary>
+internal sealed class Block : nn.Module
+{
+    private readonly RmsNorm input_layernorm;
+    private readonly Attention self_attn;
+    private readonly RmsNorm post_attention_layernorm;
+    private readonly Mlp mlp;
+
+    public Block(RmsNorm inputNorm, Attention attention, RmsNorm postAttentionNorm, Mlp mlp) : base(nameof(Block))
+    {
+        input_layernorm = inputNorm;
+        self_attn = attention;
+        post_attention_layernorm = postAttentionNorm;
+        this.mlp = mlp;
+        RegisterComponents();
+    }
+
+    internal RmsNorm InputNorm => input_layernorm;
+    internal Attention SelfAttention => self_attn;
+    internal RmsNorm PostAttentionNorm => post_attention_layernorm;
+    internal Mlp FeedForward => mlp;
+
+    internal Tensor Forward(Tensor x, Rotary rope, KvCache? cache)
+    {
+        x = x + self_attn.Forward(input_layernorm.call(x), rope, cache);
+        return x + mlp.call(post_attention_layernorm.call(x));
+    }
+
+    /// <summary>A block like this one with every linear replaced by <paramref name="map"/>(name, linear);
+    /// norms are shared, not copied.</summary>
+    internal Block MapLinears(Func<string, nn.Module<Tensor, Tensor>, nn.Module<Tensor, Tensor>> map)
+    {
+        var a = self_attn.Projections.ToDictionary(p => p.Name, p => map(p.Name, p.Module));
+        var m = mlp.Projections.ToDictionary(p => p.Name, p => map(p.Name, p.Module));
+        return new Block(input_layernorm,
+            new Attention(a["q_proj"], a["k_proj"], a["v_proj"], a["o_proj"], self_attn.Heads, self_attn.KvHeads),
+            post_attention_layernorm,
+            new Mlp(m["gate_proj"], m["up_proj"], m["down_proj"]));
+    }
+
+    /// <summary>An independent copy with its own tensors (values equal, gradients off).</summary>
+    internal Block DeepClone()
+    {
+        var copy = MapLinears((_, linear) => Linears.Clone(Linears.Require(linear)));
+        return new Block(Linears.CloneNorm(input_layernorm), copy.self_attn,
+                         Linears.CloneNorm(post_attention_layernorm), copy.mlp);
+    }
+}
+
+/// <summary>Helpers to create and copy the plain linear maps of a base model.</summary>
+internal static class Linears
+{
+    public static Linear FromTensors(Tensor weight, Tensor? bias)
+    {
+        var linear = nn.Linear(weight.shape[1], weight.shape[0], hasBias: bias is not null);
+        linear.weight = new Parameter(weight);
+        if (bias is not null) linear.bias = new Parameter(bias);
+        return linear;
+    }
+
+    public static Linear Clone(Linear linear)
+        => FromTensors(linear.weight!.detach().clone(), linear.bias?.detach().clone());
+
+    public static RmsNorm CloneNorm(RmsNorm norm) => new(new Parameter(norm.Weight.detach().clone()), norm.Eps);
+
+    public static Linear Require(nn.Module<Tensor, Tensor> module)
+        => module as Linear ?? throw new InvalidOperationException(
+            $"Expected a plain linear layer, found {module.GetType().Name}: expansions and adapters apply to a base model, not to an already adapted one.");
+}

@@ -1,0 +1,86 @@
+using System.Text.Json.Serialization;
+
+namespace Scale.Model.Transformer;
+
+/// <summary>
+/// The shape of a LLaMA-style decoder. Field names follow Hugging Face's LlamaConfig so that a
+/// base model's config.json is readable by both Scale and HF tooling.
+/// </summary>
+public sealed record ModelConfig
+{
+    /// <summary>Token vocabulary size V.</summary>
+    [JsonPropertyName("vocab_size")] public int VocabSize { get; init; } = 512;
+
+    /// <summary>Residual width d.</summary>
+    [JsonPropertyName("hidden_size")] public int HiddenSize { get; init; } = 256;
+
+    /// <summary>Number of decoder blocks L.</summary>
+    [JsonPropertyName("num_hidden_layers")] public int NumLayers { get; init; } = 4;
+
+    /// <summary>Query heads h.</summary>
+    [JsonPropertyName("num_attention_heads")] public int NumHeads { get; init; } = 4;
+
+    /// <summary>Key/value heads for grouped-query attention; null means h (plain multi-head attention).</summary>
+    [JsonPropertyName("num_key_value_heads")] public int? NumKvHeadsOrNull { get; init; }
+
+    /// <summary>Head size d_h; null means d / h.</summary>
+    [JsonPropertyName("head_dim")] public int? HeadDimOrNull { get; init; }
+
+    /// <summary>SwiGLU feed-forward width f.</summary>
+    [JsonPropertyName("intermediate_size")] public int IntermediateSize { get; init; } = 688;
+
+    /// <summary>Rotary base θ.</summary>
+    [JsonPropertyName("rope_theta")] public double RopeTheta { get; init; } = 10000.0;
+
+    /// <summary>RMSNorm ε.</summary>
+    [JsonPropertyName("rms_norm_eps")] public double RmsNormEps { get; init; } = 1e-5;
+
+    /// <summary>LM head shares the embedding matrix.</summary>
+    [JsonPropertyName("tie_word_embeddings")] public bool TieWordEmbeddings { get; init; }
+
+    /// <summary>Bias on the q, k, v projections (Qwen2 has them; Llama and Mistral do not).</summary>
+    [JsonPropertyName("attention_bias")] public bool AttentionBias { get; init; }
+
+    /// <summary>Longest position the model was trained for; informational, rotary tables are computed on demand.</summary>
+    [JsonPropertyName("max_position_embeddings")] public int MaxPositionEmbeddings { get; init; } = 2048;
+
+    [JsonIgnore] public int NumKvHeads => NumKvHeadsOrNull ?? NumHeads;
+    [JsonIgnore] public int HeadDim => HeadDimOrNull ?? (NumHeads > 0 ? HiddenSize / NumHeads : 0);
+    [JsonIgnore] public int QueryWidth => NumHeads * HeadDim;
+    [JsonIgnore] public int KvWidth => NumKvHeads * HeadDim;
+    [JsonIgnore] public int KvGroups => NumHeads / NumKvHeads;
+
+    /// <summary>Checks every field and every combination; throws naming the field at fault.</summary>
+    public ModelConfig Validate()
+    {
+        Require(VocabSize > 0, "vocab_size", $"must be positive, got {VocabSize}");
+        Require(HiddenSize > 0, "hidden_size", $"must be positive, got {HiddenSize}");
+        Require(NumLayers > 0, "num_hidden_layers", $"must be at least 1, got {NumLayers}");
+        Require(NumHeads > 0, "num_attention_heads", $"must be at least 1, got {NumHeads}");
+        Require(IntermediateSize > 0, "intermediate_size", $"must be positive, got {IntermediateSize}");
+        Require(RmsNormEps > 0, "rms_norm_eps", $"must be positive, got {RmsNormEps}");
+        Require(RopeTheta > 0, "rope_theta", $"must be positive, got {RopeTheta}");
+        if (HeadDimOrNull is { } headDim)
+            Require(headDim > 0 && headDim % 2 == 0, "head_dim", $"must be positive and even (rotary pairs), got {headDim}");
+        else
+            Require(HiddenSize % NumHeads == 0, "num_attention_heads",
+                $"{NumHeads} heads do not divide hidden_size {HiddenSize}; set head_dim or change the head count");
+        Require(HeadDim % 2 == 0, "head_dim", $"head size {HeadDim} must be even for rotary positions");
+        Require(NumKvHeads > 0, "num_key_value_heads", $"must be at least 1, got {NumKvHeads}");
+        Require(NumHeads % NumKvHeads == 0, "num_key_value_heads",
+            $"{NumKvHeads} key/value heads do not divide {NumHeads} query heads");
+        return this;
+    }
+
+    private static void Require(bool ok, string field, string reason)
+    {
+        if (!ok) throw new InvalidModelConfigException(field, reason);
+    }
+}
+
+/// <summary>A model configuration that cannot be built; <see cref="Field"/> names the culprit.</summary>
+public sealed class InvalidModelConfigException(string field, string reason)
+    : ArgumentException($"Invalid model config: {field} {reason}.")
+{
+    public string Field { get; } = field;
+}

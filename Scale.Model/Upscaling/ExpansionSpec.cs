@@ -1,0 +1,155 @@
+using Scale.Model.Transformer;
+
+namespace Scale.Model.Upscaling;
+
+/// <summary>The new tensors SCALE adds (DESIGN.md §1); each can be trained or left as initialised.</summary>
+public enum ExpansionBlock
+{
+    /// <summary>New input → original output, zero-initialised; the only path that changes the base computation.</summary>
+    W12,
+    /// <summary>Original input → new output.</summary>
+    W21,
+    /// <summary>New input → new output.</summary>
+    W22,
+    /// <summary>New embedding columns E_u.</summary>
+    EmbedUp,
+    /// <summary>New LM-head columns H_u, zero-initialised.</summary>
+    HeadUp,
+    /// <summary>Gains of the upscaled part's RMSNorms.</summary>
+    NormUp,
+    /// <summary>SCALE-Route's per-token routers.</summary>
+    Router,
+}
+
+/// <summary>
+/// "Train <see cref="Block"/> in these modules and layers." Null <see cref="Modules"/> means every module;
+/// a null layer bound means unbounded. Items outside any layer (embedding, head, final norm, head router)
+/// match only rules without layer bounds.
+/// </summary>
+public sealed record TrainRule(ExpansionBlock Block, IReadOnlyList<string>? Modules = null, int? FirstLayer = null, int? LastLayer = null)
+{
+    /// <summary>Module names a rule may name, by block.</summary>
+    public static readonly IReadOnlyList<string> LinearModules =
+        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+    public static readonly IReadOnlyList<string> NormModules = ["input_layernorm", "post_attention_layernorm", "norm"];
+    public static readonly IReadOnlyList<string> RouterModules = ["router", "head_router"];
+
+    public bool Matches(ExpansionBlock block, string module, int? layer)
+    {
+        if (block != Block) return false;
+        if (Modules is not null && !Modules.Contains(module)) return false;
+        if (layer is null) return FirstLayer is null && LastLayer is null;
+        return (FirstLayer is null || layer >= FirstLayer) && (LastLayer is null || layer <= LastLayer);
+    }
+
+    internal IReadOnlyList<string> AllowedModules => Block switch
+    {
+        ExpansionBlock.W12 or ExpansionBlock.W21 or ExpansionBlock.W22 => LinearModules,
+        ExpansionBlock.NormUp => NormModules,
+        ExpansionBlock.Router => RouterModules,
+        ExpansionBlock.EmbedUp => ["embed_tokens"],
+        ExpansionBlock.HeadUp => ["lm_head"],
+        _ => [],
+    };
+}
+
+/// <summary>SCALE-Route's router: a gate g = sigmoid(w·norm(x) + b) per token.</summary>
+public sealed record RouterSpec
+{
+    /// <summary>λ of the penalty λ·mean(g) that prefers preservation unless adaptation pays.</summary>
+    public double Penalty { get; init; } = 0.01;
+
+    /// <summary>Initial bias b; 0 starts every gate at 0.5.</summary>
+    public double InitBias { get; init; }
+}
+
+/// <summary>
+/// How a base model is widened: extra heads h_u (of the base head size, so d_u = h_u·d_h), extra FFN
+/// units f_u, the init scale of the random new blocks, and which new blocks train. W12 exists only
+/// where a rule trains it; elsewhere it is fixed at zero, which is the same as absent, so it costs nothing.
+/// </summary>
+public sealed record ExpansionSpec
+{
+    /// <summary>Preset name, for reports.</summary>
+    public string Name { get; init; } = "custom";
+
+    /// <summary>Extra attention heads h_u (≥ 1); the upscaled width is d_u = h_u·d_h.</summary>
+    public int HeadsUp { get; init; } = 1;
+
+    /// <summary>Extra FFN units f_u; null means f·h_u/h (the base's FFN ratio).</summary>
+    public int? FfnUp { get; init; }
+
+    /// <summary>Standard deviation of the random init of W21, W22 and E_u.</summary>
+    public double InitScale { get; init; } = 0.02;
+
+    /// <summary>Which new blocks train.</summary>
+    public IReadOnlyList<TrainRule> Train { get; init; } = PreserveRules;
+
+    /// <summary>Non-null for SCALE-Route: every W12 term and the H_u logits term are scaled by a per-token gate.</summary>
+    public RouterSpec? Router { get; init; }
+
+    public int FfnUpFor(ModelConfig config) => FfnUp ?? config.IntermediateSize * HeadsUp / config.NumHeads;
+
+    public bool Trains(ExpansionBlock block, string module, int? layer) => Train.Any(r => r.Matches(block, module, layer));
+
+    private static readonly IReadOnlyList<TrainRule> PreserveRules =
+    [
+        new(ExpansionBlock.W21), new(ExpansionBlock.W22), new(ExpansionBlock.EmbedUp),
+        new(ExpansionBlock.HeadUp), new(ExpansionBlock.NormUp),
+    ];
+
+    /// <summary>SCALE-Preserve: W12 fixed at zero everywhere; W21, W22, E_u, H_u and the new norm gains train.</summary>
+    public static ExpansionSpec Preserve(int headsUp = 1, int? ffnUp = null)
+        => new() { Name = "preserve", HeadsUp = headsUp, FfnUp = ffnUp };
+
+    /// <summary>SCALE-Adapt: Preserve plus W12 trained (from zero) in the given modules and layers (default all).</summary>
+    public static ExpansionSpec Adapt(int headsUp = 1, int? ffnUp = null, IReadOnlyList<string>? modules = null,
+                                      int? firstLayer = null, int? lastLayer = null)
+        => new()
+        {
+            Name = "adapt", HeadsUp = headsUp, FfnUp = ffnUp,
+            Train = [.. PreserveRules, new TrainRule(ExpansionBlock.W12, modules, firstLayer, lastLayer)],
+        };
+
+    /// <summary>SCALE-Route: Adapt plus per-token routers gating every W12 term and the H_u term.</summary>
+    public static ExpansionSpec Route(int headsUp = 1, int? ffnUp = null, RouterSpec? router = null,
+                                      IReadOnlyList<string>? modules = null, int? firstLayer = null, int? lastLayer = null)
+    {
+        var adapt = Adapt(headsUp, ffnUp, modules, firstLayer, lastLayer);
+        return adapt with
+        {
+            Name = "route",
+            Train = [.. adapt.Train, new TrainRule(ExpansionBlock.Router)],
+            Router = router ?? new RouterSpec(),
+        };
+    }
+
+    /// <summary>Rejects an expansion that cannot be built on <paramref name="config"/>, naming the field.</summary>
+    public ExpansionSpec Validate(ModelConfig config)
+    {
+        if (HeadsUp < 1)
+            throw new ArgumentException($"Invalid SCALE expansion: heads_up (h_u) must be at least 1, got {HeadsUp}.");
+        if (FfnUpFor(config) < 0)
+            throw new ArgumentException($"Invalid SCALE expansion: ffn_up (f_u) must be zero or more, got {FfnUpFor(config)}.");
+        if (!(InitScale > 0) || double.IsInfinity(InitScale))
+            throw new ArgumentException($"Invalid SCALE expansion: init_scale must be a positive number, got {InitScale}.");
+        if (Router is { } r && (!(r.Penalty >= 0) || double.IsInfinity(r.Penalty)))
+            throw new ArgumentException($"Invalid SCALE expansion: router penalty λ must be zero or more, got {r.Penalty}.");
+        foreach (var rule in Train)
+        {
+            foreach (var module in rule.Modules ?? [])
+                if (!rule.AllowedModules.Contains(module))
+                    throw new ArgumentException(
+                        $"Invalid SCALE expansion: {rule.Block} has no module '{module}'; choose from {string.Join(", ", rule.AllowedModules)}.");
+            foreach (var (bound, value) in new[] { ("first layer", rule.FirstLayer), ("last layer", rule.LastLayer) })
+                if (value is { } layer && (layer < 0 || layer >= config.NumLayers))
+                    throw new ArgumentException(
+                        $"Invalid SCALE expansion: {rule.Block} {bound} {layer} is outside 0..{config.NumLayers - 1}.");
+            if (rule is { FirstLayer: { } first, LastLayer: { } last } && first > last)
+                throw new ArgumentException($"Invalid SCALE expansion: {rule.Block} layer range {first}..{last} is empty.");
+        }
+        if (Router is null && Train.Any(r => r.Block == ExpansionBlock.Router))
+            throw new ArgumentException("Invalid SCALE expansion: a rule trains the router, but no router is configured (use the Route preset).");
+        return this;
+    }
+}

@@ -1,0 +1,181 @@
+using Scale.Model.Transformer;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Scale.Model.Upscaling;
+
+// Field names are checkpoint names: the base's tensors keep the base's names (weight, bias), the new
+// blocks are w12 / w21 / w22 / weight_u, so a trial checkpoint reads like the block matrix.
+
+/// <summary>
+/// A widened linear map around a frozen base weight W:
+/// <code>
+///   [ y   ]   [ W    W12 ] [ x   ]        y   = W x + g·(W12 x_u)
+///   [ y_u ] = [ W21  W22 ] [ x_u ]        y_u = W21 x + W22 x_u
+/// </code>
+/// g is SCALE-Route's per-token gate (absent for Preserve and Adapt). W12 is null where it is fixed at zero.
+/// </summary>
+internal sealed class ScaleLinear : nn.Module
+{
+    private readonly Parameter weight;    // W   (out, in)     frozen, the base's own tensor
+    private readonly Parameter? bias;     //     (out)         frozen, the base's own tensor
+    private readonly Parameter? w12;      // W12 (out, in_u)   zero at init
+    private readonly Parameter w21;       // W21 (out_u, in)
+    private readonly Parameter w22;       // W22 (out_u, in_u)
+
+    public ScaleLinear(Linear baseLinear, long inUp, long outUp, BlockTraining train, double initScale, Generator g)
+        : base(nameof(ScaleLinear))
+    {
+        weight = baseLinear.weight!;
+        bias = baseLinear.bias;
+        var (outFeatures, inFeatures) = (weight.shape[0], weight.shape[1]);
+        w12 = train.W12 ? new Parameter(torch.zeros(outFeatures, inUp)) : null;
+        w21 = new Parameter(Ops.Normal([outUp, inFeatures], initScale, g), train.W21);
+        w22 = new Parameter(Ops.Normal([outUp, inUp], initScale, g), train.W22);
+        RegisterComponents();
+    }
+
+    public (Tensor Y, Tensor YUp) Forward(Tensor x, Tensor xu, Tensor? gate)
+    {
+        var y = nn.functional.linear(x, weight, bias);
+        if (w12 is not null)
+        {
+            var adaptation = nn.functional.linear(xu, w12);
+            y = y + (gate is null ? adaptation : gate * adaptation);
+        }
+        var yu = nn.functional.linear(x, w21) + nn.functional.linear(xu, w22);
+        return (y, yu);
+    }
+}
+
+/// <summary>Which of a linear map's new blocks train.</summary>
+internal readonly record struct BlockTraining(bool W12, bool W21, bool W22);
+
+/// <summary>Split RMSNorm: the original part is normalised over original coordinates only (with the base's gain),
+/// the upscaled part over its own (with a new gain), so the original stream is never rescaled.</summary>
+internal sealed class SplitRmsNorm : nn.Module
+{
+    private readonly Parameter weight;     // (d)   frozen, the base's gain
+    private readonly Parameter weight_u;   // (d_u) new gain, ones at init
+    private readonly double eps;
+
+    public SplitRmsNorm(RmsNorm baseNorm, long widthUp, bool trainUp) : base(nameof(SplitRmsNorm))
+    {
+        weight = baseNorm.Weight;
+        weight_u = new Parameter(torch.ones(widthUp), trainUp);
+        eps = baseNorm.Eps;
+        RegisterComponents();
+    }
+
+    public (Tensor H, Tensor HUp) Forward(Tensor x, Tensor xu) => (Ops.RmsNorm(x, weight, eps), Ops.RmsNorm(xu, weight_u, eps));
+}
+
+/// <summary>SCALE-Route's router: g = sigmoid(w·h + b), one gate per token, reading the normalised original stream.</summary>
+internal sealed class Router : nn.Module<Tensor, Tensor>
+{
+    private readonly Parameter weight;   // (1, d)
+    private readonly Parameter bias;     // (1)
+
+    public Router(long width, RouterSpec spec, bool train, double initScale, Generator g) : base(nameof(Router))
+    {
+        weight = new Parameter(Ops.Normal([1, width], initScale, g), train);
+        bias = new Parameter(torch.full(1, spec.InitBias), train);
+        RegisterComponents();
+    }
+
+    /// <summary>h: (B, T, d) → g: (B, T, 1).</summary>
+    public override Tensor forward(Tensor h) => torch.sigmoid(nn.functional.linear(h, weight, bias));
+}
+
+/// <summary>Attention with h base heads (reading the original stream) and h_u new heads (reading the
+/// upscaled stream); each group attends on its own, so new heads never alter the base heads' pattern.</summary>
+internal sealed class ScaleAttention : nn.Module
+{
+    private readonly ScaleLinear q_proj, k_proj, v_proj, o_proj;
+    private readonly int heads, kvHeads, headsUp;
+
+    public ScaleAttention(ScaleLinear q, ScaleLinear k, ScaleLinear v, ScaleLinear o, int heads, int kvHeads, int headsUp)
+        : base(nameof(ScaleAttention))
+    {
+        (q_proj, k_proj, v_proj, o_proj) = (q, k, v, o);
+        (this.heads, this.kvHeads, this.headsUp) = (heads, kvHeads, headsUp);
+        RegisterComponents();
+    }
+
+    public (Tensor A, Tensor AUp) Forward(Tensor h, Tensor hu, Tensor? gate, Rotary rope, KvCache? baseCache, KvCache? upCache)
+    {
+        var (q, qu) = q_proj.Forward(h, hu, gate);                       // (B, T, h·hs), (B, T, h_u·hs)
+        var (k, ku) = k_proj.Forward(h, hu, gate);                       // (B, T, kv·hs), (B, T, h_u·hs)
+        var (v, vu) = v_proj.Forward(h, hu, gate);
+        var a = Ops.Attend(q, k, v, heads, kvHeads, rope, baseCache);   // (B, T, h·hs)
+        var au = Ops.Attend(qu, ku, vu, headsUp, headsUp, rope, upCache);  // (B, T, h_u·hs)
+        return o_proj.Forward(a, au, gate);                              // (B, T, d), (B, T, d_u)
+    }
+}
+
+/// <summary>SwiGLU with f base units and f_u new units.</summary>
+internal sealed class ScaleMlp : nn.Module
+{
+    private readonly ScaleLinear gate_proj, up_proj, down_proj;
+
+    public ScaleMlp(ScaleLinear gate, ScaleLinear up, ScaleLinear down) : base(nameof(ScaleMlp))
+    {
+        (gate_proj, up_proj, down_proj) = (gate, up, down);
+        RegisterComponents();
+    }
+
+    public (Tensor M, Tensor MUp) Forward(Tensor h, Tensor hu, Tensor? gate)
+    {
+        var (g, gu) = gate_proj.Forward(h, hu, gate);   // (B, T, f), (B, T, f_u)
+        var (u, uu) = up_proj.Forward(h, hu, gate);
+        return down_proj.Forward(Ops.SwiGlu(g, u), Ops.SwiGlu(gu, uu), gate);
+    }
+}
+
+/// <summary>A widened pre-norm block; the original stream follows exactly the base block's operations.</summary>
+internal sealed class ScaleBlock : nn.Module
+{
+    private readonly SplitRmsNorm input_layernorm;
+    private readonly Router? router;
+    private readonly ScaleAttention self_attn;
+    private readonly SplitRmsNorm post_attention_layernorm;
+    private readonly ScaleMlp mlp;
+
+    public ScaleBlock(SplitRmsNorm inputNorm, Router? router, ScaleAttention attention, SplitRmsNorm postNorm, ScaleMlp mlp)
+        : base(nameof(ScaleBlock))
+    {
+        input_layernorm = inputNorm;
+        this.router = router;
+        self_attn = attention;
+        post_attention_layernorm = postNorm;
+        this.mlp = mlp;
+        RegisterComponents();
+    }
+
+    public (Tensor X, Tensor XUp) Forward(Tensor x, Tensor xu, Rotary rope, GateSource gates, KvCache? baseCache, KvCache? upCache)
+    {
+        var (h, hu) = input_layernorm.Forward(x, xu);
+        var gate = gates.For(router, h);                                  // (B, T, 1) or null
+        var (a, au) = self_attn.Forward(h, hu, gate, rope, baseCache, upCache);
+        (x, xu) = (x + a, xu + au);
+        (h, hu) = post_attention_layernorm.Forward(x, xu);
+        var (m, mu) = mlp.Forward(h, hu, gate);
+        return (x + m, xu + mu);
+    }
+}
+
+/// <summary>Where a forward pass takes its gates from: the routers, or a forced constant (tests and ablations);
+/// optionally records them for the penalty.</summary>
+internal sealed class GateSource(double? forced, List<Tensor>? record)
+{
+    public Tensor? For(Router? router, Tensor h)
+    {
+        if (router is null) return null;
+        var gate = forced is { } value
+            ? torch.full(h.shape[0], h.shape[1], 1, value, dtype: h.dtype, device: h.device)
+            : router.call(h);
+        record?.Add(gate);
+        return gate;
+    }
+}
