@@ -1,1 +1,14 @@
-return 0;
+using Scale.Host.Commands;
+using Spectre.Console.Cli;
+
+var app = new CommandApp();
+app.Configure(config =>
+{
+    config.SetApplicationName("scale");
+    config.AddCommand<BenchCommand>("bench")
+        .WithDescription("Train every method for a fixed number of steps on the bench configuration and report tokens/s, step time, parameters and peak memory.");
+    config.AddCommand<GenerateCommand>("generate")
+        .WithDescription("Greedy-generate a continuation from a base or imported Hugging Face model directory.");
+    config.PropagateExceptions();
+});
+return CommandErrors.Run(() => app.Run(args));

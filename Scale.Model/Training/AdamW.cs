@@ -33,7 +33,11 @@ internal sealed class AdamW : IDisposable
 
     public void ZeroGrad()
     {
-        foreach (var s in slots) s.Parameter.grad = null;
+        foreach (var s in slots)
+        {
+            using var grad = s.Parameter.grad;
+            if (grad is not null) s.Parameter.grad = null;
+        }
     }
 
     /// <summary>One update at base learning rate <paramref name="lr"/> (each parameter scaled by its group's multiplier).</summary>
@@ -46,7 +50,8 @@ internal sealed class AdamW : IDisposable
         using var noGrad = no_grad();
         foreach (var s in slots)
         {
-            var grad = s.Parameter.grad;
+            // Dispose the wrapper now: a gradient's storage stays alive as long as any wrapper of it does.
+            using var grad = s.Parameter.grad;
             if (grad is null) continue;
             double rate = lr * s.LrMultiplier;
             if (weightDecay != 0) s.Parameter.mul_(1 - rate * weightDecay);

@@ -77,6 +77,7 @@ public sealed class TrainingSession : IDisposable
         double lr = Options.LearningRateAt(Step);
         optimizer.Step(lr);
         optimizer.ZeroGrad();
+        ReleaseNativeGarbage();
         return new StepResult(Step, meanLoss, auxSum / microBatches.Count, norm, lr);
     }
 
@@ -90,6 +91,15 @@ public sealed class TrainingSession : IDisposable
     }
 
     internal AdamW Optimizer => optimizer;
+
+    /// <summary>
+    /// Some TorchSharp objects release native memory only in their finalizers. A training step allocates almost
+    /// nothing on the managed heap, so the GC never runs on its own and those objects pile up: measured on the
+    /// bench configuration, peak RSS grew by about 10 MB a step (630 MB after 5 steps, 1.2 GB after 60) and
+    /// never levelled off. A gen-0 collection per step (a managed heap of a few MB: well under a millisecond)
+    /// keeps it flat. Every tensor is still disposed by its scope; this only collects what the scopes cannot.
+    /// </summary>
+    internal static void ReleaseNativeGarbage() => GC.Collect(0, GCCollectionMode.Forced, blocking: false);
 
     private static (Tensor Inputs, Tensor Targets) Split(Tensor batch)
     {

@@ -91,7 +91,11 @@ internal sealed class Mlp : nn.Module<Tensor, Tensor>
     internal IReadOnlyList<(string Name, nn.Module<Tensor, Tensor> Module)> Projections =>
         [("gate_proj", gate_proj), ("up_proj", up_proj), ("down_proj", down_proj)];
 
-    public override Tensor forward(Tensor h) => down_proj.call(Ops.SwiGlu(gate_proj.call(h), up_proj.call(h)));
+    public override Tensor forward(Tensor h)
+    {
+        using var scope = NewDisposeScope();
+        return down_proj.call(Ops.SwiGlu(gate_proj.call(h), up_proj.call(h))).MoveToOuterDisposeScope();
+    }
 }
 
 /// <summary>A pre-norm decoder block: x + attn(norm(x)), then x + mlp(norm(x)).</summary>
@@ -118,8 +122,9 @@ internal sealed class Block : nn.Module
 
     internal Tensor Forward(Tensor x, Rotary rope, KvCache? cache)
     {
+        using var scope = NewDisposeScope();
         x = x + self_attn.Forward(input_layernorm.call(x), rope, cache);
-        return x + mlp.call(post_attention_layernorm.call(x));
+        return (x + mlp.call(post_attention_layernorm.call(x))).MoveToOuterDisposeScope();
     }
 
     /// <summary>A block like this one with every linear replaced by <paramref name="map"/>(name, linear);

@@ -4,15 +4,25 @@ using static TorchSharp.torch;
 namespace Scale.Model.Transformer;
 
 /// <summary>Small pure functions for the decoder's maths, shared by the base model and every variant
-/// so that the original stream is computed by exactly the same operations everywhere.</summary>
+/// so that the original stream is computed by exactly the same operations everywhere. Each function keeps
+/// its temporaries in a dispose scope of its own: a tensor that autograd needs stays alive through autograd,
+/// and everything else is freed at once instead of at the end of the whole forward pass (measured on the
+/// bench configuration: the forward's peak memory fell by hundreds of MB).</summary>
 internal static class Ops
 {
     /// <summary>RMSNorm: x / sqrt(mean(x²) + ε) · gain, over the last dimension.</summary>
     public static Tensor RmsNorm(Tensor x, Tensor gain, double eps)
-        => x * torch.rsqrt(x.pow(2).mean([-1L], keepdim: true) + eps) * gain;
+    {
+        using var scope = NewDisposeScope();
+        return (x * torch.rsqrt(x.pow(2).mean([-1L], keepdim: true) + eps) * gain).MoveToOuterDisposeScope();
+    }
 
     /// <summary>SwiGLU: silu(gate) ⊙ up.</summary>
-    public static Tensor SwiGlu(Tensor gate, Tensor up) => nn.functional.silu(gate) * up;
+    public static Tensor SwiGlu(Tensor gate, Tensor up)
+    {
+        using var scope = NewDisposeScope();
+        return (nn.functional.silu(gate) * up).MoveToOuterDisposeScope();
+    }
 
     /// <summary>(B, T, n·hs) → (B, n, T, hs).</summary>
     public static Tensor SplitHeads(Tensor x, int heads)
@@ -43,6 +53,7 @@ internal static class Ops
     /// </summary>
     public static Tensor Attend(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, Rotary rope, KvCache? cache)
     {
+        using var scope = NewDisposeScope();
         var qh = rope.Apply(SplitHeads(q, heads));        // (B, h, T, hs)
         var kh = rope.Apply(SplitHeads(k, kvHeads));      // (B, kv, T, hs)
         var vh = SplitHeads(v, kvHeads);                  // (B, kv, T, hs)
@@ -61,7 +72,7 @@ internal static class Ops
             var allowed = torch.ones(t, s, dtype: ScalarType.Bool, device: q.device).tril(s - t);
             attended = nn.functional.scaled_dot_product_attention(qh, kh, vh, attn_mask: allowed);
         }
-        return MergeHeads(attended);                      // (B, T, h·hs)
+        return MergeHeads(attended).MoveToOuterDisposeScope();   // (B, T, h·hs)
     }
 
     /// <summary>Mean token cross-entropy of logits (B, T, V) against targets (B, T).</summary>
@@ -95,8 +106,9 @@ internal sealed class Rotary
     /// <summary>x: (B, n, T, hs) → x·cos + rotate_half(x)·sin.</summary>
     public Tensor Apply(Tensor x)
     {
-        var halves = x.chunk(2, -1);
-        var rotated = torch.cat([-halves[1], halves[0]], dim: -1);
-        return x * cos + rotated * sin;
+        using var scope = NewDisposeScope();
+        long half = x.shape[^1] / 2;
+        var rotated = torch.cat([x.narrow(-1, half, half).neg(), x.narrow(-1, 0, half)], dim: -1);
+        return (x * cos + rotated * sin).MoveToOuterDisposeScope();
     }
 }

@@ -37,15 +37,29 @@ internal sealed class ScaleLinear : nn.Module
     }
 
     public (Tensor Y, Tensor YUp) Forward(Tensor x, Tensor xu, Tensor? gate)
+        => (Original(x, xu, gate), nn.functional.linear(x, w21) + nn.functional.linear(xu, w22));
+
+    /// <summary>y = W x + g·(W12 x_u): exactly the base's operation when W12 is absent.</summary>
+    private Tensor Original(Tensor x, Tensor xu, Tensor? gate)
     {
         var y = nn.functional.linear(x, weight, bias);
-        if (w12 is not null)
-        {
-            var adaptation = nn.functional.linear(xu, w12);
-            y = y + (gate is null ? adaptation : gate * adaptation);
-        }
-        var yu = nn.functional.linear(x, w21) + nn.functional.linear(xu, w22);
-        return (y, yu);
+        if (w12 is null) return y;
+        var adaptation = nn.functional.linear(xu, w12);
+        return y + (gate is null ? adaptation : gate * adaptation);
+    }
+
+    /// <summary>
+    /// Several widened maps that read the same input (q, k, v; gate, up), computed together: the new outputs
+    /// come from one W21 and one W22 product over the concatenated blocks instead of one small product each,
+    /// which keeps the matrix units busy (the original outputs stay separate, as in the base).
+    /// </summary>
+    public static (Tensor Y, Tensor YUp)[] ForwardShared(Tensor x, Tensor xu, Tensor? gate, params ScaleLinear[] maps)
+    {
+        var w21 = torch.cat(maps.Select(m => (Tensor)m.w21).ToArray(), 0);   // (Σ out_u, in)
+        var w22 = torch.cat(maps.Select(m => (Tensor)m.w22).ToArray(), 0);   // (Σ out_u, in_u)
+        var upscaled = (nn.functional.linear(x, w21) + nn.functional.linear(xu, w22))
+            .split(maps.Select(m => m.w21.shape[0]).ToArray(), -1);
+        return maps.Select((m, i) => (m.Original(x, xu, gate), upscaled[i])).ToArray();
     }
 }
 
@@ -105,12 +119,13 @@ internal sealed class ScaleAttention : nn.Module
 
     public (Tensor A, Tensor AUp) Forward(Tensor h, Tensor hu, Tensor? gate, Rotary rope, KvCache? baseCache, KvCache? upCache)
     {
-        var (q, qu) = q_proj.Forward(h, hu, gate);                       // (B, T, h·hs), (B, T, h_u·hs)
-        var (k, ku) = k_proj.Forward(h, hu, gate);                       // (B, T, kv·hs), (B, T, h_u·hs)
-        var (v, vu) = v_proj.Forward(h, hu, gate);
+        using var scope = NewDisposeScope();
+        var qkv = ScaleLinear.ForwardShared(h, hu, gate, q_proj, k_proj, v_proj);
+        var ((q, qu), (k, ku), (v, vu)) = (qkv[0], qkv[1], qkv[2]);      // (B, T, h·hs | kv·hs), (B, T, h_u·hs)
         var a = Ops.Attend(q, k, v, heads, kvHeads, rope, baseCache);   // (B, T, h·hs)
         var au = Ops.Attend(qu, ku, vu, headsUp, headsUp, rope, upCache);  // (B, T, h_u·hs)
-        return o_proj.Forward(a, au, gate);                              // (B, T, d), (B, T, d_u)
+        var (o, ou) = o_proj.Forward(a, au, gate);                       // (B, T, d), (B, T, d_u)
+        return (o.MoveToOuterDisposeScope(), ou.MoveToOuterDisposeScope());
     }
 }
 
@@ -127,9 +142,11 @@ internal sealed class ScaleMlp : nn.Module
 
     public (Tensor M, Tensor MUp) Forward(Tensor h, Tensor hu, Tensor? gate)
     {
-        var (g, gu) = gate_proj.Forward(h, hu, gate);   // (B, T, f), (B, T, f_u)
-        var (u, uu) = up_proj.Forward(h, hu, gate);
-        return down_proj.Forward(Ops.SwiGlu(g, u), Ops.SwiGlu(gu, uu), gate);
+        using var scope = NewDisposeScope();
+        var gateUp = ScaleLinear.ForwardShared(h, hu, gate, gate_proj, up_proj);
+        var ((g, gu), (u, uu)) = (gateUp[0], gateUp[1]);   // (B, T, f), (B, T, f_u)
+        var (m, mu) = down_proj.Forward(Ops.SwiGlu(g, u), Ops.SwiGlu(gu, uu), gate);
+        return (m.MoveToOuterDisposeScope(), mu.MoveToOuterDisposeScope());
     }
 }
 
@@ -155,13 +172,14 @@ internal sealed class ScaleBlock : nn.Module
 
     public (Tensor X, Tensor XUp) Forward(Tensor x, Tensor xu, Rotary rope, GateSource gates, KvCache? baseCache, KvCache? upCache)
     {
+        using var scope = NewDisposeScope();
         var (h, hu) = input_layernorm.Forward(x, xu);
-        var gate = gates.For(router, h);                                  // (B, T, 1) or null
+        var gate = gates.For(router, h)?.MoveToOuterDisposeScope();       // (B, T, 1) or null; outlives the block (penalty)
         var (a, au) = self_attn.Forward(h, hu, gate, rope, baseCache, upCache);
         (x, xu) = (x + a, xu + au);
         (h, hu) = post_attention_layernorm.Forward(x, xu);
         var (m, mu) = mlp.Forward(h, hu, gate);
-        return (x + m, xu + mu);
+        return ((x + m).MoveToOuterDisposeScope(), (xu + mu).MoveToOuterDisposeScope());
     }
 }
 

@@ -1,0 +1,128 @@
+using System.ComponentModel;
+using System.Diagnostics;
+using System.Text.Json;
+using Scale.Model;
+using Scale.Model.Bench;
+using Spectre.Console;
+using Spectre.Console.Cli;
+
+namespace Scale.Host.Commands;
+
+/// <summary>
+/// `scale bench`: each method runs in a child process of its own (`scale bench --only METHOD --json`), so that
+/// every method's peak memory is its own and not the high-water mark of the methods before it.
+/// </summary>
+internal sealed class BenchCommand : Command<BenchCommand.Settings>
+{
+    public sealed class Settings : CommandSettings
+    {
+        [CommandOption("--json"), Description("Print a JSON array (one object per method) instead of a table.")]
+        public bool Json { get; init; }
+
+        [CommandOption("--methods <LIST>"), Description("Comma-separated methods (default full,preserve,adapt,route,depth,lora).")]
+        public string Methods { get; init; } = string.Join(",", BenchSettings.Methods);
+
+        [CommandOption("--only <METHOD>"), Description("Run one method in this process (used by the parent run).")]
+        public string? Only { get; init; }
+
+        [CommandOption("--steps <N>"), Description("Timed steps per method (default 20)."), DefaultValue(20)]
+        public int Steps { get; init; } = 20;
+
+        [CommandOption("--warmup <N>"), Description("Untimed steps first (default 3)."), DefaultValue(3)]
+        public int Warmup { get; init; } = 3;
+
+        [CommandOption("--threads <N>"), Description("libtorch threads; 0 = all cores (default)."), DefaultValue(0)]
+        public int Threads { get; init; }
+
+        [CommandOption("--device <DEVICE>"), Description("cpu, cuda or cuda:N (default cpu)."), DefaultValue("cpu")]
+        public string Device { get; init; } = "cpu";
+
+        public override ValidationResult Validate()
+        {
+            if (Steps < 1) return ValidationResult.Error($"--steps must be at least 1, got {Steps}.");
+            if (Warmup < 0) return ValidationResult.Error($"--warmup must be zero or more, got {Warmup}.");
+            if (Threads < 0) return ValidationResult.Error($"--threads must be zero or more, got {Threads}.");
+            foreach (var method in MethodList)
+                if (!BenchSettings.Methods.Contains(method))
+                    return ValidationResult.Error($"Unknown bench method '{method}'; choose from {string.Join(", ", BenchSettings.Methods)}.");
+            return ValidationResult.Success();
+        }
+
+        public IReadOnlyList<string> MethodList => (Only ?? Methods)
+            .Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(m => m.ToLowerInvariant()).ToList();
+    }
+
+    private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
+
+    public override int Execute(CommandContext context, Settings settings, CancellationToken cancellation)
+    {
+        var bench = new BenchSettings { Steps = settings.Steps, WarmupSteps = settings.Warmup };
+        if (settings.Only is { } only)
+        {
+            Devices.UseThreads(settings.Threads);
+            var result = ThroughputBench.Run(only, bench, Devices.Parse(settings.Device));
+            Console.WriteLine(JsonSerializer.Serialize(result));
+            return 0;
+        }
+        Devices.Parse(settings.Device);   // fail fast, before any child starts
+        var results = new List<BenchResult>();
+        if (settings.Json)
+        {
+            foreach (var method in settings.MethodList) results.Add(RunChild(method, settings));
+            Console.WriteLine(JsonSerializer.Serialize(results, Indented));
+            return 0;
+        }
+        AnsiConsole.MarkupLine($"[bold]scale bench[/]: d {bench.Model.HiddenSize}, {bench.Model.NumLayers} layers, {bench.Model.NumHeads} heads, " +
+                               $"FFN {bench.Model.IntermediateSize}, vocab {bench.Model.VocabSize}; batch {bench.Batch} × {bench.SequenceLength} tokens; " +
+                               $"{bench.WarmupSteps} + {bench.Steps} steps per method, each in its own process");
+        AnsiConsole.Progress()
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new ElapsedTimeColumn(), new SpinnerColumn())
+            .Start(progress =>
+            {
+                var overall = progress.AddTask("all methods", maxValue: settings.MethodList.Count);
+                foreach (var method in settings.MethodList)
+                {
+                    overall.Description = $"running [blue]{method}[/]";
+                    results.Add(RunChild(method, settings));
+                    overall.Increment(1);
+                }
+                overall.Description = "all methods";
+            });
+        var table = new Table().AddColumns("method", "tokens/s", "step ms", "params", "trainable", "peak RSS MB", "threads");
+        foreach (var r in results)
+            table.AddRow(r.Method, r.TokensPerSecond.ToString("N0"), r.StepMs.ToString("N1"), r.Params.ToString("N0"),
+                         r.TrainableParams.ToString("N0"), r.PeakRssMb.ToString("N0"), r.Threads.ToString());
+        AnsiConsole.Write(table);
+        if (results.FirstOrDefault(r => r.Method == "full") is { } full)
+            foreach (var r in results.Where(r => r.Method != "full"))
+                AnsiConsole.MarkupLine($"  {r.Method}: step time {r.StepMs / full.StepMs:0.00} × full fine-tuning's, peak RSS {r.PeakRssMb / full.PeakRssMb:0.00} ×");
+        return 0;
+    }
+
+    private static BenchResult RunChild(string method, Settings settings)
+    {
+        var start = SelfInvocation.Start(["bench", "--only", method, "--steps", settings.Steps.ToString(), "--warmup",
+            settings.Warmup.ToString(), "--threads", settings.Threads.ToString(), "--device", settings.Device]);
+        using var child = Process.Start(start) ?? throw new InvalidOperationException("Could not start the bench child process.");
+        var stderr = child.StandardError.ReadToEndAsync();
+        var output = child.StandardOutput.ReadToEnd();
+        child.WaitForExit();
+        if (child.ExitCode != 0)
+            throw new InvalidOperationException($"The bench of '{method}' failed (exit {child.ExitCode}): {stderr.Result.Trim()}");
+        var line = output.Split('\n', StringSplitOptions.RemoveEmptyEntries).Last();
+        return JsonSerializer.Deserialize<BenchResult>(line) ?? throw new InvalidOperationException($"The bench of '{method}' printed no result.");
+    }
+}
+
+/// <summary>How to start this same program again as a child process (apphost, or `dotnet scale.dll`).</summary>
+internal static class SelfInvocation
+{
+    public static ProcessStartInfo Start(IEnumerable<string> arguments)
+    {
+        var host = Environment.ProcessPath ?? "dotnet";
+        var start = new ProcessStartInfo(host) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        if (Path.GetFileNameWithoutExtension(host) == "dotnet") start.ArgumentList.Add(typeof(SelfInvocation).Assembly.Location);
+        foreach (var argument in arguments) start.ArgumentList.Add(argument);
+        return start;
+    }
+}

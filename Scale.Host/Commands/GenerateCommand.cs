@@ -1,0 +1,66 @@
+using System.ComponentModel;
+using Scale.Model;
+using Scale.Model.Checkpoints;
+using Scale.Model.Transformer;
+using Spectre.Console;
+using TorchSharp;
+using Spectre.Console.Cli;
+
+namespace Scale.Host.Commands;
+
+internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
+{
+    public sealed class Settings : CommandSettings
+    {
+        [CommandOption("--model <DIR>"), Description("Model directory: config.json + model.safetensors (or shards with an index).")]
+        public string? Model { get; init; }
+
+        [CommandOption("--prompt-ids <IDS>"), Description("Prompt as comma-separated token ids, e.g. 1,2,3.")]
+        public string? PromptIds { get; init; }
+
+        [CommandOption("--prompt <TEXT>"), Description("Prompt as text (needs a tokenizer).")]
+        public string? Prompt { get; init; }
+
+        [CommandOption("--max-new-tokens <N>"), Description("Tokens to generate (default 32)."), DefaultValue(32)]
+        public int MaxNewTokens { get; init; } = 32;
+
+        [CommandOption("--ids"), Description("Print the continuation as token ids.")]
+        public bool Ids { get; init; }
+
+        [CommandOption("--device <DEVICE>"), Description("cpu, cuda or cuda:N (default cpu)."), DefaultValue("cpu")]
+        public string Device { get; init; } = "cpu";
+
+        public override ValidationResult Validate()
+        {
+            if (string.IsNullOrWhiteSpace(Model)) return ValidationResult.Error("--model DIR is required.");
+            if ((PromptIds is null) == (Prompt is null)) return ValidationResult.Error("Give exactly one of --prompt-ids or --prompt.");
+            if (MaxNewTokens < 1) return ValidationResult.Error($"--max-new-tokens must be at least 1, got {MaxNewTokens}.");
+            return ValidationResult.Success();
+        }
+    }
+
+    public override int Execute(CommandContext context, Settings settings, CancellationToken cancellation)
+    {
+        if (settings.Prompt is not null)
+            throw new ArgumentException(
+                "Text prompts need a tokenizer, which Scale's base models do not carry yet; give the prompt as token ids with --prompt-ids 1,2,3.");
+        var prompt = ParseIds(settings.PromptIds!);
+        var device = Devices.Parse(settings.Device);
+        using var model = HfCheckpoint.Load(settings.Model!);
+        model.to(device);
+        var continuation = Generation.Greedy(model, prompt, settings.MaxNewTokens);
+        if (!settings.Ids)
+            CommandErrors.Stderr.MarkupLine("[grey]No tokenizer for this model: printing token ids.[/]");
+        Console.WriteLine(string.Join(",", continuation));
+        return 0;
+    }
+
+    internal static long[] ParseIds(string text)
+    {
+        var parts = text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        if (parts.Length == 0) throw new ArgumentException("--prompt-ids is empty; give ids such as 1,2,3.");
+        return parts.Select(p => long.TryParse(p, out var id) && id >= 0
+            ? id
+            : throw new ArgumentException($"--prompt-ids: '{p}' is not a token id (a non-negative integer).")).ToArray();
+    }
+}

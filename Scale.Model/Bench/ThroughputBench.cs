@@ -1,0 +1,115 @@
+using System.Diagnostics;
+using System.Text.Json.Serialization;
+using Scale.Model.Baselines;
+using Scale.Model.Training;
+using Scale.Model.Transformer;
+using Scale.Model.Upscaling;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Scale.Model.Bench;
+
+/// <summary>The bench configuration: the defaults of shared/bench/torch_reference.py, so figures compare side by side.</summary>
+public sealed record BenchSettings
+{
+    public ModelConfig Model { get; init; } = new()
+    {
+        VocabSize = 512, HiddenSize = 256, NumLayers = 4, NumHeads = 4, IntermediateSize = 688,
+    };
+    public int HeadsUp { get; init; } = 1;
+    public int FfnUp { get; init; } = 172;
+    public int DepthEvery { get; init; } = 2;
+    public LoraSpec Lora { get; init; } = new() { Rank = 8, TargetModules = ["q_proj", "k_proj", "v_proj", "o_proj"] };
+    public int Batch { get; init; } = 16;
+    public int SequenceLength { get; init; } = 128;
+    public int Steps { get; init; } = 20;
+    public int WarmupSteps { get; init; } = 3;
+    public double LearningRate { get; init; } = 1e-3;
+
+    public static readonly IReadOnlyList<string> Methods = ["full", "preserve", "adapt", "route", "depth", "lora"];
+
+    public MethodSpec MethodFor(string name) => name switch
+    {
+        "depth" => new MethodSpec { Kind = MethodKind.Depth, DepthEvery = DepthEvery },
+        "lora" => new MethodSpec { Kind = MethodKind.Lora, Lora = Lora },
+        "frozen" => throw new ArgumentException("The frozen base does not train; nothing to bench."),
+        _ => MethodSpec.Preset(name, HeadsUp, FfnUp),
+    };
+}
+
+/// <summary>One method's throughput on the bench configuration.</summary>
+public sealed record BenchResult
+{
+    [JsonPropertyName("method")] public required string Method { get; init; }
+    [JsonPropertyName("tokens_per_second")] public double TokensPerSecond { get; init; }
+    [JsonPropertyName("step_ms")] public double StepMs { get; init; }
+    [JsonPropertyName("params")] public long Params { get; init; }
+    [JsonPropertyName("trainable_params")] public long TrainableParams { get; init; }
+    [JsonPropertyName("peak_rss_mb")] public double PeakRssMb { get; init; }
+    [JsonPropertyName("threads")] public int Threads { get; init; }
+    [JsonPropertyName("steps")] public int Steps { get; init; }
+    [JsonPropertyName("final_loss")] public double FinalLoss { get; init; }
+    [JsonPropertyName("device")] public string Device { get; init; } = "cpu";
+}
+
+/// <summary>
+/// Trains one method for a fixed number of steps (forward, backward, AdamW) on one fixed random batch, as the
+/// PyTorch peer does, and measures it. Peak memory is the process's high-water mark, so each method should
+/// run in a process of its own (the `scale bench` command does that).
+/// </summary>
+public static class ThroughputBench
+{
+    public static BenchResult Run(string method, BenchSettings settings, Device device, Action<int>? onStep = null)
+    {
+        torch.manual_seed(0);
+        var baseModel = Decoder.Create(settings.Model, seed: 0);
+        var model = settings.MethodFor(method).Build(baseModel, seed: 1);
+        model.to(device);
+        // Clipping off and a constant rate: the peer does neither, and the bench measures the step itself.
+        var options = new TrainingOptions
+        {
+            LearningRate = settings.LearningRate, WarmupSteps = 0, MinLearningRateRatio = 1, GradientClip = 0,
+            TotalSteps = settings.Steps + settings.WarmupSteps,
+        };
+        using var session = new TrainingSession(model, options);
+        using var batch = randint(0, settings.Model.VocabSize, [settings.Batch, settings.SequenceLength + 1],
+                                  generator: new Generator(0)).to(device);
+        StepResult last = default;
+        for (int i = 0; i < settings.WarmupSteps; i++) last = session.TrainStep([batch]);
+        var clock = Stopwatch.StartNew();
+        for (int i = 0; i < settings.Steps; i++)
+        {
+            last = session.TrainStep([batch]);
+            onStep?.Invoke(i + 1);
+        }
+        if (device.type == DeviceType.CUDA) cuda.synchronize();
+        double seconds = clock.Elapsed.TotalSeconds;
+        return new BenchResult
+        {
+            Method = method,
+            TokensPerSecond = (double)settings.Batch * settings.SequenceLength * settings.Steps / seconds,
+            StepMs = 1000 * seconds / settings.Steps,
+            Params = model.ParameterCount(),
+            TrainableParams = model.TrainableParameterCount(),
+            PeakRssMb = ProcessMemory.PeakResidentMegabytes(),
+            Threads = torch.get_num_threads(),
+            Steps = settings.Steps,
+            FinalLoss = last.Loss,
+            Device = device.ToString(),
+        };
+    }
+}
+
+/// <summary>The process's memory high-water mark (VmHWM on Linux; the peak working set elsewhere).</summary>
+public static class ProcessMemory
+{
+    public static double PeakResidentMegabytes()
+    {
+        const string status = "/proc/self/status";
+        if (File.Exists(status))
+            foreach (var line in File.ReadLines(status))
+                if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
+                    return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) / 1024.0;
+        return Process.GetCurrentProcess().PeakWorkingSet64 / (1024.0 * 1024.0);
+    }
+}
