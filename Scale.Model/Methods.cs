@@ -53,3 +53,19 @@ public sealed record MethodSpec
         return model;
     }
 }
+
+/// <summary>Lifetime of the models that methods build on a shared base.</summary>
+public static class TrialModels
+{
+    /// <summary>
+    /// Frees the tensors a variant added on top of <paramref name="baseModel"/> (expansions, adapters, copies),
+    /// leaving the shared base intact. Disposing the variant itself would dispose the base's tensors too,
+    /// since it holds them as its own frozen parameters.
+    /// </summary>
+    public static void ReleaseOwnTensors(CausalLM model, Decoder baseModel)
+    {
+        var shared = baseModel.parameters().Select(p => p.Handle).ToHashSet();
+        foreach (var (_, parameter) in model.DistinctParameters())
+            if (!shared.Contains(parameter.Handle)) parameter.Dispose();
+    }
+}

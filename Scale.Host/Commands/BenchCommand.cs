@@ -37,8 +37,12 @@ internal sealed class BenchCommand : Command<BenchCommand.Settings>
         [CommandOption("--device <DEVICE>"), Description("cpu, cuda or cuda:N (default cpu)."), DefaultValue("cpu")]
         public string Device { get; init; } = "cpu";
 
+        [CommandOption("--rounds <N>"), Description("Run every method N times, interleaved, and report the median run (default 1)."), DefaultValue(1)]
+        public int Rounds { get; init; } = 1;
+
         public override ValidationResult Validate()
         {
+            if (Rounds < 1) return ValidationResult.Error($"--rounds must be at least 1, got {Rounds}.");
             if (Steps < 1) return ValidationResult.Error($"--steps must be at least 1, got {Steps}.");
             if (Warmup < 0) return ValidationResult.Error($"--warmup must be zero or more, got {Warmup}.");
             if (Threads < 0) return ValidationResult.Error($"--threads must be zero or more, got {Threads}.");
@@ -65,11 +69,13 @@ internal sealed class BenchCommand : Command<BenchCommand.Settings>
             return 0;
         }
         Devices.Parse(settings.Device);   // fail fast, before any child starts
-        var results = new List<BenchResult>();
+        var runs = settings.MethodList.ToDictionary(m => m, _ => new List<BenchResult>());
+        List<BenchResult> Summaries() => runs.Select(r => MedianRun(r.Value)).ToList();
         if (settings.Json)
         {
-            foreach (var method in settings.MethodList) results.Add(RunChild(method, settings));
-            Console.WriteLine(JsonSerializer.Serialize(results, Indented));
+            for (int round = 0; round < settings.Rounds; round++)
+                foreach (var method in settings.MethodList) runs[method].Add(RunChild(method, settings));
+            Console.WriteLine(JsonSerializer.Serialize(Summaries(), Indented));
             return 0;
         }
         AnsiConsole.MarkupLine($"[bold]scale bench[/]: d {bench.Model.HiddenSize}, {bench.Model.NumLayers} layers, {bench.Model.NumHeads} heads, " +
@@ -79,15 +85,17 @@ internal sealed class BenchCommand : Command<BenchCommand.Settings>
             .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new ElapsedTimeColumn(), new SpinnerColumn())
             .Start(progress =>
             {
-                var overall = progress.AddTask("all methods", maxValue: settings.MethodList.Count);
-                foreach (var method in settings.MethodList)
-                {
-                    overall.Description = $"running [blue]{method}[/]";
-                    results.Add(RunChild(method, settings));
-                    overall.Increment(1);
-                }
+                var overall = progress.AddTask("all methods", maxValue: settings.MethodList.Count * settings.Rounds);
+                for (int round = 0; round < settings.Rounds; round++)
+                    foreach (var method in settings.MethodList)
+                    {
+                        overall.Description = $"round {round + 1}/{settings.Rounds}: [blue]{method}[/]";
+                        runs[method].Add(RunChild(method, settings));
+                        overall.Increment(1);
+                    }
                 overall.Description = "all methods";
             });
+        var results = Summaries();
         var table = new Table().AddColumns("method", "tokens/s", "step ms", "params", "trainable", "peak RSS MB", "threads");
         foreach (var r in results)
             table.AddRow(r.Method, r.TokensPerSecond.ToString("N0"), r.StepMs.ToString("N1"), r.Params.ToString("N0"),
@@ -98,6 +106,10 @@ internal sealed class BenchCommand : Command<BenchCommand.Settings>
                 AnsiConsole.MarkupLine($"  {r.Method}: step time {r.StepMs / full.StepMs:0.00} × full fine-tuning's, peak RSS {r.PeakRssMb / full.PeakRssMb:0.00} ×");
         return 0;
     }
+
+    /// <summary>The run with the median step time, labelled with the number of rounds.</summary>
+    private static BenchResult MedianRun(IReadOnlyList<BenchResult> runs)
+        => runs.OrderBy(r => r.StepMs).ElementAt(runs.Count / 2) with { Rounds = runs.Count };
 
     private static BenchResult RunChild(string method, Settings settings)
     {

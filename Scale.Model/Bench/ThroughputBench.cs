@@ -41,7 +41,9 @@ public sealed record BenchSettings
 public sealed record BenchResult
 {
     [JsonPropertyName("method")] public required string Method { get; init; }
+    /// <summary>Batch × sequence tokens over the median step time.</summary>
     [JsonPropertyName("tokens_per_second")] public double TokensPerSecond { get; init; }
+    /// <summary>Median wall time of one optimiser step (forward, backward, AdamW).</summary>
     [JsonPropertyName("step_ms")] public double StepMs { get; init; }
     [JsonPropertyName("params")] public long Params { get; init; }
     [JsonPropertyName("trainable_params")] public long TrainableParams { get; init; }
@@ -50,6 +52,8 @@ public sealed record BenchResult
     [JsonPropertyName("steps")] public int Steps { get; init; }
     [JsonPropertyName("final_loss")] public double FinalLoss { get; init; }
     [JsonPropertyName("device")] public string Device { get; init; } = "cpu";
+    /// <summary>Independent runs (processes) this result is the median of.</summary>
+    [JsonPropertyName("rounds")] public int Rounds { get; init; } = 1;
 }
 
 /// <summary>
@@ -76,19 +80,22 @@ public static class ThroughputBench
                                   generator: new Generator(0)).to(device);
         StepResult last = default;
         for (int i = 0; i < settings.WarmupSteps; i++) last = session.TrainStep([batch]);
-        var clock = Stopwatch.StartNew();
+        // The median step, not the mean: on a shared machine a few steps are slowed by neighbours.
+        var stepMs = new List<double>();
         for (int i = 0; i < settings.Steps; i++)
         {
+            var clock = Stopwatch.StartNew();
             last = session.TrainStep([batch]);
+            if (device.type == DeviceType.CUDA) cuda.synchronize();
+            stepMs.Add(clock.Elapsed.TotalMilliseconds);
             onStep?.Invoke(i + 1);
         }
-        if (device.type == DeviceType.CUDA) cuda.synchronize();
-        double seconds = clock.Elapsed.TotalSeconds;
+        double median = Median(stepMs);
         return new BenchResult
         {
             Method = method,
-            TokensPerSecond = (double)settings.Batch * settings.SequenceLength * settings.Steps / seconds,
-            StepMs = 1000 * seconds / settings.Steps,
+            TokensPerSecond = settings.Batch * settings.SequenceLength / (median / 1000),
+            StepMs = median,
             Params = model.ParameterCount(),
             TrainableParams = model.TrainableParameterCount(),
             PeakRssMb = ProcessMemory.PeakResidentMegabytes(),
@@ -97,6 +104,13 @@ public static class ThroughputBench
             FinalLoss = last.Loss,
             Device = device.ToString(),
         };
+    }
+
+    public static double Median(IReadOnlyList<double> values)
+    {
+        var sorted = values.Order().ToList();
+        int n = sorted.Count;
+        return n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
     }
 }
 

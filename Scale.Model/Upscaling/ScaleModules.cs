@@ -37,7 +37,11 @@ internal sealed class ScaleLinear : nn.Module
     }
 
     public (Tensor Y, Tensor YUp) Forward(Tensor x, Tensor xu, Tensor? gate)
-        => (Original(x, xu, gate), nn.functional.linear(x, w21) + nn.functional.linear(xu, w22));
+        => (Original(x, xu, gate), Upscaled(x, xu, w21, w22));
+
+    /// <summary>W21 x + W22 x_u, the second product added in place (a linear map's backward never needs its output).</summary>
+    private static Tensor Upscaled(Tensor x, Tensor xu, Tensor w21, Tensor w22)
+        => nn.functional.linear(x, w21).add_(nn.functional.linear(xu, w22));
 
     /// <summary>y = W x + g·(W12 x_u): exactly the base's operation when W12 is absent.</summary>
     private Tensor Original(Tensor x, Tensor xu, Tensor? gate)
@@ -57,8 +61,7 @@ internal sealed class ScaleLinear : nn.Module
     {
         var w21 = torch.cat(maps.Select(m => (Tensor)m.w21).ToArray(), 0);   // (Σ out_u, in)
         var w22 = torch.cat(maps.Select(m => (Tensor)m.w22).ToArray(), 0);   // (Σ out_u, in_u)
-        var upscaled = (nn.functional.linear(x, w21) + nn.functional.linear(xu, w22))
-            .split(maps.Select(m => m.w21.shape[0]).ToArray(), -1);
+        var upscaled = Upscaled(x, xu, w21, w22).split(maps.Select(m => m.w21.shape[0]).ToArray(), -1);
         return maps.Select((m, i) => (m.Original(x, xu, gate), upscaled[i])).ToArray();
     }
 }

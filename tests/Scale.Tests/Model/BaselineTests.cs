@@ -116,3 +116,27 @@ public class BaselineTests
         Assert.Contains("preserve", error.Message);
     }
 }
+
+public class TrialModelTests
+{
+    [Theory]
+    [InlineData("preserve")]
+    [InlineData("route")]
+    [InlineData("depth")]
+    [InlineData("lora")]
+    [InlineData("full")]
+    public void Releasing_a_variant_frees_its_own_tensors_and_leaves_the_shared_base_usable(string method)
+    {
+        using var baseModel = Decoder.Create(Tiny.Mha, seed: 2);
+        var tokens = Tiny.Tokens(Tiny.Mha);
+        using var before = baseModel.forward(tokens);
+        var model = MethodSpec.Preset(method).Build(baseModel);
+        var own = model.DistinctParameters().Where(p => !baseModel.parameters().Any(b => b.Handle == p.Parameter.Handle)).ToList();
+
+        TrialModels.ReleaseOwnTensors(model, baseModel);
+
+        Assert.NotEmpty(own);
+        Assert.All(own, p => Assert.True(p.Parameter.IsInvalid, p.Name));
+        Assert.True(Tiny.BitEqual(before, baseModel.forward(tokens)));
+    }
+}

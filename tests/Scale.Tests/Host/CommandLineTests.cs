@@ -1,0 +1,76 @@
+using System.Text.Json;
+using Scale.Model.Checkpoints;
+using Scale.Model.Transformer;
+using Scale.Tests.Model;
+
+namespace Scale.Tests.Host;
+
+public class CommandLineTests
+{
+    [Fact]
+    public void Generate_prints_the_greedy_continuation_of_a_saved_model_as_ids()
+    {
+        using var dir = new TempDirectory();
+        using var model = Decoder.Create(Tiny.Gqa, seed: 4);
+        HfCheckpoint.Save(model, dir.Path);
+        var expected = Generation.Greedy(model, [1, 2, 3], maxNewTokens: 6);
+
+        var result = ScaleProcess.Run("generate", "--model", dir.Path, "--prompt-ids", "1,2,3", "--max-new-tokens", "6", "--ids");
+
+        Assert.Equal(0, result.ExitCode);
+        Assert.Equal(string.Join(",", expected), result.Stdout.Trim());
+    }
+
+    [Theory]
+    [InlineData("no-model", "no such model directory")]
+    [InlineData("bad-ids", "'x' is not a token id")]
+    [InlineData("text", "--prompt-ids")]
+    [InlineData("out-of-vocab", "outside the vocabulary")]
+    public void Generate_explains_bad_input_and_exits_non_zero(string fault, string message)
+    {
+        using var dir = new TempDirectory();
+        using var model = Decoder.Create(Tiny.Mha);
+        HfCheckpoint.Save(model, dir.Path);
+        string[] arguments = fault switch
+        {
+            "no-model" => ["generate", "--model", dir.Combine("absent"), "--prompt-ids", "1"],
+            "bad-ids" => ["generate", "--model", dir.Path, "--prompt-ids", "1,x"],
+            "text" => ["generate", "--model", dir.Path, "--prompt", "hello"],
+            _ => ["generate", "--model", dir.Path, "--prompt-ids", "1,9999"],
+        };
+
+        var result = ScaleProcess.Run(arguments);
+
+        Assert.NotEqual(0, result.ExitCode);
+        Assert.Contains(message, result.Stderr);
+        Assert.DoesNotContain("   at ", result.Stderr);   // a message, not a stack trace
+    }
+
+    [Fact]
+    public void Bench_json_reports_each_method_with_the_documented_fields()
+    {
+        var result = ScaleProcess.Run("bench", "--json", "--steps", "1", "--warmup", "0", "--methods", "preserve,lora", "--threads", "1");
+
+        Assert.True(result.ExitCode == 0, result.Stderr);
+        using var json = JsonDocument.Parse(result.Stdout);
+        var methods = json.RootElement.EnumerateArray().ToList();
+        Assert.Equal(["preserve", "lora"], methods.Select(m => m.GetProperty("method").GetString()));
+        foreach (var m in methods)
+        {
+            Assert.True(m.GetProperty("tokens_per_second").GetDouble() > 0);
+            Assert.True(m.GetProperty("step_ms").GetDouble() > 0);
+            Assert.True(m.GetProperty("peak_rss_mb").GetDouble() > 0);
+            Assert.True(m.GetProperty("params").GetInt64() > m.GetProperty("trainable_params").GetInt64());
+        }
+        Assert.Equal(1_054_272, methods[0].GetProperty("trainable_params").GetInt64());   // the PyTorch peer's count
+    }
+
+    [Fact]
+    public void Bench_rejects_an_unknown_method()
+    {
+        var result = ScaleProcess.Run("bench", "--methods", "preserve,magic");
+
+        Assert.NotEqual(0, result.ExitCode);
+        Assert.Contains("Unknown bench method 'magic'", result.Stdout + result.Stderr);
+    }
+}
