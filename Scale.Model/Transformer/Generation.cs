@@ -14,7 +14,7 @@ public static class Generation
         foreach (var id in prompt)
             if (id < 0 || id >= model.Config.VocabSize)
                 throw new ArgumentException($"Token id {id} is outside the vocabulary [0, {model.Config.VocabSize}).", nameof(prompt));
-        var device = model.parameters().First().device;
+        var device = model.Device;
         using var noGrad = no_grad();
         using var cache = new DecodeCache();
         var generated = new List<long>();

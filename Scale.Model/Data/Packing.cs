@@ -1,0 +1,90 @@
+using static TorchSharp.torch;
+
+namespace Scale.Model.Data;
+
+/// <summary>
+/// Token sequences for language-model training: documents joined by the end-of-text token and cut into
+/// windows of T + 1 tokens (inputs 0..T-1 predict targets 1..T). A trailing part shorter than a window is dropped.
+/// </summary>
+public sealed class PackedSequences
+{
+    private readonly int[] tokens;
+
+    public PackedSequences(IEnumerable<IReadOnlyList<int>> documents, int endOfText, int sequenceLength)
+    {
+        if (sequenceLength < 1) throw new ArgumentOutOfRangeException(nameof(sequenceLength), "must be at least 1");
+        SequenceLength = sequenceLength;
+        var all = new List<int>();
+        foreach (var document in documents)
+        {
+            all.AddRange(document);
+            all.Add(endOfText);
+        }
+        Count = all.Count / (sequenceLength + 1);
+        tokens = all.Take(Count * (sequenceLength + 1)).ToArray();
+    }
+
+    /// <summary>T: each sequence holds T + 1 tokens.</summary>
+    public int SequenceLength { get; }
+
+    /// <summary>Number of whole sequences.</summary>
+    public int Count { get; }
+
+    public long TokenCount => (long)Count * SequenceLength;
+
+    public ReadOnlySpan<int> this[int index] => tokens.AsSpan(index * (SequenceLength + 1), SequenceLength + 1);
+
+    /// <summary>The given sequences as a (B, T + 1) int64 tensor.</summary>
+    public Tensor Batch(IReadOnlyList<int> indices)
+    {
+        var data = new long[indices.Count * (SequenceLength + 1)];
+        for (int b = 0; b < indices.Count; b++)
+        {
+            var sequence = this[indices[b]];
+            for (int t = 0; t < sequence.Length; t++) data[b * (SequenceLength + 1) + t] = sequence[t];
+        }
+        return tensor(data, [indices.Count, SequenceLength + 1]);
+    }
+}
+
+/// <summary>
+/// Which sequences make up the batch of a given step: a fresh permutation per epoch, drawn from
+/// (seed, epoch) alone, so the batch of step s is the same wherever and whenever it is computed —
+/// a run resumed at step s sees exactly the batches it would have seen.
+/// </summary>
+public sealed class BatchSchedule
+{
+    private readonly int sequences;
+    private readonly int batchSize;
+    private readonly long seed;
+    private (long Epoch, int[] Order)? cached;
+
+    public BatchSchedule(int sequences, int batchSize, long seed)
+    {
+        if (sequences < 1) throw new ArgumentException("There are no sequences to draw batches from (is the corpus shorter than one sequence?).");
+        if (batchSize < 1) throw new ArgumentOutOfRangeException(nameof(batchSize), "must be at least 1");
+        (this.sequences, this.batchSize, this.seed) = (sequences, batchSize, seed);
+    }
+
+    public IReadOnlyList<int> IndicesFor(long step)
+    {
+        if (step < 0) throw new ArgumentOutOfRangeException(nameof(step), "must be zero or more");
+        var indices = new int[batchSize];
+        for (int b = 0; b < batchSize; b++)
+        {
+            long position = step * batchSize + b;
+            long epoch = position / sequences;
+            indices[b] = Order(epoch)[(int)(position % sequences)];
+        }
+        return indices;
+    }
+
+    private int[] Order(long epoch)
+    {
+        if (cached is { } c && c.Epoch == epoch) return c.Order;
+        var order = Enumerable.Range(0, sequences).ToArray();
+        new Random(unchecked((int)(seed * 1_000_003L + epoch * 7919L))).Shuffle(order);
+        cached = (epoch, order);
+        return order;
+    }
+}
