@@ -9,6 +9,8 @@ app.Configure(config =>
         .WithDescription("Train every method for a fixed number of steps on the bench configuration and report tokens/s, step time, parameters and peak memory.");
     config.AddCommand<GenerateCommand>("generate")
         .WithDescription("Greedy-generate a continuation from a base or imported Hugging Face model directory.");
+    config.AddCommand<ExperimentCommand>("experiment")
+        .WithDescription("Run a two-phase experiment (pre-train a base on old data, continually pre-train every method on new data) and report retention, acquisition and forgetting.");
     config.PropagateExceptions();
 });
 return CommandErrors.Run(() => app.Run(args));

@@ -32,5 +32,8 @@ public class RecallTests
         Assert.True(trained.Recall >= 0.75, $"recall after training {trained.Recall:P0}");   // 88% measured; the margin absorbs thread-count differences
         Assert.True(trained.FirstTokenAccuracy >= trained.Recall);
         Assert.Equal(0, baseline.Recall);
+        var batched = TeacherForcedRecall.Measure(model, tokenizer, prompts, batchSize: 7);
+        Assert.Equal(trained.PerAttribute, batched.PerAttribute);   // teacher forcing answers what greedy decoding does
+        Assert.Equal(baseline.PerAttribute, TeacherForcedRecall.Measure(untrained, tokenizer, prompts).PerAttribute);
     }
 }

@@ -1,0 +1,96 @@
+using System.ComponentModel;
+using System.Text.Json;
+using Scale.Model;
+using Scale.Model.Experiments;
+using Spectre.Console;
+using Spectre.Console.Cli;
+
+namespace Scale.Host.Commands;
+
+internal sealed class ExperimentCommand : Command<ExperimentCommand.Settings>
+{
+    public sealed class Settings : CommandSettings
+    {
+        [CommandArgument(0, "<EXPERIMENT>"), Description("A built-in experiment (bio, bio-ko, text) or a .hocon file.")]
+        public string Experiment { get; init; } = "";
+
+        [CommandOption("--json"), Description("Print the result as JSON.")]
+        public bool Json { get; init; }
+
+        [CommandOption("--data-dir <DIR>"), Description("Where bases are cached (default ./scale-data)."), DefaultValue("scale-data")]
+        public string DataDir { get; init; } = "scale-data";
+
+        [CommandOption("--old <DIR>"), Description("Old corpus folder (text experiments).")]
+        public string? Old { get; init; }
+
+        [CommandOption("--new <DIR>"), Description("New corpus folder (text experiments).")]
+        public string? New { get; init; }
+
+        [CommandOption("--methods <LIST>"), Description("Override the experiment's methods (comma-separated).")]
+        public string? Methods { get; init; }
+
+        [CommandOption("--threads <N>"), Description("libtorch threads; 0 = all cores (default)."), DefaultValue(0)]
+        public int Threads { get; init; }
+
+        [CommandOption("--device <DEVICE>"), Description("cpu (the experiment runner trains on the CPU for now)."), DefaultValue("cpu")]
+        public string Device { get; init; } = "cpu";
+    }
+
+    public override int Execute(CommandContext context, Settings settings, CancellationToken cancellation)
+    {
+        var spec = ExperimentFiles.Load(settings.Experiment);
+        if (settings.Old is not null) spec = spec with { Old = spec.Old with { Folder = settings.Old } };
+        if (settings.New is not null) spec = spec with { New = spec.New with { Folder = settings.New } };
+        if (settings.Methods is not null)
+            spec = spec with { Methods = settings.Methods.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries) };
+        spec.Validate();
+        if (Devices.Parse(settings.Device).type != TorchSharp.DeviceType.CPU)
+            throw new ArgumentException("The experiment runner trains on the CPU for now; use --device cpu.");
+        Devices.UseThreads(settings.Threads);
+        ExperimentResult result;
+        if (settings.Json || Console.IsOutputRedirected)
+        {
+            result = TwoPhaseExperiment.Run(spec, settings.DataDir, new SynchronousProgress(p => { if (p.Note is not null) Console.Error.WriteLine($"[{p.Phase}] {p.Note}"); }), cancellation);
+        }
+        else
+        {
+            result = null!;
+            AnsiConsole.Progress()
+                .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn(), new SpinnerColumn())
+                .Start(ctx =>
+                {
+                    var tasks = new Dictionary<string, ProgressTask>();
+                    var reporter = new SynchronousProgress(p =>
+                    {
+                        if (p.Note is not null) AnsiConsole.MarkupLine($"[grey]{Markup.Escape(p.Note)}[/]");
+                        if (p.TotalSteps == 0) return;
+                        var key = $"{p.Phase}:{p.Method}";
+                        if (!tasks.TryGetValue(key, out var task)) tasks[key] = task = ctx.AddTask(key, maxValue: p.TotalSteps);
+                        task.Value = p.Step;
+                        task.Description = $"{p.Phase} [blue]{p.Method}[/] step {p.Step}/{p.TotalSteps} loss {p.Loss:0.000} {p.TokensPerSecond:N0} tok/s";
+                    });
+                    result = TwoPhaseExperiment.Run(spec, settings.DataDir, reporter, cancellation);
+                });
+        }
+        if (settings.Json)
+        {
+            Console.WriteLine(JsonSerializer.Serialize(result, new JsonSerializerOptions { WriteIndented = true }));
+            return 0;
+        }
+        var table = new Table().Title($"{result.Experiment}: {result.Metric}")
+            .AddColumns("method", "trainable params", "retention", "acquisition", "forgetting", "tokens/s");
+        table.AddRow("base (before CPT)", result.BaseParams.ToString("N0"), result.BaseOld.ToString("0.000"), result.BaseNew.ToString("0.000"), "", "");
+        foreach (var m in result.Methods)
+            table.AddRow(m.Method, m.TrainableParams.ToString("N0"), m.Retention.ToString("0.000"), m.Acquisition.ToString("0.000"),
+                         m.Forgetting.ToString("0.000"), m.TokensPerSecond > 0 ? m.TokensPerSecond.ToString("N0") : "—");
+        AnsiConsole.Write(table);
+        AnsiConsole.MarkupLine($"base pre-training {(result.BaseCached ? "cached" : $"{result.BasePretrainSeconds:0} s")}, best step {result.BaseBestStep}; wall time {result.WallSeconds:0} s");
+        return 0;
+    }
+
+    /// <summary>Reports on the calling thread, in order (Progress&lt;T&gt; would post to the thread pool).</summary>
+    private sealed class SynchronousProgress(Action<ExperimentProgress> report) : IProgress<ExperimentProgress>
+    {
+        public void Report(ExperimentProgress value) => report(value);
+    }
+}

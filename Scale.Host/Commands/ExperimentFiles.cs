@@ -1,0 +1,139 @@
+using System.Reflection;
+using Akka.Configuration;
+using Scale.Model.Baselines;
+using Scale.Model.Data;
+using Scale.Model.Experiments;
+using Scale.Model.Upscaling;
+
+namespace Scale.Host.Commands;
+
+/// <summary>Reads experiment definitions in HOCON (hocon/experiments/*.hocon, embedded in `scale`, or any file).</summary>
+internal static class ExperimentFiles
+{
+    public static IReadOnlyList<string> BuiltIn =>
+        Assembly.GetExecutingAssembly().GetManifestResourceNames()
+            .Where(n => n.StartsWith("experiments/", StringComparison.Ordinal))
+            .Select(n => Path.GetFileNameWithoutExtension(n["experiments/".Length..])).Order().ToList();
+
+    /// <summary>A built-in name (bio, bio-ko, text) or a path to a .hocon file.</summary>
+    public static ExperimentSpec Load(string nameOrPath)
+    {
+        if (File.Exists(nameOrPath)) return Parse(File.ReadAllText(nameOrPath), nameOrPath);
+        using var stream = Assembly.GetExecutingAssembly().GetManifestResourceStream($"experiments/{nameOrPath}.hocon")
+            ?? throw new ArgumentException($"No experiment '{nameOrPath}': neither a file nor a built-in ({string.Join(", ", BuiltIn)}).");
+        using var reader = new StreamReader(stream);
+        return Parse(reader.ReadToEnd(), $"built-in experiment '{nameOrPath}'");
+    }
+
+    private static readonly Dictionary<string, string[]> Known = new()
+    {
+        [""] = ["name", "seed", "vocab-size", "model", "old", "new", "pretrain", "continual", "methods", "scale", "lora", "route"],
+        ["model"] = ["hidden-size", "layers", "heads", "kv-heads", "head-dim", "ffn", "rope-theta", "norm-eps", "tied"],
+        ["old"] = ["kind", "language", "people", "renderings", "world-seed", "folder", "held-out-fraction"],
+        ["new"] = ["kind", "language", "people", "renderings", "world-seed", "folder", "held-out-fraction"],
+        ["pretrain"] = ["steps", "batch", "sequence-length", "learning-rate", "warmup", "evaluate-every"],
+        ["continual"] = ["steps", "batch", "sequence-length", "learning-rate", "warmup", "evaluate-every"],
+        ["scale"] = ["heads-up", "ffn-up", "depth-every"],
+        ["lora"] = ["rank", "alpha", "targets"],
+        ["route"] = ["penalty", "init-bias"],
+    };
+
+    public static ExperimentSpec Parse(string text, string source)
+    {
+        Config root;
+        try
+        {
+            root = ConfigurationFactory.ParseString(text);
+        }
+        catch (Exception e) when (e is FormatException or Akka.Configuration.ConfigurationException)
+        {
+            throw new ArgumentException($"{source}: not valid HOCON ({e.Message.Split('\n')[0]}).");
+        }
+        if (!root.HasPath("experiment")) throw new ArgumentException($"{source}: no 'experiment' block.");
+        var c = root.GetConfig("experiment");
+        foreach (var (section, keys) in Known)
+        {
+            var block = section == "" ? c : c.HasPath(section) ? c.GetConfig(section) : null;
+            if (block?.Root.GetObject() is not { } obj) continue;
+            foreach (var key in obj.Items.Keys)
+                if (!keys.Contains(key))
+                    throw new ArgumentException($"{source}: unknown key '{(section == "" ? "" : section + ".")}{key}'; allowed: {string.Join(", ", keys)}.");
+        }
+        T Get<T>(string path, Func<string, T> read, T fallback)
+        {
+            if (!c.HasPath(path)) return fallback;
+            try
+            {
+                return read(path);
+            }
+            catch (Exception e) when (e is FormatException or InvalidCastException or OverflowException or Akka.Configuration.ConfigurationException)
+            {
+                throw new ArgumentException($"{source}: '{path}' has the wrong type ({e.Message.Split('\n')[0]}).");
+            }
+        }
+        int Int(string path, int fallback) => Get(path, p => c.GetInt(p), fallback);
+        double Double(string path, double fallback) => Get(path, p => c.GetDouble(p), fallback);
+        string Str(string path, string fallback) => Get(path, p => c.GetString(p), fallback);
+        DataSpec Data(string side) => new()
+        {
+            Kind = Str($"{side}.kind", "bio"),
+            Language = Str($"{side}.language", "english") switch
+            {
+                "english" => BioLanguage.English,
+                "korean" => BioLanguage.Korean,
+                var other => throw new ArgumentException($"{source}: {side}.language must be english or korean, got '{other}'."),
+            },
+            People = Int($"{side}.people", 200),
+            Renderings = Int($"{side}.renderings", 20),
+            WorldSeed = Int($"{side}.world-seed", 1),
+            Folder = c.HasPath($"{side}.folder") ? c.GetString($"{side}.folder") : null,
+            HeldOutFraction = Double($"{side}.held-out-fraction", 0.1),
+        };
+        PhaseSpec Phase(string name) => new()
+        {
+            Steps = Int($"{name}.steps", 250), Batch = Int($"{name}.batch", 32), SequenceLength = Int($"{name}.sequence-length", 128),
+            LearningRate = Double($"{name}.learning-rate", 2e-3), WarmupSteps = Int($"{name}.warmup", 20),
+            EvaluateEvery = Int($"{name}.evaluate-every", 25),
+        };
+        var defaults = new ExperimentSpec();
+        try
+        {
+            return new ExperimentSpec
+            {
+                Name = Str("name", "experiment"),
+                Seed = Int("seed", 1),
+                VocabSize = Int("vocab-size", 2048),
+                Model = defaults.Model with
+                {
+                    HiddenSize = Int("model.hidden-size", defaults.Model.HiddenSize),
+                    NumLayers = Int("model.layers", defaults.Model.NumLayers),
+                    NumHeads = Int("model.heads", defaults.Model.NumHeads),
+                    NumKvHeadsOrNull = c.HasPath("model.kv-heads") ? Int("model.kv-heads", 0) : null,
+                    HeadDimOrNull = c.HasPath("model.head-dim") ? Int("model.head-dim", 0) : null,
+                    IntermediateSize = Int("model.ffn", defaults.Model.IntermediateSize),
+                    RopeTheta = Double("model.rope-theta", defaults.Model.RopeTheta),
+                    RmsNormEps = Double("model.norm-eps", defaults.Model.RmsNormEps),
+                    TieWordEmbeddings = Get("model.tied", p => c.GetBoolean(p), false),
+                },
+                Old = Data("old"),
+                New = Data("new"),
+                Pretrain = Phase("pretrain"),
+                Continual = Phase("continual"),
+                Methods = Get("methods", p => (IReadOnlyList<string>)c.GetStringList(p).ToList(), defaults.Methods),
+                HeadsUp = Int("scale.heads-up", 1),
+                FfnUp = c.HasPath("scale.ffn-up") ? Int("scale.ffn-up", 0) : null,
+                DepthEvery = Int("scale.depth-every", 2),
+                Lora = new LoraSpec
+                {
+                    Rank = Int("lora.rank", 8), Alpha = Double("lora.alpha", 16),
+                    TargetModules = Get("lora.targets", p => (IReadOnlyList<string>)c.GetStringList(p).ToList(), new LoraSpec().TargetModules),
+                },
+                Router = new RouterSpec { Penalty = Double("route.penalty", 0.01), InitBias = Double("route.init-bias", 0) },
+            }.Validate();
+        }
+        catch (ArgumentException e) when (!e.Message.StartsWith(source, StringComparison.Ordinal))
+        {
+            throw new ArgumentException($"{source}: {e.Message}");
+        }
+    }
+}

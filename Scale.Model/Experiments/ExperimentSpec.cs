@@ -1,0 +1,133 @@
+using System.Text.Json.Serialization;
+using Scale.Model.Baselines;
+using Scale.Model.Data;
+using Scale.Model.Transformer;
+using Scale.Model.Upscaling;
+
+namespace Scale.Model.Experiments;
+
+/// <summary>One side of an experiment: synthetic biographies, or a folder of text.</summary>
+public sealed record DataSpec
+{
+    /// <summary>"bio" or "text".</summary>
+    public string Kind { get; init; } = "bio";
+    public BioLanguage Language { get; init; } = BioLanguage.English;
+    public int People { get; init; } = 200;
+    public int Renderings { get; init; } = 20;
+    /// <summary>Seed of the world the population is drawn from; the old and new sides of one language share a world.</summary>
+    public long WorldSeed { get; init; } = 1;
+    public string? Folder { get; init; }
+    public double HeldOutFraction { get; init; } = 0.1;
+
+    public bool IsBio => Kind == "bio";
+
+    public DataSpec Validate(string side)
+    {
+        if (Kind is not ("bio" or "text")) throw new ArgumentException($"{side}.kind must be bio or text, got '{Kind}'.");
+        if (IsBio && People < 1) throw new ArgumentException($"{side}.people must be at least 1, got {People}.");
+        if (IsBio && Renderings < 1) throw new ArgumentException($"{side}.renderings must be at least 1, got {Renderings}.");
+        if (!IsBio && string.IsNullOrWhiteSpace(Folder)) throw new ArgumentException($"{side}.folder is required for text data.");
+        return this;
+    }
+}
+
+/// <summary>A training phase: steps of batches of sequences.</summary>
+public sealed record PhaseSpec
+{
+    public int Steps { get; init; } = 250;
+    public int Batch { get; init; } = 32;
+    public int SequenceLength { get; init; } = 128;
+    public double LearningRate { get; init; } = 2e-3;
+    public int WarmupSteps { get; init; } = 20;
+    /// <summary>Phase 1 evaluates every this many steps and keeps the best checkpoint (recall drifts down with over-training).</summary>
+    public int EvaluateEvery { get; init; } = 25;
+
+    public long TokensPerStep => (long)Batch * SequenceLength;
+
+    public PhaseSpec Validate(string name)
+    {
+        if (Steps < 1) throw new ArgumentException($"{name}.steps must be at least 1, got {Steps}.");
+        if (Batch < 1) throw new ArgumentException($"{name}.batch must be at least 1, got {Batch}.");
+        if (SequenceLength < 2) throw new ArgumentException($"{name}.sequence_length must be at least 2, got {SequenceLength}.");
+        if (!(LearningRate > 0)) throw new ArgumentException($"{name}.learning_rate must be positive, got {LearningRate}.");
+        if (EvaluateEvery < 1) throw new ArgumentException($"{name}.evaluate_every must be at least 1, got {EvaluateEvery}.");
+        return this;
+    }
+}
+
+/// <summary>
+/// The two-phase experiment (DESIGN.md §2): pre-train a base on the old data, then continually pre-train each
+/// method on the new data with the same token budget, and score retention (old) and acquisition (new).
+/// </summary>
+public sealed record ExperimentSpec
+{
+    public string Name { get; init; } = "experiment";
+    public long Seed { get; init; } = 1;
+    /// <summary>Byte-level BPE vocabulary, trained on the old data (the base's corpus).</summary>
+    public int VocabSize { get; init; } = 2048;
+    /// <summary>The base's shape; its vocabulary size comes from the tokenizer.</summary>
+    public ModelConfig Model { get; init; } = new() { HiddenSize = 128, NumLayers = 4, NumHeads = 4, IntermediateSize = 344 };
+    public DataSpec Old { get; init; } = new();
+    public DataSpec New { get; init; } = new();
+    public PhaseSpec Pretrain { get; init; } = new();
+    public PhaseSpec Continual { get; init; } = new();
+    public IReadOnlyList<string> Methods { get; init; } = ["frozen", "full", "depth", "lora", "preserve", "adapt", "route"];
+    public int HeadsUp { get; init; } = 1;
+    public int? FfnUp { get; init; }
+    public int DepthEvery { get; init; } = 2;
+    public LoraSpec Lora { get; init; } = new();
+    public RouterSpec Router { get; init; } = new();
+
+    public ExperimentSpec Validate()
+    {
+        if (VocabSize < 257) throw new ArgumentException($"vocab_size must be at least 257 (the bytes and end-of-text), got {VocabSize}.");
+        Old.Validate("old");
+        New.Validate("new");
+        Pretrain.Validate("pretrain");
+        Continual.Validate("continual");
+        if (Old.IsBio != New.IsBio) throw new ArgumentException("old and new must both be bio or both be text data.");
+        if (Methods.Count == 0) throw new ArgumentException("methods is empty.");
+        foreach (var method in Methods) MethodSpec.Preset(method);
+        (Model with { VocabSize = Math.Max(VocabSize, 1) }).Validate();
+        return this;
+    }
+
+    public MethodSpec MethodFor(string name) => name switch
+    {
+        "depth" => new MethodSpec { Kind = MethodKind.Depth, DepthEvery = DepthEvery },
+        "lora" => new MethodSpec { Kind = MethodKind.Lora, Lora = Lora },
+        "route" => new MethodSpec { Kind = MethodKind.Route, Expansion = ExpansionSpec.Route(HeadsUp, FfnUp, Router) },
+        _ => MethodSpec.Preset(name, HeadsUp, FfnUp),
+    };
+}
+
+/// <summary>Scores of one method after continual pre-training. For biographies scores are attribute recall
+/// (higher is better); for text they are held-out perplexity (lower is better), and forgetting is then the rise.</summary>
+public sealed record MethodResult
+{
+    [JsonPropertyName("method")] public required string Method { get; init; }
+    [JsonPropertyName("trainable_params")] public long TrainableParams { get; init; }
+    [JsonPropertyName("retention")] public double Retention { get; init; }
+    [JsonPropertyName("acquisition")] public double Acquisition { get; init; }
+    [JsonPropertyName("forgetting")] public double Forgetting { get; init; }
+    [JsonPropertyName("tokens_per_second")] public double TokensPerSecond { get; init; }
+    [JsonPropertyName("train_seconds")] public double TrainSeconds { get; init; }
+    [JsonPropertyName("retention_by_attribute")] public IReadOnlyDictionary<string, double>? RetentionByAttribute { get; init; }
+    [JsonPropertyName("acquisition_by_attribute")] public IReadOnlyDictionary<string, double>? AcquisitionByAttribute { get; init; }
+    [JsonPropertyName("retention_first_token")] public double? RetentionFirstToken { get; init; }
+    [JsonPropertyName("acquisition_first_token")] public double? AcquisitionFirstToken { get; init; }
+}
+
+public sealed record ExperimentResult
+{
+    [JsonPropertyName("experiment")] public required string Experiment { get; init; }
+    [JsonPropertyName("metric")] public required string Metric { get; init; }
+    [JsonPropertyName("base_old")] public double BaseOld { get; init; }
+    [JsonPropertyName("base_new")] public double BaseNew { get; init; }
+    [JsonPropertyName("base_params")] public long BaseParams { get; init; }
+    [JsonPropertyName("base_pretrain_seconds")] public double BasePretrainSeconds { get; init; }
+    [JsonPropertyName("base_best_step")] public long BaseBestStep { get; init; }
+    [JsonPropertyName("base_cached")] public bool BaseCached { get; init; }
+    [JsonPropertyName("methods")] public required IReadOnlyList<MethodResult> Methods { get; init; }
+    [JsonPropertyName("wall_seconds")] public double WallSeconds { get; init; }
+}

@@ -1,0 +1,213 @@
+using System.Diagnostics;
+using System.Security.Cryptography;
+using Encoding = System.Text.Encoding;
+using System.Text.Json;
+using Scale.Model.Checkpoints;
+using Scale.Model.Data;
+using Scale.Model.Evaluation;
+using Scale.Model.Training;
+using Scale.Model.Transformer;
+using static TorchSharp.torch;
+
+namespace Scale.Model.Experiments;
+
+/// <summary>What a running experiment reports: which phase and method, and how far it is.</summary>
+public sealed record ExperimentProgress(string Phase, string Method, long Step, long TotalSteps, double Loss, double TokensPerSecond, string? Note = null);
+
+/// <summary>
+/// Runs the two-phase experiment: phase 1 pre-trains the base on the old data (cached under the data
+/// directory by a content hash of its configuration and documents, so a second run reuses it), phase 2
+/// trains each method on the new data with the same token budget and scores retention and acquisition.
+/// </summary>
+public static class TwoPhaseExperiment
+{
+    private const int CacheFormat = 1;
+
+    private sealed record Side(IReadOnlyList<string> Train, IReadOnlyList<string> HeldOut, IReadOnlyList<BioPrompt>? Prompts);
+
+    private sealed record BaseInfo(long BestStep, double BestScore, double Seconds);
+
+    public static ExperimentResult Run(ExperimentSpec spec, string dataDirectory, IProgress<ExperimentProgress>? progress = null,
+                                       CancellationToken cancellation = default)
+    {
+        spec.Validate();
+        var wall = Stopwatch.StartNew();
+        var (old, @new) = Prepare(spec);
+        var (baseModel, tokenizer, info, cached) = LoadOrPretrain(spec, old, dataDirectory, progress, cancellation);
+        bool bio = spec.Old.IsBio;
+        double Score(CausalLM model, Side side) => bio
+            ? TeacherForcedRecall.Measure(model, tokenizer, side.Prompts!).Recall
+            : Metrics.Perplexity(model, Pack(side.HeldOut, tokenizer, spec.Continual.SequenceLength));
+        double baseOld = Score(baseModel, old), baseNew = Score(baseModel, @new);
+        progress?.Report(new("evaluate", "base", 0, 0, 0, 0, $"base: old {baseOld:0.000}, new {baseNew:0.000}"));
+
+        var newTrain = Pack(@new.Train, tokenizer, spec.Continual.SequenceLength);
+        var results = new List<MethodResult>();
+        foreach (var name in spec.Methods)
+        {
+            cancellation.ThrowIfCancellationRequested();
+            var model = spec.MethodFor(name).Build(baseModel, spec.Seed);
+            double seconds = 0, tokensPerSecond = 0;
+            if (model.TrainableParameterCount() > 0)
+                (seconds, tokensPerSecond) = Train(model, newTrain, spec.Continual, spec.Seed + 1, "continual", name, progress, cancellation);
+            var retention = bio ? TeacherForcedRecall.Measure(model, tokenizer, old.Prompts!) : null;
+            var acquisition = bio ? TeacherForcedRecall.Measure(model, tokenizer, @new.Prompts!) : null;
+            double retained = retention?.Recall ?? Score(model, old);
+            double acquired = acquisition?.Recall ?? Score(model, @new);
+            results.Add(new MethodResult
+            {
+                Method = name,
+                TrainableParams = model.TrainableParameterCount(),
+                Retention = retained,
+                Acquisition = acquired,
+                Forgetting = bio ? baseOld - retained : retained - baseOld,
+                TokensPerSecond = tokensPerSecond,
+                TrainSeconds = seconds,
+                RetentionByAttribute = retention?.PerAttribute.ToDictionary(a => a.Attribute.ToString(), a => a.Recall),
+                AcquisitionByAttribute = acquisition?.PerAttribute.ToDictionary(a => a.Attribute.ToString(), a => a.Recall),
+                RetentionFirstToken = retention?.FirstTokenAccuracy,
+                AcquisitionFirstToken = acquisition?.FirstTokenAccuracy,
+            });
+            progress?.Report(new("evaluate", name, 0, 0, 0, tokensPerSecond, $"{name}: retention {retained:0.000}, acquisition {acquired:0.000}"));
+            if (name != "frozen") TrialModels.ReleaseOwnTensors(model, baseModel);
+        }
+        return new ExperimentResult
+        {
+            Experiment = spec.Name,
+            Metric = bio ? "attribute recall" : "held-out perplexity",
+            BaseOld = baseOld, BaseNew = baseNew, BaseParams = baseModel.ParameterCount(),
+            BasePretrainSeconds = info.Seconds, BaseBestStep = info.BestStep, BaseCached = cached,
+            Methods = results, WallSeconds = wall.Elapsed.TotalSeconds,
+        };
+    }
+
+    private static (Side Old, Side New) Prepare(ExperimentSpec spec)
+    {
+        var worlds = new Dictionary<(BioLanguage, long), BioWorld>();
+        Side Make(DataSpec data, long seed)
+        {
+            if (!data.IsBio)
+            {
+                var corpus = TextCorpus.Load(data.Folder!, data.HeldOutFraction);
+                if (corpus.HeldOut.Count == 0) throw new ArgumentException($"{data.Folder}: no held-out documents; raise held_out_fraction or add documents.");
+                return new Side(corpus.Train, corpus.HeldOut, null);
+            }
+            if (!worlds.TryGetValue((data.Language, data.WorldSeed), out var world))
+                worlds[(data.Language, data.WorldSeed)] = world = new BioWorld(data.Language, data.WorldSeed);
+            var people = world.DrawPopulation(data.People);   // a second draw from one world is disjoint from the first
+            return new Side(BioRenderer.Corpus(people, data.Language, data.Renderings, seed), [],
+                            people.SelectMany(p => BioRenderer.Prompts(p, data.Language)).ToList());
+        }
+        return (Make(spec.Old, spec.Seed), Make(spec.New, spec.Seed + 1));
+    }
+
+    private static PackedSequences Pack(IReadOnlyList<string> documents, ByteBpeTokenizer tokenizer, int sequenceLength)
+        => new(documents.Select(tokenizer.Encode), tokenizer.EndOfTextId, sequenceLength);
+
+    private static (Decoder Base, ByteBpeTokenizer Tokenizer, BaseInfo Info, bool Cached) LoadOrPretrain(
+        ExperimentSpec spec, Side old, string dataDirectory, IProgress<ExperimentProgress>? progress, CancellationToken cancellation)
+    {
+        var directory = Path.Combine(dataDirectory, "bases", BaseKey(spec, old));
+        var infoPath = Path.Combine(directory, "base.json");
+        if (File.Exists(infoPath))
+        {
+            progress?.Report(new("pretrain", "base", 0, 0, 0, 0, $"reusing the cached base in {directory}"));
+            return (HfCheckpoint.Load(directory).Freeze(), ByteBpeTokenizer.Load(Path.Combine(directory, "tokenizer.json")),
+                    JsonSerializer.Deserialize<BaseInfo>(File.ReadAllText(infoPath))!, true);
+        }
+        progress?.Report(new("pretrain", "tokenizer", 0, 0, 0, 0, $"training a {spec.VocabSize}-token byte-level BPE on the old data"));
+        var tokenizer = ByteBpeTokenizer.Train(old.Train, spec.VocabSize);
+        var config = spec.Model with { VocabSize = tokenizer.VocabSize };
+        var model = Decoder.Create(config, spec.Seed);
+        foreach (var p in model.parameters()) p.requires_grad = true;
+        var packed = Pack(old.Train, tokenizer, spec.Pretrain.SequenceLength);
+        Func<double> score = old.Prompts is { } prompts
+            ? () => TeacherForcedRecall.Measure(model, tokenizer, prompts).Recall
+            : () => -Metrics.Perplexity(model, Pack(old.HeldOut, tokenizer, spec.Pretrain.SequenceLength));
+        var (seconds, bestStep, bestScore) = PretrainKeepingBest(model, packed, spec.Pretrain, spec.Seed, score, progress, cancellation);
+        model.Freeze();
+        // Written to a temporary directory and moved into place whole: an interrupted run leaves no half-cached base.
+        var partial = directory + ".partial";
+        if (Directory.Exists(partial)) Directory.Delete(partial, recursive: true);
+        HfCheckpoint.Save(model, partial);
+        tokenizer.Save(Path.Combine(partial, "tokenizer.json"));
+        var info = new BaseInfo(bestStep, bestScore, seconds);
+        File.WriteAllText(Path.Combine(partial, "base.json"), JsonSerializer.Serialize(info));
+        if (Directory.Exists(directory)) Directory.Delete(directory, recursive: true);
+        Directory.Move(partial, directory);
+        return (model, tokenizer, info, false);
+    }
+
+    /// <summary>Content hash of everything the base depends on: its configuration, the pre-training settings and the old documents.</summary>
+    private static string BaseKey(ExperimentSpec spec, Side old)
+    {
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        hash.AppendData(Encoding.UTF8.GetBytes(JsonSerializer.Serialize(new
+        {
+            format = CacheFormat, model = HfCheckpoint.WriteConfig(spec.Model), spec.VocabSize, spec.Pretrain, spec.Seed,
+        })));
+        foreach (var document in old.Train)
+        {
+            hash.AppendData(Encoding.UTF8.GetBytes(document));
+            hash.AppendData([0]);
+        }
+        return Convert.ToHexString(hash.GetHashAndReset())[..16].ToLowerInvariant();
+    }
+
+    private static (double Seconds, long BestStep, double BestScore) PretrainKeepingBest(
+        Decoder model, PackedSequences packed, PhaseSpec phase, long seed, Func<double> score,
+        IProgress<ExperimentProgress>? progress, CancellationToken cancellation)
+    {
+        var schedule = new BatchSchedule(packed.Count, phase.Batch, seed);
+        using var session = new TrainingSession(model, Options(phase));
+        var clock = Stopwatch.StartNew();
+        double trainSeconds = 0;
+        double bestScore = double.NegativeInfinity;
+        long bestStep = 0;
+        Dictionary<string, Tensor>? best = null;
+        for (long step = 0; step < phase.Steps; step++)
+        {
+            cancellation.ThrowIfCancellationRequested();
+            var stepClock = Stopwatch.StartNew();
+            var result = session.TrainStep([packed.Batch(schedule.IndicesFor(step))]);
+            trainSeconds += stepClock.Elapsed.TotalSeconds;
+            progress?.Report(new("pretrain", "base", step + 1, phase.Steps, result.Loss, phase.TokensPerStep * (step + 1) / trainSeconds));
+            if ((step + 1) % phase.EvaluateEvery != 0 && step + 1 != phase.Steps) continue;
+            double current = score();
+            progress?.Report(new("pretrain", "base", step + 1, phase.Steps, result.Loss, 0, $"step {step + 1}: score {current:0.000}"));
+            if (current <= bestScore) continue;
+            bestScore = current;
+            bestStep = step + 1;
+            foreach (var t in best?.Values ?? Enumerable.Empty<Tensor>()) t.Dispose();
+            best = model.StateTensors().ToDictionary(t => t.Key, t => t.Value.detach().clone().DetachFromDisposeScope());
+        }
+        using (no_grad())
+        {
+            foreach (var (name, p) in model.DistinctParameters()) p.copy_(best![name]);
+        }
+        foreach (var t in best!.Values) t.Dispose();
+        return (clock.Elapsed.TotalSeconds, bestStep, bestScore);
+    }
+
+    private static (double Seconds, double TokensPerSecond) Train(CausalLM model, PackedSequences packed, PhaseSpec phase, long seed,
+        string phaseName, string method, IProgress<ExperimentProgress>? progress, CancellationToken cancellation)
+    {
+        var schedule = new BatchSchedule(packed.Count, phase.Batch, seed);
+        using var session = new TrainingSession(model, Options(phase));
+        double seconds = 0;
+        for (long step = 0; step < phase.Steps; step++)
+        {
+            cancellation.ThrowIfCancellationRequested();
+            var clock = Stopwatch.StartNew();
+            var result = session.TrainStep([packed.Batch(schedule.IndicesFor(step))]);
+            seconds += clock.Elapsed.TotalSeconds;
+            progress?.Report(new(phaseName, method, step + 1, phase.Steps, result.Loss, phase.TokensPerStep * (step + 1) / seconds));
+        }
+        return (seconds, phase.TokensPerStep * phase.Steps / seconds);
+    }
+
+    private static TrainingOptions Options(PhaseSpec phase) => new()
+    {
+        LearningRate = phase.LearningRate, WarmupSteps = phase.WarmupSteps, TotalSteps = phase.Steps,
+    };
+}
