@@ -129,7 +129,7 @@ internal static class ExperimentFiles
                     TargetModules = Get("lora.targets", p => (IReadOnlyList<string>)c.GetStringList(p).ToList(), new LoraSpec().TargetModules),
                 },
                 Router = new RouterSpec { Penalty = Double("route.penalty", 0.01), InitBias = Double("route.init-bias", 0) },
-            }.Validate();
+            }.Validate(requireFolders: false);
         }
         catch (ArgumentException e) when (!e.Message.StartsWith(source, StringComparison.Ordinal))
         {

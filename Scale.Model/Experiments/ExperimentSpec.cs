@@ -21,12 +21,13 @@ public sealed record DataSpec
 
     public bool IsBio => Kind == "bio";
 
-    public DataSpec Validate(string side)
+    public DataSpec Validate(string side, bool requireFolder = true)
     {
         if (Kind is not ("bio" or "text")) throw new ArgumentException($"{side}.kind must be bio or text, got '{Kind}'.");
         if (IsBio && People < 1) throw new ArgumentException($"{side}.people must be at least 1, got {People}.");
         if (IsBio && Renderings < 1) throw new ArgumentException($"{side}.renderings must be at least 1, got {Renderings}.");
-        if (!IsBio && string.IsNullOrWhiteSpace(Folder)) throw new ArgumentException($"{side}.folder is required for text data.");
+        if (!IsBio && requireFolder && string.IsNullOrWhiteSpace(Folder))
+            throw new ArgumentException($"{side}.folder is required for text data (give it in the file or with --{side} DIR).");
         return this;
     }
 }
@@ -78,11 +79,12 @@ public sealed record ExperimentSpec
     public LoraSpec Lora { get; init; } = new();
     public RouterSpec Router { get; init; } = new();
 
-    public ExperimentSpec Validate()
+    /// <summary>Checks every field; <paramref name="requireFolders"/> false allows a text experiment whose folders come later (the command line).</summary>
+    public ExperimentSpec Validate(bool requireFolders = true)
     {
         if (VocabSize < 257) throw new ArgumentException($"vocab_size must be at least 257 (the bytes and end-of-text), got {VocabSize}.");
-        Old.Validate("old");
-        New.Validate("new");
+        Old.Validate("old", requireFolders);
+        New.Validate("new", requireFolders);
         Pretrain.Validate("pretrain");
         Continual.Validate("continual");
         if (Old.IsBio != New.IsBio) throw new ArgumentException("old and new must both be bio or both be text data.");

@@ -73,4 +73,14 @@ public class CommandLineTests
         Assert.NotEqual(0, result.ExitCode);
         Assert.Contains("Unknown bench method 'magic'", result.Stdout + result.Stderr);
     }
+
+    [Fact]
+    public void Experiment_names_the_built_ins_when_asked_for_an_unknown_one()
+    {
+        var result = ScaleProcess.Run("experiment", "nonesuch");
+
+        Assert.NotEqual(0, result.ExitCode);
+        Assert.Contains("No experiment 'nonesuch'", result.Stderr);
+        Assert.Contains("bio, bio-ko, text", result.Stderr);
+    }
 }
