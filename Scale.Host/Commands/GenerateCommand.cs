@@ -1,6 +1,7 @@
 using System.ComponentModel;
 using Scale.Model;
 using Scale.Model.Checkpoints;
+using Scale.Model.Data;
 using Scale.Model.Transformer;
 using Spectre.Console;
 using TorchSharp;
@@ -18,7 +19,7 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
         [CommandOption("--prompt-ids <IDS>"), Description("Prompt as comma-separated token ids, e.g. 1,2,3.")]
         public string? PromptIds { get; init; }
 
-        [CommandOption("--prompt <TEXT>"), Description("Prompt as text (needs a tokenizer).")]
+        [CommandOption("--prompt <TEXT>"), Description("Prompt as text (needs the model directory's tokenizer.json).")]
         public string? Prompt { get; init; }
 
         [CommandOption("--max-new-tokens <N>"), Description("Tokens to generate (default 32)."), DefaultValue(32)]
@@ -41,17 +42,26 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
 
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellation)
     {
-        if (settings.Prompt is not null)
-            throw new ArgumentException(
-                "Text prompts need a tokenizer, which Scale's base models do not carry yet; give the prompt as token ids with --prompt-ids 1,2,3.");
-        var prompt = ParseIds(settings.PromptIds!);
+        var tokenizerPath = Path.Combine(settings.Model!, "tokenizer.json");
+        var tokenizer = File.Exists(tokenizerPath) ? ByteBpeTokenizer.Load(tokenizerPath) : null;
+        long[] prompt;
+        if (settings.Prompt is { } text)
+        {
+            if (tokenizer is null)
+                throw new ArgumentException($"Text prompts need {tokenizerPath} (a Hugging Face tokenizer.json); give the prompt as token ids with --prompt-ids 1,2,3.");
+            prompt = tokenizer.Encode(text).Select(id => (long)id).ToArray();
+        }
+        else prompt = ParseIds(settings.PromptIds!);
         var device = Devices.Parse(settings.Device);
         using var model = HfCheckpoint.Load(settings.Model!);
         model.to(device);
-        var continuation = Generation.Greedy(model, prompt, settings.MaxNewTokens);
-        if (!settings.Ids)
-            CommandErrors.Stderr.MarkupLine("[grey]No tokenizer for this model: printing token ids.[/]");
-        Console.WriteLine(string.Join(",", continuation));
+        var continuation = Generation.Greedy(model, prompt, settings.MaxNewTokens, tokenizer?.EndOfTextId);
+        if (settings.Ids || tokenizer is null)
+        {
+            if (!settings.Ids) CommandErrors.Stderr.MarkupLine("[grey]No tokenizer.json beside this model: printing token ids.[/]");
+            Console.WriteLine(string.Join(",", continuation));
+        }
+        else Console.WriteLine(tokenizer.Decode(continuation.Where(id => id != tokenizer.EndOfTextId).Select(id => (int)id)));
         return 0;
     }
 

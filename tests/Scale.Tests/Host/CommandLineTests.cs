@@ -21,10 +21,29 @@ public class CommandLineTests
         Assert.Equal(string.Join(",", expected), result.Stdout.Trim());
     }
 
+    [Fact]
+    public void Generate_encodes_a_text_prompt_with_the_model_directorys_tokenizer()
+    {
+        using var dir = new TempDirectory();
+        var tokenizer = Scale.Model.Data.ByteBpeTokenizer.Train(["Velmora Brint was born in Preasiburg.", "Gratrend works for Braigum Works."], 300);
+        tokenizer.Save(dir.Combine("tokenizer.json"));
+        using var model = Decoder.Create(Tiny.Mha with { VocabSize = tokenizer.VocabSize }, seed: 4);
+        HfCheckpoint.Save(model, dir.Path);
+        var prompt = tokenizer.Encode("Velmora Brint was born in").Select(id => (long)id).ToArray();
+        var expected = Generation.Greedy(model, prompt, maxNewTokens: 5, stopToken: tokenizer.EndOfTextId);
+
+        var ids = ScaleProcess.Run("generate", "--model", dir.Path, "--prompt", "Velmora Brint was born in", "--max-new-tokens", "5", "--ids");
+        var text = ScaleProcess.Run("generate", "--model", dir.Path, "--prompt", "Velmora Brint was born in", "--max-new-tokens", "5");
+
+        Assert.Equal(0, ids.ExitCode);
+        Assert.Equal(string.Join(",", expected), ids.Stdout.Trim());
+        Assert.Equal(tokenizer.Decode(expected.Where(id => id != tokenizer.EndOfTextId).Select(id => (int)id)), text.Stdout.TrimEnd('\n'));
+    }
+
     [Theory]
     [InlineData("no-model", "no such model directory")]
     [InlineData("bad-ids", "'x' is not a token id")]
-    [InlineData("text", "--prompt-ids")]
+    [InlineData("text", "tokenizer.json")]
     [InlineData("out-of-vocab", "outside the vocabulary")]
     public void Generate_explains_bad_input_and_exits_non_zero(string fault, string message)
     {
