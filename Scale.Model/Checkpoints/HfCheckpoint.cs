@@ -64,15 +64,7 @@ public static class HfCheckpoint
         var path = Path.Combine(directory, ConfigFile);
         if (!Directory.Exists(directory)) throw new InvalidCheckpointException($"{directory}: no such model directory.");
         if (!File.Exists(path)) throw new InvalidCheckpointException($"{path}: missing; a model directory holds config.json and model.safetensors.");
-        JsonObject json;
-        try
-        {
-            json = JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new JsonException("not a JSON object");
-        }
-        catch (JsonException e)
-        {
-            throw new InvalidCheckpointException($"{path}: not valid JSON ({e.Message}).");
-        }
+        var json = ReadJsonObject(path);
         var architecture = (json["architectures"] as JsonArray)?.FirstOrDefault()?.GetValue<string>();
         if (architecture is null || !SupportedArchitectures.Contains(architecture))
             throw new InvalidCheckpointException(
@@ -113,6 +105,19 @@ public static class HfCheckpoint
         catch (InvalidModelConfigException e)
         {
             throw new InvalidCheckpointException($"{path}: {e.Message}");
+        }
+    }
+
+    /// <summary>A JSON file that must hold an object; anything else is an <see cref="InvalidCheckpointException"/> naming the file.</summary>
+    internal static JsonObject ReadJsonObject(string path)
+    {
+        try
+        {
+            return JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new JsonException("not a JSON object");
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidCheckpointException($"{path}: not valid JSON ({e.Message}).");
         }
     }
 

@@ -3,6 +3,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using Microsoft.ML.Tokenizers;
+using Scale.Model.Checkpoints;
 using Scale.Model.Transformer;
 
 namespace Scale.Model.Data;
@@ -133,15 +134,7 @@ public sealed partial class ByteBpeTokenizer
     public static ByteBpeTokenizer Load(string path)
     {
         if (!File.Exists(path)) throw new InvalidCheckpointException($"{path}: tokenizer file not found.");
-        JsonObject json;
-        try
-        {
-            json = JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new JsonException("not a JSON object");
-        }
-        catch (JsonException e)
-        {
-            throw new InvalidCheckpointException($"{path}: not valid JSON ({e.Message}).");
-        }
+        var json = HfCheckpoint.ReadJsonObject(path);
         var model = json["model"] as JsonObject ?? throw new InvalidCheckpointException($"{path}: has no model section.");
         var type = model["type"]?.GetValue<string>();
         if (type != "BPE") throw new InvalidCheckpointException($"{path}: tokenizer model '{type}' is not supported; Scale reads byte-level BPE.");

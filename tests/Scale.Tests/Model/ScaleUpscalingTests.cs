@@ -118,13 +118,8 @@ public class ScaleUpscalingTests
         Assert.Equal(0.5 * gates.Average(), penalty!.item<float>(), 5);
     }
 
-    public static TheoryData<string, bool> CountCases => new()
-    {
-        { "preserve", false }, { "preserve", true }, { "adapt", false }, { "adapt", true }, { "route", false }, { "route", true },
-    };
-
     [Theory]
-    [MemberData(nameof(CountCases))]
+    [MemberData(nameof(PresetsAndAttention))]
     public void Trainable_parameter_count_equals_the_closed_form(string preset, bool gqa)
     {
         var config = gqa ? Tiny.Gqa : Tiny.Mha;
