@@ -30,6 +30,16 @@ public sealed record MethodSpec
         _ => throw new ArgumentException($"Unknown method '{name}'; choose from {string.Join(", ", PresetNames)}."),
     };
 
+    /// <summary>A named method with explicit settings for the SCALE expansion, depth expansion, LoRA and Route's router.</summary>
+    public static MethodSpec Named(string name, int headsUp, int? ffnUp, int depthEvery, LoraSpec lora, RouterSpec? router = null)
+        => name.Trim().ToLowerInvariant() switch
+        {
+            "depth" => new MethodSpec { Kind = MethodKind.Depth, DepthEvery = depthEvery },
+            "lora" => new MethodSpec { Kind = MethodKind.Lora, Lora = lora },
+            "route" => new MethodSpec { Kind = MethodKind.Route, Expansion = ExpansionSpec.Route(headsUp, ffnUp, router) },
+            _ => Preset(name, headsUp, ffnUp),
+        };
+
     public static readonly IReadOnlyList<string> PresetNames = ["frozen", "full", "preserve", "adapt", "route", "depth", "lora"];
 
     /// <summary>

@@ -28,13 +28,9 @@ public sealed record BenchSettings
 
     public static readonly IReadOnlyList<string> Methods = ["full", "preserve", "adapt", "route", "depth", "lora"];
 
-    public MethodSpec MethodFor(string name) => name switch
-    {
-        "depth" => new MethodSpec { Kind = MethodKind.Depth, DepthEvery = DepthEvery },
-        "lora" => new MethodSpec { Kind = MethodKind.Lora, Lora = Lora },
-        "frozen" => throw new ArgumentException("The frozen base does not train; nothing to bench."),
-        _ => MethodSpec.Preset(name, HeadsUp, FfnUp),
-    };
+    public MethodSpec MethodFor(string name) => name == "frozen"
+        ? throw new ArgumentException("The frozen base does not train; nothing to bench.")
+        : MethodSpec.Named(name, HeadsUp, FfnUp, DepthEvery, Lora);
 }
 
 /// <summary>One method's throughput on the bench configuration.</summary>

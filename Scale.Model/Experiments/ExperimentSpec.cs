@@ -94,13 +94,7 @@ public sealed record ExperimentSpec
         return this;
     }
 
-    public MethodSpec MethodFor(string name) => name switch
-    {
-        "depth" => new MethodSpec { Kind = MethodKind.Depth, DepthEvery = DepthEvery },
-        "lora" => new MethodSpec { Kind = MethodKind.Lora, Lora = Lora },
-        "route" => new MethodSpec { Kind = MethodKind.Route, Expansion = ExpansionSpec.Route(HeadsUp, FfnUp, Router) },
-        _ => MethodSpec.Preset(name, HeadsUp, FfnUp),
-    };
+    public MethodSpec MethodFor(string name) => MethodSpec.Named(name, HeadsUp, FfnUp, DepthEvery, Lora, Router);
 }
 
 /// <summary>Scores of one method after continual pre-training. For biographies scores are attribute recall
