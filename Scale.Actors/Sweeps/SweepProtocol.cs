@@ -1,0 +1,34 @@
+namespace Scale.Actors.Sweeps;
+
+/// <summary>A trial's place in its life: pending → running → completed, or back to pending on a retry, or failed for good.</summary>
+public enum TrialStatus { Pending, Running, Completed, Failed }
+
+/// <summary>What a trial runs: a method and its hyper-parameters.</summary>
+public sealed record TrialSpec(string Id, string Method, IReadOnlyDictionary<string, string> Parameters);
+
+/// <summary>The last checkpoint a trial reported: it resumes from here after a retry or a lost trainer.</summary>
+public sealed record CheckpointRef(long Step, string Path);
+
+public sealed record TrialMetrics(double Retention, double Acquisition, double Forgetting);
+
+// Commands (imperative): what the coordinator is asked to do.
+public interface ISweepCommand;
+public sealed record StartSweep(string SweepId, IReadOnlyList<TrialSpec> Trials, int MaxConcurrent, int RetryBudget) : ISweepCommand;
+public sealed record RequestWork(string TrainerId) : ISweepCommand;
+public sealed record ReportCheckpoint(string TrialId, int Attempt, long Step, string Path) : ISweepCommand;
+public sealed record ReportCompleted(string TrialId, int Attempt, TrialMetrics Metrics) : ISweepCommand;
+public sealed record ReportFailed(string TrialId, int Attempt, string Reason) : ISweepCommand;
+public sealed record TrainerLost(string TrainerId) : ISweepCommand;
+
+// Events (past tense): what happened, persisted in order; the state is their fold.
+public interface ISweepEvent;
+public sealed record SweepStarted(string SweepId, IReadOnlyList<TrialSpec> Trials, int MaxConcurrent, int RetryBudget) : ISweepEvent;
+public sealed record TrialStarted(string TrialId, int Attempt, string TrainerId) : ISweepEvent;
+public sealed record TrialCheckpointed(string TrialId, int Attempt, long Step, string Path) : ISweepEvent;
+public sealed record TrialCompleted(string TrialId, int Attempt, TrialMetrics Metrics) : ISweepEvent;
+/// <summary>A failed attempt with budget left: the trial is pending again and resumes from its last checkpoint.</summary>
+public sealed record TrialRetrying(string TrialId, int Attempt, string Reason) : ISweepEvent;
+/// <summary>A failed attempt that used the last of the trial's budget: the trial is failed for good.</summary>
+public sealed record TrialFailed(string TrialId, int Attempt, string Reason) : ISweepEvent;
+/// <summary>The trainer running the trial was lost (process or node): pending again, without spending the trial's budget.</summary>
+public sealed record TrialRequeued(string TrialId, int Attempt, string TrainerId) : ISweepEvent;

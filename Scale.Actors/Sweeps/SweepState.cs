@@ -1,0 +1,98 @@
+using System.Collections.Immutable;
+
+namespace Scale.Actors.Sweeps;
+
+/// <summary>One trial as the coordinator knows it.</summary>
+public sealed record TrialState(TrialSpec Spec, TrialStatus Status, int Attempt, int FailedAttempts, string? Trainer,
+                                CheckpointRef? LastCheckpoint, TrialMetrics? Metrics, string? FailureReason);
+
+/// <summary>
+/// The sweep coordinator's state as a pure record: <see cref="Decide"/> turns a command into the events it
+/// causes (none for a duplicate, late or stale message), <see cref="Apply"/> folds one event into the state.
+/// The persistent actor only persists what Decide returns and applies it, so this is tested without actors.
+/// </summary>
+public sealed record SweepState
+{
+    public static readonly SweepState Empty = new();
+
+    public string? SweepId { get; init; }
+    public ImmutableList<string> Order { get; init; } = [];
+    public ImmutableDictionary<string, TrialState> Trials { get; init; } = ImmutableDictionary<string, TrialState>.Empty;
+    public int MaxConcurrent { get; init; } = 1;
+    /// <summary>Retries a trial gets after failed attempts before it is failed for good (0: none).</summary>
+    public int RetryBudget { get; init; } = 2;
+
+    public bool Started => SweepId is not null;
+    public int Running => Trials.Values.Count(t => t.Status == TrialStatus.Running);
+    public bool Finished => Started && Trials.Values.All(t => t.Status is TrialStatus.Completed or TrialStatus.Failed);
+
+    public IReadOnlyList<ISweepEvent> Decide(ISweepCommand command) => command switch
+    {
+        StartSweep start => DecideStart(start),
+        RequestWork request => DecideWork(request),
+        ReportCheckpoint c when IsCurrent(c.TrialId, c.Attempt) && c.Step > (Trials[c.TrialId].LastCheckpoint?.Step ?? -1)
+            => [new TrialCheckpointed(c.TrialId, c.Attempt, c.Step, c.Path)],
+        ReportCompleted c when IsCurrent(c.TrialId, c.Attempt) => [new TrialCompleted(c.TrialId, c.Attempt, c.Metrics)],
+        ReportFailed f when IsCurrent(f.TrialId, f.Attempt) => Trials[f.TrialId].FailedAttempts < RetryBudget
+            ? [new TrialRetrying(f.TrialId, f.Attempt, f.Reason)]
+            : [new TrialFailed(f.TrialId, f.Attempt, f.Reason)],
+        TrainerLost lost => Order.Select(id => Trials[id])
+            .Where(t => t.Status == TrialStatus.Running && t.Trainer == lost.TrainerId)
+            .Select(t => (ISweepEvent)new TrialRequeued(t.Spec.Id, t.Attempt, lost.TrainerId)).ToList(),
+        _ => [],
+    };
+
+    public SweepState Apply(ISweepEvent @event) => @event switch
+    {
+        SweepStarted s => this with
+        {
+            SweepId = s.SweepId, MaxConcurrent = s.MaxConcurrent, RetryBudget = s.RetryBudget,
+            Order = s.Trials.Select(t => t.Id).ToImmutableList(),
+            Trials = s.Trials.ToImmutableDictionary(t => t.Id, t => new TrialState(t, TrialStatus.Pending, 0, 0, null, null, null, null)),
+        },
+        TrialStarted s => Update(s.TrialId, t => t with { Status = TrialStatus.Running, Attempt = s.Attempt, Trainer = s.TrainerId }),
+        TrialCheckpointed c => Update(c.TrialId, t => t with { LastCheckpoint = new CheckpointRef(c.Step, c.Path) }),
+        TrialCompleted c => Update(c.TrialId, t => t with { Status = TrialStatus.Completed, Trainer = null, Metrics = c.Metrics }),
+        TrialRetrying r => Update(r.TrialId, t => t with
+        {
+            Status = TrialStatus.Pending, Trainer = null, FailedAttempts = t.FailedAttempts + 1, FailureReason = r.Reason,
+        }),
+        TrialFailed f => Update(f.TrialId, t => t with
+        {
+            Status = TrialStatus.Failed, Trainer = null, FailedAttempts = t.FailedAttempts + 1, FailureReason = f.Reason,
+        }),
+        TrialRequeued r => Update(r.TrialId, t => t with { Status = TrialStatus.Pending, Trainer = null }),
+        _ => throw new ArgumentException($"Unknown sweep event {@event.GetType().Name}."),
+    };
+
+    /// <summary>Folds a whole history, as recovery does.</summary>
+    public static SweepState Replay(IEnumerable<ISweepEvent> events) => events.Aggregate(Empty, (state, e) => state.Apply(e));
+
+    private IReadOnlyList<ISweepEvent> DecideStart(StartSweep start)
+    {
+        if (Started) return [];   // the same sweep submitted again (a resume): nothing new happens
+        if (start.Trials.Count == 0) throw new ArgumentException("A sweep needs at least one trial.");
+        if (start.Trials.Select(t => t.Id).Distinct().Count() != start.Trials.Count) throw new ArgumentException("Trial ids must be unique.");
+        if (start.MaxConcurrent < 1) throw new ArgumentException($"max concurrent trials must be at least 1, got {start.MaxConcurrent}.");
+        if (start.RetryBudget < 0) throw new ArgumentException($"the retry budget must be zero or more, got {start.RetryBudget}.");
+        return [new SweepStarted(start.SweepId, start.Trials, start.MaxConcurrent, start.RetryBudget)];
+    }
+
+    /// <summary>The first pending trial in sweep order, if the concurrency limit allows one more, and the trainer runs nothing yet.</summary>
+    private IReadOnlyList<ISweepEvent> DecideWork(RequestWork request)
+    {
+        if (!Started || Running >= MaxConcurrent) return [];
+        if (Trials.Values.Any(t => t.Status == TrialStatus.Running && t.Trainer == request.TrainerId)) return [];
+        var next = Order.Select(id => Trials[id]).FirstOrDefault(t => t.Status == TrialStatus.Pending);
+        return next is null ? [] : [new TrialStarted(next.Spec.Id, next.Attempt + 1, request.TrainerId)];
+    }
+
+    /// <summary>A report counts only for the running attempt it names; anything else is a duplicate or arrives late.</summary>
+    private bool IsCurrent(string trialId, int attempt)
+        => Trials.TryGetValue(trialId, out var trial) && trial.Status == TrialStatus.Running && trial.Attempt == attempt;
+
+    private SweepState Update(string trialId, Func<TrialState, TrialState> change)
+        => Trials.TryGetValue(trialId, out var trial)
+            ? this with { Trials = Trials.SetItem(trialId, change(trial)) }
+            : throw new InvalidOperationException($"Event for unknown trial '{trialId}'.");
+}

@@ -1,0 +1,181 @@
+using Scale.Actors.Sweeps;
+
+namespace Scale.Tests.Actors;
+
+public class SweepStateTests
+{
+    private static readonly TrialMetrics Metrics = new(0.9, 0.8, 0.05);
+
+    private static TrialSpec Trial(string id) => new(id, "preserve", new Dictionary<string, string> { ["lr"] = "2e-3" });
+
+    /// <summary>Decides and applies, as the persistent actor does; returns the events and the new state.</summary>
+    private static (IReadOnlyList<ISweepEvent> Events, SweepState State) Handle(SweepState state, ISweepCommand command)
+    {
+        var events = state.Decide(command);
+        return (events, events.Aggregate(state, (s, e) => s.Apply(e)));
+    }
+
+    private static SweepState Started(int trials = 3, int maxConcurrent = 2, int retryBudget = 1)
+        => Handle(SweepState.Empty, new StartSweep("s1", Enumerable.Range(1, trials).Select(i => Trial($"t{i}")).ToList(), maxConcurrent, retryBudget)).State;
+
+    [Fact]
+    public void Starting_a_sweep_makes_every_trial_pending_and_a_second_start_changes_nothing()
+    {
+        var state = Started();
+
+        Assert.All(state.Trials.Values, t => Assert.Equal(TrialStatus.Pending, t.Status));
+        Assert.Equal(["t1", "t2", "t3"], state.Order);
+        Assert.Empty(state.Decide(new StartSweep("s1", [Trial("t9")], 1, 0)));
+    }
+
+    [Fact]
+    public void Trainers_get_pending_trials_in_order_up_to_the_concurrency_limit()
+    {
+        var state = Started(maxConcurrent: 2);
+
+        (var first, state) = Handle(state, new RequestWork("w1"));
+        (var second, state) = Handle(state, new RequestWork("w2"));
+        (var third, state) = Handle(state, new RequestWork("w3"));
+        (var again, _) = Handle(state, new RequestWork("w1"));
+
+        Assert.Equal([new TrialStarted("t1", 1, "w1")], first);
+        Assert.Equal([new TrialStarted("t2", 1, "w2")], second);
+        Assert.Empty(third);   // two running already
+        Assert.Empty(again);   // w1 is busy
+    }
+
+    [Fact]
+    public void A_running_trial_records_checkpoints_and_completes_once()
+    {
+        var state = Handle(Started(), new RequestWork("w1")).State;
+
+        (var checkpoint, state) = Handle(state, new ReportCheckpoint("t1", 1, 50, "/ckpt/t1/50"));
+        (var older, state) = Handle(state, new ReportCheckpoint("t1", 1, 40, "/ckpt/t1/40"));
+        (var done, state) = Handle(state, new ReportCompleted("t1", 1, Metrics));
+        (var duplicate, state) = Handle(state, new ReportCompleted("t1", 1, Metrics));
+        (var late, state) = Handle(state, new ReportCheckpoint("t1", 1, 60, "/ckpt/t1/60"));
+
+        Assert.Single(checkpoint);
+        Assert.Empty(older);
+        Assert.Single(done);
+        Assert.Empty(duplicate);
+        Assert.Empty(late);
+        var trial = state.Trials["t1"];
+        Assert.Equal(TrialStatus.Completed, trial.Status);
+        Assert.Equal(new CheckpointRef(50, "/ckpt/t1/50"), trial.LastCheckpoint);
+        Assert.Equal(Metrics, trial.Metrics);
+    }
+
+    [Fact]
+    public void A_completed_trial_is_never_handed_out_again()
+    {
+        var state = Started(trials: 1, maxConcurrent: 1);
+        state = Handle(state, new RequestWork("w1")).State;
+        state = Handle(state, new ReportCompleted("t1", 1, Metrics)).State;
+
+        var (events, after) = Handle(state, new RequestWork("w2"));
+
+        Assert.Empty(events);
+        Assert.True(after.Finished);
+    }
+
+    [Fact]
+    public void A_failed_attempt_is_retried_from_its_last_checkpoint_until_the_budget_runs_out()
+    {
+        var state = Started(trials: 1, maxConcurrent: 1, retryBudget: 2);
+        state = Handle(state, new RequestWork("w1")).State;
+        state = Handle(state, new ReportCheckpoint("t1", 1, 30, "/c/30")).State;
+
+        (var firstFailure, state) = Handle(state, new ReportFailed("t1", 1, "NaN loss at step 31"));
+        Assert.Equal([new TrialRetrying("t1", 1, "NaN loss at step 31")], firstFailure);
+        Assert.Equal(TrialStatus.Pending, state.Trials["t1"].Status);
+        Assert.Equal(new CheckpointRef(30, "/c/30"), state.Trials["t1"].LastCheckpoint);
+
+        (var restart, state) = Handle(state, new RequestWork("w1"));
+        Assert.Equal([new TrialStarted("t1", 2, "w1")], restart);
+        (_, state) = Handle(state, new ReportFailed("t1", 2, "corrupt checkpoint"));
+        state = Handle(state, new RequestWork("w1")).State;
+        (var last, state) = Handle(state, new ReportFailed("t1", 3, "exception in step"));
+
+        Assert.Equal([new TrialFailed("t1", 3, "exception in step")], last);
+        Assert.Equal(TrialStatus.Failed, state.Trials["t1"].Status);
+        Assert.Equal("exception in step", state.Trials["t1"].FailureReason);
+        Assert.Equal(3, state.Trials["t1"].FailedAttempts);
+        Assert.True(state.Finished);
+        Assert.Empty(state.Decide(new RequestWork("w1")));
+    }
+
+    [Fact]
+    public void With_no_retry_budget_the_first_failure_is_final_and_the_sweep_goes_on()
+    {
+        var state = Started(trials: 2, maxConcurrent: 1, retryBudget: 0);
+        state = Handle(state, new RequestWork("w1")).State;
+
+        state = Handle(state, new ReportFailed("t1", 1, "boom")).State;
+        var (next, _) = Handle(state, new RequestWork("w1"));
+
+        Assert.Equal(TrialStatus.Failed, state.Trials["t1"].Status);
+        Assert.Equal([new TrialStarted("t2", 1, "w1")], next);
+    }
+
+    [Fact]
+    public void A_lost_trainers_trials_are_requeued_without_spending_their_budget_and_its_late_reports_are_ignored()
+    {
+        var state = Started(trials: 2, maxConcurrent: 2, retryBudget: 0);
+        state = Handle(state, new RequestWork("w1")).State;
+        state = Handle(state, new RequestWork("w2")).State;
+        state = Handle(state, new ReportCheckpoint("t1", 1, 20, "/c/20")).State;
+
+        (var requeued, state) = Handle(state, new TrainerLost("w1"));
+        (var takenOver, state) = Handle(state, new RequestWork("w3"));
+        (var stale, state) = Handle(state, new ReportCompleted("t1", 1, Metrics));   // w1 comes back after a partition
+
+        Assert.Equal([new TrialRequeued("t1", 1, "w1")], requeued);
+        Assert.Equal([new TrialStarted("t1", 2, "w3")], takenOver);
+        Assert.Empty(stale);
+        Assert.Equal(0, state.Trials["t1"].FailedAttempts);
+        Assert.Equal("w3", state.Trials["t1"].Trainer);
+        Assert.Equal(new CheckpointRef(20, "/c/20"), state.Trials["t1"].LastCheckpoint);
+        Assert.Equal(TrialStatus.Running, state.Trials["t2"].Status);
+    }
+
+    [Fact]
+    public void Reports_for_unknown_trials_or_before_the_sweep_starts_are_ignored()
+    {
+        Assert.Empty(SweepState.Empty.Decide(new RequestWork("w1")));
+        Assert.Empty(SweepState.Empty.Decide(new ReportCompleted("t1", 1, Metrics)));
+        Assert.Empty(Started().Decide(new ReportFailed("nope", 1, "x")));
+    }
+
+    [Fact]
+    public void Replaying_the_events_rebuilds_the_same_state()
+    {
+        var events = new List<ISweepEvent>();
+        var state = SweepState.Empty;
+        foreach (var command in new ISweepCommand[]
+                 {
+                     new StartSweep("s1", [Trial("t1"), Trial("t2")], 2, 1), new RequestWork("w1"), new RequestWork("w2"),
+                     new ReportCheckpoint("t1", 1, 10, "/c"), new ReportFailed("t2", 1, "x"), new ReportCompleted("t1", 1, Metrics),
+                     new TrainerLost("w2"), new RequestWork("w1"),
+                 })
+        {
+            var decided = state.Decide(command);
+            events.AddRange(decided);
+            state = decided.Aggregate(state, (s, e) => s.Apply(e));
+        }
+
+        var replayed = SweepState.Replay(events);
+
+        Assert.Equal(state.Order, replayed.Order);
+        foreach (var id in state.Order) Assert.Equal(state.Trials[id], replayed.Trials[id]);
+    }
+
+    [Theory]
+    [InlineData(0, 1, "max concurrent")]
+    [InlineData(1, -1, "retry budget")]
+    public void Impossible_sweeps_are_rejected(int maxConcurrent, int retryBudget, string message)
+    {
+        var error = Assert.Throws<ArgumentException>(() => SweepState.Empty.Decide(new StartSweep("s", [Trial("t1")], maxConcurrent, retryBudget)));
+        Assert.Contains(message, error.Message);
+    }
+}
