@@ -1,0 +1,54 @@
+using Akka.Actor;
+using Scale.Actors.Sweeps;
+
+namespace Scale.Tests.Actors;
+
+public sealed class SweepEventSerializerTests : IDisposable
+{
+    private readonly ActorSystem system = ActorSystem.Create("serializer-tests");
+    private readonly SweepEventSerializer serializer;
+
+    public SweepEventSerializerTests() => serializer = new SweepEventSerializer((ExtendedActorSystem)system);
+
+    public static TheoryData<ISweepEvent> Events => new()
+    {
+        new SweepStarted("s1", [new TrialSpec("t1", "route", new Dictionary<string, string> { ["lambda"] = "0.01" })], 2, 3),
+        new TrialStarted("t1", 2, "cpu@node-a"),
+        new TrialCheckpointed("t1", 2, 150, "/data/ckpt/t1/150"),
+        new TrialCompleted("t1", 2, new TrialMetrics(0.91, 0.82, 0.04)),
+        new TrialRetrying("t1", 1, "NaN loss at step 31"),
+        new TrialFailed("t1", 3, "corrupt checkpoint"),
+        new TrialRequeued("t1", 2, "cpu@node-a"),
+    };
+
+    [Theory]
+    [MemberData(nameof(Events))]
+    public void Every_event_round_trips_under_a_versioned_manifest_that_names_no_clr_type(ISweepEvent @event)
+    {
+        var manifest = serializer.Manifest(@event);
+        var bytes = serializer.ToBinary(@event);
+
+        var back = serializer.FromBinary(bytes, manifest);
+
+        Assert.EndsWith(".v1", manifest);
+        Assert.DoesNotContain("Scale", manifest);
+        Assert.DoesNotContain("Scale.Actors", System.Text.Encoding.UTF8.GetString(bytes));
+        if (@event is SweepStarted started)
+        {
+            var copy = Assert.IsType<SweepStarted>(back);
+            Assert.Equal(started.SweepId, copy.SweepId);
+            Assert.Equal(started.Trials[0].Parameters, copy.Trials[0].Parameters);
+            Assert.Equal((started.MaxConcurrent, started.RetryBudget), (copy.MaxConcurrent, copy.RetryBudget));
+        }
+        else Assert.Equal(@event, back);
+    }
+
+    [Fact]
+    public void An_unknown_manifest_is_reported_by_name()
+    {
+        var error = Assert.Throws<System.Runtime.Serialization.SerializationException>(() => serializer.FromBinary([], "trial-exploded.v9"));
+        Assert.Contains("trial-exploded.v9", error.Message);
+    }
+
+    public void Dispose() => system.Dispose();
+}
