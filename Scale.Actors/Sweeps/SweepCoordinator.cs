@@ -1,0 +1,70 @@
+using Akka.Actor;
+using Akka.Persistence;
+
+namespace Scale.Actors.Sweeps;
+
+/// <summary>A trainer asked for work and got this trial (resume from <see cref="Checkpoint"/> when it is set).</summary>
+public sealed record WorkGranted(TrialSpec Trial, int Attempt, CheckpointRef? Checkpoint);
+
+/// <summary>A trainer asked for work and there is none now (all running, done, or the concurrency limit is reached).</summary>
+public sealed record NoWorkAvailable(bool SweepFinished);
+
+/// <summary>A command was handled (persisted when it changed anything).</summary>
+public sealed record Accepted(int EventsPersisted);
+
+/// <summary>Asks for the coordinator's current state.</summary>
+public sealed record GetSweepState
+{
+    public static readonly GetSweepState Instance = new();
+}
+
+/// <summary>
+/// The event-sourced sweep coordinator: it glues <see cref="SweepState"/>'s Decide/Apply to persistence.
+/// Every command is decided against the current state; the resulting events are persisted, applied and
+/// only then acknowledged, so a reply means the change is durable. Recovery replays the journal.
+/// </summary>
+public sealed class SweepCoordinator : ReceivePersistentActor
+{
+    private SweepState state = SweepState.Empty;
+
+    public SweepCoordinator(string sweepId)
+    {
+        PersistenceId = $"sweep-{sweepId}";
+        Recover<ISweepEvent>(e => state = state.Apply(e));
+        Command<GetSweepState>(_ => Sender.Tell(state));
+        Command<ISweepCommand>(Handle);
+    }
+
+    public override string PersistenceId { get; }
+
+    public static Props Props(string sweepId) => Akka.Actor.Props.Create(() => new SweepCoordinator(sweepId));
+
+    private void Handle(ISweepCommand command)
+    {
+        IReadOnlyList<ISweepEvent> events;
+        try
+        {
+            events = state.Decide(command);
+        }
+        catch (ArgumentException e)
+        {
+            Sender.Tell(new Status.Failure(e));
+            return;
+        }
+        var sender = Sender;
+        if (events.Count == 0)
+        {
+            sender.Tell(command is RequestWork ? new NoWorkAvailable(state.Finished) : new Accepted(0));
+            return;
+        }
+        int persisted = 0;
+        PersistAll(events, e =>
+        {
+            state = state.Apply(e);
+            if (++persisted < events.Count) return;
+            sender.Tell(events[^1] is TrialStarted started
+                ? new WorkGranted(state.Trials[started.TrialId].Spec, started.Attempt, state.Trials[started.TrialId].LastCheckpoint)
+                : new Accepted(events.Count));
+        });
+    }
+}
