@@ -1,0 +1,79 @@
+using System.Globalization;
+using Akka.Actor;
+using Akka.Configuration;
+using Scale.Actors.Persistence;
+using Scale.Actors.Sweeps;
+using Scale.Actors.Trainers;
+using Scale.Model;
+using Scale.Model.Data;
+using Scale.Model.Evaluation;
+using Scale.Model.Experiments;
+using Scale.Model.Transformer;
+
+namespace Scale.Tests.Actors;
+
+public sealed class TrainerTests : Akka.TestKit.Xunit2.TestKit
+{
+    private static readonly string Root = Path.Combine(Path.GetTempPath(), $"scale-trainer-{Guid.NewGuid():N}");
+
+    public TrainerTests()
+        : base(ConfigurationFactory.ParseString("akka.test.single-expect-default = 60s\nakka.loglevel = WARNING")
+                   .WithFallback(PersistenceConfig.Sqlite(Path.Combine(Directory.CreateDirectory(Root).FullName, "sweeps.db"))), "trainer-tests")
+    {
+    }
+
+    /// <summary>Runs trials with the real TrialRunner on a tiny biography task; "lr" overrides the learning rate.</summary>
+    private sealed class RunnerExecutor(TrialRunner runner, PhaseSpec phase, string root) : ITrialExecutor
+    {
+        public TrialOutcome Execute(TrialSpec trial, int attempt, CheckpointRef? resume, Action<string, long> onCheckpoint, CancellationToken cancellation)
+        {
+            double lr = trial.Parameters.TryGetValue("lr", out var text) ? double.Parse(text, CultureInfo.InvariantCulture) : phase.LearningRate;
+            var plan = new TrialPlan(MethodSpec.Preset(trial.Method), phase with { LearningRate = lr }, Seed: 9, CheckpointEvery: 3);
+            return runner.Run(plan, Path.Combine(root, trial.Id), resume?.Path, onCheckpoint: onCheckpoint, cancellation: cancellation);
+        }
+    }
+
+    [Fact]
+    public void A_trainer_pulls_every_trial_reports_checkpoints_and_outcomes_and_stops_when_the_sweep_is_done()
+    {
+        var world = new BioWorld(BioLanguage.English, 4);
+        var (old, @new) = (world.DrawPopulation(4), world.DrawPopulation(4));
+        var tokenizer = ByteBpeTokenizer.Train(BioRenderer.Corpus(old, BioLanguage.English, 6, 1), 300);
+        var config = new ModelConfig { VocabSize = tokenizer.VocabSize, HiddenSize = 32, NumLayers = 2, NumHeads = 2, IntermediateSize = 64 };
+        using var baseModel = Decoder.Create(config, seed: 2).Freeze();
+        var train = new PackedSequences(BioRenderer.Corpus(@new, BioLanguage.English, 6, 2).Select(tokenizer.Encode), tokenizer.EndOfTextId, 32);
+        var oldPrompts = old.SelectMany(p => BioRenderer.Prompts(p, BioLanguage.English)).ToList();
+        var runner = new TrialRunner(baseModel, tokenizer, train, oldPrompts,
+            @new.SelectMany(p => BioRenderer.Prompts(p, BioLanguage.English)).ToList(),
+            TeacherForcedRecall.Measure(baseModel, tokenizer, oldPrompts).Recall);
+        var executor = new RunnerExecutor(runner, new PhaseSpec { Steps = 7, Batch = 4, SequenceLength = 32, WarmupSteps = 1 }, Root);
+        TrialSpec Trial(string id, string method, string? lr = null)
+            => new(id, method, lr is null ? new Dictionary<string, string>() : new Dictionary<string, string> { ["lr"] = lr });
+        var coordinator = Sys.ActorOf(SweepCoordinator.Props("sweep-a"));
+        coordinator.Tell(new StartSweep("sweep-a", [Trial("t1", "preserve"), Trial("t2", "full"), Trial("t3", "full", "1e12")],
+                                        MaxConcurrent: 1, RetryBudget: 1), TestActor);
+        ExpectMsg<Accepted>();
+
+        var trainer = Sys.ActorOf(Trainer.Props(coordinator, "cpu-0", executor, TimeSpan.FromMilliseconds(200)));
+        Watch(trainer);
+        ExpectTerminated(trainer, TimeSpan.FromMinutes(3));
+        coordinator.Tell(GetSweepState.Instance, TestActor);
+        var state = ExpectMsg<SweepState>();
+
+        Assert.True(state.Finished);
+        Assert.Equal(TrialStatus.Completed, state.Trials["t1"].Status);
+        Assert.Equal(TrialStatus.Completed, state.Trials["t2"].Status);
+        Assert.NotNull(state.Trials["t1"].Metrics);
+        Assert.Equal(new CheckpointRef(6, Path.Combine(Root, "t2", "latest")), state.Trials["t2"].LastCheckpoint);
+        var failed = state.Trials["t3"];
+        Assert.Equal(TrialStatus.Failed, failed.Status);
+        Assert.Equal(2, failed.FailedAttempts);   // the first attempt and its one retry
+        Assert.Contains("NonFiniteLossException", failed.FailureReason);
+    }
+
+    protected override void AfterAll()
+    {
+        base.AfterAll();
+        if (Directory.Exists(Root)) Directory.Delete(Root, recursive: true);
+    }
+}
