@@ -11,9 +11,10 @@ namespace Scale.Tests.Experiments;
 public class TrialRunnerTests
 {
     [Theory]
-    [InlineData("route")]
-    [InlineData("full")]
-    public void A_trial_interrupted_after_a_checkpoint_and_resumed_ends_bit_for_bit_like_an_uninterrupted_one(string method)
+    [InlineData("route", false)]
+    [InlineData("full", false)]
+    [InlineData("preserve", true)]
+    public void A_trial_interrupted_after_a_checkpoint_and_resumed_ends_bit_for_bit_like_an_uninterrupted_one(string method, bool corruptLatest)
     {
         using var dir = new TempDirectory();
         var world = new BioWorld(BioLanguage.English, 4);
@@ -37,11 +38,19 @@ public class TrialRunnerTests
         Assert.ThrowsAny<OperationCanceledException>(() => runner.Run(plan, dir.Combine("interrupted"),
             onCheckpoint: (path, step) => { if (step == 10) { checkpoint = path; interrupt.Cancel(); } },
             cancellation: interrupt.Token));
+        if (corruptLatest)
+        {
+            var file = Path.Combine(checkpoint!, "trainable.safetensors");
+            File.WriteAllBytes(file, File.ReadAllBytes(file)[..64]);
+        }
         var resumedLosses = new List<double>();
-        var resumed = runner.Run(plan, dir.Combine("interrupted"), resumeFrom: checkpoint, onStep: s => resumedLosses.Add(s.Loss));
+        var notices = new List<string>();
+        var resumed = runner.Run(plan, dir.Combine("interrupted"), resumeFrom: checkpoint, onStep: s => resumedLosses.Add(s.Loss),
+                                 onNotice: notices.Add);
 
         Assert.NotNull(checkpoint);
-        Assert.Equal(straightLosses.Skip(10), resumedLosses);
+        Assert.Equal(straightLosses.Skip(corruptLatest ? 5 : 10), resumedLosses);   // a damaged latest falls back to the previous one (step 5)
+        Assert.Equal(corruptLatest ? 1 : 0, notices.Count);
         Assert.Equal(straight, resumed with { TokensPerSecond = straight.TokensPerSecond });
     }
 }
