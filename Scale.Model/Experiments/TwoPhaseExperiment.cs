@@ -35,9 +35,15 @@ public static class TwoPhaseExperiment
         var (old, @new) = Prepare(spec);
         var (baseModel, tokenizer, info, cached) = LoadOrPretrain(spec, old, dataDirectory, progress, cancellation);
         bool bio = spec.Old.IsBio;
+        // Held-out text is tokenised once, not at every evaluation.
+        var heldOut = bio ? null : new Dictionary<Side, PackedSequences>
+        {
+            [old] = Pack(old.HeldOut, tokenizer, spec.Continual.SequenceLength),
+            [@new] = Pack(@new.HeldOut, tokenizer, spec.Continual.SequenceLength),
+        };
         double Score(CausalLM model, Side side) => bio
             ? TeacherForcedRecall.Measure(model, tokenizer, side.Prompts!).Recall
-            : Metrics.Perplexity(model, Pack(side.HeldOut, tokenizer, spec.Continual.SequenceLength));
+            : Metrics.Perplexity(model, heldOut![side]);
         double baseOld = Score(baseModel, old), baseNew = Score(baseModel, @new);
         progress?.Report(new("evaluate", "base", 0, 0, 0, 0, $"base: old {baseOld:0.000}, new {baseNew:0.000}"));
 
@@ -121,9 +127,10 @@ public static class TwoPhaseExperiment
         var model = Decoder.Create(config, spec.Seed);
         foreach (var p in model.parameters()) p.requires_grad = true;
         var packed = Pack(old.Train, tokenizer, spec.Pretrain.SequenceLength);
+        var oldHeldOut = old.Prompts is null ? Pack(old.HeldOut, tokenizer, spec.Pretrain.SequenceLength) : null;
         Func<double> score = old.Prompts is { } prompts
             ? () => TeacherForcedRecall.Measure(model, tokenizer, prompts).Recall
-            : () => -Metrics.Perplexity(model, Pack(old.HeldOut, tokenizer, spec.Pretrain.SequenceLength));
+            : () => -Metrics.Perplexity(model, oldHeldOut!);
         var (seconds, bestStep, bestScore) = PretrainKeepingBest(model, packed, spec.Pretrain, spec.Seed, score, progress, cancellation);
         model.Freeze();
         // Written to a temporary directory and moved into place whole: an interrupted run leaves no half-cached base.

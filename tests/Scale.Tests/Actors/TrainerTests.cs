@@ -36,17 +36,8 @@ public sealed class TrainerTests : Akka.TestKit.Xunit2.TestKit
     [Fact]
     public void A_trainer_pulls_every_trial_reports_checkpoints_and_outcomes_and_stops_when_the_sweep_is_done()
     {
-        var world = new BioWorld(BioLanguage.English, 4);
-        var (old, @new) = (world.DrawPopulation(4), world.DrawPopulation(4));
-        var tokenizer = ByteBpeTokenizer.Train(BioRenderer.Corpus(old, BioLanguage.English, 6, 1), 300);
-        var config = new ModelConfig { VocabSize = tokenizer.VocabSize, HiddenSize = 32, NumLayers = 2, NumHeads = 2, IntermediateSize = 64 };
-        using var baseModel = Decoder.Create(config, seed: 2).Freeze();
-        var train = new PackedSequences(BioRenderer.Corpus(@new, BioLanguage.English, 6, 2).Select(tokenizer.Encode), tokenizer.EndOfTextId, 32);
-        var oldPrompts = old.SelectMany(p => BioRenderer.Prompts(p, BioLanguage.English)).ToList();
-        var runner = new TrialRunner(baseModel, tokenizer, train, oldPrompts,
-            @new.SelectMany(p => BioRenderer.Prompts(p, BioLanguage.English)).ToList(),
-            TeacherForcedRecall.Measure(baseModel, tokenizer, oldPrompts).Recall);
-        var executor = new RunnerExecutor(runner, new PhaseSpec { Steps = 7, Batch = 4, SequenceLength = 32, WarmupSteps = 1 }, Root);
+        using var task = new Scale.Tests.Experiments.TinyBioTask();
+        var executor = new RunnerExecutor(task.Runner, new PhaseSpec { Steps = 7, Batch = 4, SequenceLength = 32, WarmupSteps = 1 }, Root);
         TrialSpec Trial(string id, string method, string? lr = null)
             => new(id, method, lr is null ? new Dictionary<string, string>() : new Dictionary<string, string> { ["lr"] = lr });
         var coordinator = Sys.ActorOf(SweepCoordinator.Props("sweep-a"));

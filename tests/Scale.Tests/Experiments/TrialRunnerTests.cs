@@ -17,17 +17,8 @@ public class TrialRunnerTests
     public void A_trial_interrupted_after_a_checkpoint_and_resumed_ends_bit_for_bit_like_an_uninterrupted_one(string method, bool corruptLatest)
     {
         using var dir = new TempDirectory();
-        var world = new BioWorld(BioLanguage.English, 4);
-        var (old, @new) = (world.DrawPopulation(4), world.DrawPopulation(4));
-        var oldCorpus = BioRenderer.Corpus(old, BioLanguage.English, 6, 1);
-        var tokenizer = ByteBpeTokenizer.Train(oldCorpus, 300);
-        var config = new ModelConfig { VocabSize = tokenizer.VocabSize, HiddenSize = 32, NumLayers = 2, NumHeads = 2, IntermediateSize = 64 };
-        using var baseModel = Decoder.Create(config, seed: 2).Freeze();
-        var train = new PackedSequences(BioRenderer.Corpus(@new, BioLanguage.English, 6, 2).Select(tokenizer.Encode), tokenizer.EndOfTextId, 32);
-        var oldPrompts = old.SelectMany(p => BioRenderer.Prompts(p, BioLanguage.English)).ToList();
-        var newPrompts = @new.SelectMany(p => BioRenderer.Prompts(p, BioLanguage.English)).ToList();
-        var runner = new TrialRunner(baseModel, tokenizer, train, oldPrompts, newPrompts,
-                                     TeacherForcedRecall.Measure(baseModel, tokenizer, oldPrompts).Recall);
+        using var task = new TinyBioTask();
+        var runner = task.Runner;
         var plan = new TrialPlan(MethodSpec.Preset(method), new PhaseSpec { Steps = 12, Batch = 4, SequenceLength = 32, WarmupSteps = 2 },
                                  Seed: 9, CheckpointEvery: 5);
         var straightLosses = new List<double>();
