@@ -38,7 +38,7 @@ internal sealed class LoraLinear : nn.Module<Tensor, Tensor>
     private readonly Parameter? bias;
     private readonly Parameter lora_A;    // (r, in)
     private readonly Parameter lora_B;    // (out, r), zero at init
-    private readonly double scaling;
+    private readonly Scalar scaling;      // held by the module: a temporary Scalar could be finalised mid-call
     private Tensor? merged;               // W + scaling·B·A while merged; never registered, never saved
 
     public LoraLinear(Linear baseLinear, LoraSpec spec, Generator g) : base(nameof(LoraLinear))
@@ -50,7 +50,7 @@ internal sealed class LoraLinear : nn.Module<Tensor, Tensor>
         var bound = 1.0 / Math.Sqrt(inFeatures);
         lora_A = new Parameter(torch.rand([spec.Rank, inFeatures], generator: g).mul_(2 * bound).sub_(bound));
         lora_B = new Parameter(torch.zeros(outFeatures, spec.Rank));
-        scaling = spec.Scaling;
+        scaling = spec.Scaling.ToScalar();
         RegisterComponents();
     }
 

@@ -48,17 +48,29 @@ internal sealed class AdamW : IDisposable
         double correction2 = Math.Sqrt(1 - Math.Pow(beta2, StepCount));
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
+        // Every Scalar is created here and held until the step ends: TorchSharp's implicit double→Scalar
+        // conversions make temporaries that the finalizer can free while native code still reads them
+        // (seen once in CI as a garbled scalar in add_). Held Scalars cannot be collected early.
+        using var b1 = beta1.ToScalar();
+        using var b2 = beta2.ToScalar();
+        using var oneMinusB1 = (1 - beta1).ToScalar();
+        using var oneMinusB2 = (1 - beta2).ToScalar();
+        using var c2 = correction2.ToScalar();
+        using var epsilon = eps.ToScalar();
+        using var one = 1.0.ToScalar();
         foreach (var s in slots)
         {
             // Dispose the wrapper now: a gradient's storage stays alive as long as any wrapper of it does.
             using var grad = s.Parameter.grad;
             if (grad is null) continue;
             double rate = lr * s.LrMultiplier;
-            if (weightDecay != 0) s.Parameter.mul_(1 - rate * weightDecay);
-            s.ExpAvg.mul_(beta1).add_(grad, alpha: 1 - beta1);
-            s.ExpAvgSq.mul_(beta2).addcmul_(grad, grad, value: 1 - beta2);
-            var denominator = (s.ExpAvgSq.sqrt() / correction2).add_(eps);
-            s.Parameter.addcdiv_(s.ExpAvg, denominator, value: -rate / correction1);
+            using var decay = (1 - rate * weightDecay).ToScalar();
+            using var stepSize = (-rate / correction1).ToScalar();
+            if (weightDecay != 0) s.Parameter.mul_(decay);
+            s.ExpAvg.mul_(b1).add_(grad, alpha: oneMinusB1);
+            s.ExpAvgSq.mul_(b2).addcmul_(grad, grad, value: oneMinusB2);
+            var denominator = s.ExpAvgSq.sqrt().div_(c2).add_(epsilon, one);
+            s.Parameter.addcdiv_(s.ExpAvg, denominator, value: stepSize);
         }
     }
 

@@ -14,7 +14,10 @@ internal static class Ops
     public static Tensor RmsNorm(Tensor x, Tensor gain, double eps)
     {
         using var scope = NewDisposeScope();
-        return (x * torch.rsqrt(x.pow(2).mean([-1L], keepdim: true) + eps) * gain).MoveToOuterDisposeScope();
+        // Scalars held explicitly (see AdamW.Step): a temporary could be finalised mid-call.
+        using var epsilon = eps.ToScalar();
+        using var one = 1.0.ToScalar();
+        return (x * torch.rsqrt(x.square().mean([-1L], keepdim: true).add(epsilon, one)) * gain).MoveToOuterDisposeScope();
     }
 
     /// <summary>SwiGLU: silu(gate) ⊙ up.</summary>
