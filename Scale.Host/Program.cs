@@ -9,6 +9,12 @@ app.Configure(config =>
         .WithDescription("Train every method for a fixed number of steps on the bench configuration and report tokens/s, step time, parameters and peak memory.");
     config.AddCommand<GenerateCommand>("generate")
         .WithDescription("Greedy-generate a continuation from a base or imported Hugging Face model directory.");
+    config.AddCommand<RunCommand>("run")
+        .WithDescription("Run a sweep (built-in: quickstart, bio; or a .hocon file) to completion on this machine; run it again after an interruption and it resumes.");
+    config.AddCommand<StatusCommand>("status")
+        .WithDescription("Show every sweep in the data directory, or one sweep's trials.");
+    config.AddCommand<ResultsCommand>("results")
+        .WithDescription("Print a sweep's trials with their settings, state and scores (table, csv or json).");
     config.AddCommand<ExperimentCommand>("experiment")
         .WithDescription("Run a two-phase experiment (pre-train a base on old data, continually pre-train every method on new data) and report retention, acquisition and forgetting.");
     config.PropagateExceptions();

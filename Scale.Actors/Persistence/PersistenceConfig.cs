@@ -35,6 +35,7 @@ public static class PersistenceConfig
               serializers.scale-sweep = "Scale.Actors.Sweeps.SweepEventSerializer, Scale.Actors"
               serialization-bindings {
                 "Scale.Actors.Sweeps.ISweepEvent, Scale.Actors" = scale-sweep
+                "Scale.Actors.Sweeps.SweepSnapshot, Scale.Actors" = scale-sweep
               }
               serialization-identifiers {
                 "Scale.Actors.Sweeps.SweepEventSerializer, Scale.Actors" = 7301

@@ -1,4 +1,5 @@
 using Akka.Actor;
+using Akka.Event;
 using Akka.Persistence;
 
 namespace Scale.Actors.Sweeps;
@@ -26,18 +27,29 @@ public sealed record GetSweepState
 public sealed class SweepCoordinator : ReceivePersistentActor
 {
     private SweepState state = SweepState.Empty;
+    private readonly int snapshotEvery;
 
-    public SweepCoordinator(string sweepId)
+    public SweepCoordinator(string sweepId, int snapshotEvery = 100)
     {
         PersistenceId = $"sweep-{sweepId}";
+        this.snapshotEvery = snapshotEvery;
+        Recover<SnapshotOffer>(offer =>
+        {
+            if (offer.Snapshot is SweepSnapshot snapshot) state = snapshot.ToState();
+        });
         Recover<ISweepEvent>(e => state = state.Apply(e));
+        Command<SaveSnapshotSuccess>(success => DeleteSnapshots(new SnapshotSelectionCriteria(success.Metadata.SequenceNr - 1)));
+        Command<SaveSnapshotFailure>(failure => Context.GetLogger().Warning("sweep {0}: snapshot failed ({1}); recovery replays more events", PersistenceId, failure.Cause.Message));
+        Command<DeleteSnapshotsSuccess>(_ => { });
+        Command<DeleteSnapshotsFailure>(_ => { });
         Command<GetSweepState>(_ => Sender.Tell(state));
         Command<ISweepCommand>(Handle);
     }
 
     public override string PersistenceId { get; }
 
-    public static Props Props(string sweepId) => Akka.Actor.Props.Create(() => new SweepCoordinator(sweepId));
+    /// <summary>Snapshots are taken every <paramref name="snapshotEvery"/> events, so recovery replays at most that many.</summary>
+    public static Props Props(string sweepId, int snapshotEvery = 100) => Akka.Actor.Props.Create(() => new SweepCoordinator(sweepId, snapshotEvery));
 
     private void Handle(ISweepCommand command)
     {
@@ -61,6 +73,8 @@ public sealed class SweepCoordinator : ReceivePersistentActor
         PersistAll(events, e =>
         {
             state = state.Apply(e);
+            Context.System.EventStream.Publish(e);   // for progress displays and status views in this process
+            if (LastSequenceNr % snapshotEvery == 0) SaveSnapshot(SweepSnapshot.Of(state));
             if (++persisted < events.Count) return;
             sender.Tell(events[^1] is TrialStarted started
                 ? new WorkGranted(state.Trials[started.TrialId].Spec, started.Attempt, state.Trials[started.TrialId].LastCheckpoint)

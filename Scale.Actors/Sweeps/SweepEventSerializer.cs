@@ -1,3 +1,4 @@
+using System.Collections.Immutable;
 using System.Text.Json;
 using Akka.Actor;
 using Akka.Serialization;
@@ -9,12 +10,31 @@ namespace Scale.Actors.Sweeps;
 /// and a JSON body, never a CLR type name, so renaming a type or an assembly cannot break the recovery of a
 /// journal written before. A new version of an event gets a new manifest and a reader for the old one.
 /// </summary>
+/// <summary>A coordinator snapshot: the state as plain data (trials in sweep order).</summary>
+public sealed record SweepSnapshot(string SweepId, int MaxConcurrent, int RetryBudget, IReadOnlyList<TrialState> Trials)
+{
+    public static SweepSnapshot Of(SweepState state)
+        => new(state.SweepId!, state.MaxConcurrent, state.RetryBudget, state.Order.Select(id => state.Trials[id]).ToList());
+
+    public SweepState ToState() => SweepState.Empty with
+    {
+        SweepId = SweepId, MaxConcurrent = MaxConcurrent, RetryBudget = RetryBudget,
+        Order = Trials.Select(t => t.Spec.Id).ToImmutableList(),
+        Trials = Trials.ToImmutableDictionary(t => t.Spec.Id),
+    };
+}
+
 public sealed class SweepEventSerializer(ExtendedActorSystem system) : SerializerWithStringManifest(system)
 {
     /// <summary>Akka serializer id, unique within the actor system (ids below 100 are Akka's own).</summary>
     public const int Id = 7301;
 
-    private static readonly JsonSerializerOptions Json = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
+    private static readonly JsonSerializerOptions Json = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
+        Converters = { new System.Text.Json.Serialization.JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower) },
+    };
 
     private static readonly Dictionary<Type, string> Manifests = new()
     {
@@ -25,6 +45,7 @@ public sealed class SweepEventSerializer(ExtendedActorSystem system) : Serialize
         [typeof(TrialRetrying)] = "trial-retrying.v1",
         [typeof(TrialFailed)] = "trial-failed.v1",
         [typeof(TrialRequeued)] = "trial-requeued.v1",
+        [typeof(SweepSnapshot)] = "sweep-snapshot.v1",
     };
 
     private static readonly Dictionary<string, Type> Types = Manifests.ToDictionary(m => m.Value, m => m.Key);

@@ -9,16 +9,29 @@ public sealed record TrialSpec(string Id, string Method, IReadOnlyDictionary<str
 /// <summary>The last checkpoint a trial reported: it resumes from here after a retry or a lost trainer.</summary>
 public sealed record CheckpointRef(long Step, string Path);
 
-public sealed record TrialMetrics(double Retention, double Acquisition, double Forgetting);
+/// <summary>A finished trial's scores (retention, acquisition, forgetting as DESIGN.md §2 defines them) and what it cost.</summary>
+public sealed record TrialMetrics(double Retention, double Acquisition, double Forgetting)
+{
+    /// <summary>Loss of the last training step (null when nothing trains, as for the frozen base).</summary>
+    public double? FinalLoss { get; init; }
+    public long TrainableParameters { get; init; }
+    public double TokensPerSecond { get; init; }
+    /// <summary>Seconds spent in training steps by the attempt that finished (steps of earlier attempts are not counted).</summary>
+    public double TrainSeconds { get; init; }
+    public double EvaluationSeconds { get; init; }
+}
 
 // Commands (imperative): what the coordinator is asked to do.
 public interface ISweepCommand;
 public sealed record StartSweep(string SweepId, IReadOnlyList<TrialSpec> Trials, int MaxConcurrent, int RetryBudget) : ISweepCommand;
-public sealed record RequestWork(string TrainerId) : ISweepCommand;
+/// <summary>A trainer with <paramref name="Slots"/> trial slots asks for one more trial.</summary>
+public sealed record RequestWork(string TrainerId, int Slots = 1) : ISweepCommand;
 public sealed record ReportCheckpoint(string TrialId, int Attempt, long Step, string Path) : ISweepCommand;
 public sealed record ReportCompleted(string TrialId, int Attempt, TrialMetrics Metrics) : ISweepCommand;
 public sealed record ReportFailed(string TrialId, int Attempt, string Reason) : ISweepCommand;
 public sealed record TrainerLost(string TrainerId) : ISweepCommand;
+/// <summary>Every running trial whose trainer is not among <paramref name="LiveTrainers"/> is pending again (a restarted process).</summary>
+public sealed record RequeueOrphans(IReadOnlyList<string> LiveTrainers) : ISweepCommand;
 
 // Events (past tense): what happened, persisted in order; the state is their fold.
 public interface ISweepEvent;

@@ -36,9 +36,8 @@ public sealed record SweepState
         ReportFailed f when IsCurrent(f.TrialId, f.Attempt) => Trials[f.TrialId].FailedAttempts < RetryBudget
             ? [new TrialRetrying(f.TrialId, f.Attempt, f.Reason)]
             : [new TrialFailed(f.TrialId, f.Attempt, f.Reason)],
-        TrainerLost lost => Order.Select(id => Trials[id])
-            .Where(t => t.Status == TrialStatus.Running && t.Trainer == lost.TrainerId)
-            .Select(t => (ISweepEvent)new TrialRequeued(t.Spec.Id, t.Attempt, lost.TrainerId)).ToList(),
+        TrainerLost lost => Requeue(t => t.Trainer == lost.TrainerId),
+        RequeueOrphans orphans => Requeue(t => !orphans.LiveTrainers.Contains(t.Trainer!)),
         _ => [],
     };
 
@@ -78,11 +77,16 @@ public sealed record SweepState
         return [new SweepStarted(start.SweepId, start.Trials, start.MaxConcurrent, start.RetryBudget)];
     }
 
-    /// <summary>The first pending trial in sweep order, if the concurrency limit allows one more, and the trainer runs nothing yet.</summary>
+    private IReadOnlyList<ISweepEvent> Requeue(Func<TrialState, bool> lost)
+        => Order.Select(id => Trials[id])
+            .Where(t => t.Status == TrialStatus.Running && lost(t))
+            .Select(t => (ISweepEvent)new TrialRequeued(t.Spec.Id, t.Attempt, t.Trainer!)).ToList();
+
+    /// <summary>The first pending trial in sweep order, if the sweep's concurrency limit and the trainer's free slots allow one more.</summary>
     private IReadOnlyList<ISweepEvent> DecideWork(RequestWork request)
     {
         if (!Started || Running >= MaxConcurrent) return [];
-        if (Trials.Values.Any(t => t.Status == TrialStatus.Running && t.Trainer == request.TrainerId)) return [];
+        if (Trials.Values.Count(t => t.Status == TrialStatus.Running && t.Trainer == request.TrainerId) >= request.Slots) return [];
         var next = Order.Select(id => Trials[id]).FirstOrDefault(t => t.Status == TrialStatus.Pending);
         return next is null ? [] : [new TrialStarted(next.Spec.Id, next.Attempt + 1, request.TrainerId)];
     }

@@ -1,5 +1,6 @@
 using System.ComponentModel;
 using System.Text.Json;
+using Scale.Actors.Sweeps;
 using Scale.Model;
 using Scale.Model.Experiments;
 using Spectre.Console;

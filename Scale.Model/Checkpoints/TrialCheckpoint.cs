@@ -14,6 +14,8 @@ public sealed record TrialCheckpointState
     /// <summary>Where the data stream stands, so a resumed trial sees the same batches.</summary>
     [JsonPropertyName("data_position")] public long DataPosition { get; init; }
     [JsonPropertyName("trainable_parameters")] public long TrainableParameters { get; init; }
+    /// <summary>Loss of the step that ended at this checkpoint, so a trial resumed at its end reports the same final loss.</summary>
+    [JsonPropertyName("last_loss")] public double? LastLoss { get; init; }
 }
 
 /// <summary>
@@ -29,7 +31,7 @@ public static class TrialCheckpoint
     public const string StateFile = "state.json";
     private const string RngTensor = "rng.cpu";
 
-    public static void Save(string directory, TrainingSession session, long dataPosition)
+    public static void Save(string directory, TrainingSession session, long dataPosition, double? lastLoss = null)
     {
         var full = Path.GetFullPath(directory);
         var partial = full + ".partial";
@@ -46,6 +48,7 @@ public static class TrialCheckpoint
             var state = new TrialCheckpointState
             {
                 Step = session.Step, DataPosition = dataPosition, TrainableParameters = session.Model.TrainableParameterCount(),
+                LastLoss = lastLoss is { } loss && double.IsFinite(loss) ? loss : null,
             };
             File.WriteAllText(Path.Combine(partial, StateFile), JsonSerializer.Serialize(state, new JsonSerializerOptions { WriteIndented = true }));
             if (Directory.Exists(old)) Directory.Delete(old, recursive: true);
@@ -56,6 +59,31 @@ public static class TrialCheckpoint
         finally
         {
             if (Directory.Exists(partial)) Directory.Delete(partial, recursive: true);
+        }
+    }
+
+    /// <summary>
+    /// Loads only the trainable tensors of a checkpoint into <paramref name="model"/> (for evaluation: no optimiser,
+    /// no RNG). Shapes and names are checked before anything is copied.
+    /// </summary>
+    public static void LoadWeights(string directory, CausalLM model)
+    {
+        var path = Path.Combine(directory, TrainableFile);
+        if (!File.Exists(path)) throw new InvalidCheckpointException($"{directory}: not a trial checkpoint ({TrainableFile} is missing).");
+        var trainable = SafetensorsFile.Load(path);
+        try
+        {
+            var parameters = model.TrainableParameters();
+            TensorLayout.CheckShapes(parameters.ToDictionary(p => p.Name, p => p.Parameter.shape),
+                trainable.ToDictionary(t => t.Key, t => t.Value.shape), $"trial checkpoint {directory}");
+            using (no_grad())
+            {
+                foreach (var (name, parameter) in parameters) parameter.copy_(trainable[name]);
+            }
+        }
+        finally
+        {
+            foreach (var t in trainable.Values) t.Dispose();
         }
     }
 

@@ -1,76 +1,159 @@
+using System.Diagnostics;
 using Scale.Model.Checkpoints;
 using Scale.Model.Data;
 using Scale.Model.Evaluation;
 using Scale.Model.Training;
 using Scale.Model.Transformer;
+using static TorchSharp.torch;
 
 namespace Scale.Model.Experiments;
 
 /// <summary>One trial of a sweep: a method with its settings, trained for a phase, checkpointed every so many steps.</summary>
-public sealed record TrialPlan(MethodSpec Method, PhaseSpec Phase, long Seed, int CheckpointEvery);
+public sealed record TrialPlan(MethodSpec Method, PhaseSpec Phase, long Seed, int CheckpointEvery)
+{
+    /// <summary>Learning-rate multipliers per parameter group (see <see cref="TrainingOptions.GroupLearningRates"/>).</summary>
+    public IReadOnlyDictionary<string, double> GroupLearningRates { get; init; } = new Dictionary<string, double>();
+
+    public TrainingOptions Options => new()
+    {
+        LearningRate = Phase.LearningRate, WarmupSteps = Phase.WarmupSteps, TotalSteps = Phase.Steps,
+        GroupLearningRates = GroupLearningRates,
+    };
+}
+
+/// <summary>What training a trial produced: the last loss, its cost, and the checkpoint of its final weights (none when nothing trains).</summary>
+public sealed record TrialTraining(long Steps, double FinalLoss, long TrainableParameters, double TokensPerSecond,
+                                   double TrainSeconds, string? FinalCheckpoint);
+
+/// <summary>A trial's scores on the old and new data, and how long scoring took.</summary>
+public sealed record TrialScores(double Retention, double Acquisition, double Forgetting, double Seconds);
 
 /// <summary>A trial's end: its scores on the old and new populations and what it cost.</summary>
 public sealed record TrialOutcome(long Steps, double FinalLoss, double Retention, double Acquisition, double Forgetting,
                                   long TrainableParameters, double TokensPerSecond);
 
+/// <summary>Where a trial's batches come from: the (B, T + 1) int64 batch of a step, the same wherever it is computed.</summary>
+public interface IBatchSource
+{
+    Tensor BatchAt(long step);
+}
+
+/// <summary>How a trained model is scored: retention on the old data, acquisition on the new, and forgetting against the base.</summary>
+public sealed class TrialScoring(Func<CausalLM, double> old, Func<CausalLM, double> @new, double baseOld, bool lowerIsBetter)
+{
+    public double BaseOld { get; } = baseOld;
+    public bool LowerIsBetter { get; } = lowerIsBetter;
+    public double Old(CausalLM model) => old(model);
+    public double New(CausalLM model) => @new(model);
+    public double Forgetting(double retention) => LowerIsBetter ? retention - BaseOld : BaseOld - retention;
+
+    /// <summary>Attribute recall on the old and new populations' prompts.</summary>
+    public static TrialScoring Recall(ByteBpeTokenizer tokenizer, IReadOnlyList<BioPrompt> oldPrompts, IReadOnlyList<BioPrompt> newPrompts, double baseOld)
+        => new(m => TeacherForcedRecall.Measure(m, tokenizer, oldPrompts).Recall,
+               m => TeacherForcedRecall.Measure(m, tokenizer, newPrompts).Recall, baseOld, lowerIsBetter: false);
+
+    /// <summary>Held-out perplexity on the old and new corpora.</summary>
+    public static TrialScoring Perplexity(PackedSequences oldHeldOut, PackedSequences newHeldOut, double baseOld)
+        => new(m => Metrics.Perplexity(m, oldHeldOut), m => Metrics.Perplexity(m, newHeldOut), baseOld, lowerIsBetter: true);
+}
+
 /// <summary>
 /// Runs one trial on a shared, frozen base: builds the method's model from the trial's seed, resumes from a
 /// trial checkpoint when given one (trainable tensors, optimiser state, step; the batches follow from the
-/// step), trains to the end with a checkpoint every <see cref="TrialPlan.CheckpointEvery"/> steps, then scores
-/// retention and acquisition. A resumed trial ends bit-for-bit where an uninterrupted one does.
-/// Two checkpoints are kept, "latest" and "previous": when the one to resume from is damaged, the trial falls
-/// back to the other, then to the start, so a corrupt file costs steps, never the trial.
+/// step), trains to the end with a checkpoint every <see cref="TrialPlan.CheckpointEvery"/> steps and a "final"
+/// one at the end; scoring loads the final weights on the base again. A resumed trial ends bit-for-bit where an
+/// uninterrupted one does. Two rolling checkpoints are kept, "latest" and "previous": when the one to resume from
+/// is damaged, the trial falls back to the other, then to the start, so a corrupt file costs steps, never the trial.
 /// </summary>
-public sealed class TrialRunner(Decoder baseModel, ByteBpeTokenizer tokenizer, PackedSequences train,
-                                IReadOnlyList<BioPrompt> oldPrompts, IReadOnlyList<BioPrompt> newPrompts, double baseOld)
+public sealed class TrialRunner(Decoder baseModel, PackedSequences train, TrialScoring scoring)
 {
     public const string Latest = "latest";
     public const string Previous = "previous";
+    public const string Final = "final";
 
+    public TrialRunner(Decoder baseModel, ByteBpeTokenizer tokenizer, PackedSequences train,
+                       IReadOnlyList<BioPrompt> oldPrompts, IReadOnlyList<BioPrompt> newPrompts, double baseOld)
+        : this(baseModel, train, TrialScoring.Recall(tokenizer, oldPrompts, newPrompts, baseOld))
+    {
+    }
+
+    public Decoder Base => baseModel;
+    public PackedSequences TrainData => train;
+    public TrialScoring Scoring => scoring;
+
+    /// <summary>Trains and scores in one go.</summary>
     public TrialOutcome Run(TrialPlan plan, string checkpointDirectory, string? resumeFrom = null,
                             Action<StepResult>? onStep = null, Action<string, long>? onCheckpoint = null,
                             CancellationToken cancellation = default, Action<string>? onNotice = null)
+    {
+        var trained = Train(plan, checkpointDirectory, resumeFrom, null, onStep, onCheckpoint, cancellation, onNotice);
+        var scores = Evaluate(plan, trained.FinalCheckpoint);
+        return new TrialOutcome(trained.Steps, trained.FinalLoss, scores.Retention, scores.Acquisition, scores.Forgetting,
+                                trained.TrainableParameters, trained.TokensPerSecond);
+    }
+
+    /// <summary>The local batch of a step: what a <see cref="IBatchSource"/> must reproduce.</summary>
+    public Tensor LocalBatch(TrialPlan plan, long step) => train.Batch(new BatchSchedule(train.Count, plan.Phase.Batch, plan.Seed).IndicesFor(step));
+
+    public TrialTraining Train(TrialPlan plan, string checkpointDirectory, string? resumeFrom = null, IBatchSource? batches = null,
+                               Action<StepResult>? onStep = null, Action<string, long>? onCheckpoint = null,
+                               CancellationToken cancellation = default, Action<string>? onNotice = null)
     {
         if (plan.CheckpointEvery < 1) throw new ArgumentException($"checkpoint_every must be at least 1, got {plan.CheckpointEvery}.");
         var model = plan.Method.Build(baseModel, plan.Seed);
         try
         {
-            double seconds = 0;
-            StepResult last = default;
+            long trainable = model.TrainableParameterCount();
+            if (trainable == 0) return new TrialTraining(0, double.NaN, 0, 0, 0, null);
+            using var session = new TrainingSession(model, plan.Options);
+            var restored = resumeFrom is null ? null : Resume(session, resumeFrom, onNotice);
+            var schedule = new BatchSchedule(train.Count, plan.Phase.Batch, plan.Seed);
+            double seconds = 0, lastLoss = restored?.LastLoss ?? double.NaN;
             long trained = 0;
-            if (model.TrainableParameterCount() > 0)
+            for (long step = session.Step; step < plan.Phase.Steps; step++)
             {
-                using var session = new TrainingSession(model, new TrainingOptions
+                cancellation.ThrowIfCancellationRequested();
+                using var batch = batches?.BatchAt(step) ?? train.Batch(schedule.IndicesFor(step));
+                var clock = Stopwatch.StartNew();
+                var result = session.TrainStep([batch]);
+                seconds += clock.Elapsed.TotalSeconds;
+                (lastLoss, trained) = (result.Loss, trained + 1);
+                onStep?.Invoke(result);
+                if (session.Step % plan.CheckpointEvery != 0 || session.Step == plan.Phase.Steps) continue;
+                var path = Path.Combine(checkpointDirectory, Latest);
+                var previous = Path.Combine(checkpointDirectory, Previous);
+                if (Directory.Exists(path))
                 {
-                    LearningRate = plan.Phase.LearningRate, WarmupSteps = plan.Phase.WarmupSteps, TotalSteps = plan.Phase.Steps,
-                });
-                if (resumeFrom is not null) Resume(session, resumeFrom, onNotice);
-                var schedule = new BatchSchedule(train.Count, plan.Phase.Batch, plan.Seed);
-                for (long step = session.Step; step < plan.Phase.Steps; step++)
-                {
-                    cancellation.ThrowIfCancellationRequested();
-                    var clock = System.Diagnostics.Stopwatch.StartNew();
-                    last = session.TrainStep([train.Batch(schedule.IndicesFor(step))]);
-                    seconds += clock.Elapsed.TotalSeconds;
-                    trained++;
-                    onStep?.Invoke(last);
-                    if (session.Step % plan.CheckpointEvery != 0 || session.Step == plan.Phase.Steps) continue;
-                    var path = Path.Combine(checkpointDirectory, Latest);
-                    var previous = Path.Combine(checkpointDirectory, Previous);
-                    if (Directory.Exists(path))
-                    {
-                        if (Directory.Exists(previous)) Directory.Delete(previous, recursive: true);
-                        Directory.Move(path, previous);
-                    }
-                    TrialCheckpoint.Save(path, session, dataPosition: session.Step);
-                    onCheckpoint?.Invoke(path, session.Step);
+                    if (Directory.Exists(previous)) Directory.Delete(previous, recursive: true);
+                    Directory.Move(path, previous);
                 }
+                TrialCheckpoint.Save(path, session, dataPosition: session.Step, lastLoss);
+                onCheckpoint?.Invoke(path, session.Step);
             }
-            var retention = TeacherForcedRecall.Measure(model, tokenizer, oldPrompts).Recall;
-            var acquisition = TeacherForcedRecall.Measure(model, tokenizer, newPrompts).Recall;
-            return new TrialOutcome(plan.Phase.Steps, last.Loss, retention, acquisition, baseOld - retention,
-                                    model.TrainableParameterCount(),
-                                    seconds > 0 ? plan.Phase.TokensPerStep * trained / seconds : 0);
+            var final = Path.Combine(checkpointDirectory, Final);
+            bool resumedAtFinal = resumeFrom is not null && Path.GetFullPath(final) == Path.GetFullPath(resumeFrom);
+            if (!resumedAtFinal || trained > 0)
+                TrialCheckpoint.Save(final, session, dataPosition: session.Step, lastLoss);
+            onCheckpoint?.Invoke(final, session.Step);
+            return new TrialTraining(plan.Phase.Steps, lastLoss, trainable,
+                                     seconds > 0 ? plan.Phase.TokensPerStep * trained / seconds : 0, seconds, final);
+        }
+        finally
+        {
+            if (plan.Method.Kind != MethodKind.Frozen) TrialModels.ReleaseOwnTensors(model, baseModel);
+        }
+    }
+
+    /// <summary>Scores the trial's weights from <paramref name="checkpoint"/> (none: the method as built, e.g. the frozen base).</summary>
+    public TrialScores Evaluate(TrialPlan plan, string? checkpoint)
+    {
+        var clock = Stopwatch.StartNew();
+        var model = plan.Method.Build(baseModel, plan.Seed);
+        try
+        {
+            if (checkpoint is not null) TrialCheckpoint.LoadWeights(checkpoint, model);
+            double retention = scoring.Old(model), acquisition = scoring.New(model);
+            return new TrialScores(retention, acquisition, scoring.Forgetting(retention), clock.Elapsed.TotalSeconds);
         }
         finally
         {
@@ -79,15 +162,14 @@ public sealed class TrialRunner(Decoder baseModel, ByteBpeTokenizer tokenizer, P
     }
 
     /// <summary>Restores from <paramref name="checkpoint"/>, else from its sibling "previous", else leaves the session at step 0.</summary>
-    private static void Resume(TrainingSession session, string checkpoint, Action<string>? onNotice)
+    private static TrialCheckpointState? Resume(TrainingSession session, string checkpoint, Action<string>? onNotice)
     {
         var previous = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(checkpoint))!, Previous);
         foreach (var candidate in new[] { checkpoint, previous }.Distinct())
         {
             try
             {
-                TrialCheckpoint.Load(candidate, session);
-                return;
+                return TrialCheckpoint.Load(candidate, session);
             }
             catch (InvalidCheckpointException e)
             {
@@ -95,5 +177,6 @@ public sealed class TrialRunner(Decoder baseModel, ByteBpeTokenizer tokenizer, P
             }
         }
         onNotice?.Invoke("no usable checkpoint: the trial starts again from step 0");
+        return null;
     }
 }

@@ -19,6 +19,27 @@ public sealed record ExperimentProgress(string Phase, string Method, long Step, 
 /// directory by a content hash of its configuration and documents, so a second run reuses it), phase 2
 /// trains each method on the new data with the same token budget and scores retention and acquisition.
 /// </summary>
+/// <summary>A prepared continual phase: the resident frozen base, its tokenizer, the trial runner over the new data.</summary>
+public sealed class ExperimentTask(ExperimentSpec spec, Decoder baseModel, ByteBpeTokenizer tokenizer, TrialRunner runner, double baseNew,
+                                   double basePretrainSeconds, long baseBestStep, bool baseCached,
+                                   IReadOnlyList<BioPrompt>? oldPrompts, IReadOnlyList<BioPrompt>? newPrompts) : IDisposable
+{
+    public ExperimentSpec Spec { get; } = spec;
+    public Decoder Base { get; } = baseModel;
+    public ByteBpeTokenizer Tokenizer { get; } = tokenizer;
+    public TrialRunner Runner { get; } = runner;
+    public double BaseOld => Runner.Scoring.BaseOld;
+    public double BaseNew { get; } = baseNew;
+    public double BasePretrainSeconds { get; } = basePretrainSeconds;
+    public long BaseBestStep { get; } = baseBestStep;
+    public bool BaseCached { get; } = baseCached;
+    public IReadOnlyList<BioPrompt>? OldPrompts { get; } = oldPrompts;
+    public IReadOnlyList<BioPrompt>? NewPrompts { get; } = newPrompts;
+    public string Metric => Spec.Old.IsBio ? "attribute recall" : "held-out perplexity";
+
+    public void Dispose() => Base.Dispose();
+}
+
 public static class TwoPhaseExperiment
 {
     private const int CacheFormat = 1;
@@ -27,27 +48,47 @@ public static class TwoPhaseExperiment
 
     private sealed record BaseInfo(long BestStep, double BestScore, double Seconds);
 
-    public static ExperimentResult Run(ExperimentSpec spec, string dataDirectory, IProgress<ExperimentProgress>? progress = null,
-                                       CancellationToken cancellation = default)
+    /// <summary>
+    /// Everything the continual phase needs, built once: the frozen base (loaded from the cache or pre-trained),
+    /// its tokenizer and scores, the packed new data and the scoring of retention and acquisition. The sweep
+    /// runner keeps one of these resident per process and shares its base between all trials.
+    /// </summary>
+    public static ExperimentTask Prepare(ExperimentSpec spec, string dataDirectory, IProgress<ExperimentProgress>? progress = null,
+                                         CancellationToken cancellation = default)
     {
         spec.Validate();
-        var wall = Stopwatch.StartNew();
         var (old, @new) = Prepare(spec);
         var (baseModel, tokenizer, info, cached) = LoadOrPretrain(spec, old, dataDirectory, progress, cancellation);
         bool bio = spec.Old.IsBio;
-        // Held-out text is tokenised once, not at every evaluation.
-        var heldOut = bio ? null : new Dictionary<Side, PackedSequences>
+        TrialScoring scoring;
+        if (bio)
         {
-            [old] = Pack(old.HeldOut, tokenizer, spec.Continual.SequenceLength),
-            [@new] = Pack(@new.HeldOut, tokenizer, spec.Continual.SequenceLength),
-        };
-        double Score(CausalLM model, Side side) => bio
-            ? TeacherForcedRecall.Measure(model, tokenizer, side.Prompts!).Recall
-            : Metrics.Perplexity(model, heldOut![side]);
-        double baseOld = Score(baseModel, old), baseNew = Score(baseModel, @new);
-        progress?.Report(new("evaluate", "base", 0, 0, 0, 0, $"base: old {baseOld:0.000}, new {baseNew:0.000}"));
-
+            double baseOld = TeacherForcedRecall.Measure(baseModel, tokenizer, old.Prompts!).Recall;
+            scoring = TrialScoring.Recall(tokenizer, old.Prompts!, @new.Prompts!, baseOld);
+        }
+        else
+        {
+            // Held-out text is tokenised once, not at every evaluation.
+            var oldHeldOut = Pack(old.HeldOut, tokenizer, spec.Continual.SequenceLength);
+            var newHeldOut = Pack(@new.HeldOut, tokenizer, spec.Continual.SequenceLength);
+            scoring = TrialScoring.Perplexity(oldHeldOut, newHeldOut, Metrics.Perplexity(baseModel, oldHeldOut));
+        }
+        double baseNew = scoring.New(baseModel);
+        progress?.Report(new("evaluate", "base", 0, 0, 0, 0, $"base: old {scoring.BaseOld:0.000}, new {baseNew:0.000}"));
         var newTrain = Pack(@new.Train, tokenizer, spec.Continual.SequenceLength);
+        return new ExperimentTask(spec, baseModel, tokenizer, new TrialRunner(baseModel, newTrain, scoring), baseNew,
+                                  info.Seconds, info.BestStep, cached,
+                                  bio ? old.Prompts : null, bio ? @new.Prompts : null);
+    }
+
+    public static ExperimentResult Run(ExperimentSpec spec, string dataDirectory, IProgress<ExperimentProgress>? progress = null,
+                                       CancellationToken cancellation = default)
+    {
+        var wall = Stopwatch.StartNew();
+        using var task = Prepare(spec, dataDirectory, progress, cancellation);
+        var (baseModel, tokenizer, newTrain) = (task.Base, task.Tokenizer, task.Runner.TrainData);
+        bool bio = spec.Old.IsBio;
+        double baseOld = task.Runner.Scoring.BaseOld, baseNew = task.BaseNew;
         var results = new List<MethodResult>();
         foreach (var name in spec.Methods)
         {
@@ -56,10 +97,10 @@ public static class TwoPhaseExperiment
             double seconds = 0, tokensPerSecond = 0;
             if (model.TrainableParameterCount() > 0)
                 (seconds, tokensPerSecond) = Train(model, newTrain, spec.Continual, spec.Seed + 1, "continual", name, progress, cancellation);
-            var retention = bio ? TeacherForcedRecall.Measure(model, tokenizer, old.Prompts!) : null;
-            var acquisition = bio ? TeacherForcedRecall.Measure(model, tokenizer, @new.Prompts!) : null;
-            double retained = retention?.Recall ?? Score(model, old);
-            double acquired = acquisition?.Recall ?? Score(model, @new);
+            var retention = bio ? TeacherForcedRecall.Measure(model, tokenizer, task.OldPrompts!) : null;
+            var acquisition = bio ? TeacherForcedRecall.Measure(model, tokenizer, task.NewPrompts!) : null;
+            double retained = retention?.Recall ?? task.Runner.Scoring.Old(model);
+            double acquired = acquisition?.Recall ?? task.Runner.Scoring.New(model);
             results.Add(new MethodResult
             {
                 Method = name,
@@ -82,7 +123,7 @@ public static class TwoPhaseExperiment
             Experiment = spec.Name,
             Metric = bio ? "attribute recall" : "held-out perplexity",
             BaseOld = baseOld, BaseNew = baseNew, BaseParams = baseModel.ParameterCount(),
-            BasePretrainSeconds = info.Seconds, BaseBestStep = info.BestStep, BaseCached = cached,
+            BasePretrainSeconds = task.BasePretrainSeconds, BaseBestStep = task.BaseBestStep, BaseCached = task.BaseCached,
             Methods = results, WallSeconds = wall.Elapsed.TotalSeconds,
         };
     }

@@ -1,3 +1,4 @@
+using Scale.Actors.Sweeps;
 using Scale.Host.Commands;
 using Scale.Model.Data;
 using Scale.Model.Experiments;

@@ -5,10 +5,10 @@ using Scale.Model.Data;
 using Scale.Model.Experiments;
 using Scale.Model.Upscaling;
 
-namespace Scale.Host.Commands;
+namespace Scale.Actors.Sweeps;
 
 /// <summary>Reads experiment definitions in HOCON (hocon/experiments/*.hocon, embedded in `scale`, or any file).</summary>
-internal static class ExperimentFiles
+public static class ExperimentFiles
 {
     public static IReadOnlyList<string> BuiltIn =>
         Assembly.GetExecutingAssembly().GetManifestResourceNames()
@@ -40,24 +40,21 @@ internal static class ExperimentFiles
 
     public static ExperimentSpec Parse(string text, string source)
     {
-        Config root;
-        try
-        {
-            root = ConfigurationFactory.ParseString(text);
-        }
-        catch (Exception e) when (e is FormatException or Akka.Configuration.ConfigurationException)
-        {
-            throw new ArgumentException($"{source}: not valid HOCON ({e.Message.Split('\n')[0]}).");
-        }
+        var root = Hocon.Parse(text, source);
         if (!root.HasPath("experiment")) throw new ArgumentException($"{source}: no 'experiment' block.");
-        var c = root.GetConfig("experiment");
+        return FromConfig(root.GetConfig("experiment"), source, "");
+    }
+
+    /// <summary>An experiment block; <paramref name="prefix"/> names where it sits in its file, for error messages.</summary>
+    public static ExperimentSpec FromConfig(Config c, string source, string prefix)
+    {
         foreach (var (section, keys) in Known)
         {
             var block = section == "" ? c : c.HasPath(section) ? c.GetConfig(section) : null;
             if (block?.Root.GetObject() is not { } obj) continue;
             foreach (var key in obj.Items.Keys)
                 if (!keys.Contains(key))
-                    throw new ArgumentException($"{source}: unknown key '{(section == "" ? "" : section + ".")}{key}'; allowed: {string.Join(", ", keys)}.");
+                    throw new ArgumentException($"{source}: unknown key '{prefix}{(section == "" ? "" : section + ".")}{key}'; allowed: {string.Join(", ", keys)}.");
         }
         T Get<T>(string path, Func<string, T> read, T fallback)
         {
@@ -68,7 +65,7 @@ internal static class ExperimentFiles
             }
             catch (Exception e) when (e is FormatException or InvalidCastException or OverflowException or Akka.Configuration.ConfigurationException)
             {
-                throw new ArgumentException($"{source}: '{path}' has the wrong type ({e.Message.Split('\n')[0]}).");
+                throw new ArgumentException($"{source}: '{prefix}{path}' has the wrong type ({e.Message.Split('\n')[0]}).");
             }
         }
         int Int(string path, int fallback) => Get(path, p => c.GetInt(p), fallback);

@@ -1,0 +1,60 @@
+using Akka.Actor;
+using Scale.Model.Experiments;
+
+namespace Scale.Actors.Evaluation;
+
+// Protocol: scoring a trial's weights.
+/// <summary>Scores the weights in <paramref name="Checkpoint"/> (none: the method as built) of a trial planned as <paramref name="Plan"/>.</summary>
+public sealed record EvaluateCheckpoint(string TrialId, TrialPlan Plan, string? Checkpoint);
+public sealed record CheckpointEvaluated(string TrialId, string? Checkpoint, TrialScores Scores);
+
+/// <summary>
+/// Scores checkpoints on retention and acquisition: every finished trial's final weights, and any checkpoint on
+/// request. One evaluation at a time, off the mailbox thread; requests that arrive meanwhile wait in the stash.
+/// </summary>
+public sealed class Evaluator : ReceiveActor, IWithUnboundedStash
+{
+    private sealed record Done(IActorRef ReplyTo, object Reply);
+
+    private readonly TrialRunner runner;
+
+    public Evaluator(TrialRunner runner)
+    {
+        this.runner = runner;
+        Ready();
+    }
+
+    public IStash Stash { get; set; } = null!;
+
+    public static Props Props(TrialRunner runner) => Akka.Actor.Props.Create(() => new Evaluator(runner));
+
+    private void Ready() => Receive<EvaluateCheckpoint>(Start);
+
+    private void Start(EvaluateCheckpoint request)
+    {
+        var replyTo = Sender;
+        Task.Run(() =>
+        {
+            try
+            {
+                return new Done(replyTo, new CheckpointEvaluated(request.TrialId, request.Checkpoint, runner.Evaluate(request.Plan, request.Checkpoint)));
+            }
+            catch (Exception e)
+            {
+                return new Done(replyTo, new Status.Failure(e));
+            }
+        }).PipeTo(Self);
+        Become(Busy);
+    }
+
+    private void Busy()
+    {
+        Receive<Done>(done =>
+        {
+            done.ReplyTo.Tell(done.Reply);
+            Stash.UnstashAll();
+            Become(Ready);
+        });
+        Receive<EvaluateCheckpoint>(_ => Stash.Stash());
+    }
+}

@@ -1,0 +1,219 @@
+using System.Reflection;
+using System.Text.RegularExpressions;
+using Akka.Configuration;
+using Akka.Configuration.Hocon;
+using Scale.Model;
+using Scale.Model.Experiments;
+
+namespace Scale.Actors.Sweeps;
+
+/// <summary>A sweep as its file defines it: the experiment (base, old and new data), the trials, and how they are run.</summary>
+public sealed record SweepDefinition
+{
+    public required string Name { get; init; }
+    public required ExperimentSpec Experiment { get; init; }
+    public required IReadOnlyList<TrialSpec> Trials { get; init; }
+    public int MaxConcurrent { get; init; } = 1;
+    /// <summary>Retries a trial gets after a failed attempt, each from its last good checkpoint.</summary>
+    public int RetryBudget { get; init; } = 2;
+    public int CheckpointEvery { get; init; } = 25;
+    /// <summary>Where the definition came from (file path or built-in name), for messages.</summary>
+    public string Source { get; init; } = "";
+
+    public TrialPlan PlanFor(TrialSpec trial) => TrialParameters.Plan(Experiment, trial, CheckpointEvery);
+
+    public StartSweep StartCommand => new(Name, Trials, MaxConcurrent, RetryBudget);
+}
+
+/// <summary>
+/// Reads sweep files (hocon/sweeps/*.hocon, embedded in `scale`, or any file). Unknown keys, wrong types and
+/// impossible combinations are rejected before anything runs, naming the file, the key and the reason.
+/// </summary>
+public static partial class SweepFiles
+{
+    public static IReadOnlyList<string> BuiltIn => Resources("sweeps/");
+
+    internal static IReadOnlyList<string> Resources(string folder) =>
+        typeof(SweepFiles).Assembly.GetManifestResourceNames()
+            .Where(n => n.StartsWith(folder, StringComparison.Ordinal))
+            .Select(n => Path.GetFileNameWithoutExtension(n[folder.Length..])).Order().ToList();
+
+    internal static string? ReadResource(string name)
+    {
+        using var stream = typeof(SweepFiles).Assembly.GetManifestResourceStream(name);
+        if (stream is null) return null;
+        using var reader = new StreamReader(stream);
+        return reader.ReadToEnd();
+    }
+
+    /// <summary>A path to a .hocon file, or the name of a built-in sweep (quickstart, bio).</summary>
+    public static SweepDefinition Load(string nameOrPath)
+    {
+        if (File.Exists(nameOrPath)) return Parse(File.ReadAllText(nameOrPath), nameOrPath, Path.GetDirectoryName(Path.GetFullPath(nameOrPath))!);
+        var text = ReadResource($"sweeps/{nameOrPath}.hocon")
+            ?? throw new ArgumentException($"No sweep '{nameOrPath}': neither a file nor a built-in ({string.Join(", ", BuiltIn)}).");
+        return Parse(text, $"built-in sweep '{nameOrPath}'", Directory.GetCurrentDirectory());
+    }
+
+    private static readonly string[] SweepKeys = ["name", "experiment", "methods", "search", "max-concurrent", "retry-budget", "checkpoint-every"];
+    private static readonly string[] SearchKeys = ["methods", "fixed", "grid", "random", "samples", "seed"];
+    private static readonly string[] AxisKeys = ["min", "max", "log", "integer"];
+
+    [GeneratedRegex("^[a-z0-9][a-z0-9_-]{0,63}$")]
+    private static partial Regex NamePattern();
+
+    public static SweepDefinition Parse(string text, string source, string baseDirectory)
+    {
+        var root = Hocon.Parse(text, source);
+        if (!root.HasPath("sweep")) throw new ArgumentException($"{source}: no 'sweep' block.");
+        var c = root.GetConfig("sweep");
+        Hocon.RejectUnknown(c, SweepKeys, source, "sweep.");
+        string Fail(string key, string reason) => throw new ArgumentException($"{source}: 'sweep.{key}': {reason}");
+
+        var name = Hocon.Get(c, "name", k => c.GetString(k), null, source, "sweep.") ?? Fail("name", "is required (lower-case letters, digits, '-' and '_').");
+        if (!NamePattern().IsMatch(name)) Fail("name", $"'{name}' must be lower-case letters, digits, '-' and '_' (at most 64).");
+
+        ExperimentSpec experiment;
+        if (!c.HasPath("experiment")) Fail("experiment", "is required: a built-in experiment (bio, bio-ko), a file, or an inline block.");
+        var value = c.GetValue("experiment");
+        if (value.IsObject())
+        {
+            experiment = ExperimentFiles.FromConfig(c.GetConfig("experiment"), source, "sweep.experiment.");
+        }
+        else
+        {
+            var reference = c.GetString("experiment");
+            var file = Path.Combine(baseDirectory, reference);
+            experiment = File.Exists(file) ? ExperimentFiles.Load(file) : ExperimentFiles.Load(reference);
+        }
+        if (!experiment.Old.IsBio && (experiment.Old.Folder is null || experiment.New.Folder is null))
+            Fail("experiment", "a text experiment in a sweep must name both corpus folders (old.folder, new.folder).");
+
+        int Int(string key, int fallback, int min)
+        {
+            int v = Hocon.Get(c, key, k => c.GetInt(k), fallback, source, "sweep.");
+            return v >= min ? v : throw new ArgumentException($"{source}: 'sweep.{key}' must be at least {min}, got {v}.");
+        }
+        var definition = new SweepDefinition
+        {
+            Name = name, Experiment = experiment, Trials = [], Source = source,
+            MaxConcurrent = Int("max-concurrent", 1, 1), RetryBudget = Int("retry-budget", 2, 0), CheckpointEvery = Int("checkpoint-every", 25, 1),
+        };
+
+        var trials = new List<TrialSpec>();
+        void Add(string where, string method, IReadOnlyDictionary<string, string> parameters)
+        {
+            var trial = new TrialSpec(SearchSpace.TrialId(method, parameters), method, parameters);
+            try
+            {
+                definition.PlanFor(trial);
+            }
+            catch (ArgumentException e)
+            {
+                var settings = parameters.Count == 0 ? "" : " (" + string.Join(", ", parameters.OrderBy(p => p.Key).Select(p => $"{p.Key}={p.Value}")) + ")";
+                throw new ArgumentException($"{source}: '{where}': trial {method}{settings}: {e.Message}");
+            }
+            if (trials.All(t => t.Id != trial.Id)) trials.Add(trial);
+        }
+        IReadOnlyList<string> Methods(Config block, string where)
+        {
+            var methods = Hocon.Get(block, "methods", k => (IReadOnlyList<string>)block.GetStringList(k).ToList(), [], source, where);
+            foreach (var m in methods)
+                if (!MethodSpec.PresetNames.Contains(m))
+                    throw new ArgumentException($"{source}: '{where}methods': unknown method '{m}'; choose from {string.Join(", ", MethodSpec.PresetNames)}.");
+            return methods;
+        }
+        foreach (var method in Methods(c, "sweep.")) Add("sweep.methods", method, new Dictionary<string, string>());
+
+        if (c.HasPath("search"))
+        {
+            if (!c.GetValue("search").IsObject()) Fail("search", "must be a block of named searches, e.g. search { widths { methods = [route], grid { heads_up = [1, 2] } } }.");
+            foreach (var searchName in c.GetConfig("search").Root.GetObject().Items.Keys)
+            {
+                var where = $"sweep.search.{searchName}.";
+                var block = c.GetConfig($"search.{searchName}");
+                Hocon.RejectUnknown(block, SearchKeys, source, where);
+                var methods = Methods(block, where);
+                if (methods.Count == 0) throw new ArgumentException($"{source}: '{where}methods': a search needs at least one method.");
+                var space = new SearchSpace
+                {
+                    Fixed = Strings(block, "fixed", source, where),
+                    Grid = block.HasPath("grid") ? block.GetConfig("grid").Root.GetObject().Items.Keys.ToDictionary(
+                        k => k, k => Hocon.Get(block, $"grid.{k}", p => (IReadOnlyList<string>)block.GetStringList(p).ToList(), [], source, where))
+                        : new Dictionary<string, IReadOnlyList<string>>(),
+                    Random = block.HasPath("random") ? block.GetConfig("random").Root.GetObject().Items.Keys.Select(k =>
+                    {
+                        var axis = block.GetConfig($"random.{k}");
+                        Hocon.RejectUnknown(axis, AxisKeys, source, $"{where}random.{k}.");
+                        if (!axis.HasPath("min") || !axis.HasPath("max"))
+                            throw new ArgumentException($"{source}: '{where}random.{k}': needs min and max.");
+                        return new RandomAxis(k, Hocon.Get(axis, "min", p => axis.GetDouble(p), 0.0, source, $"{where}random.{k}."),
+                                              Hocon.Get(axis, "max", p => axis.GetDouble(p), 0.0, source, $"{where}random.{k}."),
+                                              Hocon.Get(axis, "log", p => axis.GetBoolean(p), false, source, $"{where}random.{k}."),
+                                              Hocon.Get(axis, "integer", p => axis.GetBoolean(p), false, source, $"{where}random.{k}."));
+                    }).ToList() : [],
+                    Samples = Hocon.Get(block, "samples", p => block.GetInt(p), 1, source, where),
+                    Seed = Hocon.Get(block, "seed", p => block.GetLong(p), 0L, source, where),
+                };
+                IReadOnlyList<IReadOnlyDictionary<string, string>> points;
+                try
+                {
+                    points = space.Expand();
+                }
+                catch (ArgumentException e)
+                {
+                    throw new ArgumentException($"{source}: '{where.TrimEnd('.')}': {e.Message}");
+                }
+                foreach (var method in methods)
+                    foreach (var point in points)
+                        Add(where.TrimEnd('.'), method, point);
+            }
+        }
+        if (trials.Count == 0) Fail("methods", "the sweep has no trials: list methods, or add a search.");
+        return definition with { Trials = trials };
+    }
+
+    private static IReadOnlyDictionary<string, string> Strings(Config block, string key, string source, string where)
+    {
+        if (!block.HasPath(key)) return new Dictionary<string, string>();
+        var inner = block.GetConfig(key);
+        return inner.Root.GetObject().Items.Keys.ToDictionary(k => k, k => Hocon.Get(inner, k, p => inner.GetString(p), "", source, $"{where}{key}."));
+    }
+}
+
+/// <summary>HOCON reading with errors that name the file and the key.</summary>
+internal static class Hocon
+{
+    public static Config Parse(string text, string source)
+    {
+        try
+        {
+            return ConfigurationFactory.ParseString(text);
+        }
+        catch (Exception e) when (e is FormatException or ConfigurationException)
+        {
+            throw new ArgumentException($"{source}: not valid HOCON ({e.Message.Split('\n')[0]}).");
+        }
+    }
+
+    public static void RejectUnknown(Config block, IReadOnlyList<string> keys, string source, string where)
+    {
+        if (block.Root.GetObject() is not { } obj) return;
+        foreach (var key in obj.Items.Keys)
+            if (!keys.Contains(key))
+                throw new ArgumentException($"{source}: unknown key '{where}{key}'; allowed: {string.Join(", ", keys)}.");
+    }
+
+    public static T Get<T>(Config c, string path, Func<string, T> read, T fallback, string source, string where)
+    {
+        if (!c.HasPath(path)) return fallback;
+        try
+        {
+            return read(path);
+        }
+        catch (Exception e) when (e is FormatException or InvalidCastException or OverflowException or ConfigurationException or NullReferenceException)
+        {
+            throw new ArgumentException($"{source}: '{where}{path}' has the wrong type ({e.Message.Split('\n')[0]}).");
+        }
+    }
+}

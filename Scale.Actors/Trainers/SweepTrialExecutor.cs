@@ -1,0 +1,50 @@
+using Akka.Actor;
+using Akka.Event;
+using Scale.Actors.Data;
+using Scale.Actors.Evaluation;
+using Scale.Actors.Sweeps;
+using Scale.Model.Experiments;
+
+namespace Scale.Actors.Trainers;
+
+/// <summary>
+/// Runs a sweep's trials on this process's resident base: plans the trial from the sweep file, trains it on
+/// batches from the node's <see cref="DataLoader"/> (prefetched, bounded), checkpoints under
+/// <c>{checkpointRoot}/{trial id}</c>, then has the <see cref="Evaluator"/> score the final weights.
+/// Each trial's thread uses <paramref name="threadsPerTrial"/> libtorch threads, so that the device's trials
+/// together never use more threads than its budget.
+/// </summary>
+public sealed class SweepTrialExecutor(SweepDefinition sweep, TrialRunner runner, string checkpointRoot, IActorRef dataLoader,
+                                       string dataset, IActorRef evaluator, EventStream events, int threadsPerTrial) : ITrialExecutor
+{
+    /// <summary>Batches requested ahead of the step being trained.</summary>
+    public int PrefetchDepth { get; init; } = 2;
+
+    public TrialMetrics Execute(TrialSpec trial, int attempt, CheckpointRef? resume, Action<string, long> onCheckpoint, CancellationToken cancellation)
+    {
+        TorchSharp.torch.set_num_threads(threadsPerTrial);
+        var plan = sweep.PlanFor(trial);
+        using var batches = new PrefetchingBatches(dataLoader, dataset, plan.Seed, plan.Phase.Batch, PrefetchDepth, TimeSpan.FromMinutes(5));
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        double seconds = 0;
+        var trained = runner.Train(plan, Path.Combine(checkpointRoot, trial.Id), resume?.Path, batches,
+            onStep: step =>
+            {
+                seconds = clock.Elapsed.TotalSeconds;
+                events.Publish(new TrialProgress(trial.Id, attempt, step.Step, plan.Phase.Steps, step.Loss,
+                                                 plan.Phase.TokensPerStep * (step.Step - (resume?.Step ?? 0)) / Math.Max(seconds, 1e-9)));
+            },
+            onCheckpoint: onCheckpoint, cancellation: cancellation,
+            onNotice: message => events.Publish(new TrialNotice(trial.Id, message)));
+        var scored = evaluator.Ask<CheckpointEvaluated>(new EvaluateCheckpoint(trial.Id, plan, trained.FinalCheckpoint), TimeSpan.FromHours(2), cancellation)
+            .GetAwaiter().GetResult();
+        return new TrialMetrics(scored.Scores.Retention, scored.Scores.Acquisition, scored.Scores.Forgetting)
+        {
+            FinalLoss = trained.FinalCheckpoint is null ? null : trained.FinalLoss,
+            TrainableParameters = trained.TrainableParameters,
+            TokensPerSecond = trained.TokensPerSecond,
+            TrainSeconds = trained.TrainSeconds,
+            EvaluationSeconds = scored.Scores.Seconds,
+        };
+    }
+}

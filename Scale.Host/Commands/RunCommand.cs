@@ -1,0 +1,163 @@
+using System.ComponentModel;
+using System.Diagnostics;
+using System.Threading.Channels;
+using Akka.Actor;
+using Scale.Actors.Data;
+using Scale.Actors.Evaluation;
+using Scale.Actors.Sweeps;
+using Scale.Actors.Trainers;
+using Scale.Host.Sweeps;
+using Scale.Model;
+using Scale.Model.Bench;
+using Scale.Model.Experiments;
+using Spectre.Console;
+using Spectre.Console.Cli;
+
+namespace Scale.Host.Commands;
+
+/// <summary>`scale run SWEEP`: runs a sweep to completion on this machine; run again after an interruption, it resumes.</summary>
+internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
+{
+    public sealed class Settings : CommandSettings
+    {
+        [CommandArgument(0, "<SWEEP>"), Description("A built-in sweep (quickstart, bio) or a sweep .hocon file.")]
+        public string Sweep { get; init; } = "";
+
+        [CommandOption("--data-dir <DIR>"), Description("Journal, cached bases and checkpoints (default ./scale-data)."), DefaultValue("scale-data")]
+        public string DataDir { get; init; } = "scale-data";
+
+        [CommandOption("--threads <N>"), Description("The device's thread budget, shared by its concurrent trials; 0 = all cores (default)."), DefaultValue(0)]
+        public int Threads { get; init; }
+
+        [CommandOption("--device <DEVICE>"), Description("cpu (sweeps train on the CPU for now)."), DefaultValue("cpu")]
+        public string Device { get; init; } = "cpu";
+
+        [CommandOption("--plain"), Description("Plain progress lines instead of live bars (the default when output is redirected).")]
+        public bool Plain { get; init; }
+    }
+
+    public override async Task<int> ExecuteAsync(CommandContext context, Settings settings, CancellationToken cancellation)
+    {
+        var sweep = SweepFiles.Load(settings.Sweep);
+        if (Devices.Parse(settings.Device).type != TorchSharp.DeviceType.CPU)
+            throw new ArgumentException("Sweeps train on the CPU for now; use --device cpu.");
+        if (settings.Threads < 0) throw new ArgumentException($"--threads must be 0 (all cores) or more, got {settings.Threads}.");
+        int budget = settings.Threads > 0 ? settings.Threads : Environment.ProcessorCount;
+        int slots = Math.Min(sweep.MaxConcurrent, budget);
+        int threadsPerTrial = Math.Max(1, budget / slots);
+        var sweepDirectory = SweepSystem.SweepDirectory(settings.DataDir, sweep.Name);
+        using var runLock = SweepLock.Acquire(sweepDirectory, sweep.Name);
+        var wall = Stopwatch.StartNew();
+        await using var system = await SweepSystem.StartAsync(settings.DataDir, sweep.Name);
+
+        var started = await system.Coordinator.Ask(sweep.StartCommand, TimeSpan.FromMinutes(2));
+        if (started is Akka.Actor.Status.Failure failure) throw new ArgumentException($"{sweep.Source}: {failure.Cause.Message}");
+        var state = await system.StateAsync();
+        CheckSameTrials(sweep, state, settings.DataDir);
+        bool plain = settings.Plain || Console.IsOutputRedirected;
+        if (started is Accepted { EventsPersisted: 0 })
+            Console.WriteLine($"Resuming sweep {sweep.Name} from {SweepSystem.DatabaseFile(settings.DataDir)}: {SweepReport.Counts(state)}.");
+        else
+            Console.WriteLine($"Sweep {sweep.Name}: {sweep.Trials.Count} trials, up to {slots} at a time, {threadsPerTrial} thread(s) each, journal {SweepSystem.DatabaseFile(settings.DataDir)}.");
+        if (slots < sweep.MaxConcurrent)
+            Console.WriteLine($"Note: max-concurrent {sweep.MaxConcurrent} is above the thread budget {budget}; running {slots} at a time so the cores are not oversubscribed.");
+
+        var timing = new RunTiming();
+        if (!state.Finished)
+        {
+            // Nothing of an earlier process runs any more (this process holds the sweep's lock): its trials are pending again.
+            await system.Coordinator.Ask(new RequeueOrphans([]), TimeSpan.FromMinutes(2));
+            if (plain) await RunTrials(sweep, system, new PlainSweepView(Console.Out), budget, slots, threadsPerTrial, sweepDirectory, timing, cancellation);
+            else
+                await AnsiConsole.Progress().HideCompleted(true).AutoClear(false)
+                    .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn(), new SpinnerColumn())
+                    .StartAsync(ctx => RunTrials(sweep, system, new LiveSweepView(ctx), budget, slots, threadsPerTrial, sweepDirectory, timing, cancellation));
+        }
+        state = await system.StateAsync();
+        if (plain) Console.WriteLine(SweepReport.Csv(state).TrimEnd());
+        else AnsiConsole.Write(SweepReport.Table(state));
+        double seconds = wall.Elapsed.TotalSeconds;
+        Console.WriteLine($"Sweep {sweep.Name}: {SweepReport.Counts(state)}. Wall time {seconds:0.0} s this run.");
+        if (timing.Trials > 0)
+        {
+            double busy = timing.BaseSeconds + (timing.TrainSeconds + timing.EvaluationSeconds) / slots;
+            Console.WriteLine($"This run: base ready in {timing.BaseSeconds:0.0} s; {timing.Trials} trials finished here with {timing.TrainSeconds:0.0} s in training steps " +
+                              $"and {timing.EvaluationSeconds:0.0} s in evaluation; outside them (orchestration, checkpoints, start-up): " +
+                              $"{Math.Max(0, seconds - busy):0.0} s = {100 * Math.Max(0, seconds - busy) / seconds:0.0}% of the wall time" +
+                              (slots > 1 ? $" (step and evaluation time divided by {slots} slots)" : "") + ".");
+        }
+        Console.WriteLine($"Peak RSS {ProcessMemory.PeakResidentMegabytes():0} MB. Results: scale results {sweep.Name} --data-dir {settings.DataDir}");
+        return 0;
+    }
+
+    private sealed class RunTiming
+    {
+        public double BaseSeconds, TrainSeconds, EvaluationSeconds;
+        public int Trials;
+    }
+
+    private static async Task RunTrials(SweepDefinition sweep, SweepSystem system, ISweepView view, int budget, int slots, int threadsPerTrial,
+                                        string sweepDirectory, RunTiming timing, CancellationToken cancellation)
+    {
+        var channel = Channel.CreateUnbounded<object>(new UnboundedChannelOptions { SingleReader = true });
+        system.System.ActorOf(ViewFeed.Props(channel.Writer), "view-feed");
+        var clock = Stopwatch.StartNew();
+        Devices.UseThreads(budget);
+        var reporter = new Reporter(view.Base);
+        using var task = await Task.Run(() => TwoPhaseExperiment.Prepare(sweep.Experiment, system.DataDirectory, reporter, cancellation), cancellation);
+        timing.BaseSeconds = clock.Elapsed.TotalSeconds;
+
+        system.DataLoader.Tell(new RegisterDataset("new", task.Runner.TrainData));
+        var evaluator = system.System.ActorOf(Evaluator.Props(task.Runner), "evaluator");
+        var executor = new SweepTrialExecutor(sweep, task.Runner, Path.Combine(sweepDirectory, "trials"), system.DataLoader, "new",
+                                              evaluator, system.System.EventStream, threadsPerTrial);
+        var trainerId = $"{Environment.MachineName}/cpu/{Environment.ProcessId}";
+        var trainer = system.System.ActorOf(Trainer.Props(system.Coordinator, trainerId, executor, TimeSpan.FromMilliseconds(500), slots), "trainer-cpu");
+        var ended = trainer.WatchAsync(cancellation);
+        var state = await system.StateAsync();
+        int total = state.Trials.Count, done = state.Trials.Values.Count(t => t.Status is TrialStatus.Completed or TrialStatus.Failed);
+        view.Overall(done, total);
+        while (true)
+        {
+            while (channel.Reader.TryRead(out var item))
+            {
+                switch (item)
+                {
+                    case TrialProgress p: view.Trial(p); break;
+                    case TrialNotice n: view.Notice(n); break;
+                    case ISweepEvent e:
+                        view.Event(e);
+                        if (e is TrialCompleted c)
+                        {
+                            timing.Trials++;
+                            timing.TrainSeconds += c.Metrics.TrainSeconds;
+                            timing.EvaluationSeconds += c.Metrics.EvaluationSeconds;
+                        }
+                        if (e is TrialCompleted or TrialFailed) view.Overall(++done, total);
+                        break;
+                }
+            }
+            if (ended.IsCompleted) break;
+            await Task.WhenAny(ended, channel.Reader.WaitToReadAsync(cancellation).AsTask());
+        }
+        await ended;
+    }
+
+    private static void CheckSameTrials(SweepDefinition sweep, SweepState state, string dataDirectory)
+    {
+        var journal = state.Order.ToHashSet();
+        var file = sweep.Trials.Select(t => t.Id).ToHashSet();
+        if (journal.SetEquals(file)) return;
+        var added = file.Except(journal).ToList();
+        var removed = journal.Except(file).ToList();
+        throw new ArgumentException(
+            $"Sweep '{sweep.Name}' in {dataDirectory} was started from a different definition ({added.Count} trials new in the file, " +
+            $"{removed.Count} no longer in it). A sweep's trials are fixed when it starts: give the changed sweep a new name, or use another --data-dir.");
+    }
+
+    /// <summary>Reports on the calling thread (Progress&lt;T&gt; would post to the thread pool).</summary>
+    private sealed class Reporter(Action<ExperimentProgress> report) : IProgress<ExperimentProgress>
+    {
+        public void Report(ExperimentProgress value) => report(value);
+    }
+}

@@ -1,0 +1,105 @@
+using System.ComponentModel;
+using Scale.Actors.Sweeps;
+using Scale.Host.Sweeps;
+using Spectre.Console;
+using Spectre.Console.Cli;
+
+namespace Scale.Host.Commands;
+
+/// <summary>`scale status [SWEEP]`: every sweep in the data directory, or one sweep's trials, from the journal.</summary>
+internal sealed class StatusCommand : AsyncCommand<StatusCommand.Settings>
+{
+    public sealed class Settings : CommandSettings
+    {
+        [CommandArgument(0, "[SWEEP]"), Description("A sweep's name; without it, every sweep in the data directory.")]
+        public string? Sweep { get; init; }
+
+        [CommandOption("--data-dir <DIR>"), Description("Where the sweeps' journal lives (default ./scale-data)."), DefaultValue("scale-data")]
+        public string DataDir { get; init; } = "scale-data";
+    }
+
+    public override async Task<int> ExecuteAsync(CommandContext context, Settings settings, CancellationToken cancellation)
+    {
+        var names = settings.Sweep is { } one ? [one] : KnownSweeps(settings.DataDir);
+        if (names.Count == 0)
+        {
+            Console.WriteLine($"No sweeps in {settings.DataDir}. Start one with: scale run quickstart --data-dir {settings.DataDir}");
+            return 0;
+        }
+        foreach (var name in names)
+        {
+            var state = await SweepJournal.Read(settings.DataDir, name);
+            bool active = IsActive(settings.DataDir, name);
+            Console.WriteLine($"{name}: {SweepReport.Counts(state)}; {(state.Finished ? "finished" : active ? "running now" : "interrupted (resumes with `scale run`)")}");
+            if (settings.Sweep is null) continue;
+            foreach (var t in state.Order.Select(id => state.Trials[id]))
+                Console.WriteLine($"  {t.Spec.Id,-22} {t.Spec.Method,-9} {(t.Status == TrialStatus.Running && !active ? "interrupted" : t.Status.ToString().ToLowerInvariant()),-11} " +
+                                  $"attempt {t.Attempt}" + (t.LastCheckpoint is { } c ? $", checkpoint at step {c.Step}" : "") +
+                                  (t.Status == TrialStatus.Failed ? $", {t.FailureReason}" : ""));
+        }
+        return 0;
+    }
+
+    internal static IReadOnlyList<string> KnownSweeps(string dataDirectory)
+    {
+        var root = Path.Combine(dataDirectory, "sweeps");
+        return Directory.Exists(root) ? Directory.GetDirectories(root).Select(Path.GetFileName).OfType<string>().Order().ToList() : [];
+    }
+
+    private static bool IsActive(string dataDirectory, string name)
+    {
+        using var probe = SweepLock.TryAcquire(SweepSystem.SweepDirectory(dataDirectory, name));
+        return probe is null;
+    }
+}
+
+/// <summary>`scale results SWEEP`: every trial with its settings, state and scores, as a table, CSV or JSON.</summary>
+internal sealed class ResultsCommand : AsyncCommand<ResultsCommand.Settings>
+{
+    public sealed class Settings : CommandSettings
+    {
+        [CommandArgument(0, "<SWEEP>"), Description("The sweep's name.")]
+        public string Sweep { get; init; } = "";
+
+        [CommandOption("--format <FORMAT>"), Description("table (default), csv or json."), DefaultValue("table")]
+        public string Format { get; init; } = "table";
+
+        [CommandOption("--data-dir <DIR>"), Description("Where the sweeps' journal lives (default ./scale-data)."), DefaultValue("scale-data")]
+        public string DataDir { get; init; } = "scale-data";
+    }
+
+    public override async Task<int> ExecuteAsync(CommandContext context, Settings settings, CancellationToken cancellation)
+    {
+        if (!SweepReport.Formats.Contains(settings.Format))
+            throw new ArgumentException($"--format must be one of {string.Join(", ", SweepReport.Formats)}, got '{settings.Format}'.");
+        var state = await SweepJournal.Read(settings.DataDir, settings.Sweep);
+        switch (settings.Format)
+        {
+            case "json": Console.WriteLine(SweepReport.Json(state)); break;
+            case "csv": Console.Write(SweepReport.Csv(state)); break;
+            default:
+                AnsiConsole.Write(SweepReport.Table(state));
+                Console.WriteLine(SweepReport.Counts(state));
+                break;
+        }
+        return 0;
+    }
+}
+
+/// <summary>Reads a sweep's state from the journal without changing it.</summary>
+internal static class SweepJournal
+{
+    public static async Task<SweepState> Read(string dataDirectory, string sweep)
+    {
+        if (!File.Exists(SweepSystem.DatabaseFile(dataDirectory)))
+            throw new ArgumentException($"No sweeps in {dataDirectory} ({SweepSystem.DatabaseFile(dataDirectory)} does not exist).");
+        await using var system = await SweepSystem.StartAsync(dataDirectory, sweep);
+        var state = await system.StateAsync();
+        if (!state.Started)
+        {
+            var known = StatusCommand.KnownSweeps(dataDirectory);
+            throw new ArgumentException($"No sweep '{sweep}' in {dataDirectory}" + (known.Count > 0 ? $"; known: {string.Join(", ", known)}." : "."));
+        }
+        return state;
+    }
+}

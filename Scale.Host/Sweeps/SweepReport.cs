@@ -1,0 +1,79 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Scale.Actors.Sweeps;
+using Spectre.Console;
+
+namespace Scale.Host.Sweeps;
+
+/// <summary>One trial in `scale results`.</summary>
+internal sealed record TrialRow
+{
+    [JsonPropertyName("trial")] public required string Trial { get; init; }
+    [JsonPropertyName("method")] public required string Method { get; init; }
+    [JsonPropertyName("params")] public required IReadOnlyDictionary<string, string> Params { get; init; }
+    [JsonPropertyName("state")] public required string State { get; init; }
+    [JsonPropertyName("retention")] public double? Retention { get; init; }
+    [JsonPropertyName("acquisition")] public double? Acquisition { get; init; }
+    [JsonPropertyName("forgetting")] public double? Forgetting { get; init; }
+    [JsonPropertyName("attempts")] public int Attempts { get; init; }
+    [JsonPropertyName("final_loss")] public double? FinalLoss { get; init; }
+    [JsonPropertyName("trainable_params")] public long? TrainableParams { get; init; }
+    [JsonPropertyName("tokens_per_second")] public double? TokensPerSecond { get; init; }
+    [JsonPropertyName("last_checkpoint_step")] public long? LastCheckpointStep { get; init; }
+    [JsonPropertyName("failure")] public string? Failure { get; init; }
+}
+
+/// <summary>A sweep's trials as a table, CSV or JSON.</summary>
+internal static class SweepReport
+{
+    public static readonly string[] Formats = ["table", "csv", "json"];
+
+    public static IReadOnlyList<TrialRow> Rows(SweepState state) => state.Order.Select(id => state.Trials[id]).Select(t => new TrialRow
+    {
+        Trial = t.Spec.Id, Method = t.Spec.Method, Params = t.Spec.Parameters, State = t.Status.ToString().ToLowerInvariant(),
+        Retention = t.Metrics?.Retention, Acquisition = t.Metrics?.Acquisition, Forgetting = t.Metrics?.Forgetting,
+        Attempts = t.Attempt, FinalLoss = t.Metrics?.FinalLoss, TrainableParams = t.Metrics?.TrainableParameters,
+        TokensPerSecond = t.Metrics?.TokensPerSecond, LastCheckpointStep = t.LastCheckpoint?.Step,
+        Failure = t.Status == TrialStatus.Failed ? t.FailureReason : null,
+    }).ToList();
+
+    public static string Json(SweepState state) => JsonSerializer.Serialize(Rows(state), new JsonSerializerOptions
+    {
+        WriteIndented = true, NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    });
+
+    public static string Csv(SweepState state)
+    {
+        static string Q(string s) => s.IndexOfAny([',', '"', '\n']) >= 0 ? "\"" + s.Replace("\"", "\"\"") + "\"" : s;
+        static string N(double? v) => v?.ToString("R", CultureInfo.InvariantCulture) ?? "";
+        var csv = new StringBuilder("trial,method,params,state,retention,acquisition,forgetting,attempts,final_loss,trainable_params,tokens_per_second,failure\n");
+        foreach (var r in Rows(state))
+            csv.AppendLine(string.Join(",", Q(r.Trial), Q(r.Method), Q(Params(r.Params)), r.State, N(r.Retention), N(r.Acquisition), N(r.Forgetting),
+                                       r.Attempts.ToString(CultureInfo.InvariantCulture), N(r.FinalLoss),
+                                       r.TrainableParams?.ToString(CultureInfo.InvariantCulture) ?? "", N(r.TokensPerSecond), Q(r.Failure ?? "")));
+        return csv.ToString();
+    }
+
+    public static Table Table(SweepState state)
+    {
+        var table = new Table().Title($"sweep {Markup.Escape(state.SweepId ?? "")}")
+            .AddColumns("trial", "method", "params", "state", "retention", "acquisition", "forgetting", "attempts", "tokens/s");
+        foreach (var r in Rows(state))
+            table.AddRow(Markup.Escape(r.Trial), r.Method, Markup.Escape(Params(r.Params)),
+                         r.State == "failed" ? $"[red]failed[/]" : r.State,
+                         r.Retention?.ToString("0.000") ?? "—", r.Acquisition?.ToString("0.000") ?? "—", r.Forgetting?.ToString("0.000") ?? "—",
+                         r.Attempts.ToString(), r.TokensPerSecond is > 0 ? r.TokensPerSecond.Value.ToString("N0") : "—");
+        return table;
+    }
+
+    public static string Params(IReadOnlyDictionary<string, string> p) => string.Join(" ", p.OrderBy(kv => kv.Key).Select(kv => $"{kv.Key}={kv.Value}"));
+
+    public static string Counts(SweepState state)
+    {
+        int Count(TrialStatus s) => state.Trials.Values.Count(t => t.Status == s);
+        return $"{state.Trials.Count} trials: {Count(TrialStatus.Completed)} completed, {Count(TrialStatus.Running)} running, " +
+               $"{Count(TrialStatus.Pending)} pending, {Count(TrialStatus.Failed)} failed";
+    }
+}

@@ -1,0 +1,73 @@
+using Akka.Actor;
+using Akka.Configuration;
+using Akka.Hosting;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Scale.Actors.Data;
+using Scale.Actors.Persistence;
+using Scale.Actors.Sweeps;
+
+namespace Scale.Host.Sweeps;
+
+/// <summary>Marker for the sweep coordinator in the actor registry.</summary>
+internal sealed class CoordinatorKey;
+
+/// <summary>
+/// The composition root of one `scale` process working on a sweep: an actor system (Akka.Hosting) with the
+/// embedded SQLite journal under the data directory, the sweep's coordinator (recovered from the journal) and
+/// the node's data loader. Trainers and the evaluator are added once the base is resident.
+/// </summary>
+internal sealed class SweepSystem : IAsyncDisposable
+{
+    private readonly IHost host;
+
+    private SweepSystem(IHost host, string dataDirectory)
+    {
+        this.host = host;
+        DataDirectory = dataDirectory;
+        System = host.Services.GetRequiredService<ActorSystem>();
+        var registry = host.Services.GetRequiredService<ActorRegistry>();
+        Coordinator = registry.Get<CoordinatorKey>();
+        DataLoader = registry.Get<DataLoader>();
+    }
+
+    public string DataDirectory { get; }
+    public ActorSystem System { get; }
+    public IActorRef Coordinator { get; }
+    public IActorRef DataLoader { get; }
+
+    public static string DatabaseFile(string dataDirectory) => Path.Combine(dataDirectory, "sweeps.db");
+    public static string SweepDirectory(string dataDirectory, string sweep) => Path.Combine(dataDirectory, "sweeps", sweep);
+
+    public static async Task<SweepSystem> StartAsync(string dataDirectory, string sweepName, int snapshotEvery = 100)
+    {
+        Directory.CreateDirectory(dataDirectory);
+        var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        var config = ConfigurationFactory.ParseString("""
+            akka.loglevel = WARNING
+            akka.stdout-loglevel = WARNING
+            akka.log-dead-letters = off
+            akka.log-dead-letters-during-shutdown = off
+            akka.coordinated-shutdown.run-by-clr-shutdown-hook = off
+            """).WithFallback(PersistenceConfig.Sqlite(DatabaseFile(dataDirectory)));
+        builder.Services.AddAkka("scale", (akka, _) => akka
+            .AddHocon(config, HoconAddMode.Prepend)
+            .WithActors((system, registry, _) =>
+            {
+                registry.Register<CoordinatorKey>(system.ActorOf(SweepCoordinator.Props(sweepName, snapshotEvery), $"sweep-{sweepName}"));
+                registry.Register<DataLoader>(system.ActorOf(Actors.Data.DataLoader.Props(), "data-loader"));
+            }));
+        var host = builder.Build();
+        await host.StartAsync();
+        return new SweepSystem(host, dataDirectory);
+    }
+
+    /// <summary>The coordinator's state (recovered from the journal on first use).</summary>
+    public Task<SweepState> StateAsync() => Coordinator.Ask<SweepState>(GetSweepState.Instance, TimeSpan.FromMinutes(2));
+
+    public async ValueTask DisposeAsync()
+    {
+        await host.StopAsync(TimeSpan.FromSeconds(30));
+        host.Dispose();
+    }
+}
