@@ -178,4 +178,41 @@ public class SweepStateTests
         var error = Assert.Throws<ArgumentException>(() => SweepState.Empty.Decide(new StartSweep("s", [Trial("t1")], maxConcurrent, retryBudget)));
         Assert.Contains(message, error.Message);
     }
+
+    [Fact]
+    public void A_trainer_with_several_slots_gets_a_trial_per_free_slot_within_the_sweep_limit()
+    {
+        var state = Started(trials: 4, maxConcurrent: 3);
+
+        (var first, state) = Handle(state, new RequestWork("w1", Slots: 2));
+        (var second, state) = Handle(state, new RequestWork("w1", Slots: 2));
+        (var full, state) = Handle(state, new RequestWork("w1", Slots: 2));
+        (var other, state) = Handle(state, new RequestWork("w2", Slots: 2));
+        (var limit, _) = Handle(state, new RequestWork("w2", Slots: 2));
+
+        Assert.Equal(["t1", "t2"], first.Concat(second).Cast<TrialStarted>().Select(e => e.TrialId));
+        Assert.Empty(full);
+        Assert.Equal("t3", Assert.IsType<TrialStarted>(Assert.Single(other)).TrialId);
+        Assert.Empty(limit);   // three running: the sweep's max-concurrent
+    }
+
+    [Fact]
+    public void Orphaned_running_trials_are_requeued_with_their_checkpoint_and_budget_and_live_trainers_keep_theirs()
+    {
+        var state = Started(trials: 3, maxConcurrent: 3);
+        state = Handle(state, new RequestWork("old-process")).State;
+        state = Handle(state, new ReportCheckpoint("t1", 1, 25, "/c/t1")).State;
+        state = Handle(state, new RequestWork("live")).State;
+
+        (var requeued, state) = Handle(state, new RequeueOrphans(["live"]));
+        (var resumed, state) = Handle(state, new RequestWork("new-process"));
+
+        var only = Assert.IsType<TrialRequeued>(Assert.Single(requeued));
+        Assert.Equal(("t1", "old-process"), (only.TrialId, only.TrainerId));
+        Assert.Equal(TrialStatus.Running, state.Trials["t2"].Status);
+        Assert.Equal("t1", Assert.IsType<TrialStarted>(Assert.Single(resumed)).TrialId);
+        Assert.Equal(new CheckpointRef(25, "/c/t1"), state.Trials["t1"].LastCheckpoint);
+        Assert.Equal(0, state.Trials["t1"].FailedAttempts);
+        Assert.Empty(state.Decide(new RequeueOrphans(["new-process", "live"])));
+    }
 }

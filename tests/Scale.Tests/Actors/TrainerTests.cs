@@ -25,11 +25,12 @@ public sealed class TrainerTests : Akka.TestKit.Xunit2.TestKit
     /// <summary>Runs trials with the real TrialRunner on a tiny biography task; "lr" overrides the learning rate.</summary>
     private sealed class RunnerExecutor(TrialRunner runner, PhaseSpec phase, string root) : ITrialExecutor
     {
-        public TrialOutcome Execute(TrialSpec trial, int attempt, CheckpointRef? resume, Action<string, long> onCheckpoint, CancellationToken cancellation)
+        public TrialMetrics Execute(TrialSpec trial, int attempt, CheckpointRef? resume, Action<string, long> onCheckpoint, CancellationToken cancellation)
         {
             double lr = trial.Parameters.TryGetValue("lr", out var text) ? double.Parse(text, CultureInfo.InvariantCulture) : phase.LearningRate;
             var plan = new TrialPlan(MethodSpec.Preset(trial.Method), phase with { LearningRate = lr }, Seed: 9, CheckpointEvery: 3);
-            return runner.Run(plan, Path.Combine(root, trial.Id), resume?.Path, onCheckpoint: onCheckpoint, cancellation: cancellation);
+            var outcome = runner.Run(plan, Path.Combine(root, trial.Id), resume?.Path, onCheckpoint: onCheckpoint, cancellation: cancellation);
+            return new TrialMetrics(outcome.Retention, outcome.Acquisition, outcome.Forgetting);
         }
     }
 
@@ -55,7 +56,7 @@ public sealed class TrainerTests : Akka.TestKit.Xunit2.TestKit
         Assert.Equal(TrialStatus.Completed, state.Trials["t1"].Status);
         Assert.Equal(TrialStatus.Completed, state.Trials["t2"].Status);
         Assert.NotNull(state.Trials["t1"].Metrics);
-        Assert.Equal(new CheckpointRef(6, Path.Combine(Root, "t2", "latest")), state.Trials["t2"].LastCheckpoint);
+        Assert.Equal(new CheckpointRef(7, Path.Combine(Root, "t2", "final")), state.Trials["t2"].LastCheckpoint);
         var failed = state.Trials["t3"];
         Assert.Equal(TrialStatus.Failed, failed.Status);
         Assert.Equal(2, failed.FailedAttempts);   // the first attempt and its one retry

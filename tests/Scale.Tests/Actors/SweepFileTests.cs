@@ -1,0 +1,91 @@
+using Scale.Actors.Sweeps;
+using Scale.Model;
+using Scale.Model.Upscaling;
+
+namespace Scale.Tests.Actors;
+
+public class SweepFileTests
+{
+    private static SweepDefinition Parse(string body)
+        => SweepFiles.Parse($"sweep {{\n name = s1\n experiment {{\n model {{\n hidden-size = 32\n layers = 2\n heads = 2\n ffn = 64\n }}\n }}\n{body}\n}}", "my-sweep.hocon", ".");
+
+    private static string Error(string body) => Assert.Throws<ArgumentException>(() => Parse(body)).Message;
+
+    [Fact]
+    public void The_built_in_sweeps_load_with_every_method_and_a_scale_grid()
+    {
+        Assert.Equal(["bio", "quickstart"], SweepFiles.BuiltIn);
+        var quick = SweepFiles.Load("quickstart");
+        var bio = SweepFiles.Load("bio");
+
+        Assert.Equal(MethodSpec.PresetNames.Order(), quick.Trials.Select(t => t.Method).Distinct().Order());
+        Assert.Contains(quick.Trials, t => t.Parameters.ContainsKey("heads_up"));
+        Assert.Equal(quick.Trials.Count, quick.Trials.Select(t => t.Id).Distinct().Count());
+        Assert.Equal(200, bio.Experiment.Old.People);
+        Assert.Equal(MethodSpec.PresetNames.Order(), bio.Trials.Select(t => t.Method).Order());
+        Assert.Equal(quick.Trials.Select(t => t.Id), SweepFiles.Load("quickstart").Trials.Select(t => t.Id));   // stable ids
+    }
+
+    [Fact]
+    public void Grid_and_random_searches_expand_to_planned_trials()
+    {
+        var sweep = Parse("""
+            methods = [full]
+            search {
+              wide {
+                methods = [route]
+                fixed { w12_modules = "o_proj,down_proj" }
+                grid { heads_up = [1, 2], w12_layers = ["1"] }
+                random { lr { min = 1e-4, max = 1e-2, log = true } }
+                samples = 2
+                seed = 3
+              }
+            }
+            max-concurrent = 2
+            retry-budget = 3
+            checkpoint-every = 5
+            """);
+
+        Assert.Equal(5, sweep.Trials.Count);
+        Assert.Equal((2, 3, 5), (sweep.MaxConcurrent, sweep.RetryBudget, sweep.CheckpointEvery));
+        var route = sweep.Trials.First(t => t.Method == "route" && t.Parameters["heads_up"] == "2");
+        var plan = sweep.PlanFor(route);
+        Assert.Equal(2, plan.Method.Expansion!.HeadsUp);
+        var w12 = plan.Method.Expansion.Train.Single(r => r.Block == ExpansionBlock.W12);
+        Assert.Equal((1, 1), (w12.FirstLayer!.Value, w12.LastLayer!.Value));
+        Assert.Equal(["o_proj", "down_proj"], w12.Modules!);
+        Assert.InRange(plan.Phase.LearningRate, 1e-4, 1e-2);
+        Assert.Equal(2, sweep.Trials.Where(t => t.Method == "route").Select(t => t.Parameters["lr"]).Distinct().Count());
+    }
+
+    [Theory]
+    [InlineData("methods = [full]\nmax-concurent = 2", "unknown key 'sweep.max-concurent'")]
+    [InlineData("methods = [full]\nmax-concurrent = lots", "'sweep.max-concurrent' has the wrong type")]
+    [InlineData("methods = [full]\nmax-concurrent = 0", "'sweep.max-concurrent' must be at least 1")]
+    [InlineData("methods = [fulll]", "unknown method 'fulll'")]
+    [InlineData("methods = [full]\nsearch { a { methods = [full], grid { heads_up = [2] } } }", "'sweep.search.a': trial full (heads_up=2): parameter 'heads_up'")]
+    [InlineData("search { a { methods = [adapt], grid { w12_layers = [\"0-5\"] } } }", "last layer 5 is outside 0..1")]
+    [InlineData("search { a { methods = [preserve], grid { w12_modules = [q_proj] } } }", "does not apply to method 'preserve'")]
+    [InlineData("search { a { methods = [route], grid { router_penalty = [abc] } } }", "parameter 'router_penalty' must be a number")]
+    [InlineData("search { a { methods = [route], grid { lr = [-1] } } }", "parameter 'lr' must be above 0")]
+    [InlineData("search { a { methods = [route], grid { heads_up = [0] } } }", "parameter 'heads_up' must be at least 1")]
+    [InlineData("search { a { methods = [route], grid { dropout = [0.1] } } }", "unknown parameter 'dropout'")]
+    [InlineData("search { a { methods = [route], random { lr { min = 1, max = 0.1 } } } }", "min 1 is above max 0.1")]
+    [InlineData("search { a { methods = [route], random { lr { min = 1 } } } }", "needs min and max")]
+    [InlineData("", "the sweep has no trials")]
+    public void Bad_sweep_files_are_rejected_naming_the_file_the_key_and_the_reason(string body, string expected)
+    {
+        var message = Error(body);
+        Assert.StartsWith("my-sweep.hocon: ", message);
+        Assert.Contains(expected, message);
+    }
+
+    [Fact]
+    public void A_sweep_needs_a_name_and_an_experiment()
+    {
+        Assert.Contains("'sweep.name': is required", Assert.Throws<ArgumentException>(() => SweepFiles.Parse("sweep { experiment = bio\nmethods = [full] }", "f", ".")).Message);
+        Assert.Contains("'sweep.experiment': is required", Assert.Throws<ArgumentException>(() => SweepFiles.Parse("sweep { name = a\nmethods = [full] }", "f", ".")).Message);
+        Assert.Contains("No experiment 'nope'", Assert.Throws<ArgumentException>(() => SweepFiles.Parse("sweep { name = a\nexperiment = nope\nmethods = [full] }", "f", ".")).Message);
+        Assert.Contains("must be lower-case", Assert.Throws<ArgumentException>(() => SweepFiles.Parse("sweep { name = \"A b\"\nexperiment = bio\nmethods = [full] }", "f", ".")).Message);
+    }
+}

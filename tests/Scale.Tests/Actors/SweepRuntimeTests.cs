@@ -1,0 +1,149 @@
+using Akka.Actor;
+using Akka.Configuration;
+using Scale.Actors.Data;
+using Scale.Actors.Evaluation;
+using Scale.Actors.Persistence;
+using Scale.Actors.Sweeps;
+using Scale.Actors.Trainers;
+using Scale.Model.Checkpoints;
+using Scale.Model.Experiments;
+using Scale.Model.Transformer;
+using Scale.Tests.Experiments;
+
+namespace Scale.Tests.Actors;
+
+/// <summary>The sweep runtime on one machine with the real parts: coordinator on SQLite, data loader, evaluator, a two-slot trainer, the sweep executor.</summary>
+public sealed class SweepRuntimeTests : Akka.TestKit.Xunit2.TestKit
+{
+    private static readonly string Root = Path.Combine(Path.GetTempPath(), $"scale-runtime-{Guid.NewGuid():N}");
+
+    public SweepRuntimeTests()
+        : base(ConfigurationFactory.ParseString("akka.test.single-expect-default = 60s\nakka.loglevel = WARNING")
+                   .WithFallback(PersistenceConfig.Sqlite(Path.Combine(Directory.CreateDirectory(Root).FullName, "sweeps.db"))), "runtime-tests")
+    {
+    }
+
+    private static SweepDefinition Sweep(ModelConfig config, params TrialSpec[] trials) => new()
+    {
+        Name = "faults",
+        Experiment = new ExperimentSpec
+        {
+            Seed = 9, VocabSize = config.VocabSize,
+            Model = config,
+            Continual = new PhaseSpec { Steps = 9, Batch = 4, SequenceLength = 32, WarmupSteps = 1, LearningRate = 2e-3 },
+        },
+        Trials = trials, MaxConcurrent = 2, RetryBudget = 1, CheckpointEvery = 3,
+    };
+
+    private static TrialSpec Trial(string id, string method, params (string Key, string Value)[] parameters)
+        => new(id, method, parameters.ToDictionary(p => p.Key, p => p.Value));
+
+    /// <summary>Injects faults into chosen trials' first attempt, after the checkpoint at a step has been reported.</summary>
+    private sealed class Faulty(ITrialExecutor inner, IReadOnlyDictionary<string, Action<string>> faults) : ITrialExecutor
+    {
+        public TrialMetrics Execute(TrialSpec trial, int attempt, CheckpointRef? resume, Action<string, long> onCheckpoint, CancellationToken cancellation)
+            => inner.Execute(trial, attempt, resume, (path, step) =>
+            {
+                onCheckpoint(path, step);
+                if (attempt == 1 && step == 6 && faults.TryGetValue(trial.Id, out var fault)) fault(path);
+            }, cancellation);
+    }
+
+    [Fact]
+    public void Failed_attempts_are_retried_from_the_last_good_checkpoint_and_end_exactly_where_an_uninterrupted_trial_ends()
+    {
+        using var task = new TinyBioTask();
+        var sweep = Sweep(task.Base.Config,
+            Trial("reference", "preserve"), Trial("crash", "preserve"), Trial("corrupt", "preserve"),
+            Trial("nan", "full", ("lr", "1e12")), Trial("adapt", "adapt", ("w12_layers", "1"), ("lr_w12", "2")));
+        var coordinator = Sys.ActorOf(SweepCoordinator.Props(sweep.Name, snapshotEvery: 5));
+        coordinator.Tell(sweep.StartCommand, TestActor);
+        ExpectMsg<Accepted>();
+        var loader = Sys.ActorOf(DataLoader.Props());
+        loader.Tell(new RegisterDataset("new", task.Runner.TrainData));
+        var evaluator = Sys.ActorOf(Evaluator.Props(task.Runner));
+        var notices = CreateTestProbe();
+        Sys.EventStream.Subscribe(notices.Ref, typeof(TrialNotice));
+        var executor = new SweepTrialExecutor(sweep, task.Runner, Path.Combine(Root, "trials"), loader, "new", evaluator, Sys.EventStream, threadsPerTrial: 1);
+        var faulty = new Faulty(executor, new Dictionary<string, Action<string>>
+        {
+            ["crash"] = _ => throw new InvalidOperationException("injected fault in a step"),
+            ["corrupt"] = path =>
+            {
+                File.WriteAllBytes(Path.Combine(path, TrialCheckpoint.TrainableFile), [1, 2, 3]);
+                throw new IOException("injected fault after the checkpoint was damaged");
+            },
+        });
+
+        var trainer = Sys.ActorOf(Trainer.Props(coordinator, "cpu-0", faulty, TimeSpan.FromMilliseconds(200), slots: 2));
+        Watch(trainer);
+        ExpectTerminated(trainer, TimeSpan.FromMinutes(4));
+        coordinator.Tell(GetSweepState.Instance, TestActor);
+        var state = ExpectMsg<SweepState>();
+
+        var reference = state.Trials["reference"];
+        Assert.Equal(TrialStatus.Completed, reference.Status);
+        Assert.Equal(1, reference.Attempt);
+        foreach (var retried in new[] { "crash", "corrupt" })
+        {
+            var trial = state.Trials[retried];
+            Assert.Equal(TrialStatus.Completed, trial.Status);
+            Assert.Equal(2, trial.Attempt);
+            Assert.Equal(reference.Metrics!.Retention, trial.Metrics!.Retention);
+            Assert.Equal(reference.Metrics.Acquisition, trial.Metrics.Acquisition);
+            Assert.Equal(reference.Metrics.FinalLoss, trial.Metrics.FinalLoss);   // bit for bit
+        }
+        Assert.NotNull(reference.Metrics!.FinalLoss);
+        Assert.Contains("injected fault in a step", state.Trials["crash"].FailureReason);
+        var nan = state.Trials["nan"];
+        Assert.Equal(TrialStatus.Failed, nan.Status);
+        Assert.Equal(2, nan.FailedAttempts);
+        Assert.Contains("NonFiniteLossException", nan.FailureReason);
+        Assert.Equal(TrialStatus.Completed, state.Trials["adapt"].Status);
+        var notice = notices.FishForMessage<TrialNotice>(n => n.TrialId == "corrupt", TimeSpan.FromSeconds(5));
+        Assert.Contains("cannot resume", notice.Message);
+
+        // Recovery through a snapshot (one every 5 events) gives the same state.
+        Watch(coordinator);
+        coordinator.Tell(PoisonPill.Instance);
+        ExpectTerminated(coordinator);
+        var recovered = Sys.ActorOf(SweepCoordinator.Props(sweep.Name, snapshotEvery: 5));
+        recovered.Tell(GetSweepState.Instance, TestActor);
+        var again = ExpectMsg<SweepState>();
+        Assert.Equal(SweepSnapshot.Of(state).Trials, SweepSnapshot.Of(again).Trials, new TrialStateComparer());
+    }
+
+    [Fact]
+    public void The_data_loader_serves_exactly_the_batches_a_trial_computes_locally_with_a_bounded_prefetch()
+    {
+        using var task = new TinyBioTask();
+        var loader = Sys.ActorOf(DataLoader.Props());
+        loader.Tell(new RegisterDataset("new", task.Runner.TrainData));
+        var plan = new TrialPlan(Scale.Model.MethodSpec.Preset("preserve"), new PhaseSpec { Batch = 3 }, Seed: 5, CheckpointEvery: 1);
+        using var batches = new PrefetchingBatches(loader, "new", plan.Seed, plan.Phase.Batch, depth: 2, TimeSpan.FromSeconds(30));
+        foreach (var step in new long[] { 0, 1, 2, 7, 8, 40 })
+        {
+            using var remote = batches.BatchAt(step);
+            using var local = task.Runner.LocalBatch(plan, step);
+            Assert.Equal(local.shape, remote.shape);
+            Assert.True(remote.equal(local).all().item<bool>(), $"step {step}");
+        }
+        loader.Tell(new GetBatch("missing", 1, 2, 0), TestActor);
+        Assert.Contains("No data set 'missing'", ExpectMsg<Status.Failure>().Cause.Message);
+    }
+
+    private sealed class TrialStateComparer : IEqualityComparer<TrialState>
+    {
+        public bool Equals(TrialState? a, TrialState? b)
+            => a is not null && b is not null && a.Spec.Id == b.Spec.Id && a.Status == b.Status && a.Attempt == b.Attempt
+               && a.FailedAttempts == b.FailedAttempts && a.LastCheckpoint == b.LastCheckpoint && a.Metrics == b.Metrics && a.FailureReason == b.FailureReason;
+
+        public int GetHashCode(TrialState t) => t.Spec.Id.GetHashCode();
+    }
+
+    protected override void AfterAll()
+    {
+        base.AfterAll();
+        if (Directory.Exists(Root)) Directory.Delete(Root, recursive: true);
+    }
+}

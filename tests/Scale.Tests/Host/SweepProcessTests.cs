@@ -1,0 +1,152 @@
+using System.Text.Json;
+using Scale.Host.Sweeps;
+using Scale.Tests.Model;
+
+namespace Scale.Tests.Host;
+
+/// <summary>`scale run`, `scale status` and `scale results` as real processes on a tiny sweep, SIGKILL included.</summary>
+public class SweepProcessTests
+{
+    private const string TinySweep = """
+        sweep {
+          name = recover
+          experiment {
+            name = tiny
+            seed = 3
+            vocab-size = 300
+            model {
+              hidden-size = 32
+              layers = 2
+              heads = 2
+              ffn = 64
+            }
+            old {
+              people = 4
+              renderings = 6
+            }
+            new {
+              people = 4
+              renderings = 6
+            }
+            pretrain {
+              steps = 30
+              batch = 8
+              sequence-length = 32
+              warmup = 2
+              evaluate-every = 10
+            }
+            continual {
+              steps = 60
+              batch = 8
+              sequence-length = 32
+              warmup = 2
+            }
+          }
+          methods = [frozen, preserve, route, full]
+          max-concurrent = 1
+          checkpoint-every = 5
+        }
+        """;
+
+    private static JsonElement[] Results(string dataDir)
+    {
+        var results = ScaleProcess.Run("results", "recover", "--format", "json", "--data-dir", dataDir);
+        Assert.True(results.ExitCode == 0, results.Stderr);
+        return JsonDocument.Parse(results.Stdout).RootElement.EnumerateArray().ToArray();
+    }
+
+    [Fact]
+    public void A_sweep_killed_mid_trial_resumes_without_rerunning_or_losing_a_trial_and_ends_bit_for_bit_as_an_uninterrupted_run()
+    {
+        using var dir = new TempDirectory();
+        var file = dir.Combine("recover.hocon");
+        File.WriteAllText(file, TinySweep);
+        string interrupted = dir.Combine("interrupted"), straight = dir.Combine("straight");
+
+        // Run 1: SIGKILL once the second trained trial (route) has written its checkpoint at step 10.
+        var killed = new TaskCompletionSource();
+        var lines = new List<string>();
+        using (var run = ScaleProcess.Start(line =>
+               {
+                   lock (lines) lines.Add(line);
+                   if (line.StartsWith("trial route-", StringComparison.Ordinal) && line.EndsWith("checkpoint at step 10", StringComparison.Ordinal))
+                       killed.TrySetResult();
+               }, "run", file, "--data-dir", interrupted, "--threads", "1"))
+        {
+            Assert.True(killed.Task.Wait(TimeSpan.FromMinutes(4)), "route never reached its step-10 checkpoint:\n" + string.Join("\n", lines));
+            run.Kill();   // SIGKILL
+            run.WaitForExit();
+        }
+        var before = Results(interrupted).ToDictionary(t => t.GetProperty("method").GetString()!);
+        Assert.Equal("completed", before["preserve"].GetProperty("state").GetString());
+        Assert.Equal("running", before["route"].GetProperty("state").GetString());
+        Assert.True(before["route"].GetProperty("last_checkpoint_step").GetInt64() >= 10);
+        var status = ScaleProcess.Run("status", "recover", "--data-dir", interrupted);
+        Assert.Contains("interrupted (resumes with `scale run`)", status.Stdout);
+
+        // Run 2: the same command resumes; an uninterrupted run of the same sweep is the reference.
+        var resumed = ScaleProcess.Run("run", file, "--data-dir", interrupted, "--threads", "1");
+        var reference = ScaleProcess.Run("run", file, "--data-dir", straight, "--threads", "1");
+        Assert.True(resumed.ExitCode == 0, resumed.Stderr);
+        Assert.True(reference.ExitCode == 0, reference.Stderr);
+        Assert.Contains("Resuming sweep recover", resumed.Stdout);
+        var preserveId = before["preserve"].GetProperty("trial").GetString();
+        var routeId = before["route"].GetProperty("trial").GetString();
+        Assert.DoesNotContain($"trial {preserveId} started", resumed.Stdout);       // completed trials are not re-run
+        Assert.Contains($"trial {routeId} started (attempt 2)", resumed.Stdout);
+        Assert.DoesNotContain($"trial {routeId} step 6/60", resumed.Stdout);       // it resumed from its checkpoint, not from step 0
+
+        var after = Results(interrupted);
+        var expected = Results(straight);
+        Assert.Equal(expected.Select(t => t.GetProperty("trial").GetString()), after.Select(t => t.GetProperty("trial").GetString()));
+        foreach (var (got, want) in after.Zip(expected))
+        {
+            Assert.Equal("completed", got.GetProperty("state").GetString());
+            foreach (var metric in new[] { "retention", "acquisition", "forgetting", "final_loss" })
+                Assert.Equal(want.GetProperty(metric).ToString(), got.GetProperty(metric).ToString());
+        }
+        var attempts = after.ToDictionary(t => t.GetProperty("method").GetString()!, t => t.GetProperty("attempts").GetInt32());
+        Assert.Equal(1, attempts["preserve"]);
+        Assert.Equal(2, attempts["route"]);
+        Assert.Contains("recover: 4 trials: 4 completed", ScaleProcess.Run("status", "--data-dir", interrupted).Stdout);
+        var csv = ScaleProcess.Run("results", "recover", "--format", "csv", "--data-dir", straight).Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.StartsWith("trial,method,params,state,retention,acquisition,forgetting,attempts", csv[0]);
+        Assert.Equal(5, csv.Length);
+    }
+
+    [Fact]
+    public void Bad_input_gets_a_clear_error_and_exit_code_2()
+    {
+        using var dir = new TempDirectory();
+        var bad = dir.Combine("bad.hocon");
+        File.WriteAllText(bad, "sweep {\n name = x\n experiment = bio\n methods = [full]\n retry-budget = -1\n}");
+
+        var run = ScaleProcess.Run("run", bad, "--data-dir", dir.Combine("d"));
+        var missing = ScaleProcess.Run("results", "nothing", "--data-dir", dir.Combine("d"));
+        var format = ScaleProcess.Run("results", "nothing", "--format", "xml", "--data-dir", dir.Combine("d"));
+        var empty = ScaleProcess.Run("status", "--data-dir", dir.Combine("d"));
+
+        Assert.Equal(2, run.ExitCode);
+        Assert.Contains("bad.hocon: 'sweep.retry-budget' must be at least 0", run.Stderr);
+        Assert.Equal(2, missing.ExitCode);
+        Assert.Contains("No sweeps in", missing.Stderr);
+        Assert.Equal(2, format.ExitCode);
+        Assert.Contains("--format must be one of table, csv, json", format.Stderr);
+        Assert.Equal(0, empty.ExitCode);
+        Assert.Contains("No sweeps in", empty.Stdout);
+    }
+
+    [Fact]
+    public void Only_one_process_at_a_time_holds_a_sweep()
+    {
+        using var dir = new TempDirectory();
+        using (var first = SweepLock.TryAcquire(dir.Combine("s")))
+        {
+            Assert.NotNull(first);
+            Assert.Null(SweepLock.TryAcquire(dir.Combine("s")));
+            Assert.Contains("being run by another scale process", Assert.Throws<ArgumentException>(() => SweepLock.Acquire(dir.Combine("s"), "s")).Message);
+        }
+        using var again = SweepLock.TryAcquire(dir.Combine("s"));
+        Assert.NotNull(again);
+    }
+}
