@@ -26,6 +26,36 @@ public static class Devices
         throw new ArgumentException($"Invalid device '{name}': expected cpu, cuda or cuda:N.");
     }
 
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "setenv")]
+    private static extern int SetNativeEnvironment(string name, string value, int overwrite);
+
+    /// <summary>
+    /// Makes libtorch's OpenMP threads sleep instead of spinning while idle (OMP_WAIT_POLICY=PASSIVE), unless the
+    /// user set a policy. Several trials in one process (or processes on one machine) otherwise burn each other's
+    /// cores spinning (PLATFORM.md: 3× slower or worse). Must run before libtorch is loaded: OpenMP reads the
+    /// variable once, from the native environment (which .NET's Environment.SetEnvironmentVariable does not change).
+    /// </summary>
+    public static void PreferPassiveWaiting()
+    {
+        if (!OperatingSystem.IsLinux() || Environment.GetEnvironmentVariable("OMP_WAIT_POLICY") is not null) return;
+        SetNativeEnvironment("OMP_WAIT_POLICY", "PASSIVE", 0);
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "mallopt")]
+    private static extern int MallocOption(int option, int value);
+
+    /// <summary>
+    /// Caps glibc's malloc arenas (M_ARENA_MAX), unless MALLOC_ARENA_MAX is set. Each thread that allocates gets an
+    /// arena of its own by default and keeps the memory it frees; with several trials training in one process, that
+    /// held memory, not the tensors, is most of what each extra trial adds to the peak RSS (measured: docs/bench.md).
+    /// </summary>
+    public static void LimitMallocArenas(int arenas)
+    {
+        if (!OperatingSystem.IsLinux() || Environment.GetEnvironmentVariable("MALLOC_ARENA_MAX") is not null) return;
+        const int ArenaMax = -8;
+        MallocOption(ArenaMax, arenas);
+    }
+
     /// <summary>Sets libtorch's intra-op threads; 0 keeps libtorch's default (all cores).</summary>
     public static void UseThreads(int threads)
     {

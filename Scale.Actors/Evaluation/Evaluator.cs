@@ -17,16 +17,18 @@ public sealed class Evaluator : ReceiveActor, IWithUnboundedStash
     private sealed record Done(IActorRef ReplyTo, object Reply);
 
     private readonly TrialRunner runner;
+    private readonly int threads;
 
-    public Evaluator(TrialRunner runner)
+    public Evaluator(TrialRunner runner, int threads)
     {
-        this.runner = runner;
+        (this.runner, this.threads) = (runner, threads);
         Ready();
     }
 
     public IStash Stash { get; set; } = null!;
 
-    public static Props Props(TrialRunner runner) => Akka.Actor.Props.Create(() => new Evaluator(runner));
+    /// <summary>Evaluations use <paramref name="threads"/> libtorch threads (0: libtorch's default), like a trial's share of the device.</summary>
+    public static Props Props(TrialRunner runner, int threads = 0) => Akka.Actor.Props.Create(() => new Evaluator(runner, threads));
 
     private void Ready() => Receive<EvaluateCheckpoint>(Start);
 
@@ -37,6 +39,7 @@ public sealed class Evaluator : ReceiveActor, IWithUnboundedStash
         {
             try
             {
+                if (threads > 0) TorchSharp.torch.set_num_threads(threads);
                 return new Done(replyTo, new CheckpointEvaluated(request.TrialId, request.Checkpoint, runner.Evaluate(request.Plan, request.Checkpoint)));
             }
             catch (Exception e)

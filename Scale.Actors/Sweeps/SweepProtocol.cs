@@ -19,6 +19,7 @@ public sealed record TrialMetrics(double Retention, double Acquisition, double F
     /// <summary>Seconds spent in training steps by the attempt that finished (steps of earlier attempts are not counted).</summary>
     public double TrainSeconds { get; init; }
     public double EvaluationSeconds { get; init; }
+    public double CheckpointSeconds { get; init; }
 }
 
 // Commands (imperative): what the coordinator is asked to do.

@@ -31,8 +31,10 @@ public sealed class SweepTrialExecutor(SweepDefinition sweep, TrialRunner runner
             onStep: step =>
             {
                 seconds = clock.Elapsed.TotalSeconds;
+                long done = step.Step - (resume?.Step ?? 0);
                 events.Publish(new TrialProgress(trial.Id, attempt, step.Step, plan.Phase.Steps, step.Loss,
-                                                 plan.Phase.TokensPerStep * (step.Step - (resume?.Step ?? 0)) / Math.Max(seconds, 1e-9)));
+                                                 plan.Phase.TokensPerStep * done / Math.Max(seconds, 1e-9),
+                                                 seconds / Math.Max(done, 1) * (plan.Phase.Steps - step.Step)));
             },
             onCheckpoint: onCheckpoint, cancellation: cancellation,
             onNotice: message => events.Publish(new TrialNotice(trial.Id, message)));
@@ -45,6 +47,7 @@ public sealed class SweepTrialExecutor(SweepDefinition sweep, TrialRunner runner
             TokensPerSecond = trained.TokensPerSecond,
             TrainSeconds = trained.TrainSeconds,
             EvaluationSeconds = scored.Scores.Seconds,
+            CheckpointSeconds = trained.CheckpointSeconds,
         };
     }
 }

@@ -11,7 +11,7 @@ public interface ITrialExecutor
 }
 
 // Published on the actor system's event stream while trials run (for progress displays and status views).
-public sealed record TrialProgress(string TrialId, int Attempt, long Step, long TotalSteps, double Loss, double TokensPerSecond);
+public sealed record TrialProgress(string TrialId, int Attempt, long Step, long TotalSteps, double Loss, double TokensPerSecond, double EtaSeconds);
 public sealed record TrialNotice(string TrialId, string Message);
 
 /// <summary>

@@ -38,6 +38,7 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
 
     public override async Task<int> ExecuteAsync(CommandContext context, Settings settings, CancellationToken cancellation)
     {
+        Devices.PreferPassiveWaiting();   // before libtorch loads
         var sweep = SweepFiles.Load(settings.Sweep);
         if (Devices.Parse(settings.Device).type != TorchSharp.DeviceType.CPU)
             throw new ArgumentException("Sweeps train on the CPU for now; use --device cpu.");
@@ -45,6 +46,7 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
         int budget = settings.Threads > 0 ? settings.Threads : Environment.ProcessorCount;
         int slots = Math.Min(sweep.MaxConcurrent, budget);
         int threadsPerTrial = Math.Max(1, budget / slots);
+        if (slots > 1) Devices.LimitMallocArenas(2);
         var sweepDirectory = SweepSystem.SweepDirectory(settings.DataDir, sweep.Name);
         using var runLock = SweepLock.Acquire(sweepDirectory, sweep.Name);
         var wall = Stopwatch.StartNew();
@@ -59,6 +61,8 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
             Console.WriteLine($"Resuming sweep {sweep.Name} from {SweepSystem.DatabaseFile(settings.DataDir)}: {SweepReport.Counts(state)}.");
         else
             Console.WriteLine($"Sweep {sweep.Name}: {sweep.Trials.Count} trials, up to {slots} at a time, {threadsPerTrial} thread(s) each, journal {SweepSystem.DatabaseFile(settings.DataDir)}.");
+        if (budget > Environment.ProcessorCount)
+            Console.WriteLine($"Note: a thread budget of {budget} on {Environment.ProcessorCount} cores oversubscribes them; trials will run slower than they could.");
         if (slots < sweep.MaxConcurrent)
             Console.WriteLine($"Note: max-concurrent {sweep.MaxConcurrent} is above the thread budget {budget}; running {slots} at a time so the cores are not oversubscribed.");
 
@@ -78,13 +82,15 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
         else AnsiConsole.Write(SweepReport.Table(state));
         double seconds = wall.Elapsed.TotalSeconds;
         Console.WriteLine($"Sweep {sweep.Name}: {SweepReport.Counts(state)}. Wall time {seconds:0.0} s this run.");
-        if (timing.Trials > 0)
-        {
-            double busy = timing.BaseSeconds + (timing.TrainSeconds + timing.EvaluationSeconds) / slots;
+        if (timing.Trials > 0 && slots > 1)
             Console.WriteLine($"This run: base ready in {timing.BaseSeconds:0.0} s; {timing.Trials} trials finished here with {timing.TrainSeconds:0.0} s in training steps " +
-                              $"and {timing.EvaluationSeconds:0.0} s in evaluation; outside them (orchestration, checkpoints, start-up): " +
-                              $"{Math.Max(0, seconds - busy):0.0} s = {100 * Math.Max(0, seconds - busy) / seconds:0.0}% of the wall time" +
-                              (slots > 1 ? $" (step and evaluation time divided by {slots} slots)" : "") + ".");
+                              $"and {timing.EvaluationSeconds:0.0} s in evaluation, summed over {slots} concurrent slots.");
+        else if (timing.Trials > 0)
+        {
+            double busy = timing.BaseSeconds + timing.TrainSeconds + timing.EvaluationSeconds;
+            Console.WriteLine($"This run: base ready in {timing.BaseSeconds:0.0} s; {timing.Trials} trials finished here with {timing.TrainSeconds:0.0} s in training steps " +
+                              $"and {timing.EvaluationSeconds:0.0} s in evaluation; outside them (orchestration, {timing.CheckpointSeconds:0.0} s of checkpoint writes, start-up): " +
+                              $"{Math.Max(0, seconds - busy):0.0} s = {100 * Math.Max(0, seconds - busy) / seconds:0.0}% of the wall time.");
         }
         Console.WriteLine($"Peak RSS {ProcessMemory.PeakResidentMegabytes():0} MB. Results: scale results {sweep.Name} --data-dir {settings.DataDir}");
         return 0;
@@ -92,7 +98,7 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
 
     private sealed class RunTiming
     {
-        public double BaseSeconds, TrainSeconds, EvaluationSeconds;
+        public double BaseSeconds, TrainSeconds, EvaluationSeconds, CheckpointSeconds;
         public int Trials;
     }
 
@@ -102,13 +108,13 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
         var channel = Channel.CreateUnbounded<object>(new UnboundedChannelOptions { SingleReader = true });
         system.System.ActorOf(ViewFeed.Props(channel.Writer), "view-feed");
         var clock = Stopwatch.StartNew();
-        Devices.UseThreads(budget);
+        Devices.UseThreads(Math.Min(budget, Environment.ProcessorCount));
         var reporter = new Reporter(view.Base);
         using var task = await Task.Run(() => TwoPhaseExperiment.Prepare(sweep.Experiment, system.DataDirectory, reporter, cancellation), cancellation);
         timing.BaseSeconds = clock.Elapsed.TotalSeconds;
 
         system.DataLoader.Tell(new RegisterDataset("new", task.Runner.TrainData));
-        var evaluator = system.System.ActorOf(Evaluator.Props(task.Runner), "evaluator");
+        var evaluator = system.System.ActorOf(Evaluator.Props(task.Runner, threadsPerTrial), "evaluator");
         var executor = new SweepTrialExecutor(sweep, task.Runner, Path.Combine(sweepDirectory, "trials"), system.DataLoader, "new",
                                               evaluator, system.System.EventStream, threadsPerTrial);
         var trainerId = $"{Environment.MachineName}/cpu/{Environment.ProcessId}";
@@ -117,7 +123,7 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
         var state = await system.StateAsync();
         int total = state.Trials.Count, done = state.Trials.Values.Count(t => t.Status is TrialStatus.Completed or TrialStatus.Failed);
         view.Overall(done, total);
-        while (true)
+        void Drain()
         {
             while (channel.Reader.TryRead(out var item))
             {
@@ -132,14 +138,28 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
                             timing.Trials++;
                             timing.TrainSeconds += c.Metrics.TrainSeconds;
                             timing.EvaluationSeconds += c.Metrics.EvaluationSeconds;
+                            timing.CheckpointSeconds += c.Metrics.CheckpointSeconds;
                         }
                         if (e is TrialCompleted or TrialFailed) view.Overall(++done, total);
                         break;
                 }
             }
-            if (ended.IsCompleted) break;
+        }
+        while (!ended.IsCompleted)
+        {
+            Drain();
             await Task.WhenAny(ended, channel.Reader.WaitToReadAsync(cancellation).AsTask());
         }
+        // The trainer stops once the coordinator says the sweep is finished; the last events may still be on their way to the feed.
+        var last = await system.StateAsync();
+        int expected = last.Trials.Values.Count(t => t.Status is TrialStatus.Completed or TrialStatus.Failed);
+        var deadline = Stopwatch.StartNew();
+        while (done < expected && deadline.Elapsed < TimeSpan.FromSeconds(10))
+        {
+            Drain();
+            if (done < expected) await Task.WhenAny(channel.Reader.WaitToReadAsync(cancellation).AsTask(), Task.Delay(TimeSpan.FromSeconds(10) - deadline.Elapsed, cancellation));
+        }
+        Drain();
         await ended;
     }
 

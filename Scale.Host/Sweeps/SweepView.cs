@@ -31,7 +31,7 @@ internal sealed class PlainSweepView(TextWriter output) : ISweepView
     public void Trial(TrialProgress p)
     {
         if (p.Step % Math.Max(1, p.TotalSteps / 10) == 0 || p.Step == p.TotalSteps)
-            output.WriteLine($"trial {p.TrialId} step {p.Step}/{p.TotalSteps} loss {F(p.Loss, "0.000")} {F(p.TokensPerSecond, "0")} tok/s");
+            output.WriteLine($"trial {p.TrialId} step {p.Step}/{p.TotalSteps} loss {F(p.Loss, "0.000")} {F(p.TokensPerSecond, "0")} tok/s, {F(p.EtaSeconds, "0")} s left");
     }
 
     public void Notice(TrialNotice n) => output.WriteLine($"trial {n.TrialId}: {n.Message}");

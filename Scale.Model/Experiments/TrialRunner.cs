@@ -23,7 +23,11 @@ public sealed record TrialPlan(MethodSpec Method, PhaseSpec Phase, long Seed, in
 
 /// <summary>What training a trial produced: the last loss, its cost, and the checkpoint of its final weights (none when nothing trains).</summary>
 public sealed record TrialTraining(long Steps, double FinalLoss, long TrainableParameters, double TokensPerSecond,
-                                   double TrainSeconds, string? FinalCheckpoint);
+                                   double TrainSeconds, string? FinalCheckpoint)
+{
+    /// <summary>Seconds spent writing checkpoints (not in <see cref="TrainSeconds"/>).</summary>
+    public double CheckpointSeconds { get; init; }
+}
 
 /// <summary>A trial's scores on the old and new data, and how long scoring took.</summary>
 public sealed record TrialScores(double Retention, double Acquisition, double Forgetting, double Seconds);
@@ -108,7 +112,7 @@ public sealed class TrialRunner(Decoder baseModel, PackedSequences train, TrialS
             using var session = new TrainingSession(model, plan.Options);
             var restored = resumeFrom is null ? null : Resume(session, resumeFrom, onNotice);
             var schedule = new BatchSchedule(train.Count, plan.Phase.Batch, plan.Seed);
-            double seconds = 0, lastLoss = restored?.LastLoss ?? double.NaN;
+            double seconds = 0, checkpointSeconds = 0, lastLoss = restored?.LastLoss ?? double.NaN;
             long trained = 0;
             for (long step = session.Step; step < plan.Phase.Steps; step++)
             {
@@ -120,6 +124,7 @@ public sealed class TrialRunner(Decoder baseModel, PackedSequences train, TrialS
                 (lastLoss, trained) = (result.Loss, trained + 1);
                 onStep?.Invoke(result);
                 if (session.Step % plan.CheckpointEvery != 0 || session.Step == plan.Phase.Steps) continue;
+                var saving = Stopwatch.StartNew();
                 var path = Path.Combine(checkpointDirectory, Latest);
                 var previous = Path.Combine(checkpointDirectory, Previous);
                 if (Directory.Exists(path))
@@ -128,15 +133,19 @@ public sealed class TrialRunner(Decoder baseModel, PackedSequences train, TrialS
                     Directory.Move(path, previous);
                 }
                 TrialCheckpoint.Save(path, session, dataPosition: session.Step, lastLoss);
+                checkpointSeconds += saving.Elapsed.TotalSeconds;
                 onCheckpoint?.Invoke(path, session.Step);
             }
             var final = Path.Combine(checkpointDirectory, Final);
             bool resumedAtFinal = resumeFrom is not null && Path.GetFullPath(final) == Path.GetFullPath(resumeFrom);
+            var finalClock = Stopwatch.StartNew();
             if (!resumedAtFinal || trained > 0)
                 TrialCheckpoint.Save(final, session, dataPosition: session.Step, lastLoss);
+            checkpointSeconds += finalClock.Elapsed.TotalSeconds;
             onCheckpoint?.Invoke(final, session.Step);
             return new TrialTraining(plan.Phase.Steps, lastLoss, trainable,
-                                     seconds > 0 ? plan.Phase.TokensPerStep * trained / seconds : 0, seconds, final);
+                                     seconds > 0 ? plan.Phase.TokensPerStep * trained / seconds : 0, seconds, final)
+            { CheckpointSeconds = checkpointSeconds };
         }
         finally
         {

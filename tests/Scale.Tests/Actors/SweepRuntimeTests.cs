@@ -111,6 +111,9 @@ public sealed class SweepRuntimeTests : Akka.TestKit.Xunit2.TestKit
         recovered.Tell(GetSweepState.Instance, TestActor);
         var again = ExpectMsg<SweepState>();
         Assert.Equal(SweepSnapshot.Of(state).Trials, SweepSnapshot.Of(again).Trials, new TrialStateComparer());
+        var journal = string.Concat(new[] { "sweeps.db", "sweeps.db-wal" }.Select(f => Path.Combine(Root, f)).Where(File.Exists)
+            .Select(f => System.Text.Encoding.UTF8.GetString(File.ReadAllBytes(f))));
+        Assert.Contains("sweep-snapshot.v1", journal);
     }
 
     [Fact]
