@@ -34,6 +34,10 @@ public static class TrialParameters
             ["router_penalty"] = ("Route's λ on the mean gate", [MethodKind.Route]),
             ["router_init_bias"] = ("initial bias of Route's gates", [MethodKind.Route]),
             ["lr_router"] = ("learning-rate multiplier of Route's routers", [MethodKind.Route]),
+            ["router_input"] = ("what the routers read: hidden, confidence (the base's entropy and top probability) or both", [MethodKind.Route]),
+            ["router_gates"] = ("where gates sit: blocks, head or both", [MethodKind.Route]),
+            ["router_hard"] = ("straight-through hard 0/1 gates (true/false)", [MethodKind.Route]),
+            ["w12_last"] = ("W12 trains only in the last k layers", WithW12),
             ["lr_base"] = ("learning-rate multiplier of trained base weights", [MethodKind.Full, MethodKind.Depth]),
             ["depth_every"] = ("insert a block after every k-th", [MethodKind.Depth]),
             ["lora_rank"] = ("LoRA rank", [MethodKind.Lora]),
@@ -69,6 +73,19 @@ public static class TrialParameters
             return value;
         }
 
+        bool? Bool(string key)
+        {
+            if (!p.TryGetValue(key, out var text)) return null;
+            return bool.TryParse(text, out var value) ? value : throw new ArgumentException($"parameter '{key}' must be true or false, got '{text}'.");
+        }
+        T Choice<T>(string key, T fallback) where T : struct, Enum
+        {
+            if (!p.TryGetValue(key, out var text)) return fallback;
+            return !text.Any(char.IsDigit) && Enum.TryParse<T>(text, ignoreCase: true, out var value) && Enum.IsDefined(value)
+                ? value
+                : throw new ArgumentException($"parameter '{key}' must be one of {string.Join(", ", Enum.GetNames<T>().Select(n => n.ToLowerInvariant()))}, got '{text}'.");
+        }
+
         var phase = experiment.Continual with
         {
             LearningRate = Number("lr", positive: true) ?? experiment.Continual.LearningRate,
@@ -81,10 +98,20 @@ public static class TrialParameters
         IReadOnlyList<string>? modules = p.TryGetValue("w12_modules", out var list)
             ? list.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries) : null;
         var (first, last) = p.TryGetValue("w12_layers", out var range) ? Layers(range) : (null, null);
+        if (Int("w12_last", 1) is { } lastK)
+        {
+            if (range is not null) throw new ArgumentException("set either 'w12_layers' or 'w12_last', not both.");
+            if (lastK > experiment.Model.NumLayers)
+                throw new ArgumentException($"parameter 'w12_last' {lastK} is above the base's {experiment.Model.NumLayers} layers.");
+            (first, last) = (experiment.Model.NumLayers - lastK, experiment.Model.NumLayers - 1);
+        }
         var router = experiment.Router with
         {
             Penalty = Number("router_penalty", positive: false) ?? experiment.Router.Penalty,
             InitBias = Number("router_init_bias", positive: false) ?? experiment.Router.InitBias,
+            Input = Choice("router_input", experiment.Router.Input),
+            Gates = Choice("router_gates", experiment.Router.Gates),
+            Hard = Bool("router_hard") ?? experiment.Router.Hard,
         };
         ExpansionSpec? expansion = kind switch
         {
@@ -95,8 +122,7 @@ public static class TrialParameters
         };
         if (expansion is not null && p.TryGetValue("train_norms", out var norms))
         {
-            if (!bool.TryParse(norms, out var trainNorms)) throw new ArgumentException($"parameter 'train_norms' must be true or false, got '{norms}'.");
-            if (!trainNorms) expansion = expansion with { Train = expansion.Train.Where(r => r.Block != ExpansionBlock.NormUp).ToList() };
+            if (Bool("train_norms") == false) expansion = expansion with { Train = expansion.Train.Where(r => r.Block != ExpansionBlock.NormUp).ToList() };
         }
         var config = experiment.Model with { VocabSize = Math.Max(experiment.VocabSize, 1) };
         expansion?.Validate(config);

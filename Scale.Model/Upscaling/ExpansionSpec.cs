@@ -53,9 +53,27 @@ public sealed record TrainRule(ExpansionBlock Block, IReadOnlyList<string>? Modu
     };
 }
 
+/// <summary>What a router reads: the normalised original stream, the frozen base's confidence on the token, or both.</summary>
+public enum RouterInput { Hidden, Confidence, Both }
+
+/// <summary>Where gates sit: one per block (gating its W12 terms), one at the output (gating H_u's logits), or both.</summary>
+public enum GatePlacement { Blocks, Head, Both }
+
 /// <summary>SCALE-Route's router: a gate g = sigmoid(w·norm(x) + b) per token.</summary>
 public sealed record RouterSpec
 {
+    /// <summary>
+    /// What the routers read. Confidence is two features of the frozen base's own prediction at the token —
+    /// the entropy of its next-token distribution (divided by log V) and its top probability — from a
+    /// forward pass of the base without autograd (one base forward's cost more per step).
+    /// </summary>
+    public RouterInput Input { get; init; } = RouterInput.Hidden;
+
+    public GatePlacement Gates { get; init; } = GatePlacement.Both;
+
+    /// <summary>Straight-through hard gates: the forward pass uses g ≥ 0.5 as 0 or 1, the gradient is the sigmoid's.</summary>
+    public bool Hard { get; init; }
+
     /// <summary>λ of the penalty λ·mean(g) that prefers preservation unless adaptation pays.</summary>
     public double Penalty { get; init; } = 0.01;
 

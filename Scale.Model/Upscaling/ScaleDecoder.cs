@@ -72,6 +72,23 @@ public sealed class ScaleDecoder : CausalLM
     /// <summary>Forces every router gate to this value (Route only): 0 reproduces the base, 1 reproduces Adapt.</summary>
     internal double? ForcedGate { get; set; }
 
+    /// <summary>The frozen base's forward pass, when the routers read its confidence.</summary>
+    private Func<Tensor, Tensor>? baseForward;
+
+    private GateSource Gates(Tensor tokens, DecodeCache? cache, List<Tensor>? record)
+    {
+        if (baseForward is null || ForcedGate is not null) return new GateSource(ForcedGate, record);
+        if (cache is not null)
+            throw new NotSupportedException("Route with confidence-reading routers does not decode with a KV cache yet; generate without a cache.");
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        var logProbs = nn.functional.log_softmax(baseForward(tokens), -1);       // (B, T, V)
+        var probs = logProbs.exp();
+        var entropy = -(probs * logProbs).sum(-1, keepdim: true) / Math.Log(logProbs.shape[^1]);
+        var top = probs.amax([-1L], keepdim: true);
+        return new GateSource(null, record, torch.cat([entropy, top], -1).MoveToOuterDisposeScope());
+    }
+
     /// <summary>
     /// Widens <paramref name="baseModel"/> as <paramref name="spec"/> says. The base is frozen and shared, not copied:
     /// many upscaled models can stand on one resident base. New tensors are drawn from <paramref name="seed"/>.
@@ -92,9 +109,12 @@ public sealed class ScaleDecoder : CausalLM
                    spec.Trains(ExpansionBlock.W21, module, layer),
                    spec.Trains(ExpansionBlock.W22, module, layer)), init, g);
 
-        Router? RouterFor(string module, int? layer) => spec.Router is { } r
-            ? new Router(config.HiddenSize, r, spec.Trains(ExpansionBlock.Router, module, layer), init, g)
-            : null;
+        Router? RouterFor(string module, int? layer)
+        {
+            if (spec.Router is not { } r) return null;
+            bool placed = module == "head_router" ? r.Gates != GatePlacement.Blocks : r.Gates != GatePlacement.Head;
+            return placed ? new Router(config.HiddenSize, r, spec.Trains(ExpansionBlock.Router, module, layer), init, g) : null;
+        }
 
         var embedding = new ScaleEmbedding(baseModel.Embedding.Weight, du, spec.Trains(ExpansionBlock.EmbedUp, "embed_tokens", null), init, g);
         var blocks = baseModel.Blocks.Select((block, i) =>
@@ -117,13 +137,17 @@ public sealed class ScaleDecoder : CausalLM
         }).ToList();
         var finalNorm = new SplitRmsNorm(baseModel.FinalNorm, du, spec.Trains(ExpansionBlock.NormUp, "norm", null));
         var head = new ScaleHead(baseModel.HeadWeight, du, spec.Trains(ExpansionBlock.HeadUp, "lm_head", null));
-        return new ScaleDecoder(config, spec, embedding, blocks, finalNorm, RouterFor("head_router", null), head);
+        return new ScaleDecoder(config, spec, embedding, blocks, finalNorm, RouterFor("head_router", null), head)
+        {
+            // A delegate, not a field of module type: the base must not be registered (its tensors are already the model's).
+            baseForward = spec.Router?.Input is RouterInput.Confidence or RouterInput.Both ? tokens => baseModel.forward(tokens) : null,
+        };
     }
 
     public override Tensor Forward(Tensor tokens, DecodeCache? cache)
     {
         using var scope = NewDisposeScope();
-        return Run(tokens, cache, new GateSource(ForcedGate, null), null).MoveToOuterDisposeScope();
+        return Run(tokens, cache, Gates(tokens, cache, null), null).MoveToOuterDisposeScope();
     }
 
     /// <summary>Logits plus Route's penalty λ·mean(g) over every gate of every token.</summary>
@@ -132,7 +156,7 @@ public sealed class ScaleDecoder : CausalLM
         if (Expansion.Router is not { } router) return (Forward(tokens, null), null);
         using var scope = NewDisposeScope();
         var gates = new List<Tensor>();
-        var logits = Run(tokens, null, new GateSource(ForcedGate, gates), null);
+        var logits = Run(tokens, null, Gates(tokens, null, gates), null);
         var penalty = torch.stack(gates.Select(g => g.mean()).ToArray()).mean() * router.Penalty;
         return (logits.MoveToOuterDisposeScope(), penalty.MoveToOuterDisposeScope());
     }
@@ -141,10 +165,17 @@ public sealed class ScaleDecoder : CausalLM
     public IReadOnlyList<double> MeanGates(Tensor tokens)
     {
         using var scope = NewDisposeScope();
+        return GateValues(tokens).Select(g => g.mean().item<float>()).Select(v => (double)v).ToList();
+    }
+
+    /// <summary>Every router's gates (B, T, 1) on these tokens, blocks first, then the head; without autograd.</summary>
+    internal IReadOnlyList<Tensor> GateValues(Tensor tokens)
+    {
+        using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         var gates = new List<Tensor>();
-        Run(tokens, null, new GateSource(ForcedGate, gates), null);
-        return gates.Select(g => g.mean().item<float>()).Select(v => (double)v).ToList();
+        Run(tokens, null, Gates(tokens, null, gates), null);
+        return gates.Select(g => g.MoveToOuterDisposeScope()).ToList();
     }
 
     /// <summary>The original stream x after the embedding and after each block: L + 1 tensors (B, T, d).</summary>
@@ -152,7 +183,7 @@ public sealed class ScaleDecoder : CausalLM
     {
         using var scope = NewDisposeScope();
         var states = new List<Tensor>();
-        Run(tokens, null, new GateSource(ForcedGate, null), states);
+        Run(tokens, null, Gates(tokens, null, null), states);
         return states.Select(s => s.MoveToOuterDisposeScope()).ToList();
     }
 

@@ -88,21 +88,40 @@ internal sealed class SplitRmsNorm : nn.Module
     public (Tensor H, Tensor HUp) Forward(Tensor x, Tensor xu) => (Ops.RmsNorm(x, weight, eps), Ops.RmsNorm(xu, weight_u, eps));
 }
 
-/// <summary>SCALE-Route's router: g = sigmoid(w·h + b), one gate per token, reading the normalised original stream.</summary>
-internal sealed class Router : nn.Module<Tensor, Tensor>
+/// <summary>
+/// SCALE-Route's router: g = sigmoid(w·h + w_c·c + b), one gate per token, reading the normalised original stream h,
+/// the base's confidence features c (entropy / log V, top probability), or both; hard gates are 0/1 forward with the
+/// sigmoid's gradient (straight-through).
+/// </summary>
+internal sealed class Router : nn.Module
 {
-    private readonly Parameter weight;   // (1, d)
-    private readonly Parameter bias;     // (1)
+    private readonly Parameter? weight;             // (1, d)   when it reads the hidden state
+    private readonly Parameter? confidence_weight;  // (1, 2)   when it reads the base's confidence
+    private readonly Parameter bias;                // (1)
+    private readonly bool hard;
 
     public Router(long width, RouterSpec spec, bool train, double initScale, Generator g) : base(nameof(Router))
     {
-        weight = new Parameter(Ops.Normal([1, width], initScale, g), train);
+        if (spec.Input is RouterInput.Hidden or RouterInput.Both) weight = new Parameter(Ops.Normal([1, width], initScale, g), train);
+        if (spec.Input is RouterInput.Confidence or RouterInput.Both) confidence_weight = new Parameter(Ops.Normal([1, 2], initScale, g), train);
         bias = new Parameter(torch.full(1, spec.InitBias), train);
+        hard = spec.Hard;
         RegisterComponents();
     }
 
-    /// <summary>h: (B, T, d) → g: (B, T, 1).</summary>
-    public override Tensor forward(Tensor h) => torch.sigmoid(nn.functional.linear(h, weight, bias));
+    public bool ReadsConfidence => confidence_weight is not null;
+
+    /// <summary>h: (B, T, d), confidence: (B, T, 2) or null → g: (B, T, 1).</summary>
+    public Tensor Forward(Tensor h, Tensor? confidence)
+    {
+        using var scope = NewDisposeScope();
+        var z = weight is not null ? nn.functional.linear(h, weight, bias) : bias.expand(h.shape[0], h.shape[1], 1);
+        if (confidence_weight is not null) z = z + nn.functional.linear(confidence!, confidence_weight);
+        var soft = torch.sigmoid(z);
+        if (!hard) return soft.MoveToOuterDisposeScope();
+        var step = soft.ge(0.5).to(soft.dtype);
+        return (step + (soft - soft.detach())).MoveToOuterDisposeScope();   // exactly 0/1 forward; the sigmoid's gradient backward
+    }
 }
 
 /// <summary>Attention with h base heads (reading the original stream) and h_u new heads (reading the
@@ -188,14 +207,14 @@ internal sealed class ScaleBlock : nn.Module
 
 /// <summary>Where a forward pass takes its gates from: the routers, or a forced constant (tests and ablations);
 /// optionally records them for the penalty.</summary>
-internal sealed class GateSource(double? forced, List<Tensor>? record)
+internal sealed class GateSource(double? forced, List<Tensor>? record, Tensor? confidence = null)
 {
     public Tensor? For(Router? router, Tensor h)
     {
         if (router is null) return null;
         var gate = forced is { } value
             ? torch.full(h.shape[0], h.shape[1], 1, value, dtype: h.dtype, device: h.device)
-            : router.call(h);
+            : router.Forward(h, confidence);
         record?.Add(gate);
         return gate;
     }

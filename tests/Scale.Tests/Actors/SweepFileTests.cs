@@ -73,11 +73,35 @@ public class SweepFileTests
     [InlineData("search { a { methods = [route], random { lr { min = 1, max = 0.1 } } } }", "min 1 is above max 0.1")]
     [InlineData("search { a { methods = [route], random { lr { min = 1 } } } }", "needs min and max")]
     [InlineData("", "the sweep has no trials")]
+    [InlineData("search { a { methods = [route], grid { router_input = [eyes] } } }", "parameter 'router_input' must be one of hidden, confidence, both")]
+    [InlineData("search { a { methods = [route], grid { router_gates = [\"1\"] } } }", "parameter 'router_gates' must be one of blocks, head, both")]
+    [InlineData("search { a { methods = [route], grid { router_hard = [maybe] } } }", "parameter 'router_hard' must be true or false")]
+    [InlineData("search { a { methods = [adapt], grid { router_hard = [true] } } }", "does not apply to method 'adapt'")]
+    [InlineData("search { a { methods = [route], grid { w12_last = [3] } } }", "'w12_last' 3 is above the base's 2 layers")]
     public void Bad_sweep_files_are_rejected_naming_the_file_the_key_and_the_reason(string body, string expected)
     {
         var message = Error(body);
         Assert.StartsWith("my-sweep.hocon: ", message);
         Assert.Contains(expected, message);
+    }
+
+    [Fact]
+    public void Route_knobs_map_to_the_router_spec()
+    {
+        var sweep = Parse("""
+            search {
+              knobs {
+                methods = [route]
+                fixed { router_input = confidence, router_gates = head, router_hard = true, w12_last = 1 }
+              }
+            }
+            """);
+
+        var plan = sweep.PlanFor(Assert.Single(sweep.Trials));
+        var router = plan.Method.Expansion!.Router!;
+        Assert.Equal((RouterInput.Confidence, GatePlacement.Head, true), (router.Input, router.Gates, router.Hard));
+        var w12 = plan.Method.Expansion.Train.Single(r => r.Block == ExpansionBlock.W12);
+        Assert.Equal((1, 1), (w12.FirstLayer!.Value, w12.LastLayer!.Value));
     }
 
     [Fact]
