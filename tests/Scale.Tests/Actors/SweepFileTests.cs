@@ -14,7 +14,12 @@ public class SweepFileTests
     [Fact]
     public void The_built_in_sweeps_load_with_every_method_and_a_scale_grid()
     {
-        Assert.Equal(["bio", "quickstart"], SweepFiles.BuiltIn);
+        Assert.Equal(["bio", "quickstart", "route-search"], SweepFiles.BuiltIn);
+        var search = SweepFiles.Load("route-search");
+        Assert.Equal(26, search.Trials.Count);
+        Assert.All(search.Trials, t => Assert.Equal("route", t.Method));
+        Assert.Equal(2, search.Experiment.Old.WorldSeed);   // the validation pair, not bio's test pair
+        Assert.Equal(2, search.Experiment.New.WorldSeed);
         var quick = SweepFiles.Load("quickstart");
         var bio = SweepFiles.Load("bio");
 
