@@ -112,6 +112,22 @@ public class SweepProcessTests
         var csv = ScaleProcess.Run("results", "recover", "--format", "csv", "--data-dir", straight).Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
         Assert.StartsWith("trial,method,params,state,retention,acquisition,forgetting,attempts", csv[0]);
         Assert.Equal(5, csv.Length);
+        var png = dir.Combine("plots", "front.png");
+        var plot = ScaleProcess.Run("plot", "recover", "--out", png, "--data-dir", straight);
+        Assert.True(plot.ExitCode == 0, plot.Stderr);
+        Assert.Contains("4 trials", plot.Stdout);
+        Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, File.ReadAllBytes(png)[..4]);
+    }
+
+    [Fact]
+    public void The_pareto_front_keeps_exactly_the_points_nothing_beats_on_both_axes()
+    {
+        static Scale.Host.Commands.PlotCommand.Point P(string id, double retention, double acquisition) => new("s", id, "m", retention, acquisition, 0.9);
+        var points = new[] { P("a", 0.1, 0.9), P("b", 0.5, 0.5), P("c", 0.4, 0.4), P("d", 0.9, 0.0), P("e", 0.5, 0.2), P("f", 0.1, 0.9) };
+
+        var front = Scale.Host.Commands.PlotCommand.ParetoFront(points);
+
+        Assert.Equal(["a", "b", "d"], front.Select(p => p.Trial));
     }
 
     [Fact]
