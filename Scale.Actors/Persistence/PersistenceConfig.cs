@@ -4,21 +4,26 @@ using Akka.Persistence.Sql;
 namespace Scale.Actors.Persistence;
 
 /// <summary>
-/// Akka.Persistence.Sql configuration for the embedded default, a SQLite file (tables created on first use),
-/// with Scale's own serialiser bound to the persisted sweep events.
+/// Akka.Persistence.Sql configuration: the embedded default, a SQLite file, or PostgreSQL for clusters (tables are
+/// created on first use in both), with Scale's own serialiser bound to the persisted sweep events and snapshots.
 /// </summary>
 public static class PersistenceConfig
 {
-    public static Config Sqlite(string databaseFile)
+    public static Config Sqlite(string databaseFile) => For("SQLite.MS", $"Data Source={Path.GetFullPath(databaseFile)}");
+
+    /// <summary>A PostgreSQL database (Npgsql connection string: Host=…;Port=…;Database=…;Username=…;Password=…).</summary>
+    public static Config PostgreSql(string connectionString) => For("PostgreSQL.15", connectionString);
+
+    private static Config For(string provider, string connection)
     {
-        var connection = $"Data Source={Path.GetFullPath(databaseFile)}";
+        connection = connection.Replace("\\", "\\\\").Replace("\"", "\\\"");
         return ConfigurationFactory.ParseString($$"""
             akka.persistence {
               journal {
                 plugin = "akka.persistence.journal.sql"
                 sql {
                   connection-string = "{{connection}}"
-                  provider-name = "SQLite.MS"
+                  provider-name = "{{provider}}"
                   auto-initialize = true
                 }
               }
@@ -26,7 +31,7 @@ public static class PersistenceConfig
                 plugin = "akka.persistence.snapshot-store.sql"
                 sql {
                   connection-string = "{{connection}}"
-                  provider-name = "SQLite.MS"
+                  provider-name = "{{provider}}"
                   auto-initialize = true
                 }
               }

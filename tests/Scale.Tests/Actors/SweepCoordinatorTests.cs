@@ -3,18 +3,16 @@ using Akka.Actor;
 using Akka.Configuration;
 using Scale.Actors.Persistence;
 using Scale.Actors.Sweeps;
+using Scale.Tests.Persistence;
 
 namespace Scale.Tests.Actors;
 
-public sealed class SweepCoordinatorTests : Akka.TestKit.Xunit2.TestKit
+/// <summary>The coordinator's persistence contract, run against each journal backend: SQLite (embedded) and PostgreSQL (clusters).</summary>
+public abstract class SweepCoordinatorContract(Config persistence, string name)
+    : Akka.TestKit.Xunit2.TestKit(ConfigurationFactory.ParseString("akka.test.single-expect-default = 30s\nakka.loglevel = WARNING").WithFallback(persistence), name)
 {
-    private static readonly string Database = Path.Combine(Path.GetTempPath(), $"scale-coordinator-{Guid.NewGuid():N}.db");
-
-    public SweepCoordinatorTests()
-        : base(ConfigurationFactory.ParseString("akka.test.single-expect-default = 20s\nakka.loglevel = WARNING")
-                   .WithFallback(PersistenceConfig.Sqlite(Database)), "coordinator-tests")
-    {
-    }
+    /// <summary>Everything the backend stored, as text, to check what was written (manifests, never CLR type names).</summary>
+    protected abstract string StoredText();
 
     private static TrialSpec Trial(string id) => new(id, "preserve", new Dictionary<string, string> { ["lr"] = "2e-3" });
 
@@ -45,9 +43,42 @@ public sealed class SweepCoordinatorTests : Akka.TestKit.Xunit2.TestKit
         Assert.Equal(new CheckpointRef(50, "/ckpt/t1/50"), state.Trials["t1"].LastCheckpoint);
         Assert.Equal(TrialStatus.Pending, state.Trials["t2"].Status);
         Assert.Equal("t2", next.Trial.Id);
-        var journal = Encoding.UTF8.GetString(File.ReadAllBytes(Database));
+        var journal = StoredText();
         Assert.Contains("trial-checkpointed.v1", journal);
         Assert.DoesNotContain("Scale.Actors.Sweeps.TrialCheckpointed", journal);
+    }
+
+    [Fact]
+    public void Recovery_from_a_snapshot_and_the_events_after_it_gives_the_same_state()
+    {
+        var coordinator = Sys.ActorOf(SweepCoordinator.Props("snap", snapshotEvery: 3));
+        coordinator.Tell(new StartSweep("snap", [Trial("t1"), Trial("t2"), Trial("t3")], MaxConcurrent: 3, RetryBudget: 1), TestActor);
+        ExpectMsg<Accepted>();
+        foreach (var trainer in new[] { "w1", "w2" })
+        {
+            coordinator.Tell(new RequestWork(trainer), TestActor);
+            ExpectMsg<WorkGranted>();
+        }
+        coordinator.Tell(new ReportCheckpoint("t1", 1, 10, "/c/t1"), TestActor);
+        ExpectMsg<Accepted>();
+        coordinator.Tell(new ReportCompleted("t2", 1, new TrialMetrics(0.5, 0.25, 0.1) { FinalLoss = 1.5 }), TestActor);
+        ExpectMsg<Accepted>();
+        coordinator.Tell(new ReportFailed("t1", 1, "boom"), TestActor);
+        ExpectMsg<Accepted>();
+        coordinator.Tell(GetSweepState.Instance, TestActor);
+        var before = ExpectMsg<SweepState>();
+        Watch(coordinator);
+        coordinator.Tell(PoisonPill.Instance);
+        ExpectTerminated(coordinator);
+
+        var recovered = Sys.ActorOf(SweepCoordinator.Props("snap", snapshotEvery: 3));
+        recovered.Tell(GetSweepState.Instance, TestActor);
+        var after = ExpectMsg<SweepState>();
+
+        Assert.Equal(before.Order, after.Order);
+        foreach (var id in before.Order) Assert.Equal(before.Trials[id] with { Spec = after.Trials[id].Spec }, after.Trials[id]);
+        Assert.Equal(1.5, after.Trials["t2"].Metrics!.FinalLoss);
+        Assert.Contains("sweep-snapshot.v1", StoredText());
     }
 
     [Fact]
@@ -63,10 +94,50 @@ public sealed class SweepCoordinatorTests : Akka.TestKit.Xunit2.TestKit
         ExpectMsg<NoWorkAvailable>(n => Assert.False(n.SweepFinished));
     }
 
+}
+
+/// <summary>A fresh database file per test (the SQLite driver pools connections process-wide: a shared file deleted after one test would be read-only to the next).</summary>
+public sealed class SqliteSweepCoordinatorTests : SweepCoordinatorContract
+{
+    private readonly string database;
+
+    public SqliteSweepCoordinatorTests() : this(Path.Combine(Path.GetTempPath(), $"scale-coordinator-{Guid.NewGuid():N}.db"))
+    {
+    }
+
+    private SqliteSweepCoordinatorTests(string database) : base(PersistenceConfig.Sqlite(database), "coordinator-sqlite")
+        => this.database = database;
+
+    protected override string StoredText()
+        => string.Concat(new[] { database, database + "-wal" }.Where(File.Exists).Select(f => Encoding.UTF8.GetString(File.ReadAllBytes(f))));
+
     protected override void AfterAll()
     {
         base.AfterAll();
-        foreach (var file in new[] { Database, Database + "-wal", Database + "-shm" })
+        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+        foreach (var file in new[] { database, database + "-wal", database + "-shm" })
             if (File.Exists(file)) File.Delete(file);
+    }
+}
+
+/// <summary>A fresh database per test on a real PostgreSQL server.</summary>
+public sealed class PostgresSweepCoordinatorTests : SweepCoordinatorContract, IClassFixture<PostgresServer>
+{
+    private readonly string database;
+
+    public PostgresSweepCoordinatorTests(PostgresServer server) : this(server.NewDatabase())
+    {
+    }
+
+    private PostgresSweepCoordinatorTests(string database) : base(PersistenceConfig.PostgreSql(database), "coordinator-postgres")
+        => this.database = database;
+
+    protected override string StoredText()
+    {
+        using var connection = new Npgsql.NpgsqlConnection(database);
+        connection.Open();
+        using var command = new Npgsql.NpgsqlCommand(
+            "SELECT coalesce(string_agg(manifest, ','), '') FROM (SELECT manifest FROM journal UNION ALL SELECT manifest FROM snapshot) m", connection);
+        return (string)command.ExecuteScalar()!;
     }
 }

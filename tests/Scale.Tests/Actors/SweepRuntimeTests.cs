@@ -15,13 +15,17 @@ namespace Scale.Tests.Actors;
 /// <summary>The sweep runtime on one machine with the real parts: coordinator on SQLite, data loader, evaluator, a two-slot trainer, the sweep executor.</summary>
 public sealed class SweepRuntimeTests : Akka.TestKit.Xunit2.TestKit
 {
-    private static readonly string Root = Path.Combine(Path.GetTempPath(), $"scale-runtime-{Guid.NewGuid():N}");
+    private readonly string Root;
 
-    public SweepRuntimeTests()
-        : base(ConfigurationFactory.ParseString("akka.test.single-expect-default = 60s\nakka.loglevel = WARNING")
-                   .WithFallback(PersistenceConfig.Sqlite(Path.Combine(Directory.CreateDirectory(Root).FullName, "sweeps.db"))), "runtime-tests")
+    public SweepRuntimeTests() : this(Path.Combine(Path.GetTempPath(), $"scale-runtime-{Guid.NewGuid():N}"))
     {
     }
+
+    /// <summary>A directory (and journal) per test: the SQLite driver pools connections process-wide.</summary>
+    private SweepRuntimeTests(string root)
+        : base(ConfigurationFactory.ParseString("akka.test.single-expect-default = 60s\nakka.loglevel = WARNING")
+                   .WithFallback(PersistenceConfig.Sqlite(Path.Combine(Directory.CreateDirectory(root).FullName, "sweeps.db"))), "runtime-tests")
+        => Root = root;
 
     private static SweepDefinition Sweep(ModelConfig config, params TrialSpec[] trials) => new()
     {
@@ -147,6 +151,7 @@ public sealed class SweepRuntimeTests : Akka.TestKit.Xunit2.TestKit
     protected override void AfterAll()
     {
         base.AfterAll();
+        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
         if (Directory.Exists(Root)) Directory.Delete(Root, recursive: true);
     }
 }
