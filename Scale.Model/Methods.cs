@@ -15,6 +15,9 @@ public sealed record MethodSpec
     public LoraSpec? Lora { get; init; }
     public int DepthEvery { get; init; } = 2;
 
+    /// <summary>The method's own learning-rate multipliers per parameter group (see TrainingOptions.GroupLearningRates); a sweep's settings override them.</summary>
+    public IReadOnlyDictionary<string, double> GroupLearningRates { get; init; } = new Dictionary<string, double>();
+
     public string Name => Kind.ToString().ToLowerInvariant();
 
     /// <summary>The named presets with their defaults: frozen, full, preserve, adapt, route, depth, lora.</summary>

@@ -136,10 +136,11 @@ public static class TrialParameters
         {
             Kind = kind, Expansion = expansion, Lora = kind == MethodKind.Lora ? lora : null,
             DepthEvery = Int("depth_every", 1) ?? experiment.DepthEvery,
+            GroupLearningRates = experiment.MethodFor(trial.Method).GroupLearningRates,
         };
         if (kind == MethodKind.Depth && method.DepthEvery > config.NumLayers)
             throw new ArgumentException($"parameter 'depth_every' {method.DepthEvery} is above the base's {config.NumLayers} layers: nothing would be inserted.");
-        var groups = new Dictionary<string, double>();
+        var groups = new Dictionary<string, double>(method.GroupLearningRates);
         foreach (var (key, group) in new[] { ("lr_expansion", "expansion"), ("lr_w12", "w12"), ("lr_router", "router"), ("lr_base", "base"), ("lr_lora", "lora") })
             if (Number(key, positive: true) is { } multiplier) groups[group] = multiplier;
         return new TrialPlan(method, phase, Int("seed", 0) ?? experiment.Seed, checkpointEvery) { GroupLearningRates = groups };

@@ -93,10 +93,11 @@ public static class TwoPhaseExperiment
         foreach (var name in spec.Methods)
         {
             cancellation.ThrowIfCancellationRequested();
-            var model = spec.MethodFor(name).Build(baseModel, spec.Seed);
+            var method = spec.MethodFor(name);
+            var model = method.Build(baseModel, spec.Seed);
             double seconds = 0, tokensPerSecond = 0;
             if (model.TrainableParameterCount() > 0)
-                (seconds, tokensPerSecond) = Train(model, newTrain, spec.Continual, spec.Seed + 1, "continual", name, progress, cancellation);
+                (seconds, tokensPerSecond) = Train(model, newTrain, spec.Continual, method.GroupLearningRates, spec.Seed + 1, "continual", name, progress, cancellation);
             var retention = bio ? TeacherForcedRecall.Measure(model, tokenizer, task.OldPrompts!) : null;
             var acquisition = bio ? TeacherForcedRecall.Measure(model, tokenizer, task.NewPrompts!) : null;
             double retained = retention?.Recall ?? task.Runner.Scoring.Old(model);
@@ -237,11 +238,12 @@ public static class TwoPhaseExperiment
         return (clock.Elapsed.TotalSeconds, bestStep, bestScore);
     }
 
-    private static (double Seconds, double TokensPerSecond) Train(CausalLM model, PackedSequences packed, PhaseSpec phase, long seed,
-        string phaseName, string method, IProgress<ExperimentProgress>? progress, CancellationToken cancellation)
+    private static (double Seconds, double TokensPerSecond) Train(CausalLM model, PackedSequences packed, PhaseSpec phase,
+        IReadOnlyDictionary<string, double> groups, long seed, string phaseName, string method, IProgress<ExperimentProgress>? progress,
+        CancellationToken cancellation)
     {
         var schedule = new BatchSchedule(packed.Count, phase.Batch, seed);
-        using var session = new TrainingSession(model, Options(phase));
+        using var session = new TrainingSession(model, Options(phase) with { GroupLearningRates = groups });
         double seconds = 0;
         for (long step = 0; step < phase.Steps; step++)
         {
