@@ -66,10 +66,24 @@ internal sealed class ResultsCommand : AsyncCommand<ResultsCommand.Settings>
 
         [CommandOption("--data-dir <DIR>"), Description("Where the sweeps' journal lives (default ./scale-data)."), DefaultValue("scale-data")]
         public string DataDir { get; init; } = "scale-data";
+
+        [CommandOption("--best"), Description("Only the selected trial: the highest acquisition among trials with forgetting ≤ --max-forgetting; if none, the highest acquisition − forgetting.")]
+        public bool Best { get; init; }
+
+        [CommandOption("--max-forgetting <X>"), Description("The forgetting bound of --best (default 0.05)."), DefaultValue(0.05)]
+        public double MaxForgetting { get; init; } = 0.05;
     }
 
     public override async Task<int> ExecuteAsync(CommandContext context, Settings settings, CancellationToken cancellation)
     {
+        if (settings.Best)
+        {
+            var swept = await SweepJournal.Read(settings.DataDir, settings.Sweep);
+            var (best, rule) = SweepReport.Best(swept, settings.MaxForgetting);
+            if (best is null) throw new ArgumentException($"Sweep '{settings.Sweep}' has no completed trials yet.");
+            Console.WriteLine($"{best.Trial} {best.Method} {SweepReport.Params(best.Params)}: retention {best.Retention:0.000}, acquisition {best.Acquisition:0.000}, forgetting {best.Forgetting:0.000} ({rule})");
+            return 0;
+        }
         if (!SweepReport.Formats.Contains(settings.Format))
             throw new ArgumentException($"--format must be one of {string.Join(", ", SweepReport.Formats)}, got '{settings.Format}'.");
         var state = await SweepJournal.Read(settings.DataDir, settings.Sweep);

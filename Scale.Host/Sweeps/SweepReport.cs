@@ -68,6 +68,19 @@ internal static class SweepReport
         return table;
     }
 
+    /// <summary>
+    /// The selection rule, fixed before results are seen: among completed trials with forgetting ≤ <paramref name="maxForgetting"/>,
+    /// the highest acquisition; when none qualifies, the highest acquisition − forgetting. Ties go to sweep order.
+    /// </summary>
+    public static (TrialRow? Best, string Rule) Best(SweepState state, double maxForgetting)
+    {
+        var done = Rows(state).Where(r => r.State == "completed" && r.Acquisition is not null && r.Forgetting is not null).ToList();
+        var within = done.Where(r => r.Forgetting <= maxForgetting).ToList();
+        return within.Count > 0
+            ? (within.MaxBy(r => r.Acquisition), $"highest acquisition with forgetting ≤ {maxForgetting}")
+            : (done.MaxBy(r => r.Acquisition - r.Forgetting), $"no trial has forgetting ≤ {maxForgetting}: highest acquisition − forgetting");
+    }
+
     public static string Params(IReadOnlyDictionary<string, string> p) => string.Join(" ", p.OrderBy(kv => kv.Key).Select(kv => $"{kv.Key}={kv.Value}"));
 
     public static string Counts(SweepState state)
