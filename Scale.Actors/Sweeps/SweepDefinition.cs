@@ -22,7 +22,11 @@ public sealed record SweepDefinition
 
     public TrialPlan PlanFor(TrialSpec trial) => TrialParameters.Plan(Experiment, trial, CheckpointEvery);
 
-    public StartSweep StartCommand => new(Name, Trials, MaxConcurrent, RetryBudget);
+    public StartSweep StartCommand => new(Name, Trials, MaxConcurrent, RetryBudget) { Fingerprint = Fingerprint };
+
+    /// <summary>A hash of what every trial's result depends on besides its own settings: the experiment (base, data, phases) and the checkpoint interval.</summary>
+    public string Fingerprint => Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(
+        System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(new { experiment = Experiment, checkpoint_every = CheckpointEvery })))[..16].ToLowerInvariant();
 }
 
 /// <summary>

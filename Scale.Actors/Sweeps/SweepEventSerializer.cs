@@ -13,12 +13,14 @@ namespace Scale.Actors.Sweeps;
 /// <summary>A coordinator snapshot: the state as plain data (trials in sweep order).</summary>
 public sealed record SweepSnapshot(string SweepId, int MaxConcurrent, int RetryBudget, IReadOnlyList<TrialState> Trials)
 {
+    public string? Fingerprint { get; init; }
+
     public static SweepSnapshot Of(SweepState state)
-        => new(state.SweepId!, state.MaxConcurrent, state.RetryBudget, state.Order.Select(id => state.Trials[id]).ToList());
+        => new(state.SweepId!, state.MaxConcurrent, state.RetryBudget, state.Order.Select(id => state.Trials[id]).ToList()) { Fingerprint = state.Fingerprint };
 
     public SweepState ToState() => SweepState.Empty with
     {
-        SweepId = SweepId, MaxConcurrent = MaxConcurrent, RetryBudget = RetryBudget,
+        SweepId = SweepId, MaxConcurrent = MaxConcurrent, RetryBudget = RetryBudget, Fingerprint = Fingerprint,
         Order = Trials.Select(t => t.Spec.Id).ToImmutableList(),
         Trials = Trials.ToImmutableDictionary(t => t.Spec.Id),
     };

@@ -24,7 +24,11 @@ public sealed record TrialMetrics(double Retention, double Acquisition, double F
 
 // Commands (imperative): what the coordinator is asked to do.
 public interface ISweepCommand;
-public sealed record StartSweep(string SweepId, IReadOnlyList<TrialSpec> Trials, int MaxConcurrent, int RetryBudget) : ISweepCommand;
+public sealed record StartSweep(string SweepId, IReadOnlyList<TrialSpec> Trials, int MaxConcurrent, int RetryBudget) : ISweepCommand
+{
+    /// <summary>A hash of what the trials run on (the experiment and checkpoint interval): a resumed sweep must match it.</summary>
+    public string? Fingerprint { get; init; }
+}
 /// <summary>A trainer with <paramref name="Slots"/> trial slots asks for one more trial.</summary>
 public sealed record RequestWork(string TrainerId, int Slots = 1) : ISweepCommand;
 public sealed record ReportCheckpoint(string TrialId, int Attempt, long Step, string Path) : ISweepCommand;
@@ -36,7 +40,11 @@ public sealed record RequeueOrphans(IReadOnlyList<string> LiveTrainers) : ISweep
 
 // Events (past tense): what happened, persisted in order; the state is their fold.
 public interface ISweepEvent;
-public sealed record SweepStarted(string SweepId, IReadOnlyList<TrialSpec> Trials, int MaxConcurrent, int RetryBudget) : ISweepEvent;
+public sealed record SweepStarted(string SweepId, IReadOnlyList<TrialSpec> Trials, int MaxConcurrent, int RetryBudget) : ISweepEvent
+{
+    /// <summary>See <see cref="StartSweep.Fingerprint"/>; absent in journals written before it existed.</summary>
+    public string? Fingerprint { get; init; }
+}
 public sealed record TrialStarted(string TrialId, int Attempt, string TrainerId) : ISweepEvent;
 public sealed record TrialCheckpointed(string TrialId, int Attempt, long Step, string Path) : ISweepEvent;
 public sealed record TrialCompleted(string TrialId, int Attempt, TrialMetrics Metrics) : ISweepEvent;

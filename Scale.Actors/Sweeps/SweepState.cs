@@ -22,6 +22,9 @@ public sealed record SweepState
     /// <summary>Retries a trial gets after failed attempts before it is failed for good (0: none).</summary>
     public int RetryBudget { get; init; } = 2;
 
+    /// <summary>The definition's fingerprint the sweep started with (null for journals from before fingerprints).</summary>
+    public string? Fingerprint { get; init; }
+
     public bool Started => SweepId is not null;
     public int Running => Trials.Values.Count(t => t.Status == TrialStatus.Running);
     public bool Finished => Started && Trials.Values.All(t => t.Status is TrialStatus.Completed or TrialStatus.Failed);
@@ -45,7 +48,7 @@ public sealed record SweepState
     {
         SweepStarted s => this with
         {
-            SweepId = s.SweepId, MaxConcurrent = s.MaxConcurrent, RetryBudget = s.RetryBudget,
+            SweepId = s.SweepId, MaxConcurrent = s.MaxConcurrent, RetryBudget = s.RetryBudget, Fingerprint = s.Fingerprint,
             Order = s.Trials.Select(t => t.Id).ToImmutableList(),
             Trials = s.Trials.ToImmutableDictionary(t => t.Id, t => new TrialState(t, TrialStatus.Pending, 0, 0, null, null, null, null)),
         },
@@ -74,7 +77,7 @@ public sealed record SweepState
         if (start.Trials.Select(t => t.Id).Distinct().Count() != start.Trials.Count) throw new ArgumentException("Trial ids must be unique.");
         if (start.MaxConcurrent < 1) throw new ArgumentException($"max concurrent trials must be at least 1, got {start.MaxConcurrent}.");
         if (start.RetryBudget < 0) throw new ArgumentException($"the retry budget must be zero or more, got {start.RetryBudget}.");
-        return [new SweepStarted(start.SweepId, start.Trials, start.MaxConcurrent, start.RetryBudget)];
+        return [new SweepStarted(start.SweepId, start.Trials, start.MaxConcurrent, start.RetryBudget) { Fingerprint = start.Fingerprint }];
     }
 
     private IReadOnlyList<ISweepEvent> Requeue(Func<TrialState, bool> lost)

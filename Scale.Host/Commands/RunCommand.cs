@@ -165,6 +165,10 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
 
     private static void CheckSameTrials(SweepDefinition sweep, SweepState state, string dataDirectory)
     {
+        if (state.Fingerprint is not null && state.Fingerprint != sweep.Fingerprint)
+            throw new ArgumentException(
+                $"Sweep '{sweep.Name}' in {dataDirectory} was started with a different experiment or checkpoint interval than {sweep.Source} now gives " +
+                $"(fingerprint {state.Fingerprint}, now {sweep.Fingerprint}). Its finished trials would not be comparable: give the changed sweep a new name, or use another --data-dir.");
         var journal = state.Order.ToHashSet();
         var file = sweep.Trials.Select(t => t.Id).ToHashSet();
         if (journal.SetEquals(file)) return;

@@ -12,7 +12,7 @@ public sealed class SweepEventSerializerTests : IDisposable
 
     public static TheoryData<ISweepEvent> Events => new()
     {
-        new SweepStarted("s1", [new TrialSpec("t1", "route", new Dictionary<string, string> { ["lambda"] = "0.01" })], 2, 3),
+        new SweepStarted("s1", [new TrialSpec("t1", "route", new Dictionary<string, string> { ["lambda"] = "0.01" })], 2, 3) { Fingerprint = "0123abcd" },
         new TrialStarted("t1", 2, "cpu@node-a"),
         new TrialCheckpointed("t1", 2, 150, "/data/ckpt/t1/150"),
         new TrialCompleted("t1", 2, new TrialMetrics(0.91, 0.82, 0.04)),
@@ -38,7 +38,7 @@ public sealed class SweepEventSerializerTests : IDisposable
             var copy = Assert.IsType<SweepStarted>(back);
             Assert.Equal(started.SweepId, copy.SweepId);
             Assert.Equal(started.Trials[0].Parameters, copy.Trials[0].Parameters);
-            Assert.Equal((started.MaxConcurrent, started.RetryBudget), (copy.MaxConcurrent, copy.RetryBudget));
+            Assert.Equal((started.MaxConcurrent, started.RetryBudget, started.Fingerprint), (copy.MaxConcurrent, copy.RetryBudget, copy.Fingerprint));
         }
         else Assert.Equal(@event, back);
     }
@@ -51,4 +51,15 @@ public sealed class SweepEventSerializerTests : IDisposable
     }
 
     public void Dispose() => system.Dispose();
+
+    [Fact]
+    public void A_sweep_started_event_written_before_fingerprints_still_reads()
+    {
+        var v1 = "{\"sweep_id\":\"old\",\"trials\":[{\"id\":\"t\",\"method\":\"full\",\"parameters\":{}}],\"max_concurrent\":1,\"retry_budget\":2}"u8.ToArray();
+
+        var started = Assert.IsType<SweepStarted>(serializer.FromBinary(v1, "sweep-started.v1"));
+
+        Assert.Equal(("old", 1, 2), (started.SweepId, started.MaxConcurrent, started.RetryBudget));
+        Assert.Null(started.Fingerprint);
+    }
 }

@@ -153,6 +153,21 @@ public class SweepProcessTests
     }
 
     [Fact]
+    public void A_sweep_resumed_with_a_changed_experiment_is_refused()
+    {
+        using var dir = new TempDirectory();
+        var file = dir.Combine("recover.hocon");
+        File.WriteAllText(file, TinySweep.Replace("methods = [frozen, preserve, route, full]", "methods = [frozen]"));
+        var first = ScaleProcess.Run("run", file, "--data-dir", dir.Combine("d"), "--threads", "1");
+        File.WriteAllText(file, TinySweep.Replace("methods = [frozen, preserve, route, full]", "methods = [frozen]").Replace("renderings = 6\n            }\n            pretrain", "renderings = 6\n            }\n            pretrain").Replace("steps = 60", "steps = 61"));
+        var changed = ScaleProcess.Run("run", file, "--data-dir", dir.Combine("d"), "--threads", "1");
+
+        Assert.True(first.ExitCode == 0, first.Stderr);
+        Assert.Equal(2, changed.ExitCode);
+        Assert.Contains("was started with a different experiment", changed.Stderr);
+    }
+
+    [Fact]
     public void Only_one_process_at_a_time_holds_a_sweep()
     {
         using var dir = new TempDirectory();
