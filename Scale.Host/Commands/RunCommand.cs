@@ -67,15 +67,41 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
             Console.WriteLine($"Note: max-concurrent {sweep.MaxConcurrent} is above the thread budget {budget}; running {slots} at a time so the cores are not oversubscribed.");
 
         var timing = new RunTiming();
-        if (!state.Finished)
+        // Ctrl+C stops the trainer: running trials stop at their next step and resume from their last checkpoint next time.
+        using var interrupt = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
+        ConsoleCancelEventHandler onCancel = (_, e) =>
         {
-            // Nothing of an earlier process runs any more (this process holds the sweep's lock): its trials are pending again.
-            await system.Coordinator.Ask(new RequeueOrphans([]), TimeSpan.FromMinutes(2));
-            if (plain) await RunTrials(sweep, system, new PlainSweepView(Console.Out), budget, slots, threadsPerTrial, sweepDirectory, timing, cancellation);
-            else
-                await AnsiConsole.Progress().HideCompleted(true).AutoClear(false)
-                    .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn(), new SpinnerColumn())
-                    .StartAsync(ctx => RunTrials(sweep, system, new LiveSweepView(ctx), budget, slots, threadsPerTrial, sweepDirectory, timing, cancellation));
+            if (interrupt.IsCancellationRequested) return;   // a second Ctrl+C ends the process at once
+            e.Cancel = true;
+            interrupt.Cancel();
+        };
+        Console.CancelKeyPress += onCancel;
+        try
+        {
+            if (!state.Finished)
+            {
+                // Nothing of an earlier process runs any more (this process holds the sweep's lock): its trials are pending again.
+                await system.Coordinator.Ask(new RequeueOrphans([]), TimeSpan.FromMinutes(2));
+                if (plain) await RunTrials(sweep, system, new PlainSweepView(Console.Out), budget, slots, threadsPerTrial, sweepDirectory, timing, interrupt.Token);
+                else
+                    await AnsiConsole.Progress().HideCompleted(true).AutoClear(false)
+                        .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn(), new SpinnerColumn())
+                        .StartAsync(ctx => RunTrials(sweep, system, new LiveSweepView(ctx), budget, slots, threadsPerTrial, sweepDirectory, timing, interrupt.Token));
+            }
+        }
+        catch (OperationCanceledException) when (interrupt.IsCancellationRequested)
+        {
+            // interrupted while the base was being prepared: nothing of the sweep had started
+        }
+        finally
+        {
+            Console.CancelKeyPress -= onCancel;
+        }
+        if (interrupt.IsCancellationRequested)
+        {
+            state = await system.StateAsync();
+            Console.WriteLine($"Interrupted: {SweepReport.Counts(state)}. Run the same command to resume; running trials continue from their last checkpoint.");
+            return 130;
         }
         state = await system.StateAsync();
         if (plain) Console.WriteLine(SweepReport.Csv(state).TrimEnd());
@@ -119,7 +145,7 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
                                               evaluator, system.System.EventStream, threadsPerTrial);
         var trainerId = $"{Environment.MachineName}/cpu/{Environment.ProcessId}";
         var trainer = system.System.ActorOf(Trainer.Props(system.Coordinator, trainerId, executor, TimeSpan.FromMilliseconds(500), slots), "trainer-cpu");
-        var ended = trainer.WatchAsync(cancellation);
+        var ended = trainer.WatchAsync();
         var state = await system.StateAsync();
         int total = state.Trials.Count, done = state.Trials.Values.Count(t => t.Status is TrialStatus.Completed or TrialStatus.Failed);
         view.Overall(done, total);
@@ -145,10 +171,16 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
                 }
             }
         }
+        var interrupted = Task.Delay(Timeout.Infinite, cancellation);
         while (!ended.IsCompleted)
         {
             Drain();
-            await Task.WhenAny(ended, channel.Reader.WaitToReadAsync(cancellation).AsTask());
+            await Task.WhenAny(ended, interrupted, channel.Reader.WaitToReadAsync(CancellationToken.None).AsTask());
+            if (!cancellation.IsCancellationRequested) continue;
+            system.System.Stop(trainer);
+            await trainer.WatchAsync();
+            Drain();
+            return;
         }
         // The trainer stops once the coordinator says the sweep is finished; the last events may still be on their way to the feed.
         var last = await system.StateAsync();
@@ -157,7 +189,7 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
         while (done < expected && deadline.Elapsed < TimeSpan.FromSeconds(10))
         {
             Drain();
-            if (done < expected) await Task.WhenAny(channel.Reader.WaitToReadAsync(cancellation).AsTask(), Task.Delay(TimeSpan.FromSeconds(10) - deadline.Elapsed, cancellation));
+            if (done < expected) await Task.WhenAny(channel.Reader.WaitToReadAsync().AsTask(), Task.Delay(TimeSpan.FromSeconds(10) - deadline.Elapsed));
         }
         Drain();
         await ended;

@@ -9,6 +9,13 @@ using Scale.Actors.Sweeps;
 
 namespace Scale.Host.Sweeps;
 
+/// <summary>A host lifetime that leaves signals to the command (the default console lifetime would stop the actor system on Ctrl+C under the command's feet).</summary>
+internal sealed class CommandLifetime : IHostLifetime
+{
+    public Task WaitForStartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+}
+
 /// <summary>Marker for the sweep coordinator in the actor registry.</summary>
 internal sealed class CoordinatorKey;
 
@@ -50,6 +57,7 @@ internal sealed class SweepSystem : IAsyncDisposable
             akka.log-dead-letters-during-shutdown = off
             akka.coordinated-shutdown.run-by-clr-shutdown-hook = off
             """).WithFallback(PersistenceConfig.Sqlite(DatabaseFile(dataDirectory)));
+        builder.Services.AddSingleton<IHostLifetime, CommandLifetime>();   // the command, not the host, decides what Ctrl+C does
         builder.Services.AddAkka("scale", (akka, _) => akka
             .AddHocon(config, HoconAddMode.Prepend)
             .WithActors((system, registry, _) =>

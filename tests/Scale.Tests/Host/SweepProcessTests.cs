@@ -130,6 +130,36 @@ public class SweepProcessTests
         Assert.Equal(["a", "b", "d"], front.Select(p => p.Trial));
     }
 
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill")]
+    private static extern int SendSignal(int pid, int signal);
+
+    [Fact]
+    public void Ctrl_C_stops_a_sweep_at_once_and_the_same_command_resumes_it()
+    {
+        using var dir = new TempDirectory();
+        var file = dir.Combine("long.hocon");
+        File.WriteAllText(file, TinySweep.Replace("steps = 60", "steps = 3000"));
+        var checkpointed = new TaskCompletionSource();
+        var lines = new List<string>();
+        using var run = ScaleProcess.Start(line =>
+        {
+            lock (lines) lines.Add(line);
+            if (line.StartsWith("trial preserve-", StringComparison.Ordinal) && line.EndsWith("checkpoint at step 10", StringComparison.Ordinal))
+                checkpointed.TrySetResult();
+        }, "run", file, "--data-dir", dir.Combine("d"), "--threads", "1");
+        Assert.True(checkpointed.Task.Wait(TimeSpan.FromMinutes(4)), string.Join("\n", lines));
+
+        Assert.Equal(0, SendSignal(run.Id, 2));   // SIGINT, as Ctrl+C sends
+        Assert.True(run.WaitForExit(TimeSpan.FromMinutes(1)), "scale run did not stop on SIGINT");
+        run.WaitForExit();
+
+        Assert.Equal(130, run.ExitCode);
+        lock (lines) Assert.Contains(lines, l => l.StartsWith("Interrupted: 4 trials: 1 completed, 1 running", StringComparison.Ordinal));
+        var status = ScaleProcess.Run("status", "recover", "--data-dir", dir.Combine("d"));
+        Assert.Contains("interrupted (resumes with `scale run`)", status.Stdout);
+        Assert.Matches(@"preserve-\w+\s+preserve\s+interrupted\s+attempt 1, checkpoint at step \d+", status.Stdout);
+    }
+
     [Fact]
     public void Bad_input_gets_a_clear_error_and_exit_code_2()
     {
