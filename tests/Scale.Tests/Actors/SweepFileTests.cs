@@ -14,7 +14,7 @@ public class SweepFileTests
     [Fact]
     public void The_built_in_sweeps_load_with_every_method_and_a_scale_grid()
     {
-        Assert.Equal(["bio", "quickstart", "route-search"], SweepFiles.BuiltIn);
+        Assert.Equal(["bio", "quickstart", "route-search", "route-search-baselines"], SweepFiles.BuiltIn);
         var search = SweepFiles.Load("route-search");
         Assert.Equal(26, search.Trials.Count);
         Assert.All(search.Trials, t => Assert.Equal("route", t.Method));

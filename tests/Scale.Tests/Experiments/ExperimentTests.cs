@@ -51,7 +51,7 @@ public class ExperimentTests
     [Fact]
     public void The_built_in_experiments_parse_and_validate()
     {
-        Assert.Equal(["bio", "bio-ko", "text"], ExperimentFiles.BuiltIn);
+        Assert.Equal(["bio", "bio-ko", "bio-validation", "text"], ExperimentFiles.BuiltIn);
         var bio = ExperimentFiles.Load("bio");
         var ko = ExperimentFiles.Load("bio-ko");
 
