@@ -4,6 +4,12 @@ using Spectre.Console.Cli;
 
 namespace Scale.Host.Commands;
 
+/// <summary>A command stopped by something outside the user's input (a database error, a crash in a library); the message says what to do next.</summary>
+internal sealed class CommandFailedException(string message, Exception inner, int exitCode = 1) : Exception(message, inner)
+{
+    public int ExitCode { get; } = exitCode;
+}
+
 /// <summary>Turns the errors a user can cause into one clear line on stderr and exit code 2.</summary>
 internal static class CommandErrors
 {
@@ -12,6 +18,11 @@ internal static class CommandErrors
         try
         {
             return command();
+        }
+        catch (CommandFailedException e)
+        {
+            Console.Error.WriteLine($"scale: {e.Message}");
+            return e.ExitCode;
         }
         catch (Exception e) when (e is CommandAppException or ArgumentException or InvalidCheckpointException
                                       or FileNotFoundException or DirectoryNotFoundException)

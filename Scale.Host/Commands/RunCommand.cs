@@ -38,6 +38,21 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
 
     public override async Task<int> ExecuteAsync(CommandContext context, Settings settings, CancellationToken cancellation)
     {
+        try
+        {
+            return await Run(settings, cancellation);
+        }
+        catch (Exception e) when (e is not (ArgumentException or CommandFailedException or OperationCanceledException))
+        {
+            var sweep = settings.Sweep;
+            throw new CommandFailedException(
+                $"the sweep stopped: {e.GetType().Name}: {e.Message}\nNothing it recorded is lost (journal {SweepSystem.DatabaseFile(settings.DataDir)}); " +
+                $"once the cause is fixed, run `scale run {sweep} --data-dir {settings.DataDir}` to resume it.", e);
+        }
+    }
+
+    private static async Task<int> Run(Settings settings, CancellationToken cancellation)
+    {
         Devices.PreferPassiveWaiting();   // before libtorch loads
         var sweep = SweepFiles.Load(settings.Sweep);
         if (Devices.Parse(settings.Device).type != TorchSharp.DeviceType.CPU)
@@ -52,7 +67,7 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
         var wall = Stopwatch.StartNew();
         await using var system = await SweepSystem.StartAsync(settings.DataDir, sweep.Name);
 
-        var started = await system.Coordinator.Ask(sweep.StartCommand, TimeSpan.FromMinutes(2));
+        var started = await system.AskCoordinator(sweep.StartCommand);
         if (started is Akka.Actor.Status.Failure failure) throw new ArgumentException($"{sweep.Source}: {failure.Cause.Message}");
         var state = await system.StateAsync();
         CheckSameTrials(sweep, state, settings.DataDir);
@@ -81,7 +96,7 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
             if (!state.Finished)
             {
                 // Nothing of an earlier process runs any more (this process holds the sweep's lock): its trials are pending again.
-                await system.Coordinator.Ask(new RequeueOrphans([]), TimeSpan.FromMinutes(2));
+                await system.AskCoordinator(new RequeueOrphans([]));
                 if (plain) await RunTrials(sweep, system, new PlainSweepView(Console.Out), budget, slots, threadsPerTrial, sweepDirectory, timing, interrupt.Token);
                 else
                     await AnsiConsole.Progress().HideCompleted(true).AutoClear(false)

@@ -71,7 +71,22 @@ internal sealed class SweepSystem : IAsyncDisposable
     }
 
     /// <summary>The coordinator's state (recovered from the journal on first use).</summary>
-    public Task<SweepState> StateAsync() => Coordinator.Ask<SweepState>(GetSweepState.Instance, TimeSpan.FromMinutes(2));
+    public async Task<SweepState> StateAsync() => (SweepState)await AskCoordinator(GetSweepState.Instance);
+
+    /// <summary>
+    /// Asks the coordinator, failing at once (not at the timeout) if it stops instead of answering — which it does
+    /// when its journal cannot be read or written.
+    /// </summary>
+    public async Task<object> AskCoordinator(object message)
+    {
+        coordinatorStopped ??= Coordinator.WatchAsync();
+        var answer = Coordinator.Ask(message, TimeSpan.FromMinutes(2));
+        if (await Task.WhenAny(answer, coordinatorStopped) == answer) return await answer;
+        throw new InvalidOperationException(
+            $"the sweep coordinator stopped: its journal {DatabaseFile(DataDirectory)} could not be read or written (the log above says why)");
+    }
+
+    private Task<bool>? coordinatorStopped;
 
     public async ValueTask DisposeAsync()
     {

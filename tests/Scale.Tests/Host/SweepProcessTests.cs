@@ -183,6 +183,21 @@ public class SweepProcessTests
     }
 
     [Fact]
+    public void A_journal_that_cannot_be_opened_stops_the_run_with_the_cause_and_how_to_resume()
+    {
+        using var dir = new TempDirectory();
+        var file = dir.Combine("recover.hocon");
+        File.WriteAllText(file, TinySweep);
+        Directory.CreateDirectory(dir.Combine("d", "sweeps.db"));   // a directory where the database file should be
+
+        var run = ScaleProcess.Run("run", file, "--data-dir", dir.Combine("d"));
+
+        Assert.Equal(1, run.ExitCode);
+        Assert.Contains("the sweep coordinator stopped: its journal", run.Stderr);
+        Assert.Contains($"run `scale run {file} --data-dir {dir.Combine("d")}` to resume it", run.Stderr);
+    }
+
+    [Fact]
     public void A_sweep_resumed_with_a_changed_experiment_is_refused()
     {
         using var dir = new TempDirectory();
