@@ -70,12 +70,14 @@ public sealed class SweepCoordinator : ReceivePersistentActor
             return;
         }
         int persisted = 0;
+        var writing = System.Diagnostics.Stopwatch.StartNew();
         PersistAll(events, e =>
         {
             state = state.Apply(e);
             Context.System.EventStream.Publish(e);   // for progress displays and status views in this process
             if (LastSequenceNr % snapshotEvery == 0) SaveSnapshot(SweepSnapshot.Of(state));
             if (++persisted < events.Count) return;
+            Telemetry.SweepMetrics.JournalWriteSeconds.Record(writing.Elapsed.TotalSeconds, new KeyValuePair<string, object?>("sweep", state.SweepId));
             sender.Tell(events[^1] is TrialStarted started
                 ? new WorkGranted(state.Trials[started.TrialId].Spec, started.Attempt, state.Trials[started.TrialId].LastCheckpoint)
                 : new Accepted(events.Count));

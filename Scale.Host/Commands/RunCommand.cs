@@ -34,6 +34,9 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
 
         [CommandOption("--plain"), Description("Plain progress lines instead of live bars (the default when output is redirected).")]
         public bool Plain { get; init; }
+
+        [CommandOption("--http <ADDRESS>"), Description("The operators' endpoint (health, Prometheus metrics, JSON API): host:port, or off. Port 0 picks a free one."), DefaultValue("127.0.0.1:8787")]
+        public string Http { get; init; } = "127.0.0.1:8787";
     }
 
     public override async Task<int> ExecuteAsync(CommandContext context, Settings settings, CancellationToken cancellation)
@@ -81,6 +84,9 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
         if (slots < sweep.MaxConcurrent)
             Console.WriteLine($"Note: max-concurrent {sweep.MaxConcurrent} is above the thread budget {budget}; running {slots} at a time so the cores are not oversubscribed.");
 
+        var trainerId = $"{Environment.MachineName}/cpu/{Environment.ProcessId}";
+        using var telemetry = new SweepTelemetry(state, trainerId);
+        await using var endpoint = await StartEndpoint(settings.Http, system, telemetry);
         var timing = new RunTiming();
         // Ctrl+C stops the trainer: running trials stop at their next step and resume from their last checkpoint next time.
         using var interrupt = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
@@ -97,11 +103,12 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
             {
                 // Nothing of an earlier process runs any more (this process holds the sweep's lock): its trials are pending again.
                 await system.AskCoordinator(new RequeueOrphans([]));
-                if (plain) await RunTrials(sweep, system, new PlainSweepView(Console.Out), budget, slots, threadsPerTrial, sweepDirectory, timing, interrupt.Token);
+                telemetry.Reset(await system.StateAsync());
+                if (plain) await RunTrials(sweep, system, new PlainSweepView(Console.Out), trainerId, telemetry, budget, slots, threadsPerTrial, sweepDirectory, timing, interrupt.Token);
                 else
                     await AnsiConsole.Progress().HideCompleted(true).AutoClear(false)
                         .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn(), new SpinnerColumn())
-                        .StartAsync(ctx => RunTrials(sweep, system, new LiveSweepView(ctx), budget, slots, threadsPerTrial, sweepDirectory, timing, interrupt.Token));
+                        .StartAsync(ctx => RunTrials(sweep, system, new LiveSweepView(ctx), trainerId, telemetry, budget, slots, threadsPerTrial, sweepDirectory, timing, interrupt.Token));
             }
         }
         catch (OperationCanceledException) when (interrupt.IsCancellationRequested)
@@ -143,11 +150,31 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
         public int Trials;
     }
 
-    private static async Task RunTrials(SweepDefinition sweep, SweepSystem system, ISweepView view, int budget, int slots, int threadsPerTrial,
-                                        string sweepDirectory, RunTiming timing, CancellationToken cancellation)
+    /// <summary>The operators' endpoint, unless turned off; a busy port is reported and the sweep runs without it.</summary>
+    private static async Task<OperatorEndpoint?> StartEndpoint(string address, SweepSystem system, SweepTelemetry telemetry)
+    {
+        if (address.Equals("off", StringComparison.OrdinalIgnoreCase)) return null;
+        var parts = address.Split(':');
+        if (parts.Length != 2 || !int.TryParse(parts[1], out int port) || port is < 0 or > 65535)
+            throw new ArgumentException($"--http must be host:port (e.g. 127.0.0.1:8787) or off, got '{address}'.");
+        try
+        {
+            var endpoint = await OperatorEndpoint.StartAsync(address, system, telemetry);
+            Console.WriteLine($"Operators' endpoint: {endpoint.Address} (/health/live, /health/ready, /metrics, /api/sweeps)");
+            return endpoint;
+        }
+        catch (IOException e)
+        {
+            Console.WriteLine($"Note: no operators' endpoint: cannot listen on {address} ({e.Message}); use --http host:port or --http off.");
+            return null;
+        }
+    }
+
+    private static async Task RunTrials(SweepDefinition sweep, SweepSystem system, ISweepView view, string trainerId, SweepTelemetry telemetry,
+                                        int budget, int slots, int threadsPerTrial, string sweepDirectory, RunTiming timing, CancellationToken cancellation)
     {
         var channel = Channel.CreateUnbounded<object>(new UnboundedChannelOptions { SingleReader = true });
-        system.System.ActorOf(ViewFeed.Props(channel.Writer), "view-feed");
+        system.System.ActorOf(ViewFeed.Props(channel.Writer, telemetry.Observe), "view-feed");
         var clock = Stopwatch.StartNew();
         Devices.UseThreads(Math.Min(budget, Environment.ProcessorCount));
         var reporter = new Reporter(view.Base);
@@ -158,7 +185,6 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
         var evaluator = system.System.ActorOf(Evaluator.Props(task.Runner, threadsPerTrial), "evaluator");
         var executor = new SweepTrialExecutor(sweep, task.Runner, Path.Combine(sweepDirectory, "trials"), system.DataLoader, "new",
                                               evaluator, system.System.EventStream, threadsPerTrial);
-        var trainerId = $"{Environment.MachineName}/cpu/{Environment.ProcessId}";
         var trainer = system.System.ActorOf(Trainer.Props(system.Coordinator, trainerId, executor, TimeSpan.FromMilliseconds(500), slots), "trainer-cpu");
         var ended = trainer.WatchAsync();
         var state = await system.StateAsync();

@@ -8,12 +8,17 @@ namespace Scale.Host.Sweeps;
 /// <summary>Forwards trial progress, notices and sweep events from the event stream to the command's display loop.</summary>
 internal sealed class ViewFeed : ReceiveActor
 {
-    public ViewFeed(ChannelWriter<object> output)
+    public ViewFeed(ChannelWriter<object> output, Action<object>? observe)
     {
-        ReceiveAny(message => output.TryWrite(message));
+        ReceiveAny(message =>
+        {
+            observe?.Invoke(message);
+            output.TryWrite(message);
+        });
     }
 
-    public static Props Props(ChannelWriter<object> output) => Akka.Actor.Props.Create(() => new ViewFeed(output));
+    public static Props Props(ChannelWriter<object> output, Action<object>? observe = null)
+        => Akka.Actor.Props.Create(() => new ViewFeed(output, observe));
 
     protected override void PreStart()
     {

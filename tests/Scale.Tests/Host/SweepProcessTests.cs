@@ -161,6 +161,54 @@ public class SweepProcessTests
     }
 
     [Fact]
+    public void The_operators_endpoint_serves_health_prometheus_metrics_and_the_sweep_as_json()
+    {
+        using var dir = new TempDirectory();
+        var file = dir.Combine("long.hocon");
+        File.WriteAllText(file, TinySweep.Replace("steps = 60", "steps = 3000"));
+        var ready = new TaskCompletionSource<string>();
+        string? url = null;
+        var lines = new List<string>();
+        using var run = ScaleProcess.Start(line =>
+        {
+            lock (lines) lines.Add(line);
+            var found = System.Text.RegularExpressions.Regex.Match(line, @"^Operators' endpoint: (http://127\.0\.0\.1:\d+)");
+            if (found.Success) url = found.Groups[1].Value;
+            if (url is not null && line.StartsWith("trial preserve-", StringComparison.Ordinal) && line.EndsWith("checkpoint at step 10", StringComparison.Ordinal))
+                ready.TrySetResult(url);
+        }, "run", file, "--data-dir", dir.Combine("d"), "--threads", "1", "--http", "127.0.0.1:0");
+        try
+        {
+            Assert.True(ready.Task.Wait(TimeSpan.FromMinutes(4)), string.Join("\n", lines));
+            using var http = new HttpClient { BaseAddress = new Uri(ready.Task.Result), Timeout = TimeSpan.FromSeconds(30) };
+
+            var live = http.GetAsync("/health/live").Result;
+            var readiness = http.GetAsync("/health/ready").Result;
+            var metrics = http.GetStringAsync("/metrics").Result;
+            var sweeps = JsonDocument.Parse(http.GetStringAsync("/api/sweeps").Result).RootElement;
+            var trials = JsonDocument.Parse(http.GetStringAsync("/api/sweeps/recover/trials").Result).RootElement;
+
+            Assert.Equal(System.Net.HttpStatusCode.OK, live.StatusCode);
+            Assert.Equal(System.Net.HttpStatusCode.OK, readiness.StatusCode);
+            var samples = PrometheusText.Parse(metrics);
+            Assert.Contains(samples, s => s.Name == "scale_trials" && s.Labels["state"] == "running" && s.Value == 1);
+            Assert.Contains(samples, s => s.Name == "scale_trials" && s.Labels["state"] == "completed" && s.Value >= 1);
+            Assert.Contains(samples, s => s.Name == "scale_trainer_tokens_per_second" && s.Labels["trial"].StartsWith("preserve-") && s.Value > 0);
+            Assert.Contains(samples, s => s.Name == "scale_trainer_steps_per_second" && s.Labels.ContainsKey("trainer"));
+            Assert.Contains(samples, s => s.Name == "scale_trial_checkpoint_age_seconds" && s.Value >= 0);
+            Assert.Contains(samples, s => s.Name == "scale_journal_write_seconds_count" && s.Value > 0);
+            Assert.Equal("recover", sweeps[0].GetProperty("name").GetString());
+            Assert.Equal(4, sweeps[0].GetProperty("trials").GetInt32());
+            Assert.Equal(4, trials.GetArrayLength());
+        }
+        finally
+        {
+            if (!run.HasExited) SendSignal(run.Id, 2);
+            run.WaitForExit(TimeSpan.FromMinutes(1));
+        }
+    }
+
+    [Fact]
     public void Bad_input_gets_a_clear_error_and_exit_code_2()
     {
         using var dir = new TempDirectory();

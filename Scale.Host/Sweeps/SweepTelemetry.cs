@@ -1,0 +1,92 @@
+using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
+using Scale.Actors.Sweeps;
+using Scale.Actors.Telemetry;
+using Scale.Actors.Trainers;
+
+namespace Scale.Host.Sweeps;
+
+/// <summary>
+/// What this process knows of its sweep for operators: the sweep's state kept current from its events, and each
+/// running trial's latest progress and checkpoint time; exposed as observable instruments of the "Scale" meter.
+/// </summary>
+internal sealed class SweepTelemetry : IDisposable
+{
+    private sealed record Progress(TrialProgress Last, DateTime At, double StepsPerSecond);
+
+    private readonly Meter meter = new(SweepMetrics.MeterName);
+    private readonly string trainer;
+    private readonly ConcurrentDictionary<string, Progress> progress = new();
+    private readonly ConcurrentDictionary<string, DateTime> checkpoints = new();
+    private readonly Lock gate = new();
+    private SweepState state;
+
+    public SweepTelemetry(SweepState initial, string trainer)
+    {
+        (state, this.trainer) = (initial, trainer);
+        meter.CreateObservableGauge("scale_trials", () => Snapshot().Trials.Values.GroupBy(t => t.Status)
+                .Select(g => new Measurement<int>(g.Count(), new KeyValuePair<string, object?>("state", g.Key.ToString().ToLowerInvariant()))),
+            description: "Trials of the sweep by state.");
+        meter.CreateObservableGauge("scale_trainer_tokens_per_second", () => Running().Select(p =>
+                new Measurement<double>(p.Last.TokensPerSecond, Tags(p.Last.TrialId))),
+            description: "Tokens per second of each running trial.");
+        meter.CreateObservableGauge("scale_trainer_steps_per_second", () => Running().Select(p =>
+                new Measurement<double>(p.StepsPerSecond, Tags(p.Last.TrialId))),
+            description: "Training steps per second of each running trial.");
+        meter.CreateObservableGauge("scale_trial_loss", () => Running().Select(p =>
+                new Measurement<double>(p.Last.Loss, Tags(p.Last.TrialId))),
+            description: "Loss of the latest step of each running trial.");
+        meter.CreateObservableGauge("scale_trial_checkpoint_age_seconds", () => RunningIds().Select(id =>
+                new Measurement<double>((DateTime.UtcNow - checkpoints.GetValueOrDefault(id, DateTime.UtcNow)).TotalSeconds,
+                                        new KeyValuePair<string, object?>("trial", id))),
+            description: "Seconds since each running trial's last checkpoint (or since it started).");
+    }
+
+    public string SweepId => Snapshot().SweepId ?? "";
+
+    public SweepState Snapshot()
+    {
+        lock (gate) return state;
+    }
+
+    /// <summary>Starts again from <paramref name="current"/> (after changes made before the event feed was listening).</summary>
+    public void Reset(SweepState current)
+    {
+        lock (gate) state = current;
+    }
+
+    /// <summary>Takes in a message from the event stream (trial progress or a sweep event).</summary>
+    public void Observe(object message)
+    {
+        switch (message)
+        {
+            case TrialProgress p:
+                var now = DateTime.UtcNow;
+                progress.AddOrUpdate(p.TrialId, _ => new Progress(p, now, 0), (_, old) =>
+                {
+                    double seconds = (now - old.At).TotalSeconds;
+                    return new Progress(p, now, seconds > 0 && p.Step > old.Last.Step ? (p.Step - old.Last.Step) / seconds : old.StepsPerSecond);
+                });
+                break;
+            case ISweepEvent e:
+                lock (gate) state = state.Apply(e);
+                if (e is TrialStarted started) checkpoints[started.TrialId] = DateTime.UtcNow;
+                if (e is TrialCheckpointed c) checkpoints[c.TrialId] = DateTime.UtcNow;
+                if (e is TrialCompleted or TrialFailed or TrialRetrying or TrialRequeued)
+                {
+                    var id = e switch { TrialCompleted x => x.TrialId, TrialFailed x => x.TrialId, TrialRetrying x => x.TrialId, TrialRequeued x => x.TrialId, _ => "" };
+                    progress.TryRemove(id, out _);
+                    checkpoints.TryRemove(id, out _);
+                }
+                break;
+        }
+    }
+
+    private IEnumerable<string> RunningIds() => Snapshot().Trials.Values.Where(t => t.Status == TrialStatus.Running).Select(t => t.Spec.Id);
+
+    private IEnumerable<Progress> Running() => RunningIds().Select(id => progress.GetValueOrDefault(id)).OfType<Progress>();
+
+    private KeyValuePair<string, object?>[] Tags(string trial) => [new("trainer", trainer), new("trial", trial)];
+
+    public void Dispose() => meter.Dispose();
+}
