@@ -20,6 +20,8 @@ public sealed record TrialMetrics(double Retention, double Acquisition, double F
     public double TrainSeconds { get; init; }
     public double EvaluationSeconds { get; init; }
     public double CheckpointSeconds { get; init; }
+    public IReadOnlyDictionary<string, double>? RetentionByAttribute { get; init; }
+    public IReadOnlyDictionary<string, double>? AcquisitionByAttribute { get; init; }
 }
 
 // Commands (imperative): what the coordinator is asked to do.

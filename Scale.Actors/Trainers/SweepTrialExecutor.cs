@@ -24,6 +24,8 @@ public sealed class SweepTrialExecutor(SweepDefinition sweep, TrialRunner runner
     {
         TorchSharp.torch.set_num_threads(threadsPerTrial);
         var plan = sweep.PlanFor(trial);
+        using var log = new TrialLog(Path.Combine(checkpointRoot, trial.Id, TrialLog.FileName), sweep.Name, trial.Id, attempt);
+        log.Write("started", new { method = trial.Method, parameters = trial.Parameters, resume_step = resume?.Step });
         using var batches = new PrefetchingBatches(dataLoader, dataset, plan.Seed, plan.Phase.Batch, PrefetchDepth, TimeSpan.FromMinutes(5));
         var clock = System.Diagnostics.Stopwatch.StartNew();
         double seconds = 0;
@@ -32,14 +34,26 @@ public sealed class SweepTrialExecutor(SweepDefinition sweep, TrialRunner runner
             {
                 seconds = clock.Elapsed.TotalSeconds;
                 long done = step.Step - (resume?.Step ?? 0);
+                log.Write("step", new { step = step.Step, loss = step.Loss, auxiliary_loss = step.AuxiliaryLoss, learning_rate = step.LearningRate,
+                                        tokens_per_second = plan.Phase.TokensPerStep * done / Math.Max(seconds, 1e-9) });
                 events.Publish(new TrialProgress(trial.Id, attempt, step.Step, plan.Phase.Steps, step.Loss,
                                                  plan.Phase.TokensPerStep * done / Math.Max(seconds, 1e-9),
                                                  seconds / Math.Max(done, 1) * (plan.Phase.Steps - step.Step)));
             },
-            onCheckpoint: onCheckpoint, cancellation: cancellation,
-            onNotice: message => events.Publish(new TrialNotice(trial.Id, message)));
+            onCheckpoint: (path, step) =>
+            {
+                log.Write("checkpoint", new { step, path });
+                onCheckpoint(path, step);
+            },
+            cancellation: cancellation,
+            onNotice: message =>
+            {
+                log.Write("notice", new { message });
+                events.Publish(new TrialNotice(trial.Id, message));
+            });
         var scored = evaluator.Ask<CheckpointEvaluated>(new EvaluateCheckpoint(trial.Id, plan, trained.FinalCheckpoint), TimeSpan.FromHours(2), cancellation)
             .GetAwaiter().GetResult();
+        log.Write("scored", new { retention = scored.Scores.Retention, acquisition = scored.Scores.Acquisition, forgetting = scored.Scores.Forgetting });
         return new TrialMetrics(scored.Scores.Retention, scored.Scores.Acquisition, scored.Scores.Forgetting)
         {
             FinalLoss = trained.FinalCheckpoint is null ? null : trained.FinalLoss,
@@ -48,6 +62,8 @@ public sealed class SweepTrialExecutor(SweepDefinition sweep, TrialRunner runner
             TrainSeconds = trained.TrainSeconds,
             EvaluationSeconds = scored.Scores.Seconds,
             CheckpointSeconds = trained.CheckpointSeconds,
+            RetentionByAttribute = scored.Scores.RetentionByAttribute,
+            AcquisitionByAttribute = scored.Scores.AcquisitionByAttribute,
         };
     }
 }

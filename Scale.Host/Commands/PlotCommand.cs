@@ -53,7 +53,7 @@ internal sealed class PlotCommand : AsyncCommand<PlotCommand.Settings>
                                                && (q.Retention > p.Retention || q.Acquisition > p.Acquisition)))
                  .DistinctBy(p => (p.Retention, p.Acquisition)).OrderBy(p => p.Retention).ToList();
 
-    private static void Draw(IReadOnlyList<Point> points, string title, string path)
+    internal static void Draw(IReadOnlyList<Point> points, string title, string path)
     {
         var plot = new ScottPlot.Plot();
         double baseOld = points.Max(p => p.BaseOld);

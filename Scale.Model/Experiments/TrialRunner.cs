@@ -30,7 +30,15 @@ public sealed record TrialTraining(long Steps, double FinalLoss, long TrainableP
 }
 
 /// <summary>A trial's scores on the old and new data, and how long scoring took.</summary>
-public sealed record TrialScores(double Retention, double Acquisition, double Forgetting, double Seconds);
+public sealed record TrialScores(double Retention, double Acquisition, double Forgetting, double Seconds)
+{
+    /// <summary>Retention and acquisition per attribute (biography recall only).</summary>
+    public IReadOnlyDictionary<string, double>? RetentionByAttribute { get; init; }
+    public IReadOnlyDictionary<string, double>? AcquisitionByAttribute { get; init; }
+}
+
+/// <summary>A score, with its parts per attribute where the metric has them.</summary>
+public sealed record Score(double Value, IReadOnlyDictionary<string, double>? ByAttribute = null);
 
 /// <summary>A trial's end: its scores on the old and new populations and what it cost.</summary>
 public sealed record TrialOutcome(long Steps, double FinalLoss, double Retention, double Acquisition, double Forgetting,
@@ -43,22 +51,27 @@ public interface IBatchSource
 }
 
 /// <summary>How a trained model is scored: retention on the old data, acquisition on the new, and forgetting against the base.</summary>
-public sealed class TrialScoring(Func<CausalLM, double> old, Func<CausalLM, double> @new, double baseOld, bool lowerIsBetter)
+public sealed class TrialScoring(Func<CausalLM, Score> old, Func<CausalLM, Score> @new, double baseOld, bool lowerIsBetter)
 {
     public double BaseOld { get; } = baseOld;
     public bool LowerIsBetter { get; } = lowerIsBetter;
-    public double Old(CausalLM model) => old(model);
-    public double New(CausalLM model) => @new(model);
+    public double Old(CausalLM model) => old(model).Value;
+    public double New(CausalLM model) => @new(model).Value;
+    public Score OldDetailed(CausalLM model) => old(model);
+    public Score NewDetailed(CausalLM model) => @new(model);
     public double Forgetting(double retention) => LowerIsBetter ? retention - BaseOld : BaseOld - retention;
 
     /// <summary>Attribute recall on the old and new populations' prompts.</summary>
     public static TrialScoring Recall(ByteBpeTokenizer tokenizer, IReadOnlyList<BioPrompt> oldPrompts, IReadOnlyList<BioPrompt> newPrompts, double baseOld)
-        => new(m => TeacherForcedRecall.Measure(m, tokenizer, oldPrompts).Recall,
-               m => TeacherForcedRecall.Measure(m, tokenizer, newPrompts).Recall, baseOld, lowerIsBetter: false);
+        => new(m => Detailed(TeacherForcedRecall.Measure(m, tokenizer, oldPrompts)),
+               m => Detailed(TeacherForcedRecall.Measure(m, tokenizer, newPrompts)), baseOld, lowerIsBetter: false);
+
+    private static Score Detailed(RecallReport report)
+        => new(report.Recall, report.PerAttribute.ToDictionary(a => a.Attribute.ToString(), a => a.Recall));
 
     /// <summary>Held-out perplexity on the old and new corpora.</summary>
     public static TrialScoring Perplexity(PackedSequences oldHeldOut, PackedSequences newHeldOut, double baseOld)
-        => new(m => Metrics.Perplexity(m, oldHeldOut), m => Metrics.Perplexity(m, newHeldOut), baseOld, lowerIsBetter: true);
+        => new(m => new Score(Metrics.Perplexity(m, oldHeldOut)), m => new Score(Metrics.Perplexity(m, newHeldOut)), baseOld, lowerIsBetter: true);
 }
 
 /// <summary>
@@ -161,8 +174,11 @@ public sealed class TrialRunner(Decoder baseModel, PackedSequences train, TrialS
         try
         {
             if (checkpoint is not null) TrialCheckpoint.LoadWeights(checkpoint, model);
-            double retention = scoring.Old(model), acquisition = scoring.New(model);
-            return new TrialScores(retention, acquisition, scoring.Forgetting(retention), clock.Elapsed.TotalSeconds);
+            var (retention, acquisition) = (scoring.OldDetailed(model), scoring.NewDetailed(model));
+            return new TrialScores(retention.Value, acquisition.Value, scoring.Forgetting(retention.Value), clock.Elapsed.TotalSeconds)
+            {
+                RetentionByAttribute = retention.ByAttribute, AcquisitionByAttribute = acquisition.ByAttribute,
+            };
         }
         finally
         {

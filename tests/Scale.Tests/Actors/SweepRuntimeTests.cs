@@ -98,6 +98,8 @@ public sealed class SweepRuntimeTests : Akka.TestKit.Xunit2.TestKit
             Assert.Equal(reference.Metrics.FinalLoss, trial.Metrics.FinalLoss);   // bit for bit
         }
         Assert.NotNull(reference.Metrics!.FinalLoss);
+        Assert.Equal(6, reference.Metrics.AcquisitionByAttribute!.Count);   // the six biography attributes
+        Assert.Equal(reference.Metrics.Acquisition, reference.Metrics.AcquisitionByAttribute.Values.Average(), 10);
         Assert.Contains("injected fault in a step", state.Trials["crash"].FailureReason);
         var nan = state.Trials["nan"];
         Assert.Equal(TrialStatus.Failed, nan.Status);
@@ -143,7 +145,14 @@ public sealed class SweepRuntimeTests : Akka.TestKit.Xunit2.TestKit
     {
         public bool Equals(TrialState? a, TrialState? b)
             => a is not null && b is not null && a.Spec.Id == b.Spec.Id && a.Status == b.Status && a.Attempt == b.Attempt
-               && a.FailedAttempts == b.FailedAttempts && a.LastCheckpoint == b.LastCheckpoint && a.Metrics == b.Metrics && a.FailureReason == b.FailureReason;
+               && a.FailedAttempts == b.FailedAttempts && a.LastCheckpoint == b.LastCheckpoint && a.FailureReason == b.FailureReason
+               && Plain(a.Metrics) == Plain(b.Metrics)
+               && Same(a.Metrics?.RetentionByAttribute, b.Metrics?.RetentionByAttribute) && Same(a.Metrics?.AcquisitionByAttribute, b.Metrics?.AcquisitionByAttribute);
+
+        private static TrialMetrics? Plain(TrialMetrics? m) => m is null ? null : m with { RetentionByAttribute = null, AcquisitionByAttribute = null };
+
+        private static bool Same(IReadOnlyDictionary<string, double>? a, IReadOnlyDictionary<string, double>? b)
+            => a is null ? b is null : b is not null && a.Count == b.Count && a.All(kv => b.TryGetValue(kv.Key, out var v) && v == kv.Value);
 
         public int GetHashCode(TrialState t) => t.Spec.Id.GetHashCode();
     }

@@ -117,6 +117,16 @@ public class SweepProcessTests
         Assert.True(plot.ExitCode == 0, plot.Stderr);
         Assert.Contains("4 trials", plot.Stdout);
         Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, File.ReadAllBytes(png)[..4]);
+
+        var report = ScaleProcess.Run("report", "recover", "--out", dir.Combine("report"), "--data-dir", interrupted);
+        Assert.True(report.ExitCode == 0, report.Stderr);
+        Assert.Contains("4 points in pareto.png, 3 loss curves", report.Stdout);   // one point per completed trial; frozen does not train
+        foreach (var image in new[] { "loss.png", "pareto.png", "retention-by-attribute.png", "acquisition-by-attribute.png" })
+            Assert.True(new FileInfo(dir.Combine("report", image)).Length > 1000, image);
+        var markdown = File.ReadAllText(dir.Combine("report", "report.md"));
+        Assert.All(after, t => Assert.Contains(t.GetProperty("trial").GetString()!, markdown));
+        var routeLog = File.ReadAllLines(Path.Combine(interrupted, "sweeps", "recover", "trials", routeId!, "log.jsonl"));
+        Assert.Contains(routeLog, l => l.Contains("\"attempt\":2") && l.Contains("\"event\":\"started\""));
     }
 
     [Fact]

@@ -1,0 +1,110 @@
+using System.ComponentModel;
+using System.Globalization;
+using System.Text;
+using Scale.Actors.Sweeps;
+using Scale.Actors.Trainers;
+using Scale.Host.Sweeps;
+using Spectre.Console.Cli;
+
+namespace Scale.Host.Commands;
+
+/// <summary>
+/// `scale report SWEEP --out DIR`: PNG plots (ScottPlot) — loss curves from the trials' logs, retention against
+/// acquisition with the Pareto front, recall per attribute — and report.md with the results table.
+/// </summary>
+internal sealed class ReportCommand : AsyncCommand<ReportCommand.Settings>
+{
+    public sealed class Settings : CommandSettings
+    {
+        [CommandArgument(0, "<SWEEP>"), Description("The sweep's name.")]
+        public string Sweep { get; init; } = "";
+
+        [CommandOption("--out <DIR>"), Description("Where the report goes (default ./report-<sweep>).")]
+        public string? Out { get; init; }
+
+        [CommandOption("--data-dir <DIR>"), Description("Where the sweeps' journal lives (default ./scale-data)."), DefaultValue("scale-data")]
+        public string DataDir { get; init; } = "scale-data";
+    }
+
+    public override async Task<int> ExecuteAsync(CommandContext context, Settings settings, CancellationToken cancellation)
+    {
+        var state = await SweepJournal.Read(settings.DataDir, settings.Sweep);
+        var output = Directory.CreateDirectory(settings.Out ?? $"report-{settings.Sweep}").FullName;
+        var trials = state.Order.Select(id => state.Trials[id]).ToList();
+        var written = new List<string>();
+
+        var curves = trials.Select(t => (t.Spec.Id, Curve: TrialLog.LossCurve(Path.Combine(
+            SweepSystem.SweepDirectory(settings.DataDir, settings.Sweep), "trials", t.Spec.Id, TrialLog.FileName)))).Where(c => c.Curve.Count > 0).ToList();
+        if (curves.Count > 0)
+        {
+            var plot = new ScottPlot.Plot();
+            foreach (var (id, curve) in curves)
+            {
+                var line = plot.Add.Scatter(curve.Select(c => (double)c.Step).ToArray(), curve.Select(c => c.Loss).ToArray());
+                line.MarkerSize = 0;
+                line.LegendText = id;
+            }
+            plot.Title($"{settings.Sweep}: training loss");
+            plot.XLabel("step");
+            plot.YLabel("loss");
+            plot.ShowLegend(ScottPlot.Alignment.UpperRight);
+            Save(plot, output, "loss.png", written);
+        }
+
+        var points = trials.Where(t => t.Metrics is not null)
+            .Select(t => new PlotCommand.Point(settings.Sweep, t.Spec.Id, t.Spec.Method, t.Metrics!.Retention, t.Metrics.Acquisition, t.Metrics.Retention + t.Metrics.Forgetting))
+            .ToList();
+        if (points.Count > 0)
+        {
+            PlotCommand.Draw(points, $"{settings.Sweep}: retention vs acquisition", Path.Combine(output, "pareto.png"));
+            written.Add("pareto.png");
+        }
+        foreach (var (side, select) in new (string, Func<TrialMetrics, IReadOnlyDictionary<string, double>?>)[]
+                 { ("retention", m => m.RetentionByAttribute), ("acquisition", m => m.AcquisitionByAttribute) })
+        {
+            var scored = trials.Where(t => t.Metrics is not null && select(t.Metrics) is { Count: > 0 }).ToList();
+            if (scored.Count == 0) continue;
+            var attributes = scored.SelectMany(t => select(t.Metrics!)!.Keys).Distinct().ToList();
+            var plot = new ScottPlot.Plot();
+            double width = 0.8 / scored.Count;
+            var palette = new ScottPlot.Palettes.Category10();
+            for (int i = 0; i < scored.Count; i++)
+            {
+                var values = select(scored[i].Metrics!)!;
+                var bars = plot.Add.Bars(attributes.Select((_, a) => a + (i - (scored.Count - 1) / 2.0) * width).ToArray(),
+                                         attributes.Select(a => values.GetValueOrDefault(a)).ToArray());
+                foreach (var bar in bars.Bars) bar.Size = width * 0.9;
+                bars.Color = palette.GetColor(i);
+                bars.LegendText = scored[i].Spec.Id;
+            }
+            plot.Axes.Bottom.SetTicks(attributes.Select((_, a) => (double)a).ToArray(), attributes.ToArray());
+            plot.Axes.SetLimitsY(0, 1.05);
+            plot.Title($"{settings.Sweep}: {side} (recall) per attribute");
+            plot.ShowLegend(ScottPlot.Alignment.UpperRight);
+            Save(plot, output, $"{side}-by-attribute.png", written);
+        }
+
+        File.WriteAllText(Path.Combine(output, "report.md"), Markdown(settings.Sweep, state, written));
+        Console.WriteLine($"Wrote {Path.Combine(output, "report.md")} and {string.Join(", ", written)} ({points.Count} points in pareto.png, {curves.Count} loss curves).");
+        return 0;
+    }
+
+    private static void Save(ScottPlot.Plot plot, string directory, string name, List<string> written)
+    {
+        plot.SavePng(Path.Combine(directory, name), 1000, 650);
+        written.Add(name);
+    }
+
+    private static string Markdown(string sweep, SweepState state, IReadOnlyList<string> images)
+    {
+        static string N(double? v) => v?.ToString("0.000", CultureInfo.InvariantCulture) ?? "—";
+        var md = new StringBuilder($"# Sweep {sweep}\n\n{SweepReport.Counts(state)}.\n\n");
+        md.AppendLine("| trial | method | params | state | retention | acquisition | forgetting | attempts | tokens/s |");
+        md.AppendLine("|---|---|---|---|---:|---:|---:|---:|---:|");
+        foreach (var r in SweepReport.Rows(state))
+            md.AppendLine($"| {r.Trial} | {r.Method} | {SweepReport.Params(r.Params)} | {r.State} | {N(r.Retention)} | {N(r.Acquisition)} | {N(r.Forgetting)} | {r.Attempts} | {(r.TokensPerSecond is > 0 ? r.TokensPerSecond.Value.ToString("N0", CultureInfo.InvariantCulture) : "—")} |");
+        md.AppendLine();
+        foreach (var image in images) md.AppendLine($"![{image}]({image})\n");
+        return md.ToString();
+    }
+}
