@@ -86,7 +86,7 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
 
         var trainerId = $"{Environment.MachineName}/cpu/{Environment.ProcessId}";
         using var telemetry = new SweepTelemetry(state, trainerId);
-        await using var endpoint = await StartEndpoint(settings.Http, system, telemetry);
+        await using var endpoint = await StartEndpoint(settings.Http, system, telemetry, sweepDirectory);
         var timing = new RunTiming();
         // Ctrl+C stops the trainer: running trials stop at their next step and resume from their last checkpoint next time.
         using var interrupt = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
@@ -151,7 +151,7 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
     }
 
     /// <summary>The operators' endpoint, unless turned off; a busy port is reported and the sweep runs without it.</summary>
-    private static async Task<OperatorEndpoint?> StartEndpoint(string address, SweepSystem system, SweepTelemetry telemetry)
+    private static async Task<OperatorEndpoint?> StartEndpoint(string address, SweepSystem system, SweepTelemetry telemetry, string sweepDirectory)
     {
         if (address.Equals("off", StringComparison.OrdinalIgnoreCase)) return null;
         var parts = address.Split(':');
@@ -159,8 +159,8 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
             throw new ArgumentException($"--http must be host:port (e.g. 127.0.0.1:8787) or off, got '{address}'.");
         try
         {
-            var endpoint = await OperatorEndpoint.StartAsync(address, system, telemetry);
-            Console.WriteLine($"Operators' endpoint: {endpoint.Address} (/health/live, /health/ready, /metrics, /api/sweeps)");
+            var endpoint = await OperatorEndpoint.StartAsync(address, system, telemetry, sweepDirectory);
+            Console.WriteLine($"Operators' endpoint: {endpoint.Address} (dashboard at /; /health/live, /health/ready, /metrics, /api/sweeps)");
             return endpoint;
         }
         catch (IOException e)

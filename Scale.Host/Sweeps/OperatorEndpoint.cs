@@ -25,7 +25,7 @@ internal sealed class OperatorEndpoint : IAsyncDisposable
     /// <summary>The address it listens on, with the port actually bound (when 0 was asked for).</summary>
     public string Address { get; }
 
-    public static async Task<OperatorEndpoint> StartAsync(string hostAndPort, SweepSystem system, SweepTelemetry telemetry)
+    public static async Task<OperatorEndpoint> StartAsync(string hostAndPort, SweepSystem system, SweepTelemetry telemetry, string sweepDirectory)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
@@ -41,6 +41,8 @@ internal sealed class OperatorEndpoint : IAsyncDisposable
         var app = builder.Build();
         var json = new JsonSerializerOptions { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
 
+        var page = ReadDashboard();
+        app.MapGet("/", () => Results.Content(page, "text/html; charset=utf-8"));
         app.MapGet("/health/live", () => Results.Text("live\n"));
         app.MapGet("/health/ready", async () =>
         {
@@ -76,9 +78,43 @@ internal sealed class OperatorEndpoint : IAsyncDisposable
             var state = telemetry.Snapshot();
             return name == state.SweepId ? Results.Json(SweepReport.Rows(state), json) : Results.NotFound(new { error = $"no sweep '{name}' in this process" });
         });
+        app.MapGet("/api/cluster", () => Results.Json(new
+        {
+            // One process on one machine until Scale runs on a cluster: it coordinates and trains.
+            members = new[] { new { address = $"{Environment.MachineName} (process {Environment.ProcessId})", roles = new[] { "coordinator", "trainer" }, status = "up" } },
+            unreachable = Array.Empty<string>(),
+        }, json));
+        app.MapGet("/api/trainers", () => Results.Json(new[]
+        {
+            new
+            {
+                trainer = telemetry.Trainer, device = "cpu",
+                trials = telemetry.RunningProgress().Select(p => new
+                {
+                    trial = p.TrialId, attempt = p.Attempt, step = p.Step, total_steps = p.TotalSteps, loss = p.Loss,
+                    tokens_per_second = p.TokensPerSecond, eta_seconds = p.EtaSeconds,
+                }),
+            },
+        }, json));
+        app.MapGet("/api/sweeps/{name}/trials/{trial}/loss", (string name, string trial) =>
+        {
+            var state = telemetry.Snapshot();
+            if (name != state.SweepId || !state.Trials.ContainsKey(trial)) return Results.NotFound(new { error = $"no trial '{trial}' in sweep '{name}'" });
+            var curve = Actors.Trainers.TrialLog.LossCurve(Path.Combine(sweepDirectory, "trials", trial, Actors.Trainers.TrialLog.FileName));
+            int every = Math.Max(1, curve.Count / 500);   // at most about 500 points per curve
+            return Results.Json(curve.Where((_, i) => i % every == 0 || i == curve.Count - 1).Select(c => new[] { c.Step, c.Loss }), json);
+        });
         await app.StartAsync();
         var bound = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses.FirstOrDefault() ?? $"http://{hostAndPort}";
         return new OperatorEndpoint(app, bound);
+    }
+
+    private static string ReadDashboard()
+    {
+        using var stream = typeof(OperatorEndpoint).Assembly.GetManifestResourceStream("dashboard/index.html")
+            ?? throw new InvalidOperationException("The dashboard page is missing from this build.");
+        using var reader = new StreamReader(stream);
+        return reader.ReadToEnd();
     }
 
     public async ValueTask DisposeAsync()

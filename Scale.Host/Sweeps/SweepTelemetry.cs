@@ -82,6 +82,11 @@ internal sealed class SweepTelemetry : IDisposable
         }
     }
 
+    /// <summary>The running trials' latest progress, for the dashboard.</summary>
+    public IReadOnlyList<TrialProgress> RunningProgress() => Running().Select(p => p.Last).ToList();
+
+    public string Trainer => trainer;
+
     private IEnumerable<string> RunningIds() => Snapshot().Trials.Values.Where(t => t.Status == TrialStatus.Running).Select(t => t.Spec.Id);
 
     private IEnumerable<Progress> Running() => RunningIds().Select(id => progress.GetValueOrDefault(id)).OfType<Progress>();

@@ -5,8 +5,16 @@ using Scale.Tests.Model;
 namespace Scale.Tests.Host;
 
 /// <summary>`scale run`, `scale status` and `scale results` as real processes on a tiny sweep, SIGKILL included.</summary>
+/// <summary>The tiny sweep the process tests run.</summary>
+internal static class SweepProcessTestsSweep
+{
+    public static string Tiny => SweepProcessTests.TinySweepText;
+}
+
 public class SweepProcessTests
 {
+    internal static string TinySweepText => TinySweep;
+
     private const string TinySweep = """
         sweep {
           name = recover

@@ -1,0 +1,90 @@
+using System.Diagnostics;
+using OpenQA.Selenium;
+using OpenQA.Selenium.Chrome;
+using Scale.Tests.Model;
+
+namespace Scale.Tests.Host;
+
+/// <summary>The dashboard end to end in a real browser: Debian's headless Chromium driven through chromedriver.</summary>
+public class DashboardBrowserTests
+{
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill")]
+    private static extern int SendSignal(int pid, int signal);
+
+    private static ChromeDriver Browser(string profile)
+    {
+        foreach (var needed in new[] { "/usr/bin/chromium", "/usr/bin/chromedriver" })
+            if (!File.Exists(needed))
+                throw new InvalidOperationException($"{needed} is missing: install Debian's chromium and chromium-driver packages (.ci/run does).");
+        var options = new ChromeOptions { BinaryLocation = "/usr/bin/chromium" };
+        options.AddArguments("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-dev-shm-usage",
+                             "--disable-background-networking", "--disable-component-update", "--disable-sync", $"--user-data-dir={profile}");
+        var service = ChromeDriverService.CreateDefaultService("/usr/bin", "chromedriver");
+        service.SuppressInitialDiagnosticInformation = true;
+        service.HideCommandPromptWindow = true;
+        return new ChromeDriver(service, options, TimeSpan.FromMinutes(2));
+    }
+
+    /// <summary>Polls the page until <paramref name="condition"/> holds (the page refreshes itself every 2 s).</summary>
+    private static T Until<T>(Func<T?> condition, string what, TimeSpan? timeout = null)
+    {
+        var clock = Stopwatch.StartNew();
+        while (true)
+        {
+            try
+            {
+                if (condition() is { } value) return value;
+            }
+            catch (WebDriverException) when (clock.Elapsed < (timeout ?? TimeSpan.FromMinutes(2)))
+            {
+            }
+            if (clock.Elapsed > (timeout ?? TimeSpan.FromMinutes(2))) throw new TimeoutException($"The dashboard never showed {what}.");
+            Thread.Sleep(250);   // polling the browser for a condition, not synchronising on time
+        }
+    }
+
+    [Fact]
+    public void The_dashboard_shows_the_running_sweep_and_updates_as_a_trial_progresses()
+    {
+        using var dir = new TempDirectory();
+        var file = dir.Combine("long.hocon");
+        File.WriteAllText(file, SweepProcessTestsSweep.Tiny.Replace("steps = 60", "steps = 3000"));
+        var ready = new TaskCompletionSource<string>();
+        string? url = null;
+        using var run = ScaleProcess.Start(line =>
+        {
+            var found = System.Text.RegularExpressions.Regex.Match(line, @"^Operators' endpoint: (http://127\.0\.0\.1:\d+)");
+            if (found.Success) url = found.Groups[1].Value;
+            if (url is not null && line.StartsWith("trial preserve-", StringComparison.Ordinal) && line.EndsWith("checkpoint at step 10", StringComparison.Ordinal))
+                ready.TrySetResult(url);
+        }, "run", file, "--data-dir", dir.Combine("d"), "--threads", "1", "--http", "127.0.0.1:0");
+        try
+        {
+            Assert.True(ready.Task.Wait(TimeSpan.FromMinutes(4)), "the sweep never reached its first checkpoint");
+            using var browser = Browser(dir.Combine("profile"));
+            browser.Navigate().GoToUrl(ready.Task.Result + "/");
+
+            Until(() => browser.FindElements(By.CssSelector("#trials tbody tr")).Count == 4 ? "" : null, "the sweep's 4 trials");
+            Assert.Contains("recover", browser.FindElement(By.Id("sweep-name")).Text);
+            Assert.Equal("up", browser.FindElement(By.CssSelector("#members .member-status")).Text);
+            string StepOfRunningTrial() => browser.FindElement(By.CssSelector("#trials tbody tr[data-trial^='preserve-'] td.step")).Text;
+            var first = Until(() => StepOfRunningTrial() is { Length: > 0 } s && s.Contains('/') ? s : null, "the running trial's step");
+            var later = Until(() => StepOfRunningTrial() is var s && s != first ? s : null, "the running trial's step changing");
+            Assert.True(int.Parse(later.Split('/')[0]) > int.Parse(first.Split('/')[0]), $"{first} then {later}");
+            Until(() => browser.FindElements(By.CssSelector("svg#loss polyline.loss-curve")).Count > 0 ? "" : null, "a loss curve");
+            // Read in one script, between two refreshes of the page, so that the table and the chart are from the same data.
+            var counts = (System.Collections.ObjectModel.ReadOnlyCollection<object>)((IJavaScriptExecutor)browser).ExecuteScript(
+                "return [document.querySelectorAll('#trials tbody td.state-completed').length, " +
+                "document.querySelectorAll('svg#scatter circle.trial-point').length, " +
+                "[...document.querySelectorAll('#trainers tbody td')].some(td => td.textContent.startsWith('preserve-'))];")!;
+            Assert.True(Convert.ToInt64(counts[0]) >= 1);                               // the frozen base completes at once
+            Assert.Equal(Convert.ToInt64(counts[0]), Convert.ToInt64(counts[1]));     // one point per completed trial
+            Assert.True((bool)counts[2], "the trainer's current trial is shown");
+        }
+        finally
+        {
+            if (!run.HasExited) SendSignal(run.Id, 2);
+            run.WaitForExit(TimeSpan.FromMinutes(1));
+        }
+    }
+}
