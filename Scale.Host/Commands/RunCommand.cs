@@ -2,6 +2,7 @@ using System.ComponentModel;
 using System.Diagnostics;
 using System.Threading.Channels;
 using Akka.Actor;
+using Microsoft.Extensions.Logging;
 using Scale.Actors.Data;
 using Scale.Actors.Evaluation;
 using Scale.Actors.Sweeps;
@@ -68,7 +69,7 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
         var sweepDirectory = SweepSystem.SweepDirectory(settings.DataDir, sweep.Name);
         using var runLock = SweepLock.Acquire(sweepDirectory, sweep.Name);
         var wall = Stopwatch.StartNew();
-        await using var system = await SweepSystem.StartAsync(settings.DataDir, sweep.Name);
+        await using var system = await SweepSystem.StartAsync(settings.DataDir, sweep.Name, keepLog: true);
 
         var started = await system.AskCoordinator(sweep.StartCommand);
         if (started is Akka.Actor.Status.Failure failure) throw new ArgumentException($"{sweep.Source}: {failure.Cause.Message}");
@@ -173,6 +174,7 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
     private static async Task RunTrials(SweepDefinition sweep, SweepSystem system, ISweepView view, string trainerId, SweepTelemetry telemetry,
                                         int budget, int slots, int threadsPerTrial, string sweepDirectory, RunTiming timing, CancellationToken cancellation)
     {
+        var log = system.Logs.CreateLogger("Scale.Sweep");
         var channel = Channel.CreateUnbounded<object>(new UnboundedChannelOptions { SingleReader = true });
         system.System.ActorOf(ViewFeed.Props(channel.Writer, telemetry.Observe), "view-feed");
         var clock = Stopwatch.StartNew();
@@ -197,9 +199,13 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
                 switch (item)
                 {
                     case TrialProgress p: view.Trial(p); break;
-                    case TrialNotice n: view.Notice(n); break;
+                    case TrialNotice n:
+                        view.Notice(n);
+                        log.LogWarning("Trial {trial}: {notice}", n.TrialId, n.Message);
+                        break;
                     case ISweepEvent e:
                         view.Event(e);
+                        LogEvent(log, e);
                         if (e is TrialCompleted c)
                         {
                             timing.Trials++;
@@ -234,6 +240,22 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
         }
         Drain();
         await ended;
+    }
+
+    private static void LogEvent(ILogger log, ISweepEvent e)
+    {
+        switch (e)
+        {
+            case TrialStarted s: log.LogInformation("Trial {trial} started, attempt {attempt}, on {trainer}", s.TrialId, s.Attempt, s.TrainerId); break;
+            case TrialCheckpointed c: log.LogInformation("Trial {trial} checkpointed at step {step}", c.TrialId, c.Step); break;
+            case TrialCompleted c:
+                log.LogInformation("Trial {trial} completed: retention {retention}, acquisition {acquisition}, forgetting {forgetting}",
+                                   c.TrialId, c.Metrics.Retention, c.Metrics.Acquisition, c.Metrics.Forgetting);
+                break;
+            case TrialRetrying r: log.LogWarning("Trial {trial} attempt {attempt} failed, retrying: {reason}", r.TrialId, r.Attempt, r.Reason); break;
+            case TrialFailed f: log.LogError("Trial {trial} failed for good after attempt {attempt}: {reason}", f.TrialId, f.Attempt, f.Reason); break;
+            case TrialRequeued q: log.LogWarning("Trial {trial} re-queued: its trainer {trainer} is gone", q.TrialId, q.TrainerId); break;
+        }
     }
 
     private static void CheckSameTrials(SweepDefinition sweep, SweepState state, string dataDirectory)

@@ -3,6 +3,8 @@ using Akka.Configuration;
 using Akka.Hosting;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Serilog;
 using Scale.Actors.Data;
 using Scale.Actors.Persistence;
 using Scale.Actors.Sweeps;
@@ -46,12 +48,36 @@ internal sealed class SweepSystem : IAsyncDisposable
     public static string DatabaseFile(string dataDirectory) => Path.Combine(dataDirectory, "sweeps.db");
     public static string SweepDirectory(string dataDirectory, string sweep) => Path.Combine(dataDirectory, "sweeps", sweep);
 
-    public static async Task<SweepSystem> StartAsync(string dataDirectory, string sweepName, int snapshotEvery = 100)
+    /// <summary>The process's structured log of this sweep (compact JSON lines), when the command keeps one.</summary>
+    public static string LogFile(string dataDirectory, string sweep) => Path.Combine(SweepDirectory(dataDirectory, sweep), "scale.log.jsonl");
+
+    public ILoggerFactory Logs => host.Services.GetRequiredService<ILoggerFactory>();
+
+    /// <summary>
+    /// Starts the actor system. With <paramref name="keepLog"/>, Akka's and Scale's logs go, structured and with the
+    /// sweep's id, to <see cref="LogFile"/> (information and up) and warnings and errors also to stderr.
+    /// </summary>
+    public static async Task<SweepSystem> StartAsync(string dataDirectory, string sweepName, int snapshotEvery = 100, bool keepLog = false)
     {
         Directory.CreateDirectory(dataDirectory);
         var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        builder.Logging.ClearProviders();
+        builder.Logging.AddSimpleConsole(o => o.SingleLine = true);
+        builder.Logging.AddFilter<Microsoft.Extensions.Logging.Console.ConsoleLoggerProvider>(level => level >= LogLevel.Warning);
+        builder.Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
+        if (keepLog)
+        {
+            Directory.CreateDirectory(SweepDirectory(dataDirectory, sweepName));
+            var file = new Serilog.LoggerConfiguration()
+                .MinimumLevel.Information()
+                .Enrich.FromLogContext()
+                .Enrich.WithProperty("sweep", sweepName)
+                .WriteTo.File(new Serilog.Formatting.Compact.CompactJsonFormatter(), LogFile(dataDirectory, sweepName), shared: true)
+                .CreateLogger();
+            builder.Logging.AddSerilog(file, dispose: true);
+        }
         var config = ConfigurationFactory.ParseString("""
-            akka.loglevel = WARNING
+            akka.loglevel = INFO
             akka.stdout-loglevel = WARNING
             akka.log-dead-letters = off
             akka.log-dead-letters-during-shutdown = off
@@ -60,6 +86,12 @@ internal sealed class SweepSystem : IAsyncDisposable
         builder.Services.AddSingleton<IHostLifetime, CommandLifetime>();   // the command, not the host, decides what Ctrl+C does
         builder.Services.AddAkka("scale", (akka, _) => akka
             .AddHocon(config, HoconAddMode.Prepend)
+            .ConfigureLoggers(loggers =>
+            {
+                loggers.LogLevel = Akka.Event.LogLevel.InfoLevel;
+                loggers.ClearLoggers();
+                loggers.AddLoggerFactory();   // Akka's log through Microsoft.Extensions.Logging: the file and stderr above
+            })
             .WithActors((system, registry, _) =>
             {
                 registry.Register<CoordinatorKey>(system.ActorOf(SweepCoordinator.Props(sweepName, snapshotEvery), $"sweep-{sweepName}"));
@@ -83,7 +115,7 @@ internal sealed class SweepSystem : IAsyncDisposable
         var answer = Coordinator.Ask(message, TimeSpan.FromMinutes(2));
         if (await Task.WhenAny(answer, coordinatorStopped) == answer) return await answer;
         throw new InvalidOperationException(
-            $"the sweep coordinator stopped: its journal {DatabaseFile(DataDirectory)} could not be read or written (the log above says why)");
+            $"the sweep coordinator stopped: its journal {DatabaseFile(DataDirectory)} could not be read or written (the errors above say why)");
     }
 
     private Task<bool>? coordinatorStopped;

@@ -133,6 +133,9 @@ public class SweepProcessTests
             Assert.True(new FileInfo(dir.Combine("report", image)).Length > 1000, image);
         var markdown = File.ReadAllText(dir.Combine("report", "report.md"));
         Assert.All(after, t => Assert.Contains(t.GetProperty("trial").GetString()!, markdown));
+        var processLog = File.ReadAllLines(Path.Combine(interrupted, "sweeps", "recover", "scale.log.jsonl")).Select(l => JsonDocument.Parse(l).RootElement).ToList();
+        Assert.Contains(processLog, e => e.GetProperty("sweep").GetString() == "recover" && e.TryGetProperty("trial", out var t) && t.GetString() == routeId
+                                         && e.GetProperty("@mt").GetString()!.Contains("started"));
         var routeLog = File.ReadAllLines(Path.Combine(interrupted, "sweeps", "recover", "trials", routeId!, "log.jsonl"));
         Assert.Contains(routeLog, l => l.Contains("\"attempt\":2") && l.Contains("\"event\":\"started\""));
     }
