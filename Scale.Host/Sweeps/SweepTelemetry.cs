@@ -27,6 +27,10 @@ internal sealed class SweepTelemetry : IDisposable
         meter.CreateObservableGauge("scale_trials", () => Snapshot().Trials.Values.GroupBy(t => t.Status)
                 .Select(g => new Measurement<int>(g.Count(), new KeyValuePair<string, object?>("state", g.Key.ToString().ToLowerInvariant()))),
             description: "Trials of the sweep by state.");
+        // One process on one machine until Scale runs on a cluster: it is the only member, and it is up.
+        meter.CreateObservableGauge("scale_cluster_members", () => new Measurement<int>(1, new KeyValuePair<string, object?>("status", "up")),
+            description: "Cluster members by status.");
+        meter.CreateObservableGauge("scale_cluster_unreachable_members", () => 0, description: "Members the others cannot reach.");
         meter.CreateObservableGauge("scale_trainer_tokens_per_second", () => Running().Select(p =>
                 new Measurement<double>(p.Last.TokensPerSecond, Tags(p.Last.TrialId))),
             description: "Tokens per second of each running trial.");

@@ -218,6 +218,8 @@ public class SweepProcessTests
             Assert.Contains(samples, s => s.Name == "scale_trainer_steps_per_second" && s.Labels.ContainsKey("trainer"));
             Assert.Contains(samples, s => s.Name == "scale_trial_checkpoint_age_seconds" && s.Value >= 0);
             Assert.Contains(samples, s => s.Name == "scale_journal_write_seconds_count" && s.Value > 0);
+            Assert.Contains(samples, s => s.Name == "scale_cluster_members" && s.Labels["status"] == "up" && s.Value == 1);
+            Assert.Contains(samples, s => s.Name == "scale_cluster_unreachable_members" && s.Value == 0);
             Assert.Equal("recover", sweeps[0].GetProperty("name").GetString());
             Assert.Equal(4, sweeps[0].GetProperty("trials").GetInt32());
             Assert.Equal(4, trials.GetArrayLength());
