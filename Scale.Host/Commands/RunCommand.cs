@@ -162,6 +162,7 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
         {
             var endpoint = await OperatorEndpoint.StartAsync(address, system, telemetry, sweepDirectory);
             Console.WriteLine($"Operators' endpoint: {endpoint.Address} (dashboard at /; /health/live, /health/ready, /metrics, /api/sweeps)");
+            File.WriteAllText(Path.Combine(sweepDirectory, OperatorEndpoint.AddressFile), endpoint.Address);   // for `scale status`
             return endpoint;
         }
         catch (IOException e)

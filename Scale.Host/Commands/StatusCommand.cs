@@ -32,12 +32,46 @@ internal sealed class StatusCommand : AsyncCommand<StatusCommand.Settings>
             bool active = IsActive(settings.DataDir, name);
             Console.WriteLine($"{name}: {SweepReport.Counts(state)}; {(state.Finished ? "finished" : active ? "running now" : "interrupted (resumes with `scale run`)")}");
             if (settings.Sweep is null) continue;
+            if (active) await ShowLive(SweepSystem.SweepDirectory(settings.DataDir, name));
             foreach (var t in state.Order.Select(id => state.Trials[id]))
                 Console.WriteLine($"  {t.Spec.Id,-22} {t.Spec.Method,-9} {(t.Status == TrialStatus.Running && !active ? "interrupted" : t.Status.ToString().ToLowerInvariant()),-11} " +
                                   $"attempt {t.Attempt}" + (t.LastCheckpoint is { } c ? $", checkpoint at step {c.Step}" : "") +
                                   (t.Status == TrialStatus.Failed ? $", {t.FailureReason}" : ""));
         }
         return 0;
+    }
+
+    /// <summary>Members and trainers with their current trials, from the endpoint of the process running the sweep.</summary>
+    private static async Task ShowLive(string sweepDirectory)
+    {
+        var file = Path.Combine(sweepDirectory, OperatorEndpoint.AddressFile);
+        if (!File.Exists(file))
+        {
+            Console.WriteLine("  (the running process has no operators' endpoint: started with --http off)");
+            return;
+        }
+        using var http = new HttpClient { BaseAddress = new Uri(File.ReadAllText(file).Trim()), Timeout = TimeSpan.FromSeconds(10) };
+        try
+        {
+            using var cluster = System.Text.Json.JsonDocument.Parse(await http.GetStringAsync("/api/cluster"));
+            using var trainers = System.Text.Json.JsonDocument.Parse(await http.GetStringAsync("/api/trainers"));
+            foreach (var member in cluster.RootElement.GetProperty("members").EnumerateArray())
+                Console.WriteLine($"  member {member.GetProperty("address").GetString()} [{string.Join(", ", member.GetProperty("roles").EnumerateArray().Select(r => r.GetString()))}] {member.GetProperty("status").GetString()}");
+            var unreachable = cluster.RootElement.GetProperty("unreachable").GetArrayLength();
+            Console.WriteLine($"  unreachable members: {unreachable}");
+            foreach (var trainer in trainers.RootElement.EnumerateArray())
+            {
+                var trials = trainer.GetProperty("trials").EnumerateArray().ToList();
+                Console.WriteLine($"  trainer {trainer.GetProperty("trainer").GetString()} ({trainer.GetProperty("device").GetString()}): " +
+                    (trials.Count == 0 ? "idle" : string.Join("; ", trials.Select(t =>
+                        $"{t.GetProperty("trial").GetString()} step {t.GetProperty("step").GetInt64()}/{t.GetProperty("total_steps").GetInt64()}, " +
+                        $"loss {t.GetProperty("loss").GetDouble():0.000}, {t.GetProperty("tokens_per_second").GetDouble():N0} tok/s"))));
+            }
+        }
+        catch (Exception e) when (e is HttpRequestException or TaskCanceledException or System.Text.Json.JsonException)
+        {
+            Console.WriteLine($"  (the running process's endpoint {http.BaseAddress} does not answer: {e.Message})");
+        }
     }
 
     internal static IReadOnlyList<string> KnownSweeps(string dataDirectory)

@@ -22,6 +22,9 @@ internal sealed class OperatorEndpoint : IAsyncDisposable
 
     private OperatorEndpoint(WebApplication app, string address) => (this.app, Address) = (app, address);
 
+    /// <summary>The file in a sweep's directory that names the endpoint of the process running it.</summary>
+    public const string AddressFile = "endpoint";
+
     /// <summary>The address it listens on, with the port actually bound (when 0 was asked for).</summary>
     public string Address { get; }
 

@@ -220,6 +220,11 @@ public class SweepProcessTests
             Assert.Contains(samples, s => s.Name == "scale_journal_write_seconds_count" && s.Value > 0);
             Assert.Contains(samples, s => s.Name == "scale_cluster_members" && s.Labels["status"] == "up" && s.Value == 1);
             Assert.Contains(samples, s => s.Name == "scale_cluster_unreachable_members" && s.Value == 0);
+            var status = ScaleProcess.Run("status", "recover", "--data-dir", dir.Combine("d"));
+            Assert.Contains("running now", status.Stdout);
+            Assert.Matches(@"member .+ \[coordinator, trainer\] up", status.Stdout);
+            Assert.Contains("unreachable members: 0", status.Stdout);
+            Assert.Matches(@"trainer \S+ \(cpu\): preserve-\w+ step \d+/3000", status.Stdout);
             Assert.Equal("recover", sweeps[0].GetProperty("name").GetString());
             Assert.Equal(4, sweeps[0].GetProperty("trials").GetInt32());
             Assert.Equal(4, trials.GetArrayLength());
