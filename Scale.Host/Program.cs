@@ -10,7 +10,7 @@ app.Configure(config =>
     config.AddCommand<GenerateCommand>("generate")
         .WithDescription("Greedy-generate a continuation from a base or imported Hugging Face model directory.");
     config.AddCommand<RunCommand>("run")
-        .WithDescription("Run a sweep (built-in: quickstart, bio; or a .hocon file) to completion on this machine; run it again after an interruption and it resumes.");
+        .WithDescription("Run a sweep (built-in: quickstart, bio, route-search, route-search-baselines; or a .hocon file) to completion on this machine; run it again after an interruption and it resumes.");
     config.AddCommand<StatusCommand>("status")
         .WithDescription("Show every sweep in the data directory, or one sweep's trials.");
     config.AddCommand<ResultsCommand>("results")

@@ -35,7 +35,7 @@ public static class ExperimentFiles
         ["continual"] = ["steps", "batch", "sequence-length", "learning-rate", "warmup", "evaluate-every"],
         ["scale"] = ["heads-up", "ffn-up", "depth-every"],
         ["lora"] = ["rank", "alpha", "targets"],
-        ["route"] = ["penalty", "init-bias"],
+        ["route"] = ["penalty", "init-bias", "input", "gates", "hard"],
     };
 
     public static ExperimentSpec Parse(string text, string source)
@@ -86,6 +86,13 @@ public static class ExperimentFiles
             Folder = c.HasPath($"{side}.folder") ? c.GetString($"{side}.folder") : null,
             HeldOutFraction = Double($"{side}.held-out-fraction", 0.1),
         };
+        T Choice<T>(string path, T fallback) where T : struct, Enum
+        {
+            var text = Str(path, fallback.ToString().ToLowerInvariant());
+            return !text.Any(char.IsDigit) && Enum.TryParse<T>(text, ignoreCase: true, out var value) && Enum.IsDefined(value)
+                ? value
+                : throw new ArgumentException($"{source}: '{prefix}{path}' must be one of {string.Join(", ", Enum.GetNames<T>().Select(n => n.ToLowerInvariant()))}, got '{text}'.");
+        }
         PhaseSpec Phase(string name) => new()
         {
             Steps = Int($"{name}.steps", 250), Batch = Int($"{name}.batch", 32), SequenceLength = Int($"{name}.sequence-length", 128),
@@ -125,7 +132,12 @@ public static class ExperimentFiles
                     Rank = Int("lora.rank", 8), Alpha = Double("lora.alpha", 16),
                     TargetModules = Get("lora.targets", p => (IReadOnlyList<string>)c.GetStringList(p).ToList(), new LoraSpec().TargetModules),
                 },
-                Router = new RouterSpec { Penalty = Double("route.penalty", 0.01), InitBias = Double("route.init-bias", 0) },
+                Router = new RouterSpec
+                {
+                    Penalty = Double("route.penalty", 0.01), InitBias = Double("route.init-bias", 0),
+                    Input = Choice("route.input", RouterInput.Hidden), Gates = Choice("route.gates", GatePlacement.Both),
+                    Hard = Get("route.hard", p => c.GetBoolean(p), false),
+                },
             }.Validate(requireFolders: false);
         }
         catch (ArgumentException e) when (!e.Message.StartsWith(source, StringComparison.Ordinal))

@@ -21,7 +21,7 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
 {
     public sealed class Settings : CommandSettings
     {
-        [CommandArgument(0, "<SWEEP>"), Description("A built-in sweep (quickstart, bio) or a sweep .hocon file.")]
+        [CommandArgument(0, "<SWEEP>"), Description("A built-in sweep (quickstart, bio, route-search, route-search-baselines) or a sweep .hocon file.")]
         public string Sweep { get; init; } = "";
 
         [CommandOption("--data-dir <DIR>"), Description("Journal, cached bases and checkpoints (default ./scale-data)."), DefaultValue("scale-data")]

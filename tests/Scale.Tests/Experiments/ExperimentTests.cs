@@ -62,11 +62,22 @@ public class ExperimentTests
         Assert.Contains("--old", Assert.Throws<ArgumentException>(() => ExperimentFiles.Load("text").Validate()).Message);
     }
 
+    [Fact]
+    public void An_experiment_file_sets_the_route_router()
+    {
+        var spec = ExperimentFiles.Parse("experiment {\n name = x\n route {\n input = both\n gates = head\n hard = true\n penalty = 0.2\n }\n}", "r.hocon");
+
+        Assert.Equal((Scale.Model.Upscaling.RouterInput.Both, Scale.Model.Upscaling.GatePlacement.Head, true, 0.2),
+                     (spec.Router.Input, spec.Router.Gates, spec.Router.Hard, spec.Router.Penalty));
+        Assert.Equal(spec.Router, spec.MethodFor("route").Expansion!.Router);
+    }
+
     [Theory]
     [InlineData("pretrain {\n steps = 10\n stepz = 3\n}", "unknown key 'pretrain.stepz'")]
     [InlineData("pretrain {\n steps = ten\n}", "'pretrain.steps' has the wrong type")]
     [InlineData("methods = [full, magic]", "Unknown method 'magic'")]
     [InlineData("colour = blue", "unknown key 'colour'")]
+    [InlineData("route {\n input = eyes\n}", "'route.input' must be one of hidden, confidence, both")]
     public void A_bad_experiment_file_is_rejected_naming_the_file_the_key_and_the_reason(string line, string message)
     {
         var text = $"experiment {{\n name = x\n {line}\n}}";

@@ -28,4 +28,25 @@ public class SweepReportTests
         Assert.Contains("no trial has forgetting", rule);
         Assert.Null(SweepReport.Best(SweepState.Replay([new SweepStarted("s", [new TrialSpec("x", "route", new Dictionary<string, string>())], 1, 0)]), 0.05).Best);
     }
+
+    [Fact]
+    public void A_trials_loss_curve_takes_each_step_from_its_latest_attempt()
+    {
+        using var dir = new Scale.Tests.Model.TempDirectory();
+        var path = dir.Combine("t", Scale.Actors.Trainers.TrialLog.FileName);
+        using (var first = new Scale.Actors.Trainers.TrialLog(path, "s", "t", attempt: 1))
+        {
+            for (int step = 1; step <= 4; step++) first.Write("step", new { step, loss = 10.0 - step });
+            first.Write("checkpoint", new { step = 2, path = "p" });
+        }
+        using (var second = new Scale.Actors.Trainers.TrialLog(path, "s", "t", attempt: 2))
+        {
+            second.Write("started", new { resume_step = 2 });
+            for (int step = 3; step <= 5; step++) second.Write("step", new { step, loss = 20.0 - step });
+        }
+
+        var curve = Scale.Actors.Trainers.TrialLog.LossCurve(path);
+
+        Assert.Equal(new (long, double)[] { (1, 9), (2, 8), (3, 17), (4, 16), (5, 15) }, curve);
+    }
 }
