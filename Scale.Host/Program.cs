@@ -17,6 +17,8 @@ app.Configure(config =>
         .WithDescription("Print a sweep's trials with their settings, state and scores (table, csv or json).");
     config.AddCommand<PlotCommand>("plot")
         .WithDescription("Plot the trials of one or more sweeps as (retention, acquisition) points with their Pareto front, as a PNG.");
+    config.AddCommand<EvaluateCommand>("evaluate")
+        .WithDescription("Score one of a trial's checkpoints (latest, previous, final or a directory) on retention and acquisition.");
     config.AddCommand<ReportCommand>("report")
         .WithDescription("Write a sweep's report: loss curves, retention vs acquisition with the Pareto front, recall per attribute (PNG) and report.md.");
     config.AddCommand<ExperimentCommand>("experiment")

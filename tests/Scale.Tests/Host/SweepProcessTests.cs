@@ -126,6 +126,11 @@ public class SweepProcessTests
         Assert.Contains("4 trials", plot.Stdout);
         Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, File.ReadAllBytes(png)[..4]);
 
+        var routeResult = after.Single(t => t.GetProperty("trial").GetString() == routeId);
+        var evaluated = ScaleProcess.Run("evaluate", file, routeId!, "--checkpoint", "final", "--data-dir", interrupted, "--threads", "1");
+        Assert.True(evaluated.ExitCode == 0, evaluated.Stderr);
+        Assert.Contains(FormattableString.Invariant($"retention {routeResult.GetProperty("retention").GetDouble():0.000}, acquisition {routeResult.GetProperty("acquisition").GetDouble():0.000}"), evaluated.Stdout);
+
         var report = ScaleProcess.Run("report", "recover", "--out", dir.Combine("report"), "--data-dir", interrupted);
         Assert.True(report.ExitCode == 0, report.Stderr);
         Assert.Contains("4 points in pareto.png, 3 loss curves", report.Stdout);   // one point per completed trial; frozen does not train

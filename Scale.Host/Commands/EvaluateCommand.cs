@@ -1,0 +1,56 @@
+using System.ComponentModel;
+using Akka.Actor;
+using Scale.Actors.Evaluation;
+using Scale.Actors.Sweeps;
+using Scale.Host.Sweeps;
+using Scale.Model;
+using Scale.Model.Experiments;
+using Spectre.Console.Cli;
+
+namespace Scale.Host.Commands;
+
+/// <summary>`scale evaluate SWEEP TRIAL [--checkpoint latest|previous|final|DIR]`: the Evaluator scores one of a trial's checkpoints.</summary>
+internal sealed class EvaluateCommand : AsyncCommand<EvaluateCommand.Settings>
+{
+    public sealed class Settings : CommandSettings
+    {
+        [CommandArgument(0, "<SWEEP>"), Description("The sweep: a built-in name or its .hocon file (it plans the trial).")]
+        public string Sweep { get; init; } = "";
+
+        [CommandArgument(1, "<TRIAL>"), Description("The trial's id (see `scale results`).")]
+        public string Trial { get; init; } = "";
+
+        [CommandOption("--checkpoint <WHICH>"), Description("latest, previous, final, or a checkpoint directory."), DefaultValue("latest")]
+        public string Checkpoint { get; init; } = "latest";
+
+        [CommandOption("--data-dir <DIR>"), Description("Journal, cached bases and checkpoints (default ./scale-data)."), DefaultValue("scale-data")]
+        public string DataDir { get; init; } = "scale-data";
+
+        [CommandOption("--threads <N>"), Description("libtorch threads; 0 = all cores."), DefaultValue(0)]
+        public int Threads { get; init; }
+    }
+
+    public override async Task<int> ExecuteAsync(CommandContext context, Settings settings, CancellationToken cancellation)
+    {
+        Devices.PreferPassiveWaiting();
+        var sweep = SweepFiles.Load(settings.Sweep);
+        var trial = sweep.Trials.FirstOrDefault(t => t.Id == settings.Trial)
+            ?? throw new ArgumentException($"Sweep '{sweep.Name}' has no trial '{settings.Trial}'; `scale results {sweep.Name}` lists them.");
+        var directory = settings.Checkpoint is "latest" or "previous" or "final"
+            ? Path.Combine(SweepSystem.SweepDirectory(settings.DataDir, sweep.Name), "trials", trial.Id, settings.Checkpoint)
+            : settings.Checkpoint;
+        var plan = sweep.PlanFor(trial);
+        if (plan.Method.Kind != MethodKind.Frozen && !Directory.Exists(directory))
+            throw new ArgumentException($"No checkpoint {directory}: the trial has not written it (yet).");
+        Devices.UseThreads(settings.Threads);
+        using var task = TwoPhaseExperiment.Prepare(sweep.Experiment, settings.DataDir, cancellation: cancellation);
+        await using var system = await SweepSystem.StartAsync(settings.DataDir, sweep.Name);
+        var evaluator = system.System.ActorOf(Evaluator.Props(task.Runner, settings.Threads), "evaluator");
+        var reply = await evaluator.Ask(new EvaluateCheckpoint(trial.Id, plan, plan.Method.Kind == MethodKind.Frozen ? null : directory), TimeSpan.FromHours(1));
+        if (reply is Status.Failure failure) throw new ArgumentException($"Cannot evaluate {directory}: {failure.Cause.Message}");
+        var scores = ((CheckpointEvaluated)reply).Scores;
+        Console.WriteLine($"{trial.Id} ({directory}): retention {scores.Retention:0.000}, acquisition {scores.Acquisition:0.000}, " +
+                          $"forgetting {scores.Forgetting:0.000} ({task.Metric}; base {task.BaseOld:0.000}), scored in {scores.Seconds:0.0} s");
+        return 0;
+    }
+}
