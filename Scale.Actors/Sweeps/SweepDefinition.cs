@@ -59,7 +59,7 @@ public static partial class SweepFiles
         return Parse(text, $"built-in sweep '{nameOrPath}'", Directory.GetCurrentDirectory());
     }
 
-    private static readonly string[] SweepKeys = ["name", "experiment", "methods", "search", "max-concurrent", "retry-budget", "checkpoint-every"];
+    private static readonly string[] SweepKeys = ["name", "experiment", "base", "methods", "search", "max-concurrent", "retry-budget", "checkpoint-every"];
     private static readonly string[] SearchKeys = ["methods", "fixed", "grid", "random", "samples", "seed"];
     private static readonly string[] AxisKeys = ["min", "max", "log", "integer"];
 
@@ -89,6 +89,20 @@ public static partial class SweepFiles
             var reference = c.GetString("experiment");
             var file = Path.Combine(baseDirectory, reference);
             experiment = File.Exists(file) ? ExperimentFiles.Load(file) : ExperimentFiles.Load(reference);
+        }
+        if (c.HasPath("base"))
+        {
+            // An imported Hugging Face model as the base, instead of pre-training one (relative paths: from the sweep file).
+            var reference = Hocon.Get(c, "base", k => c.GetString(k), "", source, "sweep.");
+            var directory = Path.IsPathRooted(reference) ? reference : Path.Combine(baseDirectory, reference);
+            try
+            {
+                experiment = experiment.WithBaseModel(directory);
+            }
+            catch (Exception e) when (e is ArgumentException or Scale.Model.Transformer.InvalidCheckpointException)
+            {
+                Fail("base", e.Message);
+            }
         }
         if (!experiment.Old.IsBio && (experiment.Old.Folder is null || experiment.New.Folder is null))
             Fail("experiment", "a text experiment in a sweep must name both corpus folders (old.folder, new.folder).");

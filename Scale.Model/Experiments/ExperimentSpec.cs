@@ -68,6 +68,22 @@ public sealed record ExperimentSpec
     public int VocabSize { get; init; } = 2048;
     /// <summary>The base's shape; its vocabulary size comes from the tokenizer.</summary>
     public ModelConfig Model { get; init; } = new() { HiddenSize = 128, NumLayers = 4, NumHeads = 4, IntermediateSize = 344 };
+
+    /// <summary>
+    /// An imported Hugging Face model directory (config.json, safetensors, tokenizer.json) to use as the base instead of
+    /// pre-training one: phase 1 is skipped, the data are tokenised with the model's own tokenizer, and <see cref="Model"/>
+    /// becomes the model's configuration.
+    /// </summary>
+    public string? BaseModel { get; init; }
+
+    /// <summary>This spec with <see cref="BaseModel"/> set to <paramref name="directory"/> and <see cref="Model"/> read from it.</summary>
+    public ExperimentSpec WithBaseModel(string directory)
+    {
+        var config = Checkpoints.HfCheckpoint.ReadConfig(directory);
+        if (!File.Exists(Path.Combine(directory, "tokenizer.json")))
+            throw new ArgumentException($"{directory}: the base model needs its tokenizer.json (a byte-level BPE) to tokenise the data.");
+        return this with { BaseModel = Path.GetFullPath(directory), Model = config, VocabSize = config.VocabSize };
+    }
     public DataSpec Old { get; init; } = new();
     public DataSpec New { get; init; } = new();
     public PhaseSpec Pretrain { get; init; } = new();

@@ -155,6 +155,11 @@ public static class TwoPhaseExperiment
     private static (Decoder Base, ByteBpeTokenizer Tokenizer, BaseInfo Info, bool Cached) LoadOrPretrain(
         ExperimentSpec spec, Side old, string dataDirectory, IProgress<ExperimentProgress>? progress, CancellationToken cancellation)
     {
+        if (spec.BaseModel is { } imported)
+        {
+            progress?.Report(new("pretrain", "base", 0, 0, 0, 0, $"using the imported base model {imported}"));
+            return (HfCheckpoint.Load(imported).Freeze(), ByteBpeTokenizer.Load(Path.Combine(imported, "tokenizer.json")), new BaseInfo(0, double.NaN, 0), true);
+        }
         var directory = Path.Combine(dataDirectory, "bases", BaseKey(spec, old));
         var infoPath = Path.Combine(directory, "base.json");
         if (File.Exists(infoPath))

@@ -118,3 +118,44 @@ public class SweepFileTests
         Assert.Contains("must be lower-case", Assert.Throws<ArgumentException>(() => SweepFiles.Parse("sweep { name = \"A b\"\nexperiment = bio\nmethods = [full] }", "f", ".")).Message);
     }
 }
+
+public class ImportedBaseSweepTests
+{
+    [Fact]
+    public void A_sweep_can_stand_on_an_imported_hugging_face_model_instead_of_pretraining_one()
+    {
+        using var dir = new Scale.Tests.Model.TempDirectory();
+        var world = new Scale.Model.Data.BioWorld(Scale.Model.Data.BioLanguage.English, 4);
+        var tokenizer = Scale.Model.Data.ByteBpeTokenizer.Train(
+            Scale.Model.Data.BioRenderer.Corpus(world.DrawPopulation(4), Scale.Model.Data.BioLanguage.English, 4, 1), 300);
+        var config = new Scale.Model.Transformer.ModelConfig { VocabSize = tokenizer.VocabSize, HiddenSize = 16, NumLayers = 3, NumHeads = 2, IntermediateSize = 32 };
+        using (var model = Scale.Model.Transformer.Decoder.Create(config, seed: 5))
+            Scale.Model.Checkpoints.HfCheckpoint.Save(model, dir.Combine("model"));
+        tokenizer.Save(dir.Combine("model", "tokenizer.json"));
+        var text = """
+            sweep {
+              name = imported
+              experiment {
+                old { people = 4, renderings = 4, world-seed = 4 }
+                new { people = 4, renderings = 4, world-seed = 4 }
+                continual { steps = 2, batch = 2, sequence-length = 16, warmup = 1 }
+              }
+              base = model
+              search { layers { methods = [adapt], grid { w12_layers = ["2"] } } }
+            }
+            """;
+
+        var sweep = SweepFiles.Parse(text, "imported.hocon", dir.Path);
+        var bad = Assert.Throws<ArgumentException>(() => SweepFiles.Parse(text.Replace("\"2\"", "\"3\""), "imported.hocon", dir.Path));
+        var missing = Assert.Throws<ArgumentException>(() => SweepFiles.Parse(text.Replace("base = model", "base = nowhere"), "imported.hocon", dir.Path));
+        using var task = Scale.Model.Experiments.TwoPhaseExperiment.Prepare(sweep.Experiment, dir.Combine("data"));
+
+        Assert.Equal(3, sweep.Experiment.Model.NumLayers);           // the imported model's configuration, not the default
+        Assert.Contains("outside 0..2", bad.Message);                 // checked against the imported model's layers
+        Assert.Contains("'sweep.base'", missing.Message);
+        Assert.True(task.BaseCached);
+        Assert.Equal(0, task.BasePretrainSeconds);
+        Assert.Equal(tokenizer.VocabSize, task.Base.Config.VocabSize);
+        Assert.False(Directory.Exists(dir.Combine("data", "bases")));   // nothing was pre-trained
+    }
+}
