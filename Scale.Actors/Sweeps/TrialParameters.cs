@@ -27,6 +27,7 @@ public static class TrialParameters
             ["heads_up"] = ("h_u, extra attention heads", Scale),
             ["ffn_up"] = ("f_u, extra FFN units", Scale),
             ["train_norms"] = ("whether the new norm gains train (true/false)", Scale),
+            ["frozen_blocks"] = ("new blocks kept at their initial values, comma-separated: w12, w21, w22, embed_up, head_up, norm_up, router", Scale),
             ["lr_expansion"] = ("learning-rate multiplier of W21, W22, E_u, H_u and the new norm gains", Scale),
             ["w12_modules"] = ("modules whose W12 trains, comma-separated (q_proj,…,down_proj)", WithW12),
             ["w12_layers"] = ("layers whose W12 trains: 'a-b' or 'a'", WithW12),
@@ -123,6 +124,19 @@ public static class TrialParameters
         if (expansion is not null && p.TryGetValue("train_norms", out var norms))
         {
             if (Bool("train_norms") == false) expansion = expansion with { Train = expansion.Train.Where(r => r.Block != ExpansionBlock.NormUp).ToList() };
+        }
+        if (expansion is not null && p.TryGetValue("frozen_blocks", out var frozenList))
+        {
+            var names = new Dictionary<string, ExpansionBlock>
+            {
+                ["w12"] = ExpansionBlock.W12, ["w21"] = ExpansionBlock.W21, ["w22"] = ExpansionBlock.W22, ["embed_up"] = ExpansionBlock.EmbedUp,
+                ["head_up"] = ExpansionBlock.HeadUp, ["norm_up"] = ExpansionBlock.NormUp, ["router"] = ExpansionBlock.Router,
+            };
+            var frozen = new HashSet<ExpansionBlock>();
+            foreach (var name in frozenList.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+                frozen.Add(names.TryGetValue(name, out var block) ? block
+                    : throw new ArgumentException($"parameter 'frozen_blocks': unknown block '{name}'; choose from {string.Join(", ", names.Keys)}."));
+            expansion = expansion with { Train = expansion.Train.Where(r => !frozen.Contains(r.Block)).ToList() };
         }
         var config = experiment.Model with { VocabSize = Math.Max(experiment.VocabSize, 1) };
         expansion?.Validate(config);

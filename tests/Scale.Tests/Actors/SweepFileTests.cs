@@ -83,6 +83,7 @@ public class SweepFileTests
     [InlineData("search { a { methods = [route], grid { router_hard = [maybe] } } }", "parameter 'router_hard' must be true or false")]
     [InlineData("search { a { methods = [adapt], grid { router_hard = [true] } } }", "does not apply to method 'adapt'")]
     [InlineData("search { a { methods = [route], grid { w12_last = [3] } } }", "'w12_last' 3 is above the base's 2 layers")]
+    [InlineData("search { a { methods = [preserve], fixed { frozen_blocks = \"head_up,w99\" } } }", "unknown block 'w99'")]
     public void Bad_sweep_files_are_rejected_naming_the_file_the_key_and_the_reason(string body, string expected)
     {
         var message = Error(body);
@@ -107,6 +108,18 @@ public class SweepFileTests
         Assert.Equal((RouterInput.Confidence, GatePlacement.Head, true), (router.Input, router.Gates, router.Hard));
         var w12 = plan.Method.Expansion.Train.Single(r => r.Block == ExpansionBlock.W12);
         Assert.Equal((1, 1), (w12.FirstLayer!.Value, w12.LastLayer!.Value));
+    }
+
+    [Fact]
+    public void Frozen_blocks_leave_the_named_blocks_untrained()
+    {
+        var sweep = Parse("""search { f { methods = [preserve], fixed { frozen_blocks = "head_up, norm_up" } } }""");
+
+        var train = sweep.PlanFor(Assert.Single(sweep.Trials)).Method.Expansion!.Train.Select(r => r.Block).ToList();
+
+        Assert.DoesNotContain(ExpansionBlock.HeadUp, train);
+        Assert.DoesNotContain(ExpansionBlock.NormUp, train);
+        Assert.Contains(ExpansionBlock.W21, train);
     }
 
     [Fact]
