@@ -13,9 +13,10 @@ public class DashboardBrowserTests
 
     private static ChromeDriver Browser(string profile)
     {
+        DebianPackages.Ensure(() => File.Exists("/usr/bin/chromium") && File.Exists("/usr/bin/chromedriver"), "chromium", "chromium-driver");
         foreach (var needed in new[] { "/usr/bin/chromium", "/usr/bin/chromedriver" })
             if (!File.Exists(needed))
-                throw new InvalidOperationException($"{needed} is missing: install Debian's chromium and chromium-driver packages (.ci/run does).");
+                throw new InvalidOperationException($"{needed} is missing and could not be installed: install Debian's chromium and chromium-driver packages (.ci/run does).");
         var options = new ChromeOptions { BinaryLocation = "/usr/bin/chromium" };
         options.AddArguments("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-dev-shm-usage",
                              "--disable-background-networking", "--disable-component-update", "--disable-sync", $"--user-data-dir={profile}");

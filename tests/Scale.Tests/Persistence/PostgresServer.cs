@@ -24,8 +24,9 @@ public sealed class PostgresServer : IDisposable
             AdminConnectionString = given;
             return;
         }
+        DebianPackages.Ensure(() => FindBinaries() is not null, "postgresql");
         var bin = FindBinaries() ?? throw new InvalidOperationException(
-            "PostgreSQL is needed for these tests: install Debian's postgresql package (initdb and postgres), or set SCALE_TEST_POSTGRES to a connection string.");
+            "PostgreSQL is needed for these tests and could not be installed: install Debian's postgresql package (initdb and postgres), or set SCALE_TEST_POSTGRES to a connection string.");
         directory = Path.Combine(Path.GetTempPath(), $"scale-pg-{Guid.NewGuid():N}");
         Directory.CreateDirectory(directory);
         bool root = Environment.UserName == "root";
