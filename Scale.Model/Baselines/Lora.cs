@@ -59,13 +59,13 @@ internal sealed class LoraLinear : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
         => merged is not null
             ? nn.functional.linear(x, merged, bias)
-            : nn.functional.linear(x, weight, bias) + nn.functional.linear(nn.functional.linear(x, lora_A), lora_B) * scaling;
+            : nn.functional.linear(x, weight, bias).Plus(nn.functional.linear(nn.functional.linear(x, lora_A), lora_B) * scaling);
 
     /// <summary>The merged weight W + (alpha/r)·B·A.</summary>
     public Tensor MergedWeight()
     {
         using var noGrad = no_grad();
-        return weight + torch.matmul(lora_B, lora_A) * scaling;
+        return weight.Plus(torch.matmul(lora_B, lora_A) * scaling);
     }
 
     /// <summary>Serve from one merged matrix; idempotent. The base weight itself is left untouched (it may be shared).</summary>

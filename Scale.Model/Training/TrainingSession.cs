@@ -60,8 +60,9 @@ public sealed class TrainingSession : IDisposable
             var (inputs, targets) = Split(batch);
             var (logits, auxiliary) = Model.ForwardForTraining(inputs);
             var lmLoss = Ops.LanguageModelLoss(logits, targets);
-            var loss = auxiliary is null ? lmLoss : lmLoss + auxiliary;
-            (loss / microBatches.Count).backward();
+            var loss = auxiliary is null ? lmLoss : lmLoss.Plus(auxiliary);
+            using var count = microBatches.Count.ToScalar();   // held: see Ops.One
+            loss.div(count).backward();
             lossSum += lmLoss.item<float>();
             auxSum += auxiliary?.item<float>() ?? 0;
         }

@@ -123,8 +123,8 @@ internal sealed class Block : nn.Module
     internal Tensor Forward(Tensor x, Rotary rope, KvCache? cache)
     {
         using var scope = NewDisposeScope();
-        x = x + self_attn.Forward(input_layernorm.call(x), rope, cache);
-        return (x + mlp.call(post_attention_layernorm.call(x))).MoveToOuterDisposeScope();
+        x = x.Plus(self_attn.Forward(input_layernorm.call(x), rope, cache));
+        return x.Plus(mlp.call(post_attention_layernorm.call(x))).MoveToOuterDisposeScope();
     }
 
     /// <summary>A block like this one with every linear replaced by <paramref name="map"/>(name, linear);

@@ -10,6 +10,17 @@ namespace Scale.Model.Transformer;
 /// bench configuration: the forward's peak memory fell by hundreds of MB).</summary>
 internal static class Ops
 {
+    /// <summary>
+    /// The alpha of a plain sum, held for the life of the process. TorchSharp's `a + b` and `a - b` create a temporary
+    /// Scalar for alpha that nothing keeps alive during the native call; a GC on another thread can finalise it while
+    /// libtorch reads it (seen in CI as garbled scalars). Hot paths use <see cref="Plus"/> instead.
+    /// </summary>
+    public static readonly Scalar One = 1.ToScalar();
+
+    /// <summary>a + b, with a held alpha (see <see cref="One"/>).</summary>
+    public static Tensor Plus(this Tensor a, Tensor b) => a.add(b, One);
+
+
     /// <summary>RMSNorm: x / sqrt(mean(x²) + ε) · gain, over the last dimension.</summary>
     public static Tensor RmsNorm(Tensor x, Tensor gain, double eps)
     {
@@ -98,7 +109,9 @@ internal sealed class Rotary
 
     public Rotary(int headDim, double theta, long start, long length, Device device)
     {
-        var inverse = 1.0 / torch.pow(theta, torch.arange(0, headDim, 2, dtype: ScalarType.Int64).to(ScalarType.Float32) / headDim);
+        // The divisor held for the whole computation (see Ops.One); the same value and type as the plain operator.
+        using var dimension = headDim.ToScalar();
+        var inverse = 1.0 / torch.pow(theta, torch.arange(0, headDim, 2, dtype: ScalarType.Int64).to(ScalarType.Float32) / dimension);
         var positions = torch.arange(start, start + length, dtype: ScalarType.Int64).to(ScalarType.Float32);
         var angles = torch.outer(positions, inverse);               // (T, hs/2)
         var both = torch.cat([angles, angles], dim: -1);            // (T, hs)
@@ -112,6 +125,6 @@ internal sealed class Rotary
         using var scope = NewDisposeScope();
         long half = x.shape[^1] / 2;
         var rotated = torch.cat([x.narrow(-1, half, half).neg(), x.narrow(-1, 0, half)], dim: -1);
-        return (x * cos + rotated * sin).MoveToOuterDisposeScope();
+        return (x * cos).Plus(rotated * sin).MoveToOuterDisposeScope();
     }
 }

@@ -38,7 +38,7 @@ internal sealed class ScaleHead : nn.Module
     public Tensor Forward(Tensor h, Tensor hu, Tensor? gate)
     {
         var upscaled = nn.functional.linear(hu, weight_u);
-        return nn.functional.linear(h, weight) + (gate is null ? upscaled : gate * upscaled);   // (B, T, V)
+        return nn.functional.linear(h, weight).Plus(gate is null ? upscaled : gate * upscaled);   // (B, T, V)
     }
 }
 
@@ -84,7 +84,8 @@ public sealed class ScaleDecoder : CausalLM
         using var scope = NewDisposeScope();
         var logProbs = nn.functional.log_softmax(baseForward(tokens), -1);       // (B, T, V)
         var probs = logProbs.exp();
-        var entropy = -(probs * logProbs).sum(-1, keepdim: true) / Math.Log(logProbs.shape[^1]);
+        using var logV = Math.Log(logProbs.shape[^1]).ToScalar();   // held: see Ops.One
+        var entropy = (probs * logProbs).sum(-1, keepdim: true).neg().div(logV);
         var top = probs.amax([-1L], keepdim: true);
         return new GateSource(null, record, torch.cat([entropy, top], -1).MoveToOuterDisposeScope());
     }
@@ -157,7 +158,8 @@ public sealed class ScaleDecoder : CausalLM
         using var scope = NewDisposeScope();
         var gates = new List<Tensor>();
         var logits = Run(tokens, null, Gates(tokens, null, gates), null);
-        var penalty = torch.stack(gates.Select(g => g.mean()).ToArray()).mean() * router.Penalty;
+        using var lambda = router.Penalty.ToScalar();   // held: see Ops.One
+        var penalty = torch.stack(gates.Select(g => g.mean()).ToArray()).mean().mul(lambda);
         return (logits.MoveToOuterDisposeScope(), penalty.MoveToOuterDisposeScope());
     }
 

@@ -49,7 +49,7 @@ internal sealed class ScaleLinear : nn.Module
         var y = nn.functional.linear(x, weight, bias);
         if (w12 is null) return y;
         var adaptation = nn.functional.linear(xu, w12);
-        return y + (gate is null ? adaptation : gate * adaptation);
+        return y.Plus(gate is null ? adaptation : gate * adaptation);
     }
 
     /// <summary>
@@ -116,11 +116,11 @@ internal sealed class Router : nn.Module
     {
         using var scope = NewDisposeScope();
         var z = weight is not null ? nn.functional.linear(h, weight, bias) : bias.expand(h.shape[0], h.shape[1], 1);
-        if (confidence_weight is not null) z = z + nn.functional.linear(confidence!, confidence_weight);
+        if (confidence_weight is not null) z = z.Plus(nn.functional.linear(confidence!, confidence_weight));
         var soft = torch.sigmoid(z);
         if (!hard) return soft.MoveToOuterDisposeScope();
         var step = soft.ge(0.5).to(soft.dtype);
-        return (step + (soft - soft.detach())).MoveToOuterDisposeScope();   // exactly 0/1 forward; the sigmoid's gradient backward
+        return step.Plus(soft - soft.detach()).MoveToOuterDisposeScope();   // exactly 0/1 forward; the sigmoid's gradient backward
     }
 }
 
@@ -198,10 +198,10 @@ internal sealed class ScaleBlock : nn.Module
         var (h, hu) = input_layernorm.Forward(x, xu);
         var gate = gates.For(router, h)?.MoveToOuterDisposeScope();       // (B, T, 1) or null; outlives the block (penalty)
         var (a, au) = self_attn.Forward(h, hu, gate, rope, baseCache, upCache);
-        (x, xu) = (x + a, xu + au);
+        (x, xu) = (x.Plus(a), xu.Plus(au));
         (h, hu) = post_attention_layernorm.Forward(x, xu);
         var (m, mu) = mlp.Forward(h, hu, gate);
-        return ((x + m).MoveToOuterDisposeScope(), (xu + mu).MoveToOuterDisposeScope());
+        return (x.Plus(m).MoveToOuterDisposeScope(), xu.Plus(mu).MoveToOuterDisposeScope());
     }
 }
 
