@@ -13,20 +13,8 @@ using Scale.Tests.Experiments;
 namespace Scale.Tests.Actors;
 
 /// <summary>The sweep runtime on one machine with the real parts: coordinator on SQLite, data loader, evaluator, a two-slot trainer, the sweep executor.</summary>
-public sealed class SweepRuntimeTests : Akka.TestKit.Xunit2.TestKit
+public sealed class SweepRuntimeTests() : SqliteTestKit("runtime-tests")
 {
-    private readonly string Root;
-
-    public SweepRuntimeTests() : this(Path.Combine(Path.GetTempPath(), $"scale-runtime-{Guid.NewGuid():N}"))
-    {
-    }
-
-    /// <summary>A directory (and journal) per test: the SQLite driver pools connections process-wide.</summary>
-    private SweepRuntimeTests(string root)
-        : base(ConfigurationFactory.ParseString("akka.test.single-expect-default = 60s\nakka.loglevel = WARNING")
-                   .WithFallback(PersistenceConfig.Sqlite(Path.Combine(Directory.CreateDirectory(root).FullName, "sweeps.db"))), "runtime-tests")
-        => Root = root;
-
     private static SweepDefinition Sweep(ModelConfig config, params TrialSpec[] trials) => new()
     {
         Name = "faults",
@@ -155,12 +143,5 @@ public sealed class SweepRuntimeTests : Akka.TestKit.Xunit2.TestKit
             => a is null ? b is null : b is not null && a.Count == b.Count && a.All(kv => b.TryGetValue(kv.Key, out var v) && v == kv.Value);
 
         public int GetHashCode(TrialState t) => t.Spec.Id.GetHashCode();
-    }
-
-    protected override void AfterAll()
-    {
-        base.AfterAll();
-        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
-        if (Directory.Exists(Root)) Directory.Delete(Root, recursive: true);
     }
 }

@@ -12,20 +12,8 @@ using Scale.Model.Transformer;
 
 namespace Scale.Tests.Actors;
 
-public sealed class TrainerTests : Akka.TestKit.Xunit2.TestKit
+public sealed class TrainerTests() : SqliteTestKit("trainer-tests")
 {
-    private readonly string Root;
-
-    public TrainerTests() : this(Path.Combine(Path.GetTempPath(), $"scale-trainer-{Guid.NewGuid():N}"))
-    {
-    }
-
-    /// <summary>A directory (and journal) per test: the SQLite driver pools connections process-wide.</summary>
-    private TrainerTests(string root)
-        : base(ConfigurationFactory.ParseString("akka.test.single-expect-default = 60s\nakka.loglevel = WARNING")
-                   .WithFallback(PersistenceConfig.Sqlite(Path.Combine(Directory.CreateDirectory(root).FullName, "sweeps.db"))), "trainer-tests")
-        => Root = root;
-
     /// <summary>Runs trials with the real TrialRunner on a tiny biography task; "lr" overrides the learning rate.</summary>
     private sealed class RunnerExecutor(TrialRunner runner, PhaseSpec phase, string root) : ITrialExecutor
     {
@@ -65,12 +53,5 @@ public sealed class TrainerTests : Akka.TestKit.Xunit2.TestKit
         Assert.Equal(TrialStatus.Failed, failed.Status);
         Assert.Equal(2, failed.FailedAttempts);   // the first attempt and its one retry
         Assert.Contains("NonFiniteLossException", failed.FailureReason);
-    }
-
-    protected override void AfterAll()
-    {
-        base.AfterAll();
-        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
-        if (Directory.Exists(Root)) Directory.Delete(Root, recursive: true);
     }
 }

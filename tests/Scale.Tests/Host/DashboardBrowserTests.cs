@@ -26,8 +26,11 @@ public class DashboardBrowserTests
         return new ChromeDriver(service, options, TimeSpan.FromMinutes(2));
     }
 
-    /// <summary>Polls the page until <paramref name="condition"/> holds (the page refreshes itself every 2 s).</summary>
-    private static T Until<T>(Func<T?> condition, string what, TimeSpan? timeout = null)
+    /// <summary>
+    /// Checks <paramref name="condition"/> after each refresh of the page (it dispatches "scale-refreshed" every 2 s)
+    /// until it holds: the test waits for the page's own event, not for time.
+    /// </summary>
+    private static T Until<T>(ChromeDriver browser, Func<T?> condition, string what)
     {
         var clock = Stopwatch.StartNew();
         while (true)
@@ -36,11 +39,12 @@ public class DashboardBrowserTests
             {
                 if (condition() is { } value) return value;
             }
-            catch (WebDriverException) when (clock.Elapsed < (timeout ?? TimeSpan.FromMinutes(2)))
+            catch (WebDriverException) when (clock.Elapsed < TimeSpan.FromMinutes(2))
             {
+                // the table was being re-rendered under the query: look again after the next refresh
             }
-            if (clock.Elapsed > (timeout ?? TimeSpan.FromMinutes(2))) throw new TimeoutException($"The dashboard never showed {what}.");
-            Thread.Sleep(250);   // polling the browser for a condition, not synchronising on time
+            if (clock.Elapsed > TimeSpan.FromMinutes(2)) throw new TimeoutException($"The dashboard never showed {what}.");
+            browser.ExecuteAsyncScript("const done = arguments[arguments.length - 1]; window.addEventListener('scale-refreshed', () => done(), { once: true });");
         }
     }
 
@@ -63,16 +67,17 @@ public class DashboardBrowserTests
         {
             Assert.True(ready.Task.Wait(TimeSpan.FromMinutes(4)), "the sweep never reached its first checkpoint");
             using var browser = Browser(dir.Combine("profile"));
+            browser.Manage().Timeouts().AsynchronousJavaScript = TimeSpan.FromSeconds(30);
             browser.Navigate().GoToUrl(ready.Task.Result + "/");
 
-            Until(() => browser.FindElements(By.CssSelector("#trials tbody tr")).Count == 4 ? "" : null, "the sweep's 4 trials");
+            Until(browser, () => browser.FindElements(By.CssSelector("#trials tbody tr")).Count == 4 ? "" : null, "the sweep's 4 trials");
             Assert.Contains("recover", browser.FindElement(By.Id("sweep-name")).Text);
             Assert.Equal("up", browser.FindElement(By.CssSelector("#members .member-status")).Text);
             string StepOfRunningTrial() => browser.FindElement(By.CssSelector("#trials tbody tr[data-trial^='preserve-'] td.step")).Text;
-            var first = Until(() => StepOfRunningTrial() is { Length: > 0 } s && s.Contains('/') ? s : null, "the running trial's step");
-            var later = Until(() => StepOfRunningTrial() is var s && s != first ? s : null, "the running trial's step changing");
+            var first = Until(browser, () => StepOfRunningTrial() is { Length: > 0 } s && s.Contains('/') ? s : null, "the running trial's step");
+            var later = Until(browser, () => StepOfRunningTrial() is var s && s != first ? s : null, "the running trial's step changing");
             Assert.True(int.Parse(later.Split('/')[0]) > int.Parse(first.Split('/')[0]), $"{first} then {later}");
-            Until(() => browser.FindElements(By.CssSelector("svg#loss polyline.loss-curve")).Count > 0 ? "" : null, "a loss curve");
+            Until(browser, () => browser.FindElements(By.CssSelector("svg#loss polyline.loss-curve")).Count > 0 ? "" : null, "a loss curve");
             // Read in one script, between two refreshes of the page, so that the table and the chart are from the same data.
             var counts = (System.Collections.ObjectModel.ReadOnlyCollection<object>)((IJavaScriptExecutor)browser).ExecuteScript(
                 "return [document.querySelectorAll('#trials tbody td.state-completed').length, " +

@@ -36,24 +36,24 @@ public sealed class PostgresServer : IDisposable
         int port = FreePort();
         var start = Start(root, Path.Combine(bin, "postgres"), "-D", data, "-p", port.ToString(), "-k", directory,
                           "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off");
-        server = Process.Start(start)!;
+        // The server says on stderr when it accepts connections; wait for that line (or for it to exit), not for time.
+        var accepting = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var log = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        server = new Process { StartInfo = start, EnableRaisingEvents = true };
+        server.ErrorDataReceived += (_, e) =>
+        {
+            if (e.Data is null) return;
+            log.Enqueue(e.Data);
+            if (e.Data.Contains("ready to accept connections", StringComparison.Ordinal)) accepting.TrySetResult();
+        };
+        server.OutputDataReceived += (_, _) => { };
+        server.Exited += (_, _) => accepting.TrySetException(new InvalidOperationException("PostgreSQL exited while starting:\n" + string.Join("\n", log)));
+        server.Start();
         server.BeginOutputReadLine();
         server.BeginErrorReadLine();
+        if (!accepting.Task.Wait(TimeSpan.FromMinutes(2)))
+            throw new TimeoutException("PostgreSQL did not accept connections within 2 minutes:\n" + string.Join("\n", log));
         AdminConnectionString = $"Host=127.0.0.1;Port={port};Username=scale;Database=postgres;Pooling=false";
-        var clock = Stopwatch.StartNew();
-        while (true)
-        {
-            try
-            {
-                using var connection = new NpgsqlConnection(AdminConnectionString);
-                connection.Open();
-                break;
-            }
-            catch (Exception) when (clock.Elapsed < TimeSpan.FromMinutes(2) && !server.HasExited)
-            {
-                Thread.Sleep(200);   // polling a server that is starting, not synchronising test steps
-            }
-        }
     }
 
     public string AdminConnectionString { get; }
