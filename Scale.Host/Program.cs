@@ -11,6 +11,10 @@ app.Configure(config =>
         .WithDescription("Greedy-generate a continuation from a base or imported Hugging Face model directory.");
     config.AddCommand<RunCommand>("run")
         .WithDescription("Run a sweep (built-in: quickstart, bio, route-search, route-search-baselines; or a .hocon file) to completion on this machine; run it again after an interruption and it resumes.");
+    config.AddCommand<SeedCommand>("seed")
+        .WithDescription("Start a seed node of a cluster: it hosts the sweep manager (a cluster singleton) with its journal (PostgreSQL, or SQLite on one machine).");
+    config.AddCommand<WorkerCommand>("worker")
+        .WithDescription("Start a worker node: one trainer per device pulls trials of the cluster's sweeps; checkpoints go to the shared data directory.");
     config.AddCommand<StatusCommand>("status")
         .WithDescription("Show every sweep in the data directory, or one sweep's trials.");
     config.AddCommand<ResultsCommand>("results")

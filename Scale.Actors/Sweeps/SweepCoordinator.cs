@@ -13,6 +13,12 @@ public sealed record NoWorkAvailable(bool SweepFinished);
 /// <summary>A command was handled (persisted when it changed anything).</summary>
 public sealed record Accepted(int EventsPersisted);
 
+/// <summary>
+/// A report named an attempt that is no longer the trial's running one (the trial was re-queued and given to
+/// another trainer, or is already finished): the reporter must stop running it. Nothing of the report is recorded.
+/// </summary>
+public sealed record AttemptSuperseded(string TrialId, int Attempt);
+
 /// <summary>Asks for the coordinator's current state.</summary>
 public sealed record GetSweepState
 {
@@ -66,7 +72,14 @@ public sealed class SweepCoordinator : ReceivePersistentActor
         var sender = Sender;
         if (events.Count == 0)
         {
-            sender.Tell(command is RequestWork ? new NoWorkAvailable(state.Finished) : new Accepted(0));
+            sender.Tell(command switch
+            {
+                RequestWork => new NoWorkAvailable(state.Finished),
+                ReportCheckpoint c when !state.IsCurrent(c.TrialId, c.Attempt) => new AttemptSuperseded(c.TrialId, c.Attempt),
+                ReportCompleted c when !state.IsCurrent(c.TrialId, c.Attempt) => new AttemptSuperseded(c.TrialId, c.Attempt),
+                ReportFailed f when !state.IsCurrent(f.TrialId, f.Attempt) => new AttemptSuperseded(f.TrialId, f.Attempt),
+                _ => new Accepted(0),
+            });
             return;
         }
         int persisted = 0;
@@ -78,9 +91,12 @@ public sealed class SweepCoordinator : ReceivePersistentActor
             if (LastSequenceNr % snapshotEvery == 0) SaveSnapshot(SweepSnapshot.Of(state));
             if (++persisted < events.Count) return;
             Telemetry.SweepMetrics.JournalWriteSeconds.Record(writing.Elapsed.TotalSeconds, new KeyValuePair<string, object?>("sweep", state.SweepId));
-            sender.Tell(events[^1] is TrialStarted started
-                ? new WorkGranted(state.Trials[started.TrialId].Spec, started.Attempt, state.Trials[started.TrialId].LastCheckpoint)
-                : new Accepted(events.Count));
+            sender.Tell(events[^1] switch
+            {
+                TrialStarted started => new WorkGranted(state.Trials[started.TrialId].Spec, started.Attempt, state.Trials[started.TrialId].LastCheckpoint),
+                _ when command is RequestWork => new NoWorkAvailable(state.Finished),
+                _ => new Accepted(events.Count),
+            });
         });
     }
 }

@@ -48,6 +48,7 @@ public sealed class SweepEventSerializer(ExtendedActorSystem system) : Serialize
         [typeof(TrialFailed)] = "trial-failed.v1",
         [typeof(TrialRequeued)] = "trial-requeued.v1",
         [typeof(SweepSnapshot)] = "sweep-snapshot.v1",
+        [typeof(Cluster.SweepSubmitted)] = "sweep-submitted.v1",
     };
 
     private static readonly Dictionary<string, Type> Types = Manifests.ToDictionary(m => m.Value, m => m.Key);

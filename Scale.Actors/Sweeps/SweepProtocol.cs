@@ -31,14 +31,27 @@ public sealed record StartSweep(string SweepId, IReadOnlyList<TrialSpec> Trials,
     /// <summary>A hash of what the trials run on (the experiment and checkpoint interval): a resumed sweep must match it.</summary>
     public string? Fingerprint { get; init; }
 }
-/// <summary>A trainer with <paramref name="Slots"/> trial slots asks for one more trial.</summary>
-public sealed record RequestWork(string TrainerId, int Slots = 1) : ISweepCommand;
+/// <summary>
+/// A trainer with <paramref name="Slots"/> trial slots asks for one more trial. A trainer that names the trials it
+/// is <see cref="Running"/> (cluster trainers do) gets back, as pending, any trial the coordinator thinks it runs but
+/// it does not — a grant whose answer was lost on the way.
+/// </summary>
+public sealed record RequestWork(string TrainerId, int Slots = 1) : ISweepCommand
+{
+    public IReadOnlyList<string>? Running { get; init; }
+}
 public sealed record ReportCheckpoint(string TrialId, int Attempt, long Step, string Path) : ISweepCommand;
 public sealed record ReportCompleted(string TrialId, int Attempt, TrialMetrics Metrics) : ISweepCommand;
 public sealed record ReportFailed(string TrialId, int Attempt, string Reason) : ISweepCommand;
 public sealed record TrainerLost(string TrainerId) : ISweepCommand;
 /// <summary>Every running trial whose trainer is not among <paramref name="LiveTrainers"/> is pending again (a restarted process).</summary>
 public sealed record RequeueOrphans(IReadOnlyList<string> LiveTrainers) : ISweepCommand;
+
+/// <summary>
+/// Every running trial whose trainer is not on one of <paramref name="LiveNodes"/> is pending again: cluster
+/// trainers are named "{node address}/{device}", and a node that left or was downed runs nothing any more.
+/// </summary>
+public sealed record RequeueLostNodes(IReadOnlyList<string> LiveNodes) : ISweepCommand;
 
 // Events (past tense): what happened, persisted in order; the state is their fold.
 public interface ISweepEvent;

@@ -41,6 +41,7 @@ public sealed record SweepState
             : [new TrialFailed(f.TrialId, f.Attempt, f.Reason)],
         TrainerLost lost => Requeue(t => t.Trainer == lost.TrainerId),
         RequeueOrphans orphans => Requeue(t => !orphans.LiveTrainers.Contains(t.Trainer!)),
+        RequeueLostNodes nodes => Requeue(t => !nodes.LiveNodes.Any(node => t.Trainer!.StartsWith(node + "/", StringComparison.Ordinal))),
         _ => [],
     };
 
@@ -88,6 +89,16 @@ public sealed record SweepState
     /// <summary>The first pending trial in sweep order, if the sweep's concurrency limit and the trainer's free slots allow one more.</summary>
     private IReadOnlyList<ISweepEvent> DecideWork(RequestWork request)
     {
+        if (request.Running is { } running)
+        {
+            // Trials granted to this trainer that it does not know it runs (the grant's answer was lost) are pending again first.
+            var forgotten = Requeue(t => t.Trainer == request.TrainerId && !running.Contains(t.Spec.Id));
+            if (forgotten.Count > 0)
+            {
+                var after = forgotten.Aggregate(this, (state, e) => state.Apply(e));
+                return [.. forgotten, .. after.DecideWork(request with { Running = null })];
+            }
+        }
         if (!Started || Running >= MaxConcurrent) return [];
         if (Trials.Values.Count(t => t.Status == TrialStatus.Running && t.Trainer == request.TrainerId) >= request.Slots) return [];
         var next = Order.Select(id => Trials[id]).FirstOrDefault(t => t.Status == TrialStatus.Pending);
@@ -95,7 +106,7 @@ public sealed record SweepState
     }
 
     /// <summary>A report counts only for the running attempt it names; anything else is a duplicate or arrives late.</summary>
-    private bool IsCurrent(string trialId, int attempt)
+    public bool IsCurrent(string trialId, int attempt)
         => Trials.TryGetValue(trialId, out var trial) && trial.Status == TrialStatus.Running && trial.Attempt == attempt;
 
     private SweepState Update(string trialId, Func<TrialState, TrialState> change)

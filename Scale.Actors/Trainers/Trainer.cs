@@ -19,12 +19,21 @@ public sealed record TrialNotice(string TrialId, string Message);
 /// a slot is free, runs each trial off its mailbox thread, forwards every checkpoint, reports the end (completed
 /// with its metrics, or failed with the reason), and asks again. When no trial is free it asks again after
 /// <c>pollInterval</c>; when the sweep is finished and nothing runs here, it stops.
+/// Every message to the coordinator waits for its answer: a request that gets none (the coordinator is moving
+/// to another node, or its database is unreachable) is asked again, and a report is sent again with backoff until
+/// it is acknowledged — the coordinator records a repeated report once. A report answered with
+/// <see cref="AttemptSuperseded"/> means another trainer owns the trial now: it is stopped here.
 /// </summary>
 public sealed class Trainer : ReceiveActor, IWithTimers
 {
     private sealed record Finished(string TrialId, int Attempt, TrialMetrics Metrics);
     private sealed record Crashed(string TrialId, int Attempt, string Reason);
+    private sealed record Cancelled(string TrialId, int Attempt);
     private sealed record CheckpointWritten(string TrialId, int Attempt, string Path, long Step);
+    private sealed record Answered(ISweepCommand Report, object Answer);
+    private sealed record Unanswered(ISweepCommand Report, int Tries, string Why);
+    private sealed record Resend(ISweepCommand Report, int Tries);
+    private sealed record WorkAnswer(object Answer);
     private sealed record AskForWork
     {
         public static readonly AskForWork Instance = new();
@@ -35,62 +44,111 @@ public sealed class Trainer : ReceiveActor, IWithTimers
     private readonly int slots;
     private readonly ITrialExecutor executor;
     private readonly TimeSpan pollInterval;
+    private readonly TimeSpan replyTimeout;
+    private readonly Func<ISweepCommand, object> envelope;
     private readonly CancellationTokenSource stopping = new();
-    private readonly HashSet<string> running = new();
+    private readonly Dictionary<string, (int Attempt, CancellationTokenSource Cancel)> running = new();
+    private readonly ILoggingAdapter log = Context.GetLogger();
     private bool asking;
+    private long resends;
 
-    public Trainer(IActorRef coordinator, string trainerId, int slots, ITrialExecutor executor, TimeSpan pollInterval)
+    public Trainer(IActorRef coordinator, string trainerId, int slots, ITrialExecutor executor, TimeSpan pollInterval,
+                   TimeSpan? replyTimeout = null, Func<ISweepCommand, object>? envelope = null)
     {
         if (slots < 1) throw new ArgumentException($"A trainer needs at least one slot, got {slots}.");
         (this.coordinator, this.trainerId, this.slots, this.executor, this.pollInterval) = (coordinator, trainerId, slots, executor, pollInterval);
+        this.replyTimeout = replyTimeout ?? TimeSpan.FromSeconds(30);
+        this.envelope = envelope ?? (command => command);
         Receive<AskForWork>(_ => Ask());
-        Receive<NoWorkAvailable>(OnNoWork);
-        Receive<WorkGranted>(Start);
-        Receive<CheckpointWritten>(c => coordinator.Tell(new ReportCheckpoint(c.TrialId, c.Attempt, c.Step, c.Path)));
+        Receive<WorkAnswer>(a => OnWorkAnswer(a.Answer));
+        Receive<CheckpointWritten>(c => Send(new ReportCheckpoint(c.TrialId, c.Attempt, c.Step, c.Path), 0));
         Receive<Finished>(f => End(f.TrialId, new ReportCompleted(f.TrialId, f.Attempt, f.Metrics)));
         Receive<Crashed>(c => End(c.TrialId, new ReportFailed(c.TrialId, c.Attempt, c.Reason)));
-        Receive<Accepted>(_ => { });
-        Receive<Status.Failure>(f => Context.GetLogger().Warning("trainer {0}: the coordinator refused a report: {1}", trainerId, f.Cause.Message));
+        Receive<Cancelled>(c =>
+        {
+            if (running.TryGetValue(c.TrialId, out var r) && r.Attempt == c.Attempt) running.Remove(c.TrialId);
+            Self.Tell(AskForWork.Instance);
+        });
+        Receive<Answered>(a => OnAnswer(a.Report, a.Answer));
+        Receive<Unanswered>(u =>
+        {
+            var delay = TimeSpan.FromSeconds(Math.Min(30, Math.Pow(2, u.Tries)));
+            log.Warning("trainer {0}: no answer to {1} for trial {2} ({3}); sending it again in {4:0} s",
+                        trainerId, u.Report.GetType().Name, TrialOf(u.Report), u.Why, delay.TotalSeconds);
+            Timers.StartSingleTimer($"resend-{++resends}", new Resend(u.Report, u.Tries + 1), delay);
+        });
+        Receive<Resend>(r => Send(r.Report, r.Tries));
     }
 
     public ITimerScheduler Timers { get; set; } = null!;
 
-    public static Props Props(IActorRef coordinator, string trainerId, ITrialExecutor executor, TimeSpan? pollInterval = null, int slots = 1)
-        => Akka.Actor.Props.Create(() => new Trainer(coordinator, trainerId, slots, executor, pollInterval ?? TimeSpan.FromSeconds(1)));
+    public static Props Props(IActorRef coordinator, string trainerId, ITrialExecutor executor, TimeSpan? pollInterval = null, int slots = 1,
+                              TimeSpan? replyTimeout = null, Func<ISweepCommand, object>? envelope = null)
+        => Akka.Actor.Props.Create(() => new Trainer(coordinator, trainerId, slots, executor, pollInterval ?? TimeSpan.FromSeconds(1), replyTimeout, envelope));
 
     protected override void PreStart() => Self.Tell(AskForWork.Instance);
 
     protected override void PostStop() => stopping.Cancel();
 
+    private static string TrialOf(ISweepCommand report) => report switch
+    {
+        ReportCheckpoint c => c.TrialId,
+        ReportCompleted c => c.TrialId,
+        ReportFailed f => f.TrialId,
+        _ => "-",
+    };
+
     private void Ask()
     {
         if (asking || running.Count >= slots) return;
         asking = true;
-        coordinator.Tell(new RequestWork(trainerId, slots));
+        coordinator.Ask<object>(envelope(new RequestWork(trainerId, slots) { Running = running.Keys.ToList() }), replyTimeout)
+            .PipeTo(Self, success: answer => new WorkAnswer(answer), failure: e => new WorkAnswer(new Status.Failure(e)));
     }
 
-    private void OnNoWork(NoWorkAvailable none)
+    private void OnWorkAnswer(object answer)
     {
         asking = false;
-        if (none.SweepFinished && running.Count == 0) Context.Stop(Self);
-        else if (!none.SweepFinished) Timers.StartSingleTimer("ask", AskForWork.Instance, pollInterval);
+        switch (answer)
+        {
+            case WorkGranted work:
+                Start(work);
+                break;
+            case NoWorkAvailable { SweepFinished: true } when running.Count == 0:
+                Context.Stop(Self);
+                break;
+            case NoWorkAvailable { SweepFinished: true }:
+                break;   // the running trials' ends ask again
+            case NoWorkAvailable:
+                Timers.StartSingleTimer("ask", AskForWork.Instance, pollInterval);
+                break;
+            default:
+                var why = answer is Status.Failure f ? f.Cause.Message : answer.GetType().Name;
+                log.Warning("trainer {0}: no work answer from the coordinator ({1}); asking again", trainerId, why);
+                Timers.StartSingleTimer("ask", AskForWork.Instance, pollInterval);
+                break;
+        }
     }
 
     private void Start(WorkGranted work)
     {
-        asking = false;
         var self = Self;
         var (trial, attempt) = (work.Trial, work.Attempt);
-        running.Add(trial.Id);
+        var cancel = CancellationTokenSource.CreateLinkedTokenSource(stopping.Token);
+        running[trial.Id] = (attempt, cancel);
         Task.Factory.StartNew(() =>
         {
             try
             {
                 var metrics = executor.Execute(trial, attempt, work.Checkpoint,
-                    (path, step) => self.Tell(new CheckpointWritten(trial.Id, attempt, path, step)), stopping.Token);
+                    (path, step) => self.Tell(new CheckpointWritten(trial.Id, attempt, path, step)), cancel.Token);
                 return (object)new Finished(trial.Id, attempt, metrics);
             }
-            catch (Exception e) when (e is not OperationCanceledException)
+            catch (Exception e) when (cancel.IsCancellationRequested && e is OperationCanceledException or AggregateException { InnerException: OperationCanceledException })
+            {
+                return new Cancelled(trial.Id, attempt);
+            }
+            catch (Exception e)
             {
                 var inner = e is AggregateException { InnerException: { } first } ? first : e;
                 return new Crashed(trial.Id, attempt, $"{inner.GetType().Name}: {inner.Message}");
@@ -102,7 +160,25 @@ public sealed class Trainer : ReceiveActor, IWithTimers
     private void End(string trialId, ISweepCommand report)
     {
         running.Remove(trialId);
-        coordinator.Tell(report);
+        Send(report, 0);
         Self.Tell(AskForWork.Instance);
+    }
+
+    private void Send(ISweepCommand report, int tries)
+        => coordinator.Ask<object>(envelope(report), replyTimeout)
+            .PipeTo(Self, success: answer => new Answered(report, answer), failure: e => new Unanswered(report, tries, e.Message));
+
+    private void OnAnswer(ISweepCommand report, object answer)
+    {
+        switch (answer)
+        {
+            case AttemptSuperseded s when running.TryGetValue(s.TrialId, out var r) && r.Attempt == s.Attempt:
+                log.Warning("trainer {0}: trial {1} attempt {2} belongs to another trainer now; stopping it here", trainerId, s.TrialId, s.Attempt);
+                r.Cancel.Cancel();
+                break;
+            case Status.Failure f:
+                log.Warning("trainer {0}: the coordinator refused {1} for trial {2}: {3}", trainerId, report.GetType().Name, TrialOf(report), f.Cause.Message);
+                break;
+        }
     }
 }

@@ -38,6 +38,9 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
 
         [CommandOption("--http <ADDRESS>"), Description("The operators' endpoint (health, Prometheus metrics, JSON API): host:port, or off. Port 0 picks a free one."), DefaultValue("127.0.0.1:8787")]
         public string Http { get; init; } = "127.0.0.1:8787";
+
+        [CommandOption("--cluster <SEEDS>"), Description("Submit the sweep to a running cluster through these seeds (host:port, comma-separated) and follow it, instead of running it here.")]
+        public string? Cluster { get; init; }
     }
 
     public override async Task<int> ExecuteAsync(CommandContext context, Settings settings, CancellationToken cancellation)
@@ -57,6 +60,12 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
 
     private static async Task<int> Run(Settings settings, CancellationToken cancellation)
     {
+        if (settings.Cluster is { } seeds)
+        {
+            using var follow = Commands.NodeSettings.OnSignal(cancellation);
+            return await Cluster.ClusterRun.SubmitAndFollow(SweepFiles.Load(settings.Sweep), Cluster.ClusterRun.Seeds(seeds), "127.0.0.1",
+                                                           settings.Plain || Console.IsOutputRedirected, follow.Token);
+        }
         Devices.PreferPassiveWaiting();   // before libtorch loads
         var sweep = SweepFiles.Load(settings.Sweep);
         if (Devices.Parse(settings.Device).type != TorchSharp.DeviceType.CPU)

@@ -16,10 +16,14 @@ internal sealed class StatusCommand : AsyncCommand<StatusCommand.Settings>
 
         [CommandOption("--data-dir <DIR>"), Description("Where the sweeps' journal lives (default ./scale-data)."), DefaultValue("scale-data")]
         public string DataDir { get; init; } = "scale-data";
+
+        [CommandOption("--cluster <SEEDS>"), Description("Ask a running cluster through these seeds (host:port, comma-separated) instead of the data directory's journal.")]
+        public string? Cluster { get; init; }
     }
 
     public override async Task<int> ExecuteAsync(CommandContext context, Settings settings, CancellationToken cancellation)
     {
+        if (settings.Cluster is { } seeds) return await Cluster.ClusterRun.Status(settings.Sweep, Cluster.ClusterRun.Seeds(seeds), "127.0.0.1", cancellation);
         var names = settings.Sweep is { } one ? [one] : KnownSweeps(settings.DataDir);
         if (names.Count == 0)
         {

@@ -1,0 +1,133 @@
+using Akka.Actor;
+using Akka.Event;
+using Akka.Pattern;
+using Akka.Persistence;
+using Scale.Actors.Sweeps;
+
+namespace Scale.Actors.Cluster;
+
+/// <summary>
+/// The cluster's sweep manager, run as a cluster singleton: it journals which sweeps were submitted, keeps one
+/// <see cref="SweepCoordinator"/> per sweep as a child (each recovering its own journal, each restarted with
+/// backoff when its database cannot be reached), routes <see cref="ToSweep"/> messages to them, and watches the
+/// cluster's membership: the running trials of a node that left or was downed are pending again.
+/// When the singleton moves to another node, the new instance recovers all of this from the journal.
+/// </summary>
+public sealed class SweepManager : ReceivePersistentActor, IWithTimers
+{
+    private sealed record CheckMembers
+    {
+        public static readonly CheckMembers Instance = new();
+    }
+
+    private readonly Dictionary<string, SubmittedSweep> sweeps = new();
+    private readonly List<string> order = new();
+    private readonly Dictionary<string, IActorRef> coordinators = new();
+    private readonly TimeSpan memberCheck;
+    private readonly ILoggingAdapter log = Context.GetLogger();
+
+    public SweepManager(TimeSpan memberCheck)
+    {
+        this.memberCheck = memberCheck;
+        Recover<SweepSubmitted>(Add);
+        Recover<RecoveryCompleted>(_ =>
+        {
+            foreach (var id in order) Coordinator(id);
+            log.Info("sweep manager: {0} sweep(s) recovered from the journal", order.Count);
+        });
+        Command<SubmitSweep>(Submit);
+        Command<ToSweep>(to =>
+        {
+            if (sweeps.ContainsKey(to.SweepId)) Coordinator(to.SweepId).Forward(to.Message);
+            else Sender.Tell(new Status.Failure(new ArgumentException($"No sweep '{to.SweepId}' was submitted to this cluster.")));
+        });
+        Command<GetSweeps>(_ => Sender.Tell(new SweepList(order.Select(id => sweeps[id]).ToList())));
+        Command<CheckMembers>(_ => RequeueLostNodes());
+        Command<Akka.Cluster.ClusterEvent.MemberRemoved>(_ => RequeueLostNodes());
+        Command<Akka.Cluster.ClusterEvent.IMemberEvent>(_ => { });
+        Command<Akka.Cluster.ClusterEvent.CurrentClusterState>(_ => { });
+        Command<Accepted>(_ => { });
+        Command<Status.Failure>(f => log.Warning("sweep manager: {0}", f.Cause.Message));
+    }
+
+    public override string PersistenceId => "sweep-manager";
+
+    public ITimerScheduler Timers { get; set; } = null!;
+
+    /// <summary>The manager under a backoff supervisor: a database that cannot be reached stops it, and it is started again with backoff.</summary>
+    public static Props Props(TimeSpan? memberCheck = null)
+        => BackoffSupervisor.Props(Backoff.OnStop(
+            Akka.Actor.Props.Create(() => new SweepManager(memberCheck ?? TimeSpan.FromSeconds(2))),
+            "manager", TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(30), 0.2, -1));
+
+    protected override void PreStart()
+    {
+        base.PreStart();
+        Akka.Cluster.Cluster.Get(Context.System).Subscribe(Self, Akka.Cluster.ClusterEvent.SubscriptionInitialStateMode.InitialStateAsSnapshot,
+                                                          typeof(Akka.Cluster.ClusterEvent.IMemberEvent));
+        Timers.StartPeriodicTimer("members", CheckMembers.Instance, memberCheck);
+    }
+
+    protected override void PostStop()
+    {
+        Akka.Cluster.Cluster.Get(Context.System).Unsubscribe(Self);
+        base.PostStop();
+    }
+
+    private void Submit(SubmitSweep submit)
+    {
+        SweepDefinition definition;
+        try
+        {
+            definition = SweepDefinitionJson.Read(submit.Definition);
+            if (definition.Name != submit.SweepId) throw new ArgumentException($"the definition is named '{definition.Name}', not '{submit.SweepId}'");
+        }
+        catch (ArgumentException e)
+        {
+            Sender.Tell(new Status.Failure(new ArgumentException($"Sweep '{submit.SweepId}' refused: {e.Message}")));
+            return;
+        }
+        var sender = Sender;
+        if (sweeps.TryGetValue(submit.SweepId, out var known))
+        {
+            // Submitted again (a resume): the coordinator answers that nothing new happened, or why it refuses.
+            var before = SweepDefinitionJson.Read(known.Definition);
+            if (before.Fingerprint != definition.Fingerprint || !before.Trials.Select(t => t.Id).SequenceEqual(definition.Trials.Select(t => t.Id)))
+            {
+                sender.Tell(new Status.Failure(new ArgumentException(
+                    $"Sweep '{submit.SweepId}' was submitted to this cluster with a different definition; give the changed sweep a new name.")));
+                return;
+            }
+            Coordinator(submit.SweepId).Tell(definition.StartCommand, sender);
+            return;
+        }
+        Persist(new SweepSubmitted(submit.SweepId, submit.Definition), e =>
+        {
+            Add(e);
+            log.Info("sweep manager: sweep {0} submitted ({1} trials)", e.SweepId, definition.Trials.Count);
+            Coordinator(e.SweepId).Tell(definition.StartCommand, sender);
+        });
+    }
+
+    private void Add(SweepSubmitted e)
+    {
+        if (sweeps.TryAdd(e.SweepId, new SubmittedSweep(e.SweepId, e.Definition))) order.Add(e.SweepId);
+    }
+
+    private IActorRef Coordinator(string sweepId)
+    {
+        if (coordinators.TryGetValue(sweepId, out var existing)) return existing;
+        var props = BackoffSupervisor.Props(Backoff.OnStop(SweepCoordinator.Props(sweepId), "coordinator",
+                                                           TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(30), 0.2, -1));
+        return coordinators[sweepId] = Context.ActorOf(props, $"sweep-{sweepId}");
+    }
+
+    /// <summary>Nodes that are members and not downed still run their trials (an unreachable node may come back until it is downed).</summary>
+    private void RequeueLostNodes()
+    {
+        var members = Akka.Cluster.Cluster.Get(Context.System).State.Members
+            .Where(m => m.Status is not (Akka.Cluster.MemberStatus.Down or Akka.Cluster.MemberStatus.Removed))
+            .Select(m => m.Address.ToString()).ToList();
+        foreach (var coordinator in coordinators.Values) coordinator.Tell(new RequeueLostNodes(members));
+    }
+}

@@ -1,0 +1,88 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Akka.Actor;
+using Akka.Serialization;
+using Scale.Actors.Sweeps;
+
+namespace Scale.Actors.Cluster;
+
+/// <summary>
+/// The messages that cross the network between Scale's nodes, in an explicit, versioned format: a stable
+/// manifest per message ("work-granted.v1") and a JSON body, never a CLR type name, so that nodes of one
+/// release understand each other whatever the assemblies are called. A coordinator's state travels as its
+/// snapshot. <see cref="ToSweep"/> carries its inner message with that message's own manifest.
+/// </summary>
+public sealed class WireSerializer(ExtendedActorSystem system) : SerializerWithStringManifest(system)
+{
+    public const int Id = 7302;
+
+    private static readonly JsonSerializerOptions Json = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
+        Converters = { new System.Text.Json.Serialization.JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower) },
+    };
+
+    /// <summary>Every message type this serializer carries, with its manifest; the HOCON bindings are made from this list.</summary>
+    public static readonly IReadOnlyDictionary<Type, string> Manifests = new Dictionary<Type, string>
+    {
+        [typeof(StartSweep)] = "start-sweep.v1",
+        [typeof(RequestWork)] = "request-work.v1",
+        [typeof(ReportCheckpoint)] = "report-checkpoint.v1",
+        [typeof(ReportCompleted)] = "report-completed.v1",
+        [typeof(ReportFailed)] = "report-failed.v1",
+        [typeof(TrainerLost)] = "trainer-lost.v1",
+        [typeof(RequeueOrphans)] = "requeue-orphans.v1",
+        [typeof(RequeueLostNodes)] = "requeue-lost-nodes.v1",
+        [typeof(WorkGranted)] = "work-granted.v1",
+        [typeof(NoWorkAvailable)] = "no-work.v1",
+        [typeof(Accepted)] = "accepted.v1",
+        [typeof(AttemptSuperseded)] = "attempt-superseded.v1",
+        [typeof(GetSweepState)] = "get-sweep-state.v1",
+        [typeof(SweepState)] = "sweep-state.v1",
+        [typeof(SubmitSweep)] = "submit-sweep.v1",
+        [typeof(ToSweep)] = "to-sweep.v1",
+        [typeof(GetSweeps)] = "get-sweeps.v1",
+        [typeof(SweepList)] = "sweep-list.v1",
+    };
+
+    private static readonly Dictionary<string, Type> Types = Manifests.ToDictionary(m => m.Value, m => m.Key);
+
+    public override int Identifier => Id;
+
+    public override string Manifest(object o)
+        => Manifests.TryGetValue(o.GetType(), out var manifest) ? manifest : throw new ArgumentException($"{o.GetType().Name} is not a Scale wire message.");
+
+    public override byte[] ToBinary(object obj) => JsonSerializer.SerializeToUtf8Bytes(ToNode(obj), Json);
+
+    public override object FromBinary(byte[] bytes, string manifest)
+        => FromNode(JsonNode.Parse(bytes) ?? throw Damaged(manifest, "empty body"), manifest);
+
+    private static JsonNode ToNode(object obj) => obj switch
+    {
+        SweepState state => JsonSerializer.SerializeToNode(SweepSnapshot.Of(state), Json)!,
+        GetSweepState or GetSweeps => new JsonObject(),
+        ToSweep to => new JsonObject
+        {
+            ["sweep_id"] = to.SweepId,
+            ["manifest"] = Manifests.TryGetValue(to.Message.GetType(), out var inner) ? inner : throw new ArgumentException($"{to.Message.GetType().Name} cannot be sent to a sweep."),
+            ["message"] = ToNode(to.Message),
+        },
+        _ => JsonSerializer.SerializeToNode(obj, obj.GetType(), Json)!,
+    };
+
+    private static object FromNode(JsonNode node, string manifest)
+    {
+        if (!Types.TryGetValue(manifest, out var type)) throw Damaged(manifest, "unknown manifest: sent by a newer Scale?");
+        if (type == typeof(GetSweepState)) return GetSweepState.Instance;
+        if (type == typeof(GetSweeps)) return GetSweeps.Instance;
+        if (type == typeof(SweepState))
+            return (node.Deserialize<SweepSnapshot>(Json) ?? throw Damaged(manifest, "null")).ToState();
+        if (type == typeof(ToSweep))
+            return new ToSweep(node["sweep_id"]!.GetValue<string>(), FromNode(node["message"]!, node["manifest"]!.GetValue<string>()));
+        return node.Deserialize(type, Json) ?? throw Damaged(manifest, "null");
+    }
+
+    private static System.Runtime.Serialization.SerializationException Damaged(string manifest, string why)
+        => new($"Cannot read Scale wire message '{manifest}': {why}.");
+}

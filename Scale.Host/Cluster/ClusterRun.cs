@@ -1,0 +1,139 @@
+using System.Globalization;
+using Scale.Actors.Cluster;
+using Scale.Actors.Sweeps;
+using Scale.Host.Sweeps;
+
+namespace Scale.Host.Cluster;
+
+/// <summary>
+/// `scale run --cluster SEEDS SWEEP` and `scale status --cluster SEEDS`: a client of a running cluster submits a
+/// sweep (resolved here, so workers need none of this machine's files) and follows it until it is finished.
+/// </summary>
+internal static class ClusterRun
+{
+    private static readonly TimeSpan AskTimeout = TimeSpan.FromSeconds(20);
+
+    public static IReadOnlyList<string> Seeds(string seeds)
+    {
+        var list = seeds.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList();
+        return list.Count > 0 ? list : throw new ArgumentException("--cluster needs the address of at least one seed (host:port).");
+    }
+
+    public static async Task<int> SubmitAndFollow(SweepDefinition sweep, IReadOnlyList<string> seeds, string bindHost, bool plain, CancellationToken cancellation)
+    {
+        await using var connection = ClusterClientConnection.Connect(seeds, bindHost, tls: null);
+        object answer;
+        try
+        {
+            answer = await Retry(() => connection.AskAsync(new SubmitSweep(sweep.Name, SweepDefinitionJson.Write(sweep)), AskTimeout, cancellation), seeds, cancellation);
+        }
+        catch (ArgumentException e)
+        {
+            throw new ArgumentException($"{sweep.Source}: {e.Message}");
+        }
+        Console.WriteLine(answer is Accepted { EventsPersisted: 0 }
+            ? $"Sweep {sweep.Name} is already on the cluster; following it."
+            : $"Sweep {sweep.Name} submitted to the cluster ({sweep.Trials.Count} trials); following it. Ctrl+C stops following, not the sweep.");
+        SweepState? before = null;
+        var started = DateTime.UtcNow;
+        while (!cancellation.IsCancellationRequested)
+        {
+            SweepState state;
+            try
+            {
+                state = (SweepState)await connection.AskAsync(new ToSweep(sweep.Name, GetSweepState.Instance), AskTimeout, cancellation);
+            }
+            catch (Exception e) when (e is Akka.Actor.AskTimeoutException or TimeoutException)
+            {
+                Console.WriteLine("(no answer from the coordinator: it may be moving to another seed; asking again)");
+                continue;
+            }
+            catch (OperationCanceledException)
+            {
+                break;
+            }
+            foreach (var line in Changes(before, state)) Console.WriteLine(line);
+            Console.Out.Flush();
+            before = state;
+            if (state.Finished)
+            {
+                if (plain) Console.WriteLine(SweepReport.Csv(state).TrimEnd());
+                else Spectre.Console.AnsiConsole.Write(SweepReport.Table(state));
+                Console.WriteLine($"Sweep {sweep.Name}: {SweepReport.Counts(state)}. Followed for {(DateTime.UtcNow - started).TotalSeconds:0.0} s.");
+                return 0;
+            }
+            try
+            {
+                await Task.Delay(TimeSpan.FromSeconds(2), cancellation);
+            }
+            catch (OperationCanceledException)
+            {
+                break;
+            }
+        }
+        Console.WriteLine($"Stopped following; sweep {sweep.Name} goes on in the cluster (`scale status --cluster {string.Join(',', seeds)} {sweep.Name}`).");
+        return 130;
+    }
+
+    public static async Task<int> Status(string? sweepName, IReadOnlyList<string> seeds, string bindHost, CancellationToken cancellation)
+    {
+        await using var connection = ClusterClientConnection.Connect(seeds, bindHost, tls: null);
+        var list = (SweepList)await Retry(() => connection.AskAsync(GetSweeps.Instance, AskTimeout, cancellation), seeds, cancellation);
+        var names = sweepName is null ? list.Sweeps.Select(s => s.SweepId).ToList() : [sweepName];
+        if (names.Count == 0) Console.WriteLine("No sweeps were submitted to this cluster.");
+        foreach (var name in names)
+        {
+            var state = (SweepState)await connection.AskAsync(new ToSweep(name, GetSweepState.Instance), AskTimeout, cancellation);
+            Console.WriteLine($"{name}: {SweepReport.Counts(state)}; {(state.Finished ? "finished" : "in progress")}");
+            if (sweepName is null) continue;
+            foreach (var t in state.Order.Select(id => state.Trials[id]))
+                Console.WriteLine($"  {t.Spec.Id,-22} {t.Spec.Method,-9} {t.Status.ToString().ToLowerInvariant(),-11} attempt {t.Attempt}" +
+                                  (t.Trainer is { } trainer ? $" on {trainer}" : "") +
+                                  (t.LastCheckpoint is { } c ? $", checkpoint at step {c.Step}" : "") +
+                                  (t.Status == TrialStatus.Failed ? $", {t.FailureReason}" : ""));
+        }
+        return 0;
+    }
+
+    /// <summary>The first contact can take a few tries while the client finds a receptionist.</summary>
+    private static async Task<object> Retry(Func<Task<object>> ask, IReadOnlyList<string> seeds, CancellationToken cancellation)
+    {
+        for (int attempt = 1; ; attempt++)
+        {
+            try
+            {
+                return await ask();
+            }
+            catch (Exception e) when (e is Akka.Actor.AskTimeoutException or TimeoutException && attempt < 4)
+            {
+                Console.WriteLine($"(no answer from {string.Join(", ", seeds)} yet; trying again)");
+            }
+            catch (Exception e) when (e is Akka.Actor.AskTimeoutException or TimeoutException)
+            {
+                throw new Commands.CommandFailedException($"no answer from the cluster's seeds {string.Join(", ", seeds)}: is a seed running there?", e, 3);
+            }
+            cancellation.ThrowIfCancellationRequested();
+        }
+    }
+
+    private static IEnumerable<string> Changes(SweepState? before, SweepState now)
+    {
+        foreach (var id in now.Order)
+        {
+            var t = now.Trials[id];
+            var was = before?.Trials.GetValueOrDefault(id);
+            if (was is not null && was.Status == t.Status && was.Attempt == t.Attempt && was.LastCheckpoint == t.LastCheckpoint) continue;
+            string F(double v) => v.ToString("0.000", CultureInfo.InvariantCulture);
+            if (t.Status == TrialStatus.Running && (was?.Status != TrialStatus.Running || was.Attempt != t.Attempt))
+                yield return $"trial {id} running on {t.Trainer} (attempt {t.Attempt}" + (t.Attempt > 1 && t.LastCheckpoint is { } from ? $", resumes from step {from.Step})" : ")");
+            if (t.Status == TrialStatus.Running && t.LastCheckpoint is { } checkpoint && checkpoint != was?.LastCheckpoint && was?.Status == TrialStatus.Running && was.Attempt == t.Attempt)
+                yield return $"trial {id} checkpoint at step {checkpoint.Step}";
+            if (t.Status == TrialStatus.Completed && was?.Status != TrialStatus.Completed)
+                yield return $"trial {id} completed: retention {F(t.Metrics!.Retention)}, acquisition {F(t.Metrics.Acquisition)}";
+            else if (t.Status == TrialStatus.Failed && was?.Status != TrialStatus.Failed)
+                yield return $"trial {id} failed: {t.FailureReason}";
+            else if (t.Status == TrialStatus.Pending && was?.Status == TrialStatus.Running)
+                yield return $"trial {id} pending again (attempt {t.Attempt} ended on {was.Trainer}" + (t.FailureReason is { } why && t.FailedAttempts > was.FailedAttempts ? $": {why})" : ")");
+        }
+    }
+}

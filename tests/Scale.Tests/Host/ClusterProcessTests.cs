@@ -1,0 +1,221 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using Npgsql;
+using Scale.Tests.Model;
+using Scale.Tests.Persistence;
+using Xunit.Abstractions;
+
+namespace Scale.Tests.Host;
+
+/// <summary>A `scale` child process whose stdout lines can be awaited.</summary>
+internal sealed class NodeProcess : IDisposable
+{
+    private readonly List<string> lines = new();
+    private readonly List<(Func<string, bool> Match, TaskCompletionSource<string> Seen)> waiting = new();
+    private readonly Process process;
+
+    public NodeProcess(string name, params string[] arguments)
+    {
+        Name = name;
+        process = ScaleProcess.Start(OnLine, arguments);
+    }
+
+    public string Name { get; }
+    public int Id => process.Id;
+
+    private void OnLine(string line)
+    {
+        lock (lines)
+        {
+            lines.Add(line);
+            foreach (var w in waiting.Where(w => w.Match(line)).ToList())
+            {
+                waiting.Remove(w);
+                w.Seen.TrySetResult(line);
+            }
+        }
+    }
+
+    /// <summary>The first stdout line (already printed or still to come) that matches.</summary>
+    public string WaitFor(Func<string, bool> match, TimeSpan timeout, string what)
+    {
+        TaskCompletionSource<string> seen;
+        lock (lines)
+        {
+            if (lines.FirstOrDefault(match) is { } already) return already;
+            seen = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+            waiting.Add((match, seen));
+        }
+        var exited = process.WaitForExitAsync();
+        if (Task.WaitAny([seen.Task, exited], timeout) == 0) return seen.Task.Result;
+        throw new TimeoutException($"{Name}: no line for '{what}' within {timeout.TotalSeconds:0} s{(process.HasExited ? $" (exited {process.ExitCode})" : "")}:\n{Output}");
+    }
+
+    public int WaitForExit(TimeSpan timeout)
+    {
+        if (!process.WaitForExit(timeout)) throw new TimeoutException($"{Name} did not exit within {timeout.TotalSeconds:0} s:\n{Output}");
+        process.WaitForExit();   // the output's end
+        return process.ExitCode;
+    }
+
+    public string Output
+    {
+        get
+        {
+            lock (lines) return string.Join("\n", lines);
+        }
+    }
+
+    public void Kill() => process.Kill();   // SIGKILL, as a crash
+
+    public void Dispose()
+    {
+        if (!process.HasExited) process.Kill(entireProcessTree: true);
+        process.Dispose();
+    }
+}
+
+/// <summary>
+/// Real `scale seed`, `scale worker` and `scale run --cluster` processes on 127.0.0.1 with a PostgreSQL journal:
+/// a worker SIGKILLed mid-trial, and the seed hosting the coordinator SIGKILLed while a second seed is up. Each
+/// sweep must end with every trial completed exactly once (one completion event per trial in the journal) and with
+/// the same scores as a single-machine run of the same sweep.
+/// </summary>
+public sealed class ClusterProcessTests(PostgresServer postgres, ITestOutputHelper output) : IClassFixture<PostgresServer>
+{
+    private static readonly TimeSpan Start = TimeSpan.FromMinutes(3);
+    private static readonly TimeSpan Sweep = TimeSpan.FromMinutes(8);
+
+    /// <summary>The process tests' tiny sweep, with trials long enough (600 steps) to be killed in the middle of.</summary>
+    private static string SweepText(string name) => SweepProcessTests.TinySweepText
+        .Replace("name = recover", $"name = {name}").Replace("max-concurrent = 1", "max-concurrent = 2")
+        .Replace("steps = 60", "steps = 600").Replace("checkpoint-every = 5", "checkpoint-every = 20");
+
+    private static int FreePort()
+    {
+        var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        int port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        listener.Stop();
+        return port;
+    }
+
+    /// <summary>trial id → the scores that must not depend on where or how often a trial ran.</summary>
+    private static Dictionary<string, string> Scores(string csv)
+    {
+        var rows = csv.Split('\n', StringSplitOptions.RemoveEmptyEntries).SkipWhile(l => !l.StartsWith("trial,method,", StringComparison.Ordinal)).ToList();
+        Assert.NotEmpty(rows);
+        var header = rows[0].Split(',');
+        int Column(string name) => Array.IndexOf(header, name);
+        var result = new Dictionary<string, string>();
+        foreach (var cells in rows.Skip(1).Select(r => r.Split(',')).TakeWhile(c => c.Length == header.Length))
+        {
+            result[cells[0]] = string.Join(" ", new[] { "state", "retention", "acquisition", "forgetting", "final_loss" }.Select(c => cells[Column(c)]));
+        }
+        return result;
+    }
+
+    private Dictionary<string, string> SingleMachineRun(TempDirectory dir, string name)
+    {
+        var file = dir.Combine($"{name}-local.hocon");
+        File.WriteAllText(file, SweepText(name));
+        var run = ScaleProcess.Run("run", file, "--data-dir", dir.Combine("local"), "--threads", "1", "--http", "off", "--plain");
+        Assert.True(run.ExitCode == 0, run.Stderr + run.Stdout);
+        var results = ScaleProcess.Run("results", name, "--format", "csv", "--data-dir", dir.Combine("local"));
+        return Scores(results.Stdout);
+    }
+
+    private static long Count(string database, string sql)
+    {
+        using var connection = new NpgsqlConnection(database);
+        connection.Open();
+        using var command = new NpgsqlCommand(sql, connection);
+        return Convert.ToInt64(command.ExecuteScalar());
+    }
+
+    private static void EachTrialCompletedOnce(string database, string sweep, int trials)
+    {
+        Assert.Equal(trials, Count(database, $"SELECT count(*) FROM journal WHERE persistence_id = 'sweep-{sweep}' AND manifest = 'trial-completed.v1'"));
+        Assert.Equal(trials, Count(database,
+            $"SELECT count(DISTINCT convert_from(message, 'UTF8')::json->>'trial_id') FROM journal WHERE persistence_id = 'sweep-{sweep}' AND manifest = 'trial-completed.v1'"));
+    }
+
+    [Fact]
+    public void A_worker_killed_mid_trial_loses_nothing_its_trial_resumes_on_the_other_worker_and_the_scores_equal_a_single_machine_run()
+    {
+        using var dir = new TempDirectory();
+        var database = postgres.NewDatabase();
+        string shared = dir.Combine("shared"), seed = $"127.0.0.1:{FreePort()}";
+        var file = dir.Combine("workers.hocon");
+        File.WriteAllText(file, SweepText("workers"));
+
+        using var seedNode = new NodeProcess("seed", "seed", "--bind", seed, "--journal", database, "--data-dir", shared);
+        seedNode.WaitFor(l => l.StartsWith("Seed ", StringComparison.Ordinal) && l.Contains(" is up"), Start, "seed up");
+        using var w1 = new NodeProcess("worker-1", "worker", "--seeds", seed, "--data-dir", shared, "--threads", "1");
+        using var w2 = new NodeProcess("worker-2", "worker", "--seeds", seed, "--data-dir", shared, "--threads", "1");
+        var w1Address = Address(w1.WaitFor(l => l.StartsWith("Worker ", StringComparison.Ordinal), Start, "worker-1 up"));
+        var w2Address = Address(w2.WaitFor(l => l.StartsWith("Worker ", StringComparison.Ordinal), Start, "worker-2 up"));
+        using var client = new NodeProcess("run --cluster", "run", "--cluster", seed, file, "--plain");
+
+        // Kill whichever worker trains route, once route has a checkpoint at step 100 or later.
+        var running = client.WaitFor(l => l.Contains("trial route-", StringComparison.Ordinal) && l.Contains("running on", StringComparison.Ordinal), Sweep, "route running");
+        var (victim, survivor, survivorAddress) = running.Contains(w1Address) ? (w1, w2, w2Address) : (w2, w1, w1Address);
+        var routeId = running.Split(' ')[1];
+        client.WaitFor(l => l.StartsWith($"trial {routeId} checkpoint at step ", StringComparison.Ordinal)
+                            && int.Parse(l.Split(' ')[^1]) >= 100, Sweep, "route checkpoint ≥ 100");
+        victim.Kill();
+        var killed = Stopwatch.StartNew();
+        var resumed = client.WaitFor(l => l.StartsWith($"trial {routeId} running on {survivorAddress}", StringComparison.Ordinal), Sweep, "route resumed on the survivor");
+        output.WriteLine($"worker killed → route running again on the other worker after {killed.Elapsed.TotalSeconds:0.0} s (seen by the client's 2-s poll): {resumed}");
+        Assert.Contains("(attempt 2, resumes from step", resumed);
+
+        Assert.Equal(0, client.WaitForExit(Sweep));
+        var cluster = Scores(client.Output);
+        Assert.Equal(4, cluster.Count);
+        Assert.All(cluster.Values, s => Assert.StartsWith("completed ", s));
+        EachTrialCompletedOnce(database, "workers", 4);
+        Assert.Equal(1, Count(database, "SELECT count(*) FROM journal WHERE persistence_id = 'sweep-workers' AND manifest = 'trial-requeued.v1'"));
+        Assert.Equal(0, Count(database, "SELECT count(*) FROM journal WHERE persistence_id = 'sweep-workers' AND manifest IN ('trial-retrying.v1', 'trial-failed.v1')"));
+        Assert.Equal(SingleMachineRun(dir, "workers"), cluster);
+        Assert.Contains("Sweep workers: nothing left for this worker.", survivor.Output);
+    }
+
+    [Fact]
+    public void The_seed_hosting_the_coordinator_killed_mid_sweep_moves_it_to_the_second_seed_with_nothing_lost_or_duplicated()
+    {
+        using var dir = new TempDirectory();
+        var database = postgres.NewDatabase();
+        string shared = dir.Combine("shared"), seed1 = $"127.0.0.1:{FreePort()}", seed2 = $"127.0.0.1:{FreePort()}";
+        var seeds = $"{seed1},{seed2}";
+        var file = dir.Combine("failover.hocon");
+        File.WriteAllText(file, SweepText("failover"));
+
+        using var first = new NodeProcess("seed-1", "seed", "--bind", seed1, "--seeds", seeds, "--journal", database, "--data-dir", shared);
+        first.WaitFor(l => l.StartsWith("Seed ", StringComparison.Ordinal), Start, "seed-1 up");
+        using var second = new NodeProcess("seed-2", "seed", "--bind", seed2, "--seeds", seeds, "--journal", database, "--data-dir", shared);
+        second.WaitFor(l => l.StartsWith("Seed ", StringComparison.Ordinal), Start, "seed-2 up");
+        using var w1 = new NodeProcess("worker-1", "worker", "--seeds", seeds, "--data-dir", shared, "--threads", "1");
+        using var w2 = new NodeProcess("worker-2", "worker", "--seeds", seeds, "--data-dir", shared, "--threads", "1");
+        w1.WaitFor(l => l.StartsWith("Worker ", StringComparison.Ordinal), Start, "worker-1 up");
+        w2.WaitFor(l => l.StartsWith("Worker ", StringComparison.Ordinal), Start, "worker-2 up");
+        using var client = new NodeProcess("run --cluster", "run", "--cluster", seeds, file, "--plain");
+
+        // The first seed is the oldest member: it hosts the singleton. Kill it once a trained trial has checkpointed.
+        client.WaitFor(l => l.Contains(" checkpoint at step ", StringComparison.Ordinal) && int.Parse(l.Split(' ')[^1]) >= 100, Sweep, "a checkpoint at step ≥ 100");
+        first.Kill();
+        var killed = Stopwatch.StartNew();
+        Assert.Equal(0, client.WaitForExit(Sweep));
+        output.WriteLine($"seed-1 killed → sweep finished {killed.Elapsed.TotalSeconds:0.0} s later");
+        second.WaitFor(l => l.Contains("sweep manager: 1 sweep(s) recovered from the journal", StringComparison.Ordinal), TimeSpan.FromSeconds(5), "manager recovered on seed-2");
+
+        var cluster = Scores(client.Output);
+        Assert.Equal(4, cluster.Count);
+        Assert.All(cluster.Values, s => Assert.StartsWith("completed ", s));
+        EachTrialCompletedOnce(database, "failover", 4);
+        Assert.Equal(0, Count(database, "SELECT count(*) FROM journal WHERE persistence_id = 'sweep-failover' AND manifest IN ('trial-retrying.v1', 'trial-failed.v1')"));
+        Assert.Equal(SingleMachineRun(dir, "failover"), cluster);
+    }
+
+    private static string Address(string upLine) => upLine.Split(' ')[1];
+}
