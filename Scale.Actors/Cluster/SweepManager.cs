@@ -117,9 +117,7 @@ public sealed class SweepManager : ReceivePersistentActor, IWithTimers
     private IActorRef Coordinator(string sweepId)
     {
         if (coordinators.TryGetValue(sweepId, out var existing)) return existing;
-        var props = BackoffSupervisor.Props(Backoff.OnStop(SweepCoordinator.Props(sweepId), "coordinator",
-                                                           TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(30), 0.2, -1));
-        return coordinators[sweepId] = Context.ActorOf(props, $"sweep-{sweepId}");
+        return coordinators[sweepId] = Context.ActorOf(SweepCoordinator.Supervised(sweepId), $"sweep-{sweepId}");
     }
 
     /// <summary>Nodes that are members and not downed still run their trials (an unreachable node may come back until it is downed).</summary>

@@ -57,6 +57,17 @@ public sealed class SweepCoordinator : ReceivePersistentActor
     /// <summary>Snapshots are taken every <paramref name="snapshotEvery"/> events, so recovery replays at most that many.</summary>
     public static Props Props(string sweepId, int snapshotEvery = 100) => Akka.Actor.Props.Create(() => new SweepCoordinator(sweepId, snapshotEvery));
 
+    /// <summary>
+    /// The coordinator under a backoff supervisor, as a cluster runs it: when its database cannot be reached it stops
+    /// (Akka.Persistence stops a persistent actor whose write or recovery fails), hands out no work while it is down —
+    /// messages to it go unanswered, and trainers ask again — and is started again after 1 s, 2 s, 4 s … up to
+    /// <paramref name="maxBackoff"/>, recovering from the journal each time. A write that failed was not recorded,
+    /// and the trainer sends it again, so nothing is recorded twice.
+    /// </summary>
+    public static Props Supervised(string sweepId, TimeSpan? minBackoff = null, TimeSpan? maxBackoff = null)
+        => Akka.Pattern.BackoffSupervisor.Props(Akka.Pattern.Backoff.OnStop(Props(sweepId), "coordinator",
+            minBackoff ?? TimeSpan.FromSeconds(1), maxBackoff ?? TimeSpan.FromSeconds(30), 0.2, -1));
+
     private void Handle(ISweepCommand command)
     {
         IReadOnlyList<ISweepEvent> events;

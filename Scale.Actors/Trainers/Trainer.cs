@@ -48,6 +48,8 @@ public sealed class Trainer : ReceiveActor, IWithTimers
     private readonly Func<ISweepCommand, object> envelope;
     private readonly CancellationTokenSource stopping = new();
     private readonly Dictionary<string, (int Attempt, CancellationTokenSource Cancel)> running = new();
+    /// <summary>Trials that ended here whose end is not acknowledged yet: still ours, so they are named as running when asking for work.</summary>
+    private readonly HashSet<string> ending = new();
     private readonly ILoggingAdapter log = Context.GetLogger();
     private bool asking;
     private long resends;
@@ -102,7 +104,7 @@ public sealed class Trainer : ReceiveActor, IWithTimers
     {
         if (asking || running.Count >= slots) return;
         asking = true;
-        coordinator.Ask<object>(envelope(new RequestWork(trainerId, slots) { Running = running.Keys.ToList() }), replyTimeout)
+        coordinator.Ask<object>(envelope(new RequestWork(trainerId, slots) { Running = running.Keys.Concat(ending).Distinct().ToList() }), replyTimeout)
             .PipeTo(Self, success: answer => new WorkAnswer(answer), failure: e => new WorkAnswer(new Status.Failure(e)));
     }
 
@@ -160,6 +162,7 @@ public sealed class Trainer : ReceiveActor, IWithTimers
     private void End(string trialId, ISweepCommand report)
     {
         running.Remove(trialId);
+        ending.Add(trialId);
         Send(report, 0);
         Self.Tell(AskForWork.Instance);
     }
@@ -170,6 +173,7 @@ public sealed class Trainer : ReceiveActor, IWithTimers
 
     private void OnAnswer(ISweepCommand report, object answer)
     {
+        if (report is ReportCompleted or ReportFailed) ending.Remove(TrialOf(report));
         switch (answer)
         {
             case AttemptSuperseded s when running.TryGetValue(s.TrialId, out var r) && r.Attempt == s.Attempt:

@@ -82,6 +82,52 @@ public abstract class SweepCoordinatorContract(Config persistence, string name)
     }
 
     [Fact]
+    public void A_report_of_a_superseded_attempt_is_answered_as_such_and_not_recorded()
+    {
+        var coordinator = Sys.ActorOf(SweepCoordinator.Props("stale"));
+        coordinator.Tell(new StartSweep("stale", [Trial("t1")], MaxConcurrent: 1, RetryBudget: 1), TestActor);
+        ExpectMsg<Accepted>();
+        coordinator.Tell(new RequestWork("node-a/cpu"), TestActor);
+        ExpectMsg<WorkGranted>(w => Assert.Equal(1, w.Attempt));
+        coordinator.Tell(new RequeueLostNodes(["node-b"]), TestActor);   // node-a is gone: t1 is pending again
+        ExpectMsg<Accepted>(a => Assert.Equal(1, a.EventsPersisted));
+        coordinator.Tell(new RequestWork("node-b/cpu"), TestActor);
+        ExpectMsg<WorkGranted>(w => Assert.Equal(2, w.Attempt));
+
+        coordinator.Tell(new ReportCheckpoint("t1", 1, 10, "/c/old"), TestActor);
+        ExpectMsg<AttemptSuperseded>(s => Assert.Equal(("t1", 1), (s.TrialId, s.Attempt)));
+        coordinator.Tell(new ReportCompleted("t1", 1, new TrialMetrics(1, 1, 0)), TestActor);
+        ExpectMsg<AttemptSuperseded>();
+        coordinator.Tell(new ReportCompleted("t1", 2, new TrialMetrics(0.5, 0.5, 0.1)), TestActor);
+        ExpectMsg<Accepted>(a => Assert.Equal(1, a.EventsPersisted));
+        coordinator.Tell(new ReportCompleted("t1", 2, new TrialMetrics(0.5, 0.5, 0.1)), TestActor);   // sent again: recorded once
+        ExpectMsg<AttemptSuperseded>();
+        coordinator.Tell(GetSweepState.Instance, TestActor);
+        var state = ExpectMsg<SweepState>();
+
+        Assert.Equal(TrialStatus.Completed, state.Trials["t1"].Status);
+        Assert.Equal(0.5, state.Trials["t1"].Metrics!.Retention);
+        Assert.Null(state.Trials["t1"].LastCheckpoint);
+    }
+
+    [Fact]
+    public void A_grant_whose_answer_was_lost_is_pending_again_when_its_trainer_asks_without_it()
+    {
+        var coordinator = Sys.ActorOf(SweepCoordinator.Props("lost-grant"));
+        coordinator.Tell(new StartSweep("lost-grant", [Trial("t1"), Trial("t2")], MaxConcurrent: 1, RetryBudget: 1), TestActor);
+        ExpectMsg<Accepted>();
+        coordinator.Tell(new RequestWork("w1") { Running = [] }, TestActor);
+        ExpectMsg<WorkGranted>(w => Assert.Equal(("t1", 1), (w.Trial.Id, w.Attempt)));   // suppose this answer never reached w1
+
+        coordinator.Tell(new RequestWork("w1") { Running = [] }, TestActor);
+        var again = ExpectMsg<WorkGranted>();
+        coordinator.Tell(new RequestWork("w1") { Running = ["t1"] }, TestActor);
+        ExpectMsg<NoWorkAvailable>(n => Assert.False(n.SweepFinished));   // max-concurrent 1: t2 waits
+
+        Assert.Equal(("t1", 2), (again.Trial.Id, again.Attempt));
+    }
+
+    [Fact]
     public void An_impossible_sweep_is_refused_without_persisting_anything()
     {
         var coordinator = Sys.ActorOf(SweepCoordinator.Props("bad"));

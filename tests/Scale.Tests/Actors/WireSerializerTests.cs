@@ -1,0 +1,91 @@
+using Akka.Actor;
+using Scale.Actors.Cluster;
+using Scale.Actors.Sweeps;
+
+namespace Scale.Tests.Actors;
+
+public sealed class WireSerializerTests : Akka.TestKit.Xunit2.TestKit
+{
+    private static readonly TrialSpec Spec = new("route-1", "route", new Dictionary<string, string> { ["lr"] = "1e-3", ["router_hard"] = "true" });
+    private static readonly TrialMetrics Metrics = new(0.5, 0.25, 0.125)
+    {
+        FinalLoss = 1.5, TrainableParameters = 1234, TokensPerSecond = 99.5,
+        RetentionByAttribute = new Dictionary<string, double> { ["city"] = 0.75 },
+    };
+
+    private object RoundTrip(object message)
+    {
+        var serializer = new WireSerializer((ExtendedActorSystem)Sys);
+        var manifest = serializer.Manifest(message);
+        Assert.DoesNotContain("Scale.", manifest);   // a stable name, never a CLR type name
+        return serializer.FromBinary(serializer.ToBinary(message), manifest);
+    }
+
+    public static TheoryData<object> Messages() => new()
+    {
+        new StartSweep("s", [Spec], 2, 1) { Fingerprint = "abc" },
+        new RequestWork("akka.tcp://scale@127.0.0.1:1/cpu", 2) { Running = ["t1"] },
+        new ReportCheckpoint("t1", 2, 50, "/shared/t1/step-50"),
+        new ReportFailed("t1", 1, "boom"),
+        new RequeueLostNodes(["akka.tcp://scale@127.0.0.1:1"]),
+        new NoWorkAvailable(true),
+        new Accepted(3),
+        new AttemptSuperseded("t1", 1),
+        new SubmitSweep("s", "{\"Name\":\"s\"}"),
+        new SweepList([new SubmittedSweep("s", "{}")]),
+    };
+
+    [Theory]
+    [MemberData(nameof(Messages))]
+    public void Plain_messages_come_back_equal(object message)
+    {
+        var back = RoundTrip(message);
+        Assert.Equal(message.GetType(), back.GetType());
+        Assert.Equal(System.Text.Json.JsonSerializer.Serialize(message, message.GetType()), System.Text.Json.JsonSerializer.Serialize(back, back.GetType()));
+    }
+
+    [Fact]
+    public void Nested_trials_metrics_and_states_come_back_whole()
+    {
+        var granted = (WorkGranted)RoundTrip(new WorkGranted(Spec, 2, new CheckpointRef(50, "/c")));
+        var routed = (ToSweep)RoundTrip(new ToSweep("s", new ReportCompleted("t1", 2, Metrics)));
+        var state = SweepState.Empty.Apply(new SweepStarted("s", [Spec], 1, 2) { Fingerprint = "f" }).Apply(new TrialStarted("route-1", 1, "w"));
+        var stateBack = (SweepState)RoundTrip(state);
+
+        Assert.Equal(Spec.Parameters, granted.Trial.Parameters);
+        Assert.Equal(new CheckpointRef(50, "/c"), granted.Checkpoint);
+        var report = Assert.IsType<ReportCompleted>(routed.Message);
+        Assert.Equal(1.5, report.Metrics.FinalLoss);
+        Assert.Equal(0.75, report.Metrics.RetentionByAttribute!["city"]);
+        Assert.Same(GetSweepState.Instance, ((ToSweep)RoundTrip(new ToSweep("s", GetSweepState.Instance))).Message);
+        Assert.Equal(state.Trials["route-1"], stateBack.Trials["route-1"] with { Spec = state.Trials["route-1"].Spec });
+        Assert.Equal("f", stateBack.Fingerprint);
+        Assert.Equal(TrialStatus.Running, stateBack.Trials["route-1"].Status);
+    }
+
+    [Fact]
+    public void An_unknown_manifest_is_a_clear_error()
+    {
+        var serializer = new WireSerializer((ExtendedActorSystem)Sys);
+        var error = Assert.Throws<System.Runtime.Serialization.SerializationException>(() => serializer.FromBinary("{}"u8.ToArray(), "from-the-future.v9"));
+        Assert.Contains("from-the-future.v9", error.Message);
+    }
+
+    [Theory]
+    [InlineData("quickstart")]
+    [InlineData("route-search")]
+    public void A_resolved_sweep_definition_survives_json_with_the_same_fingerprint_and_trials(string builtIn)
+    {
+        var sweep = SweepFiles.Load(builtIn);
+        var back = SweepDefinitionJson.Read(SweepDefinitionJson.Write(sweep));
+
+        Assert.Equal(sweep.Fingerprint, back.Fingerprint);
+        Assert.Equal(sweep.Trials.Select(t => t.Id), back.Trials.Select(t => t.Id));
+        Assert.Equal(sweep.CheckpointEvery, back.CheckpointEvery);
+        Assert.Equal(System.Text.Json.JsonSerializer.Serialize(sweep.PlanFor(sweep.Trials[^1])), System.Text.Json.JsonSerializer.Serialize(back.PlanFor(back.Trials[^1])));
+    }
+
+    [Fact]
+    public void A_damaged_definition_is_refused_with_a_reason()
+        => Assert.Contains("not a sweep definition", Assert.Throws<ArgumentException>(() => SweepDefinitionJson.Read("{\"Name\": 3")).Message);
+}
