@@ -62,7 +62,7 @@ public sealed record ClusterConfig(string Host, int Port, IReadOnlyList<string> 
                         path = {{Quote(Path.GetFullPath(Tls.CertificatePath))}}
                         password = {{Quote(Tls.Password ?? "")}}
                         use-thumbprint-over-file = false
-                        flags = [ "default-flag-set" ]
+                        flags = [ "default-key-set" ]
                       }
                     }
             """;

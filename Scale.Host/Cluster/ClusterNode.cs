@@ -79,7 +79,17 @@ internal sealed class ClusterNode : IAsyncDisposable
                 if (seed) ClusterClientReceptionist.Get(system).RegisterService(proxy);
             }));
         var host = builder.Build();
-        await host.StartAsync(cancellation);
+        try
+        {
+            await host.StartAsync(cancellation);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            host.Dispose();
+            var cause = e;
+            while (cause.InnerException is not null) cause = cause.InnerException;
+            throw new Commands.CommandFailedException($"could not start this node on {cluster.Host}:{cluster.Port}: {cause.Message}", e);
+        }
         var node = new ClusterNode(host);
         var up = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         Akka.Cluster.Cluster.Get(node.System).RegisterOnMemberUp(() => up.TrySetResult());
@@ -136,7 +146,17 @@ internal sealed class ClusterClientConnection : IAsyncDisposable
             akka.coordinated-shutdown.run-by-clr-shutdown-hook = off
             akka.cluster.client.reconnect-timeout = off
             """).WithFallback(cluster.ToConfig()).WithFallback(ClusterClientReceptionist.DefaultConfig());
-        var system = ActorSystem.Create(ClusterConfig.SystemName, config);
+        ActorSystem system;
+        try
+        {
+            system = ActorSystem.Create(ClusterConfig.SystemName, config);
+        }
+        catch (Exception e)
+        {
+            var cause = e;
+            while (cause.InnerException is not null) cause = cause.InnerException;
+            throw new Commands.CommandFailedException($"could not start the cluster client: {cause.Message}", e);
+        }
         var contacts = seeds.Select(s => ActorPath.Parse(ClusterConfig.SeedAddress(s, tls is not null) + "/system/receptionist")).ToImmutableHashSet();
         var client = system.ActorOf(ClusterClient.Props(ClusterClientSettings.Create(system).WithInitialContacts(contacts)), "client");
         return new ClusterClientConnection(system, client);

@@ -11,7 +11,7 @@ namespace Scale.Host.Cluster;
 /// </summary>
 internal static class ClusterRun
 {
-    private static readonly TimeSpan AskTimeout = TimeSpan.FromSeconds(20);
+    private static readonly TimeSpan AskTimeout = TimeSpan.FromSeconds(10);
 
     public static IReadOnlyList<string> Seeds(string seeds)
     {
@@ -19,9 +19,10 @@ internal static class ClusterRun
         return list.Count > 0 ? list : throw new ArgumentException("--cluster needs the address of at least one seed (host:port).");
     }
 
-    public static async Task<int> SubmitAndFollow(SweepDefinition sweep, IReadOnlyList<string> seeds, string bindHost, bool plain, CancellationToken cancellation)
+    public static async Task<int> SubmitAndFollow(SweepDefinition sweep, IReadOnlyList<string> seeds, string bindHost, Actors.Cluster.RemotingTls? tls,
+                                                  bool plain, CancellationToken cancellation)
     {
-        await using var connection = ClusterClientConnection.Connect(seeds, bindHost, tls: null);
+        await using var connection = ClusterClientConnection.Connect(seeds, bindHost, tls);
         object answer;
         try
         {
@@ -75,9 +76,9 @@ internal static class ClusterRun
         return 130;
     }
 
-    public static async Task<int> Status(string? sweepName, IReadOnlyList<string> seeds, string bindHost, CancellationToken cancellation)
+    public static async Task<int> Status(string? sweepName, IReadOnlyList<string> seeds, string bindHost, Actors.Cluster.RemotingTls? tls, CancellationToken cancellation)
     {
-        await using var connection = ClusterClientConnection.Connect(seeds, bindHost, tls: null);
+        await using var connection = ClusterClientConnection.Connect(seeds, bindHost, tls);
         var list = (SweepList)await Retry(() => connection.AskAsync(GetSweeps.Instance, AskTimeout, cancellation), seeds, cancellation);
         var names = sweepName is null ? list.Sweeps.Select(s => s.SweepId).ToList() : [sweepName];
         if (names.Count == 0) Console.WriteLine("No sweeps were submitted to this cluster.");
@@ -104,13 +105,13 @@ internal static class ClusterRun
             {
                 return await ask();
             }
-            catch (Exception e) when (e is Akka.Actor.AskTimeoutException or TimeoutException && attempt < 4)
+            catch (Exception e) when (e is Akka.Actor.AskTimeoutException or TimeoutException && attempt < 3)
             {
                 Console.WriteLine($"(no answer from {string.Join(", ", seeds)} yet; trying again)");
             }
             catch (Exception e) when (e is Akka.Actor.AskTimeoutException or TimeoutException)
             {
-                throw new Commands.CommandFailedException($"no answer from the cluster's seeds {string.Join(", ", seeds)}: is a seed running there?", e, 3);
+                throw new Commands.CommandFailedException($"no answer from the cluster's seeds {string.Join(", ", seeds)}: is a seed running there, and does the cluster use TLS (then give --tls-certificate)?", e, 3);
             }
             cancellation.ThrowIfCancellationRequested();
         }

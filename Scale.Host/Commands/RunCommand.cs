@@ -41,6 +41,21 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
 
         [CommandOption("--cluster <SEEDS>"), Description("Submit the sweep to a running cluster through these seeds (host:port, comma-separated) and follow it, instead of running it here.")]
         public string? Cluster { get; init; }
+        [CommandOption("--tls-certificate <PFX>"), Description("With --cluster: the PKCS#12 certificate for TLS remoting, when the cluster uses TLS.")]
+        public string? TlsCertificate { get; init; }
+
+        [CommandOption("--tls-password <PASSWORD>"), Description("The certificate's password (or SCALE_TLS_PASSWORD).")]
+        public string? TlsPassword { get; init; }
+
+        [CommandOption("--tls-insecure"), Description("Accept any certificate (self-signed, for tests only).")]
+        public bool TlsInsecure { get; init; }
+
+        public Scale.Actors.Cluster.RemotingTls? Tls()
+        {
+            if (TlsCertificate is null) return null;
+            if (!File.Exists(TlsCertificate)) throw new ArgumentException($"--tls-certificate: no file {TlsCertificate}.");
+            return new(TlsCertificate, TlsPassword ?? Environment.GetEnvironmentVariable("SCALE_TLS_PASSWORD"), TlsInsecure);
+        }
     }
 
     public override async Task<int> ExecuteAsync(CommandContext context, Settings settings, CancellationToken cancellation)
@@ -48,6 +63,11 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
         try
         {
             return await Run(settings, cancellation);
+        }
+        catch (Exception e) when (e is not (ArgumentException or CommandFailedException or OperationCanceledException) && settings.Cluster is not null)
+        {
+            throw new CommandFailedException($"following the sweep on the cluster stopped: {e.GetType().Name}: {e.Message}\n" +
+                                             $"The sweep itself goes on in the cluster; `scale run --cluster {settings.Cluster} {settings.Sweep}` follows it again.", e);
         }
         catch (Exception e) when (e is not (ArgumentException or CommandFailedException or OperationCanceledException))
         {
@@ -63,7 +83,7 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
         if (settings.Cluster is { } seeds)
         {
             using var follow = Commands.NodeSettings.OnSignal(cancellation);
-            return await Cluster.ClusterRun.SubmitAndFollow(SweepFiles.Load(settings.Sweep), Cluster.ClusterRun.Seeds(seeds), "127.0.0.1",
+            return await Cluster.ClusterRun.SubmitAndFollow(SweepFiles.Load(settings.Sweep), Cluster.ClusterRun.Seeds(seeds), "127.0.0.1", settings.Tls(),
                                                            settings.Plain || Console.IsOutputRedirected, follow.Token);
         }
         Devices.PreferPassiveWaiting();   // before libtorch loads

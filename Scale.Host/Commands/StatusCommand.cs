@@ -19,11 +19,26 @@ internal sealed class StatusCommand : AsyncCommand<StatusCommand.Settings>
 
         [CommandOption("--cluster <SEEDS>"), Description("Ask a running cluster through these seeds (host:port, comma-separated) instead of the data directory's journal.")]
         public string? Cluster { get; init; }
+        [CommandOption("--tls-certificate <PFX>"), Description("With --cluster: the PKCS#12 certificate for TLS remoting, when the cluster uses TLS.")]
+        public string? TlsCertificate { get; init; }
+
+        [CommandOption("--tls-password <PASSWORD>"), Description("The certificate's password (or SCALE_TLS_PASSWORD).")]
+        public string? TlsPassword { get; init; }
+
+        [CommandOption("--tls-insecure"), Description("Accept any certificate (self-signed, for tests only).")]
+        public bool TlsInsecure { get; init; }
+
+        public Scale.Actors.Cluster.RemotingTls? Tls()
+        {
+            if (TlsCertificate is null) return null;
+            if (!File.Exists(TlsCertificate)) throw new ArgumentException($"--tls-certificate: no file {TlsCertificate}.");
+            return new(TlsCertificate, TlsPassword ?? Environment.GetEnvironmentVariable("SCALE_TLS_PASSWORD"), TlsInsecure);
+        }
     }
 
     public override async Task<int> ExecuteAsync(CommandContext context, Settings settings, CancellationToken cancellation)
     {
-        if (settings.Cluster is { } seeds) return await Cluster.ClusterRun.Status(settings.Sweep, Cluster.ClusterRun.Seeds(seeds), "127.0.0.1", cancellation);
+        if (settings.Cluster is { } seeds) return await Cluster.ClusterRun.Status(settings.Sweep, Cluster.ClusterRun.Seeds(seeds), "127.0.0.1", settings.Tls(), cancellation);
         var names = settings.Sweep is { } one ? [one] : KnownSweeps(settings.DataDir);
         if (names.Count == 0)
         {

@@ -217,5 +217,36 @@ public sealed class ClusterProcessTests(PostgresServer postgres, ITestOutputHelp
         Assert.Equal(SingleMachineRun(dir, "failover"), cluster);
     }
 
+    [Fact]
+    public void With_tls_the_nodes_and_the_client_speak_only_tls_and_a_plain_client_is_refused_with_a_hint()
+    {
+        using var dir = new TempDirectory();
+        var certificate = dir.Combine("node.pfx");
+        using (var rsa = System.Security.Cryptography.RSA.Create(2048))
+        {
+            var request = new System.Security.Cryptography.X509Certificates.CertificateRequest(
+                "CN=127.0.0.1", rsa, System.Security.Cryptography.HashAlgorithmName.SHA256, System.Security.Cryptography.RSASignaturePadding.Pkcs1);
+            using var self = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(2));
+            File.WriteAllBytes(certificate, self.Export(System.Security.Cryptography.X509Certificates.X509ContentType.Pfx, "secret"));
+        }
+        string[] tls = ["--tls-certificate", certificate, "--tls-password", "secret", "--tls-insecure"];
+        string shared = dir.Combine("shared"), seed = $"127.0.0.1:{FreePort()}";
+        var file = dir.Combine("tls.hocon");
+        File.WriteAllText(file, SweepProcessTests.TinySweepText.Replace("name = recover", "name = tls"));
+
+        using var seedNode = new NodeProcess("seed", ["seed", "--bind", seed, "--data-dir", shared, .. tls]);
+        var up = seedNode.WaitFor(l => l.StartsWith("Seed ", StringComparison.Ordinal), Start, "seed up");
+        using var worker = new NodeProcess("worker", ["worker", "--seeds", seed, "--data-dir", shared, "--threads", "1", .. tls]);
+        worker.WaitFor(l => l.StartsWith("Worker ", StringComparison.Ordinal), Start, "worker up");
+        using var client = new NodeProcess("run --cluster", ["run", "--cluster", seed, file, "--plain", .. tls]);
+        Assert.Equal(0, client.WaitForExit(Sweep));
+        var plain = ScaleProcess.Run("status", "--cluster", seed);
+
+        Assert.StartsWith("Seed akka.ssl.tcp://scale@127.0.0.1:", up);
+        Assert.Contains("Sweep tls: 4 trials: 4 completed", client.Output);
+        Assert.Equal(3, plain.ExitCode);
+        Assert.Contains("does the cluster use TLS", plain.Stderr);
+    }
+
     private static string Address(string upLine) => upLine.Split(' ')[1];
 }
