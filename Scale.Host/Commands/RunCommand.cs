@@ -41,6 +41,9 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
 
         [CommandOption("--cluster <SEEDS>"), Description("Submit the sweep to a running cluster through these seeds (host:port, comma-separated) and follow it, instead of running it here.")]
         public string? Cluster { get; init; }
+
+        [CommandOption("--client-host <HOST>"), Description("With --cluster: the address the cluster reaches this client at (default 127.0.0.1; in a container, its own address)."), DefaultValue("127.0.0.1")]
+        public string ClientHost { get; init; } = "127.0.0.1";
         [CommandOption("--tls-certificate <PFX>"), Description("With --cluster: the PKCS#12 certificate for TLS remoting, when the cluster uses TLS.")]
         public string? TlsCertificate { get; init; }
 
@@ -83,7 +86,7 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
         if (settings.Cluster is { } seeds)
         {
             using var follow = Commands.NodeSettings.OnSignal(cancellation);
-            return await Cluster.ClusterRun.SubmitAndFollow(SweepFiles.Load(settings.Sweep), Cluster.ClusterRun.Seeds(seeds), "127.0.0.1", settings.Tls(),
+            return await Cluster.ClusterRun.SubmitAndFollow(SweepFiles.Load(settings.Sweep), Cluster.ClusterRun.Seeds(seeds), settings.ClientHost, settings.Tls(),
                                                            settings.Plain || Console.IsOutputRedirected, follow.Token);
         }
         Devices.PreferPassiveWaiting();   // before libtorch loads

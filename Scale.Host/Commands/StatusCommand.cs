@@ -19,6 +19,9 @@ internal sealed class StatusCommand : AsyncCommand<StatusCommand.Settings>
 
         [CommandOption("--cluster <SEEDS>"), Description("Ask a running cluster through these seeds (host:port, comma-separated) instead of the data directory's journal.")]
         public string? Cluster { get; init; }
+
+        [CommandOption("--client-host <HOST>"), Description("With --cluster: the address the cluster reaches this client at (default 127.0.0.1; in a container, its own address)."), DefaultValue("127.0.0.1")]
+        public string ClientHost { get; init; } = "127.0.0.1";
         [CommandOption("--tls-certificate <PFX>"), Description("With --cluster: the PKCS#12 certificate for TLS remoting, when the cluster uses TLS.")]
         public string? TlsCertificate { get; init; }
 
@@ -38,7 +41,7 @@ internal sealed class StatusCommand : AsyncCommand<StatusCommand.Settings>
 
     public override async Task<int> ExecuteAsync(CommandContext context, Settings settings, CancellationToken cancellation)
     {
-        if (settings.Cluster is { } seeds) return await Cluster.ClusterRun.Status(settings.Sweep, Cluster.ClusterRun.Seeds(seeds), "127.0.0.1", settings.Tls(), cancellation);
+        if (settings.Cluster is { } seeds) return await Cluster.ClusterRun.Status(settings.Sweep, Cluster.ClusterRun.Seeds(seeds), settings.ClientHost, settings.Tls(), cancellation);
         var names = settings.Sweep is { } one ? [one] : KnownSweeps(settings.DataDir);
         if (names.Count == 0)
         {
