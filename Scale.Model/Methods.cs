@@ -27,7 +27,7 @@ public sealed record MethodSpec
         "full" or "fft" => new() { Kind = MethodKind.Full },
         "preserve" => new() { Kind = MethodKind.Preserve, Expansion = ExpansionSpec.Preserve(headsUp, ffnUp) },
         "adapt" => new() { Kind = MethodKind.Adapt, Expansion = ExpansionSpec.Adapt(headsUp, ffnUp) },
-        "route" => new() { Kind = MethodKind.Route, Expansion = ExpansionSpec.Route(headsUp, ffnUp) },
+        "route" => new() { Kind = MethodKind.Route, Expansion = ExpansionSpec.Route(headsUp, ffnUp), GroupLearningRates = new RouterSpec().GroupLearningRates() },
         "depth" => new() { Kind = MethodKind.Depth },
         "lora" => new() { Kind = MethodKind.Lora, Lora = new LoraSpec() },
         _ => throw new ArgumentException($"Unknown method '{name}'; choose from {string.Join(", ", PresetNames)}."),
@@ -39,7 +39,11 @@ public sealed record MethodSpec
         {
             "depth" => new MethodSpec { Kind = MethodKind.Depth, DepthEvery = depthEvery },
             "lora" => new MethodSpec { Kind = MethodKind.Lora, Lora = lora },
-            "route" => new MethodSpec { Kind = MethodKind.Route, Expansion = ExpansionSpec.Route(headsUp, ffnUp, router) },
+            "route" => new MethodSpec
+            {
+                Kind = MethodKind.Route, Expansion = ExpansionSpec.Route(headsUp, ffnUp, router),
+                GroupLearningRates = (router ?? new RouterSpec()).GroupLearningRates(),
+            },
             _ => Preset(name, headsUp, ffnUp),
         };
 

@@ -35,8 +35,11 @@ public static class ExperimentFiles
         ["continual"] = ["steps", "batch", "sequence-length", "learning-rate", "warmup", "evaluate-every"],
         ["scale"] = ["heads-up", "ffn-up", "depth-every"],
         ["lora"] = ["rank", "alpha", "targets"],
-        ["route"] = ["penalty", "init-bias", "input", "gates", "hard"],
+        ["route"] = ["penalty", "init-bias", "input", "gates", "hard", "lr-expansion", "lr-router"],
     };
+
+    /// <summary>Route's defaults, for keys an experiment file leaves out.</summary>
+    private static readonly RouterSpec Route = new();
 
     public static ExperimentSpec Parse(string text, string source)
     {
@@ -134,9 +137,11 @@ public static class ExperimentFiles
                 },
                 Router = new RouterSpec
                 {
-                    Penalty = Double("route.penalty", 0.01), InitBias = Double("route.init-bias", 0),
-                    Input = Choice("route.input", RouterInput.Hidden), Gates = Choice("route.gates", GatePlacement.Both),
-                    Hard = Get("route.hard", p => c.GetBoolean(p), false),
+                    Penalty = Double("route.penalty", Route.Penalty), InitBias = Double("route.init-bias", Route.InitBias),
+                    Input = Choice("route.input", Route.Input), Gates = Choice("route.gates", Route.Gates),
+                    Hard = Get("route.hard", p => c.GetBoolean(p), Route.Hard),
+                    ExpansionLearningRate = Double("route.lr-expansion", Route.ExpansionLearningRate),
+                    RouterLearningRate = Double("route.lr-router", Route.RouterLearningRate),
                 },
             }.Validate(requireFolders: false);
         }

@@ -62,23 +62,41 @@ public enum GatePlacement { Blocks, Head, Both }
 /// <summary>SCALE-Route's router: a gate g = sigmoid(w·norm(x) + b) per token.</summary>
 public sealed record RouterSpec
 {
+    // The defaults are the configuration the Route search selected on the validation pair by its rule fixed in
+    // advance (docs/route-search.md, trial route-c59790318a, values rounded to three digits).
+
     /// <summary>
     /// What the routers read. Confidence is two features of the frozen base's own prediction at the token —
     /// the entropy of its next-token distribution (divided by log V) and its top probability — from a
     /// forward pass of the base without autograd (one base forward's cost more per step).
     /// </summary>
-    public RouterInput Input { get; init; } = RouterInput.Hidden;
+    public RouterInput Input { get; init; } = RouterInput.Confidence;
 
     public GatePlacement Gates { get; init; } = GatePlacement.Both;
 
     /// <summary>Straight-through hard gates: the forward pass uses g ≥ 0.5 as 0 or 1, the gradient is the sigmoid's.</summary>
-    public bool Hard { get; init; }
+    public bool Hard { get; init; } = true;
 
     /// <summary>λ of the penalty λ·mean(g) that prefers preservation unless adaptation pays.</summary>
-    public double Penalty { get; init; } = 0.01;
+    public double Penalty { get; init; } = 0.0017;
 
     /// <summary>Initial bias b; 0 starts every gate at 0.5.</summary>
-    public double InitBias { get; init; }
+    public double InitBias { get; init; } = -1.53;
+
+    /// <summary>Route's learning-rate multiplier for the new blocks (W21, W22, E_u, H_u, new norms).</summary>
+    public double ExpansionLearningRate { get; init; } = 2.06;
+
+    /// <summary>Route's learning-rate multiplier for the routers.</summary>
+    public double RouterLearningRate { get; init; } = 13.8;
+
+    /// <summary>The multipliers as parameter-group learning rates (groups at 1 are left out).</summary>
+    public IReadOnlyDictionary<string, double> GroupLearningRates()
+    {
+        var groups = new Dictionary<string, double>();
+        if (ExpansionLearningRate != 1) groups["expansion"] = ExpansionLearningRate;
+        if (RouterLearningRate != 1) groups["router"] = RouterLearningRate;
+        return groups;
+    }
 }
 
 /// <summary>
@@ -153,6 +171,8 @@ public sealed record ExpansionSpec
             throw new ArgumentException($"Invalid SCALE expansion: init_scale must be a positive number, got {InitScale}.");
         if (Router is { } r && (!(r.Penalty >= 0) || double.IsInfinity(r.Penalty)))
             throw new ArgumentException($"Invalid SCALE expansion: router penalty λ must be zero or more, got {r.Penalty}.");
+        if (Router is { } lr && !(lr.ExpansionLearningRate > 0 && lr.RouterLearningRate > 0 && double.IsFinite(lr.ExpansionLearningRate) && double.IsFinite(lr.RouterLearningRate)))
+            throw new ArgumentException($"Invalid SCALE expansion: Route's learning-rate multipliers must be positive, got {lr.ExpansionLearningRate} and {lr.RouterLearningRate}.");
         foreach (var rule in Train)
         {
             foreach (var module in rule.Modules ?? [])

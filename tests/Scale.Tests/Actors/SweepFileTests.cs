@@ -130,6 +130,31 @@ public class SweepFileTests
         Assert.Contains("No experiment 'nope'", Assert.Throws<ArgumentException>(() => SweepFiles.Parse("sweep { name = a\nexperiment = nope\nmethods = [full] }", "f", ".")).Message);
         Assert.Contains("must be lower-case", Assert.Throws<ArgumentException>(() => SweepFiles.Parse("sweep { name = \"A b\"\nexperiment = bio\nmethods = [full] }", "f", ".")).Message);
     }
+
+    [Fact]
+    public void The_reported_experiments_use_routes_chosen_defaults_and_the_search_keeps_the_route_it_ran_with()
+    {
+        var search = SweepFiles.Load("route-search");
+        var lastLayers = search.Trials.First(t => t.Parameters.ContainsKey("w12_last"));   // sets no router learning rate of its own
+        var plan = search.PlanFor(lastLayers);
+
+        foreach (var name in new[] { "bio", "bio-ko" }) Assert.Equal(new RouterSpec(), ExperimentFiles.Load(name).Router);
+        Assert.Equal(new RouterSpec().GroupLearningRates(), ExperimentFiles.Load("bio").MethodFor("route").GroupLearningRates);
+        Assert.Equal(RouterInput.Hidden, ExperimentFiles.Load("bio-validation").Router.Input);
+        Assert.False(plan.GroupLearningRates.ContainsKey("router"));
+        Assert.False(plan.Method.Expansion!.Router!.Hard);
+    }
+
+    [Fact]
+    public void Routes_learning_rate_multipliers_are_experiment_keys_and_must_be_positive()
+    {
+        var spec = ExperimentFiles.Parse("experiment { route { lr-expansion = 3, lr-router = 0.5 } }", "test");
+        var bad = ExperimentFiles.Parse("experiment { route { lr-router = 0 } }", "bad.hocon");
+        var error = Assert.Throws<ArgumentException>(() => bad.MethodFor("route").Expansion!.Validate(bad.Model with { VocabSize = 64 }));
+
+        Assert.Equal(new Dictionary<string, double> { ["expansion"] = 3, ["router"] = 0.5 }, spec.MethodFor("route").GroupLearningRates);
+        Assert.Contains("learning-rate multipliers must be positive", error.Message);
+    }
 }
 
 public class ImportedBaseSweepTests

@@ -37,7 +37,7 @@ public class RouteKnobTests
         int routers = gates switch { GatePlacement.Blocks => Tiny.Mha.NumLayers, GatePlacement.Head => 1, _ => Tiny.Mha.NumLayers + 1 };
         Assert.Equal(routers, route.GateValues(tokens).Count);
         long perRouter = 1 + (input is RouterInput.Hidden or RouterInput.Both ? Tiny.Mha.HiddenSize : 0) + (input is RouterInput.Confidence or RouterInput.Both ? 2 : 0);
-        long expansionOnly = Route(baseModel, new RouterSpec { Gates = GatePlacement.Both }).TrainableParameterCount() - (Tiny.Mha.NumLayers + 1) * (1L + Tiny.Mha.HiddenSize);
+        long expansionOnly = Route(baseModel, new RouterSpec { Gates = GatePlacement.Both, Input = RouterInput.Hidden }).TrainableParameterCount() - (Tiny.Mha.NumLayers + 1) * (1L + Tiny.Mha.HiddenSize);
         Assert.Equal(expansionOnly + routers * perRouter, route.TrainableParameterCount());
     }
 
@@ -45,7 +45,7 @@ public class RouteKnobTests
     public void Hard_gates_are_zero_or_one_forward_and_still_pass_a_gradient_to_the_router()
     {
         using var baseModel = Decoder.Create(Tiny.Mha, seed: 2);
-        var route = Route(baseModel, new RouterSpec { Hard = true, Penalty = 0.1 });
+        var route = Route(baseModel, new RouterSpec { Hard = true, Penalty = 0.1, Input = RouterInput.Hidden, InitBias = 0 });
         Tiny.Randomise(route, baseModel, seed: 8);
         var tokens = Tiny.Tokens(Tiny.Mha, batch: 2, length: 8);
 

@@ -196,8 +196,9 @@ public class ScaleUpscalingTests
             perLayer += h * hs * du + 2 * kv * hs * du + d * du + 2 * f * du + d * fu;   // W12 of q, k, v, o, gate, up, down
         if (preset == "route")
         {
-            perLayer += d + 1;               // a router per block
-            global += d + 1;                 // and one for the head
+            long router = 2 + 1;             // Route's default router reads the base's confidence (entropy, top probability), plus a bias
+            perLayer += router;              // a router per block
+            global += router;                // and one for the head
         }
         return c.NumLayers * perLayer + global;
     }
