@@ -36,6 +36,8 @@ internal class NodeSettings : CommandSettings
     [CommandOption("--join-timeout <SECONDS>"), Description("How long to wait to become a member before giving up."), DefaultValue(120)]
     public int JoinTimeout { get; init; } = 120;
 
+    private static System.Runtime.InteropServices.PosixSignalRegistration? sigterm;
+
     public RemotingTls? Tls()
     {
         if (TlsCertificate is null) return null;
@@ -67,7 +69,8 @@ internal class NodeSettings : CommandSettings
             e.Cancel = true;
             stop.Cancel();
         };
-        System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, context =>
+        // Kept for the process's lifetime: a registration that is collected stops handling the signal.
+        sigterm = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, context =>
         {
             context.Cancel = true;
             stop.Cancel();

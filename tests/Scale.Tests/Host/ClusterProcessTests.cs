@@ -69,6 +69,13 @@ internal sealed class NodeProcess : IDisposable
 
     public void Kill() => process.Kill();   // SIGKILL, as a crash
 
+    /// <summary>SIGTERM, as an orchestrator stopping a container.</summary>
+    public void Terminate()
+    {
+        using var kill = Process.Start("kill", ["-TERM", process.Id.ToString()]);
+        kill.WaitForExit();
+    }
+
     public void Dispose()
     {
         if (!process.HasExited) process.Kill(entireProcessTree: true);
@@ -215,6 +222,38 @@ public sealed class ClusterProcessTests(PostgresServer postgres, ITestOutputHelp
         EachTrialCompletedOnce(database, "failover", 4);
         Assert.Equal(0, Count(database, "SELECT count(*) FROM journal WHERE persistence_id = 'sweep-failover' AND manifest IN ('trial-retrying.v1', 'trial-failed.v1')"));
         Assert.Equal(SingleMachineRun(dir, "failover"), cluster);
+    }
+
+    [Fact]
+    public void A_worker_told_to_stop_leaves_gracefully_and_its_trial_continues_on_the_other_worker_with_the_sqlite_journal()
+    {
+        using var dir = new TempDirectory();
+        string shared = dir.Combine("shared"), seed = $"127.0.0.1:{FreePort()}";
+        var file = dir.Combine("drain.hocon");
+        File.WriteAllText(file, SweepText("drain"));
+
+        using var seedNode = new NodeProcess("seed", "seed", "--bind", seed, "--data-dir", shared);   // the embedded SQLite journal
+        seedNode.WaitFor(l => l.StartsWith("Seed ", StringComparison.Ordinal) && l.Contains("SQLite", StringComparison.Ordinal), Start, "seed up");
+        using var w1 = new NodeProcess("worker-1", "worker", "--seeds", seed, "--data-dir", shared, "--threads", "1");
+        using var w2 = new NodeProcess("worker-2", "worker", "--seeds", seed, "--data-dir", shared, "--threads", "1");
+        var w1Address = Address(w1.WaitFor(l => l.StartsWith("Worker ", StringComparison.Ordinal), Start, "worker-1 up"));
+        w2.WaitFor(l => l.StartsWith("Worker ", StringComparison.Ordinal), Start, "worker-2 up");
+        using var client = new NodeProcess("run --cluster", "run", "--cluster", seed, file, "--plain");
+
+        var running = client.WaitFor(l => l.Contains($"running on {w1Address}/", StringComparison.Ordinal) && !l.Contains("frozen-", StringComparison.Ordinal), Sweep, "a trained trial on worker-1");
+        var trial = running.Split(' ')[1];
+        client.WaitFor(l => l.StartsWith($"trial {trial} checkpoint at step ", StringComparison.Ordinal), Sweep, "its first checkpoint");
+        w1.Terminate();
+
+        Assert.Equal(0, w1.WaitForExit(Start));
+        Assert.Contains("Leaving the cluster", w1.Output);
+        var resumed = client.WaitFor(l => l.StartsWith($"trial {trial} running on ", StringComparison.Ordinal) && l.Contains("(attempt 2", StringComparison.Ordinal), Sweep, "resumed elsewhere");
+        Assert.DoesNotContain(w1Address, resumed);
+        Assert.Contains(", resumes from step ", resumed);
+        Assert.Equal(0, client.WaitForExit(Sweep));
+        var scores = Scores(client.Output);
+        Assert.Equal(4, scores.Count);
+        Assert.All(scores.Values, v => Assert.StartsWith("completed ", v));
     }
 
     [Fact]
