@@ -16,12 +16,7 @@ public sealed class WireSerializer(ExtendedActorSystem system) : SerializerWithS
 {
     public const int Id = 7302;
 
-    private static readonly JsonSerializerOptions Json = new()
-    {
-        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
-        NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
-        Converters = { new System.Text.Json.Serialization.JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower) },
-    };
+    private static JsonSerializerOptions Json => SweepEventSerializer.Json;
 
     /// <summary>Every message type this serializer carries, with its manifest; the HOCON bindings are made from this list.</summary>
     public static readonly IReadOnlyDictionary<Type, string> Manifests = new Dictionary<Type, string>

@@ -86,9 +86,7 @@ public sealed class SweepCoordinator : ReceivePersistentActor
             sender.Tell(command switch
             {
                 RequestWork => new NoWorkAvailable(state.Finished),
-                ReportCheckpoint c when !state.IsCurrent(c.TrialId, c.Attempt) => new AttemptSuperseded(c.TrialId, c.Attempt),
-                ReportCompleted c when !state.IsCurrent(c.TrialId, c.Attempt) => new AttemptSuperseded(c.TrialId, c.Attempt),
-                ReportFailed f when !state.IsCurrent(f.TrialId, f.Attempt) => new AttemptSuperseded(f.TrialId, f.Attempt),
+                ITrialReport r when !state.IsCurrent(r.TrialId, r.Attempt) => new AttemptSuperseded(r.TrialId, r.Attempt),
                 _ => new Accepted(0),
             });
             return;

@@ -31,7 +31,8 @@ public sealed class SweepEventSerializer(ExtendedActorSystem system) : Serialize
     /// <summary>Akka serializer id, unique within the actor system (ids below 100 are Akka's own).</summary>
     public const int Id = 7301;
 
-    private static readonly JsonSerializerOptions Json = new()
+    /// <summary>The JSON form of every persisted event and of every message between nodes (see Cluster.WireSerializer).</summary>
+    internal static readonly JsonSerializerOptions Json = new()
     {
         PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
         NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,

@@ -40,9 +40,15 @@ public sealed record RequestWork(string TrainerId, int Slots = 1) : ISweepComman
 {
     public IReadOnlyList<string>? Running { get; init; }
 }
-public sealed record ReportCheckpoint(string TrialId, int Attempt, long Step, string Path) : ISweepCommand;
-public sealed record ReportCompleted(string TrialId, int Attempt, TrialMetrics Metrics) : ISweepCommand;
-public sealed record ReportFailed(string TrialId, int Attempt, string Reason) : ISweepCommand;
+/// <summary>A trainer's report on one attempt of a trial: it counts only while that attempt is the trial's running one.</summary>
+public interface ITrialReport : ISweepCommand
+{
+    string TrialId { get; }
+    int Attempt { get; }
+}
+public sealed record ReportCheckpoint(string TrialId, int Attempt, long Step, string Path) : ITrialReport;
+public sealed record ReportCompleted(string TrialId, int Attempt, TrialMetrics Metrics) : ITrialReport;
+public sealed record ReportFailed(string TrialId, int Attempt, string Reason) : ITrialReport;
 public sealed record TrainerLost(string TrainerId) : ISweepCommand;
 /// <summary>Every running trial whose trainer is not among <paramref name="LiveTrainers"/> is pending again (a restarted process).</summary>
 public sealed record RequeueOrphans(IReadOnlyList<string> LiveTrainers) : ISweepCommand;

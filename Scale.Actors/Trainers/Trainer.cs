@@ -30,9 +30,9 @@ public sealed class Trainer : ReceiveActor, IWithTimers
     private sealed record Crashed(string TrialId, int Attempt, string Reason);
     private sealed record Cancelled(string TrialId, int Attempt);
     private sealed record CheckpointWritten(string TrialId, int Attempt, string Path, long Step);
-    private sealed record Answered(ISweepCommand Report, object Answer);
-    private sealed record Unanswered(ISweepCommand Report, int Tries, string Why);
-    private sealed record Resend(ISweepCommand Report, int Tries);
+    private sealed record Answered(ITrialReport Report, object Answer);
+    private sealed record Unanswered(ITrialReport Report, int Tries, string Why);
+    private sealed record Resend(ITrialReport Report, int Tries);
     private sealed record WorkAnswer(object Answer);
     private sealed record AskForWork
     {
@@ -76,7 +76,7 @@ public sealed class Trainer : ReceiveActor, IWithTimers
         {
             var delay = TimeSpan.FromSeconds(Math.Min(30, Math.Pow(2, u.Tries)));
             log.Warning("trainer {0}: no answer to {1} for trial {2} ({3}); sending it again in {4:0} s",
-                        trainerId, u.Report.GetType().Name, TrialOf(u.Report), u.Why, delay.TotalSeconds);
+                        trainerId, u.Report.GetType().Name, u.Report.TrialId, u.Why, delay.TotalSeconds);
             Timers.StartSingleTimer($"resend-{++resends}", new Resend(u.Report, u.Tries + 1), delay);
         });
         Receive<Resend>(r => Send(r.Report, r.Tries));
@@ -91,14 +91,6 @@ public sealed class Trainer : ReceiveActor, IWithTimers
     protected override void PreStart() => Self.Tell(AskForWork.Instance);
 
     protected override void PostStop() => stopping.Cancel();
-
-    private static string TrialOf(ISweepCommand report) => report switch
-    {
-        ReportCheckpoint c => c.TrialId,
-        ReportCompleted c => c.TrialId,
-        ReportFailed f => f.TrialId,
-        _ => "-",
-    };
 
     private void Ask()
     {
@@ -159,7 +151,7 @@ public sealed class Trainer : ReceiveActor, IWithTimers
         Self.Tell(AskForWork.Instance);   // another slot may be free
     }
 
-    private void End(string trialId, ISweepCommand report)
+    private void End(string trialId, ITrialReport report)
     {
         running.Remove(trialId);
         ending.Add(trialId);
@@ -167,13 +159,13 @@ public sealed class Trainer : ReceiveActor, IWithTimers
         Self.Tell(AskForWork.Instance);
     }
 
-    private void Send(ISweepCommand report, int tries)
+    private void Send(ITrialReport report, int tries)
         => coordinator.Ask<object>(envelope(report), replyTimeout)
             .PipeTo(Self, success: answer => new Answered(report, answer), failure: e => new Unanswered(report, tries, e.Message));
 
-    private void OnAnswer(ISweepCommand report, object answer)
+    private void OnAnswer(ITrialReport report, object answer)
     {
-        if (report is ReportCompleted or ReportFailed) ending.Remove(TrialOf(report));
+        if (report is ReportCompleted or ReportFailed) ending.Remove(report.TrialId);
         switch (answer)
         {
             case AttemptSuperseded s when running.TryGetValue(s.TrialId, out var r) && r.Attempt == s.Attempt:
@@ -181,7 +173,7 @@ public sealed class Trainer : ReceiveActor, IWithTimers
                 r.Cancel.Cancel();
                 break;
             case Status.Failure f:
-                log.Warning("trainer {0}: the coordinator refused {1} for trial {2}: {3}", trainerId, report.GetType().Name, TrialOf(report), f.Cause.Message);
+                log.Warning("trainer {0}: the coordinator refused {1} for trial {2}: {3}", trainerId, report.GetType().Name, report.TrialId, f.Cause.Message);
                 break;
         }
     }

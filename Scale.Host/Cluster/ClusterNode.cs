@@ -47,14 +47,8 @@ internal sealed class ClusterNode : IAsyncDisposable
         builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; });
         builder.Logging.AddFilter<Microsoft.Extensions.Logging.Console.ConsoleLoggerProvider>(level => level >= LogLevel.Information);
         builder.Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Warning);
-        var config = ConfigurationFactory.ParseString("""
-            akka.loglevel = INFO
-            akka.stdout-loglevel = WARNING
-            akka.log-dead-letters = off
-            akka.log-dead-letters-during-shutdown = off
-            akka.coordinated-shutdown.run-by-clr-shutdown-hook = off
-            akka.cluster.client.receptionist.role = seed
-            """).WithFallback(cluster.ToConfig());
+        var config = ConfigurationFactory.ParseString($"akka.cluster.client.receptionist.role = {ClusterConfig.SeedRole}")
+            .WithFallback(AkkaDefaults.Config()).WithFallback(cluster.ToConfig());
         if (persistence is not null) config = config.WithFallback(persistence);
         // Every node carries the cluster tools' serializers: the receptionist on the seeds gossips through distributed pub-sub.
         config = config.WithFallback(ClusterSingleton.DefaultConfig()).WithFallback(ClusterClientReceptionist.DefaultConfig())
@@ -86,9 +80,7 @@ internal sealed class ClusterNode : IAsyncDisposable
         catch (Exception e) when (e is not OperationCanceledException)
         {
             host.Dispose();
-            var cause = e;
-            while (cause.InnerException is not null) cause = cause.InnerException;
-            throw new Commands.CommandFailedException($"could not start this node on {cluster.Host}:{cluster.Port}: {cause.Message}", e);
+            throw new Commands.CommandFailedException($"could not start this node on {cluster.Host}:{cluster.Port}: {Innermost(e).Message}", e);
         }
         var node = new ClusterNode(host);
         var up = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -102,6 +94,13 @@ internal sealed class ClusterNode : IAsyncDisposable
                 new TimeoutException(), 3);
         }
         return node;
+    }
+
+    /// <summary>The root cause of a start-up failure (Akka wraps it in aggregate and invocation exceptions).</summary>
+    public static Exception Innermost(Exception e)
+    {
+        while (e.InnerException is not null) e = e.InnerException;
+        return e;
     }
 
     /// <summary>Completes when this node's actor system ends: after leaving, or when the cluster downed it.</summary>
@@ -139,13 +138,8 @@ internal sealed class ClusterClientConnection : IAsyncDisposable
         var cluster = new ClusterConfig(bindHost, 0, [], []) { Tls = tls };
         var config = ConfigurationFactory.ParseString("""
             akka.actor.provider = remote
-            akka.loglevel = WARNING
-            akka.stdout-loglevel = WARNING
-            akka.log-dead-letters = off
-            akka.log-dead-letters-during-shutdown = off
-            akka.coordinated-shutdown.run-by-clr-shutdown-hook = off
             akka.cluster.client.reconnect-timeout = off
-            """).WithFallback(cluster.ToConfig()).WithFallback(ClusterClientReceptionist.DefaultConfig());
+            """).WithFallback(AkkaDefaults.Config("WARNING")).WithFallback(cluster.ToConfig()).WithFallback(ClusterClientReceptionist.DefaultConfig());
         ActorSystem system;
         try
         {
@@ -153,9 +147,7 @@ internal sealed class ClusterClientConnection : IAsyncDisposable
         }
         catch (Exception e)
         {
-            var cause = e;
-            while (cause.InnerException is not null) cause = cause.InnerException;
-            throw new Commands.CommandFailedException($"could not start the cluster client: {cause.Message}", e);
+            throw new Commands.CommandFailedException($"could not start the cluster client: {ClusterNode.Innermost(e).Message}", e);
         }
         var contacts = seeds.Select(s => ActorPath.Parse(ClusterConfig.SeedAddress(s, tls is not null) + "/system/receptionist")).ToImmutableHashSet();
         var client = system.ActorOf(ClusterClient.Props(ClusterClientSettings.Create(system).WithInitialContacts(contacts)), "client");

@@ -82,7 +82,7 @@ internal sealed class WorkerLoop(ClusterNode node, string dataDirectory, IReadOn
         output.WriteLine($"Working on sweep {sweep.Name} ({sweep.Trials.Count} trials) with {string.Join(", ", devices)}, {threads} thread(s).");
         var view = new PlainSweepView(output);
         Devices.UseThreads(threads);
-        using var task = await Task.Run(() => BaseLock.Prepare(sweep.Experiment, dataDirectory, new Reporter(view.Base), stop), stop);
+        using var task = await Task.Run(() => BaseLock.Prepare(sweep.Experiment, dataDirectory, new SynchronousProgress(view.Base), stop), stop);
         string dataset = $"new-{g}";
         dataLoader.Tell(new RegisterDataset(dataset, task.Runner.TrainData));
         var evaluator = node.System.ActorOf(Evaluator.Props(task.Runner, threads), $"evaluator-{g}");
@@ -102,11 +102,6 @@ internal sealed class WorkerLoop(ClusterNode node, string dataDirectory, IReadOn
         if (!node.WhenTerminated.IsCompleted) node.System.Stop(evaluator);
         output.WriteLine(done.IsCompleted && !stop.IsCancellationRequested ? $"Sweep {sweep.Name}: nothing left for this worker." : $"Stopped working on sweep {sweep.Name}.");
     }
-
-    private sealed class Reporter(Action<ExperimentProgress> report) : IProgress<ExperimentProgress>
-    {
-        public void Report(ExperimentProgress value) => report(value);
-    }
 }
 
 /// <summary>
@@ -118,25 +113,15 @@ internal static class BaseLock
     public static ExperimentTask Prepare(ExperimentSpec spec, string dataDirectory, IProgress<ExperimentProgress> progress, CancellationToken cancellation)
     {
         var bases = Path.Combine(dataDirectory, "bases");
-        Directory.CreateDirectory(bases);
-        var file = Path.Combine(bases, "prepare.lock");
+        SweepLock? held;
         bool told = false;
-        while (true)
+        while ((held = SweepLock.TryAcquire(bases, "prepare.lock")) is null)
         {
-            FileStream? held = null;
-            try
-            {
-                held = new FileStream(file, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
-            }
-            catch (IOException)
-            {
-                if (!told) progress.Report(new("pretrain", "base", 0, 0, 0, 0, "another process is preparing a base in this data directory; waiting for it"));
-                told = true;
-                cancellation.WaitHandle.WaitOne(TimeSpan.FromSeconds(1));
-                cancellation.ThrowIfCancellationRequested();
-                continue;
-            }
-            using (held) return TwoPhaseExperiment.Prepare(spec, dataDirectory, progress, cancellation);
+            if (!told) progress.Report(new("pretrain", "base", 0, 0, 0, 0, "another process is preparing a base in this data directory; waiting for it"));
+            told = true;
+            cancellation.WaitHandle.WaitOne(TimeSpan.FromSeconds(1));
+            cancellation.ThrowIfCancellationRequested();
         }
+        using (held) return TwoPhaseExperiment.Prepare(spec, dataDirectory, progress, cancellation);
     }
 }

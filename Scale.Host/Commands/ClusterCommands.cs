@@ -9,8 +9,35 @@ using Spectre.Console.Cli;
 
 namespace Scale.Host.Commands;
 
+/// <summary>TLS for remoting, on every node and client of a cluster.</summary>
+internal class TlsSettings : CommandSettings
+{
+    [CommandOption("--tls-certificate <PFX>"), Description("Encrypt remoting with TLS, presenting this PKCS#12 certificate (every node and client of a TLS cluster needs one it trusts).")]
+    public string? TlsCertificate { get; init; }
+
+    [CommandOption("--tls-password <PASSWORD>"), Description("The certificate's password (or SCALE_TLS_PASSWORD).")]
+    public string? TlsPassword { get; init; }
+
+    [CommandOption("--tls-insecure"), Description("Accept any certificate (self-signed, for tests only).")]
+    public bool TlsInsecure { get; init; }
+
+    public RemotingTls? Tls()
+    {
+        if (TlsCertificate is null) return null;
+        if (!File.Exists(TlsCertificate)) throw new ArgumentException($"--tls-certificate: no file {TlsCertificate}.");
+        return new RemotingTls(TlsCertificate, TlsPassword ?? Environment.GetEnvironmentVariable("SCALE_TLS_PASSWORD"), TlsInsecure);
+    }
+}
+
+/// <summary>Options of a cluster's client (`scale run --cluster`, `scale status --cluster`).</summary>
+internal class ClusterClientSettings : TlsSettings
+{
+    [CommandOption("--client-host <HOST>"), Description("With --cluster: the address the cluster reaches this client at (default 127.0.0.1; in a container, its own address)."), DefaultValue("127.0.0.1")]
+    public string ClientHost { get; init; } = "127.0.0.1";
+}
+
 /// <summary>Options every cluster node takes: where remoting binds, the seeds, TLS.</summary>
-internal class NodeSettings : CommandSettings
+internal class NodeSettings : TlsSettings
 {
     [CommandOption("--bind <HOST:PORT>"), Description("Where this node's remoting listens (default 127.0.0.1, loopback only; port 0 picks a free one).")]
     public string? Bind { get; init; }
@@ -24,26 +51,10 @@ internal class NodeSettings : CommandSettings
     [CommandOption("--data-dir <DIR>"), Description("The data directory every node shares (cached bases, trial checkpoints; default ./scale-data)."), DefaultValue("scale-data")]
     public string DataDir { get; init; } = "scale-data";
 
-    [CommandOption("--tls-certificate <PFX>"), Description("Encrypt remoting with TLS, presenting this PKCS#12 certificate (every node needs one it trusts).")]
-    public string? TlsCertificate { get; init; }
-
-    [CommandOption("--tls-password <PASSWORD>"), Description("The certificate's password (or SCALE_TLS_PASSWORD).")]
-    public string? TlsPassword { get; init; }
-
-    [CommandOption("--tls-insecure"), Description("Accept any certificate (self-signed, for tests only).")]
-    public bool TlsInsecure { get; init; }
-
     [CommandOption("--join-timeout <SECONDS>"), Description("How long to wait to become a member before giving up."), DefaultValue(120)]
     public int JoinTimeout { get; init; } = 120;
 
     private static System.Runtime.InteropServices.PosixSignalRegistration? sigterm;
-
-    public RemotingTls? Tls()
-    {
-        if (TlsCertificate is null) return null;
-        if (!File.Exists(TlsCertificate)) throw new ArgumentException($"--tls-certificate: no file {TlsCertificate}.");
-        return new RemotingTls(TlsCertificate, TlsPassword ?? Environment.GetEnvironmentVariable("SCALE_TLS_PASSWORD"), TlsInsecure);
-    }
 
     public IReadOnlyList<string> SeedList(bool required, bool tls)
     {

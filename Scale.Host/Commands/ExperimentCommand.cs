@@ -5,6 +5,7 @@ using Scale.Model;
 using Scale.Model.Experiments;
 using Spectre.Console;
 using Spectre.Console.Cli;
+using Scale.Host.Sweeps;
 
 namespace Scale.Host.Commands;
 
@@ -87,11 +88,5 @@ internal sealed class ExperimentCommand : Command<ExperimentCommand.Settings>
         AnsiConsole.Write(table);
         AnsiConsole.MarkupLine($"base pre-training {(result.BaseCached ? "cached" : $"{result.BasePretrainSeconds:0} s")}, best step {result.BaseBestStep}; wall time {result.WallSeconds:0} s");
         return 0;
-    }
-
-    /// <summary>Reports on the calling thread, in order (Progress&lt;T&gt; would post to the thread pool).</summary>
-    private sealed class SynchronousProgress(Action<ExperimentProgress> report) : IProgress<ExperimentProgress>
-    {
-        public void Report(ExperimentProgress value) => report(value);
     }
 }

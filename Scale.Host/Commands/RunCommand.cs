@@ -19,7 +19,7 @@ namespace Scale.Host.Commands;
 /// <summary>`scale run SWEEP`: runs a sweep to completion on this machine; run again after an interruption, it resumes.</summary>
 internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
 {
-    public sealed class Settings : CommandSettings
+    public sealed class Settings : ClusterClientSettings
     {
         [CommandArgument(0, "<SWEEP>"), Description("A built-in sweep (quickstart, bio, route-search, route-search-baselines) or a sweep .hocon file.")]
         public string Sweep { get; init; } = "";
@@ -41,24 +41,6 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
 
         [CommandOption("--cluster <SEEDS>"), Description("Submit the sweep to a running cluster through these seeds (host:port, comma-separated) and follow it, instead of running it here.")]
         public string? Cluster { get; init; }
-
-        [CommandOption("--client-host <HOST>"), Description("With --cluster: the address the cluster reaches this client at (default 127.0.0.1; in a container, its own address)."), DefaultValue("127.0.0.1")]
-        public string ClientHost { get; init; } = "127.0.0.1";
-        [CommandOption("--tls-certificate <PFX>"), Description("With --cluster: the PKCS#12 certificate for TLS remoting, when the cluster uses TLS.")]
-        public string? TlsCertificate { get; init; }
-
-        [CommandOption("--tls-password <PASSWORD>"), Description("The certificate's password (or SCALE_TLS_PASSWORD).")]
-        public string? TlsPassword { get; init; }
-
-        [CommandOption("--tls-insecure"), Description("Accept any certificate (self-signed, for tests only).")]
-        public bool TlsInsecure { get; init; }
-
-        public Scale.Actors.Cluster.RemotingTls? Tls()
-        {
-            if (TlsCertificate is null) return null;
-            if (!File.Exists(TlsCertificate)) throw new ArgumentException($"--tls-certificate: no file {TlsCertificate}.");
-            return new(TlsCertificate, TlsPassword ?? Environment.GetEnvironmentVariable("SCALE_TLS_PASSWORD"), TlsInsecure);
-        }
     }
 
     public override async Task<int> ExecuteAsync(CommandContext context, Settings settings, CancellationToken cancellation)
@@ -212,7 +194,7 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
         system.System.ActorOf(ViewFeed.Props(channel.Writer, telemetry.Observe), "view-feed");
         var clock = Stopwatch.StartNew();
         Devices.UseThreads(Math.Min(budget, Environment.ProcessorCount));
-        var reporter = new Reporter(view.Base);
+        var reporter = new SynchronousProgress(view.Base);
         using var task = await Task.Run(() => TwoPhaseExperiment.Prepare(sweep.Experiment, system.DataDirectory, reporter, cancellation), cancellation);
         timing.BaseSeconds = clock.Elapsed.TotalSeconds;
 
@@ -305,11 +287,5 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
         throw new ArgumentException(
             $"Sweep '{sweep.Name}' in {dataDirectory} was started from a different definition ({added.Count} trials new in the file, " +
             $"{removed.Count} no longer in it). A sweep's trials are fixed when it starts: give the changed sweep a new name, or use another --data-dir.");
-    }
-
-    /// <summary>Reports on the calling thread (Progress&lt;T&gt; would post to the thread pool).</summary>
-    private sealed class Reporter(Action<ExperimentProgress> report) : IProgress<ExperimentProgress>
-    {
-        public void Report(ExperimentProgress value) => report(value);
     }
 }

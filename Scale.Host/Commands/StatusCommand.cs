@@ -9,7 +9,7 @@ namespace Scale.Host.Commands;
 /// <summary>`scale status [SWEEP]`: every sweep in the data directory, or one sweep's trials, from the journal.</summary>
 internal sealed class StatusCommand : AsyncCommand<StatusCommand.Settings>
 {
-    public sealed class Settings : CommandSettings
+    public sealed class Settings : ClusterClientSettings
     {
         [CommandArgument(0, "[SWEEP]"), Description("A sweep's name; without it, every sweep in the data directory.")]
         public string? Sweep { get; init; }
@@ -19,24 +19,6 @@ internal sealed class StatusCommand : AsyncCommand<StatusCommand.Settings>
 
         [CommandOption("--cluster <SEEDS>"), Description("Ask a running cluster through these seeds (host:port, comma-separated) instead of the data directory's journal.")]
         public string? Cluster { get; init; }
-
-        [CommandOption("--client-host <HOST>"), Description("With --cluster: the address the cluster reaches this client at (default 127.0.0.1; in a container, its own address)."), DefaultValue("127.0.0.1")]
-        public string ClientHost { get; init; } = "127.0.0.1";
-        [CommandOption("--tls-certificate <PFX>"), Description("With --cluster: the PKCS#12 certificate for TLS remoting, when the cluster uses TLS.")]
-        public string? TlsCertificate { get; init; }
-
-        [CommandOption("--tls-password <PASSWORD>"), Description("The certificate's password (or SCALE_TLS_PASSWORD).")]
-        public string? TlsPassword { get; init; }
-
-        [CommandOption("--tls-insecure"), Description("Accept any certificate (self-signed, for tests only).")]
-        public bool TlsInsecure { get; init; }
-
-        public Scale.Actors.Cluster.RemotingTls? Tls()
-        {
-            if (TlsCertificate is null) return null;
-            if (!File.Exists(TlsCertificate)) throw new ArgumentException($"--tls-certificate: no file {TlsCertificate}.");
-            return new(TlsCertificate, TlsPassword ?? Environment.GetEnvironmentVariable("SCALE_TLS_PASSWORD"), TlsInsecure);
-        }
     }
 
     public override async Task<int> ExecuteAsync(CommandContext context, Settings settings, CancellationToken cancellation)

@@ -14,12 +14,13 @@ internal sealed class SweepLock : IDisposable
         => TryAcquire(sweepDirectory) ?? throw new ArgumentException(
             $"Sweep '{sweep}' is being run by another scale process (lock {Path.Combine(sweepDirectory, "run.lock")}); `scale status {sweep}` shows its progress.");
 
-    public static SweepLock? TryAcquire(string sweepDirectory)
+    /// <summary>The lock file <paramref name="name"/> in <paramref name="directory"/>, or null while another process holds it.</summary>
+    public static SweepLock? TryAcquire(string directory, string name = "run.lock")
     {
-        Directory.CreateDirectory(sweepDirectory);
+        Directory.CreateDirectory(directory);
         try
         {
-            return new SweepLock(new FileStream(Path.Combine(sweepDirectory, "run.lock"), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None));
+            return new SweepLock(new FileStream(Path.Combine(directory, name), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None));
         }
         catch (IOException)
         {

@@ -18,6 +18,18 @@ internal sealed class CommandLifetime : IHostLifetime
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 }
 
+/// <summary>Akka settings every `scale` actor system starts from: quiet about dead letters, and shut down by the command, not by the CLR.</summary>
+internal static class AkkaDefaults
+{
+    public static Akka.Configuration.Config Config(string logLevel = "INFO") => ConfigurationFactory.ParseString($"""
+        akka.loglevel = {logLevel}
+        akka.stdout-loglevel = WARNING
+        akka.log-dead-letters = off
+        akka.log-dead-letters-during-shutdown = off
+        akka.coordinated-shutdown.run-by-clr-shutdown-hook = off
+        """);
+}
+
 /// <summary>Marker for the sweep coordinator in the actor registry.</summary>
 internal sealed class CoordinatorKey;
 
@@ -76,13 +88,7 @@ internal sealed class SweepSystem : IAsyncDisposable
                 .CreateLogger();
             builder.Logging.AddSerilog(file, dispose: true);
         }
-        var config = ConfigurationFactory.ParseString("""
-            akka.loglevel = INFO
-            akka.stdout-loglevel = WARNING
-            akka.log-dead-letters = off
-            akka.log-dead-letters-during-shutdown = off
-            akka.coordinated-shutdown.run-by-clr-shutdown-hook = off
-            """).WithFallback(PersistenceConfig.Sqlite(DatabaseFile(dataDirectory)));
+        var config = AkkaDefaults.Config().WithFallback(PersistenceConfig.Sqlite(DatabaseFile(dataDirectory)));
         builder.Services.AddSingleton<IHostLifetime, CommandLifetime>();   // the command, not the host, decides what Ctrl+C does
         builder.Services.AddAkka("scale", (akka, _) => akka
             .AddHocon(config, HoconAddMode.Prepend)

@@ -112,3 +112,9 @@ internal sealed class LiveSweepView(ProgressContext context) : ISweepView
         overall.Description = $"[bold]sweep[/] {done}/{total} trials";
     }
 }
+
+/// <summary>Reports on the calling thread, in order (Progress&lt;T&gt; would post to the thread pool).</summary>
+internal sealed class SynchronousProgress(Action<ExperimentProgress> report) : IProgress<ExperimentProgress>
+{
+    public void Report(ExperimentProgress value) => report(value);
+}

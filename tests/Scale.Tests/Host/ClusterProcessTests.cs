@@ -1,6 +1,4 @@
 using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
 using Npgsql;
 using Scale.Tests.Model;
 using Scale.Tests.Persistence;
@@ -99,15 +97,6 @@ public sealed class ClusterProcessTests(PostgresServer postgres, ITestOutputHelp
         .Replace("name = recover", $"name = {name}").Replace("max-concurrent = 1", "max-concurrent = 2")
         .Replace("steps = 60", "steps = 600").Replace("checkpoint-every = 5", "checkpoint-every = 20");
 
-    private static int FreePort()
-    {
-        var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        int port = ((IPEndPoint)listener.LocalEndpoint).Port;
-        listener.Stop();
-        return port;
-    }
-
     /// <summary>trial id → the scores that must not depend on where or how often a trial ran.</summary>
     private static Dictionary<string, string> Scores(string csv)
     {
@@ -153,7 +142,7 @@ public sealed class ClusterProcessTests(PostgresServer postgres, ITestOutputHelp
     {
         using var dir = new TempDirectory();
         var database = postgres.NewDatabase();
-        string shared = dir.Combine("shared"), seed = $"127.0.0.1:{FreePort()}";
+        string shared = dir.Combine("shared"), seed = $"127.0.0.1:{FreePorts.Next()}";
         var file = dir.Combine("workers.hocon");
         File.WriteAllText(file, SweepText("workers"));
 
@@ -193,7 +182,7 @@ public sealed class ClusterProcessTests(PostgresServer postgres, ITestOutputHelp
     {
         using var dir = new TempDirectory();
         var database = postgres.NewDatabase();
-        string shared = dir.Combine("shared"), seed1 = $"127.0.0.1:{FreePort()}", seed2 = $"127.0.0.1:{FreePort()}";
+        string shared = dir.Combine("shared"), seed1 = $"127.0.0.1:{FreePorts.Next()}", seed2 = $"127.0.0.1:{FreePorts.Next()}";
         var seeds = $"{seed1},{seed2}";
         var file = dir.Combine("failover.hocon");
         File.WriteAllText(file, SweepText("failover"));
@@ -228,7 +217,7 @@ public sealed class ClusterProcessTests(PostgresServer postgres, ITestOutputHelp
     public void A_worker_told_to_stop_leaves_gracefully_and_its_trial_continues_on_the_other_worker_with_the_sqlite_journal()
     {
         using var dir = new TempDirectory();
-        string shared = dir.Combine("shared"), seed = $"127.0.0.1:{FreePort()}";
+        string shared = dir.Combine("shared"), seed = $"127.0.0.1:{FreePorts.Next()}";
         var file = dir.Combine("drain.hocon");
         File.WriteAllText(file, SweepText("drain"));
 
@@ -269,7 +258,7 @@ public sealed class ClusterProcessTests(PostgresServer postgres, ITestOutputHelp
             File.WriteAllBytes(certificate, self.Export(System.Security.Cryptography.X509Certificates.X509ContentType.Pfx, "secret"));
         }
         string[] tls = ["--tls-certificate", certificate, "--tls-password", "secret", "--tls-insecure"];
-        string shared = dir.Combine("shared"), seed = $"127.0.0.1:{FreePort()}";
+        string shared = dir.Combine("shared"), seed = $"127.0.0.1:{FreePorts.Next()}";
         var file = dir.Combine("tls.hocon");
         File.WriteAllText(file, SweepProcessTests.TinySweepText.Replace("name = recover", "name = tls"));
 

@@ -1,6 +1,4 @@
 using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
 using Npgsql;
 
 namespace Scale.Tests.Persistence;
@@ -33,7 +31,7 @@ public sealed class PostgresServer : IDisposable
         if (root) Run("chown", "-R", "postgres:postgres", directory);
         var data = Path.Combine(directory, "data");
         RunAs(root, Path.Combine(bin, "initdb"), "-D", data, "-A", "trust", "-U", "scale", "--no-sync", "-E", "UTF8");
-        int port = FreePort();
+        int port = FreePorts.Next();
         var start = Start(root, Path.Combine(bin, "postgres"), "-D", data, "-p", port.ToString(), "-k", directory,
                           "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off");
         // The server says on stderr when it accepts connections; wait for that line (or for it to exit), not for time.
@@ -77,15 +75,6 @@ public sealed class PostgresServer : IDisposable
         if (!Directory.Exists(root)) return null;
         return Directory.GetDirectories(root).Select(v => Path.Combine(v, "bin")).Where(b => File.Exists(Path.Combine(b, "initdb")))
             .OrderByDescending(b => b, StringComparer.Ordinal).FirstOrDefault();
-    }
-
-    private static int FreePort()
-    {
-        var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        int port = ((IPEndPoint)listener.LocalEndpoint).Port;
-        listener.Stop();
-        return port;
     }
 
     private static ProcessStartInfo Start(bool asPostgres, string program, params string[] arguments)
