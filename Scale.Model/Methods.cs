@@ -4,7 +4,7 @@ using Scale.Model.Upscaling;
 
 namespace Scale.Model;
 
-/// <summary>The continual pre-training methods Scale compares (DESIGN.md §1).</summary>
+/// <summary>The continual pre-training methods Scale compares (docs/method.md).</summary>
 public enum MethodKind { Frozen, Full, Preserve, Adapt, Route, Depth, Lora }
 
 /// <summary>A method and its settings: the expansion for SCALE variants, the adapter for LoRA, k for depth expansion.</summary>
@@ -15,39 +15,24 @@ public sealed record MethodSpec
     public LoraSpec? Lora { get; init; }
     public int DepthEvery { get; init; } = 2;
 
-    /// <summary>The method's own learning-rate multipliers per parameter group (see TrainingOptions.GroupLearningRates); a sweep's settings override them.</summary>
-    public IReadOnlyDictionary<string, double> GroupLearningRates { get; init; } = new Dictionary<string, double>();
-
     public string Name => Kind.ToString().ToLowerInvariant();
 
-    /// <summary>The named presets with their defaults: frozen, full, preserve, adapt, route, depth, lora.</summary>
-    public static MethodSpec Preset(string name, int headsUp = 1, int? ffnUp = null) => name.Trim().ToLowerInvariant() switch
+    /// <summary>A method with its defaults (<see cref="Experiments.TrialPlanner"/>), optionally wider: for tests and tools.</summary>
+    public static MethodSpec Preset(string name, int headsUp = 1, int? ffnUp = null)
     {
-        "frozen" => new() { Kind = MethodKind.Frozen },
-        "full" or "fft" => new() { Kind = MethodKind.Full },
-        "preserve" => new() { Kind = MethodKind.Preserve, Expansion = ExpansionSpec.Preserve(headsUp, ffnUp) },
-        "adapt" => new() { Kind = MethodKind.Adapt, Expansion = ExpansionSpec.Adapt(headsUp, ffnUp) },
-        "route" => new() { Kind = MethodKind.Route, Expansion = ExpansionSpec.Route(headsUp, ffnUp), GroupLearningRates = new RouterSpec().GroupLearningRates() },
-        "depth" => new() { Kind = MethodKind.Depth },
-        "lora" => new() { Kind = MethodKind.Lora, Lora = new LoraSpec() },
-        _ => throw new ArgumentException($"Unknown method '{name}'; choose from {string.Join(", ", PresetNames)}."),
-    };
-
-    /// <summary>A named method with explicit settings for the SCALE expansion, depth expansion, LoRA and Route's router.</summary>
-    public static MethodSpec Named(string name, int headsUp, int? ffnUp, int depthEvery, LoraSpec lora, RouterSpec? router = null)
-        => name.Trim().ToLowerInvariant() switch
+        var settings = new Dictionary<string, string>();
+        if (Experiments.TrialPlanner.KindOf(name) is MethodKind.Preserve or MethodKind.Adapt or MethodKind.Route)
         {
-            "depth" => new MethodSpec { Kind = MethodKind.Depth, DepthEvery = depthEvery },
-            "lora" => new MethodSpec { Kind = MethodKind.Lora, Lora = lora },
-            "route" => new MethodSpec
-            {
-                Kind = MethodKind.Route, Expansion = ExpansionSpec.Route(headsUp, ffnUp, router),
-                GroupLearningRates = (router ?? new RouterSpec()).GroupLearningRates(),
-            },
-            _ => Preset(name, headsUp, ffnUp),
-        };
+            settings["heads_up"] = headsUp.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            if (ffnUp is { } f) settings["ffn_up"] = f.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        }
+        return Experiments.TrialPlanner.Plan(PresetExperiment, name, settings).Method;
+    }
 
-    public static readonly IReadOnlyList<string> PresetNames = ["frozen", "full", "preserve", "adapt", "route", "depth", "lora"];
+    /// <summary>The experiment presets are planned on: only the base's layer count matters to them (depth and layer ranges are checked against it).</summary>
+    private static readonly Experiments.ExperimentSpec PresetExperiment = new() { Model = new ModelConfig { VocabSize = 512, HiddenSize = 64, NumLayers = 64, NumHeads = 4, IntermediateSize = 128 } };
+
+    public static IReadOnlyList<string> PresetNames => Experiments.TrialPlanner.MethodNames;
 
     /// <summary>
     /// Builds the model this method trains on top of <paramref name="baseModel"/>. Every method but full

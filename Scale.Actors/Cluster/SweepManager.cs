@@ -92,10 +92,13 @@ public sealed class SweepManager : ReceivePersistentActor, IWithTimers
         {
             // Submitted again (a resume): the coordinator answers that nothing new happened, or why it refuses.
             var before = SweepDefinitionJson.Read(known.Definition);
-            if (before.Fingerprint != definition.Fingerprint || !before.Trials.Select(t => t.Id).SequenceEqual(definition.Trials.Select(t => t.Id)))
+            try
             {
-                sender.Tell(new Status.Failure(new ArgumentException(
-                    $"Sweep '{submit.SweepId}' was submitted to this cluster with a different definition; give the changed sweep a new name.")));
+                definition.CheckResumes(before.Fingerprint, before.Trials.Select(t => t.Id).ToList(), "in this cluster");
+            }
+            catch (ArgumentException e)
+            {
+                sender.Tell(new Status.Failure(e));
                 return;
             }
             Coordinator(submit.SweepId).Tell(definition.StartCommand, sender);

@@ -9,7 +9,43 @@ namespace Scale.Actors.Persistence;
 /// </summary>
 public static class PersistenceConfig
 {
-    public static Config Sqlite(string databaseFile) => For("SQLite.MS", $"Data Source={Path.GetFullPath(databaseFile)}");
+    /// <summary>
+    /// A SQLite file, in WAL mode (readers never block the writer, nor it them) with a 30 s busy timeout: Microsoft.Data.Sqlite
+    /// retries a statement that meets a locked database until its command timeout ("Default Timeout") has passed.
+    /// </summary>
+    public static Config Sqlite(string databaseFile) => For("SQLite.MS", SqliteConnectionString(databaseFile));
+
+    /// <summary>Only the read journal of a SQLite file: what read-only commands use; a persistent actor could not even start on it.</summary>
+    public static Config SqliteReadOnly(string databaseFile) => ReadOnly("SQLite.MS", SqliteConnectionString(databaseFile));
+
+    private static string SqliteConnectionString(string databaseFile)
+    {
+        var file = Path.GetFullPath(databaseFile);
+        UseWriteAheadLog(file);
+        return $"Data Source={file};Default Timeout=30";
+    }
+
+    /// <summary>
+    /// Switches a SQLite database to write-ahead logging (a setting kept in the file itself, so once is enough; a file
+    /// that does not exist yet is created in that mode).
+    /// </summary>
+    public static void UseWriteAheadLog(string databaseFile)
+    {
+        var directory = Path.GetDirectoryName(databaseFile);
+        if (directory is not null) Directory.CreateDirectory(directory);
+        try
+        {
+            using var connection = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={databaseFile};Default Timeout=30");
+            connection.Open();
+            using var command = connection.CreateCommand();
+            command.CommandText = "PRAGMA journal_mode=WAL;";
+            command.ExecuteScalar();
+        }
+        catch (Microsoft.Data.Sqlite.SqliteException)
+        {
+            // A file that cannot be opened as a database is reported by the journal itself, with how to resume.
+        }
+    }
 
     /// <summary>A PostgreSQL database (Npgsql connection string: Host=…;Port=…;Database=…;Username=…;Password=…).</summary>
     public static Config PostgreSql(string connectionString) => For("PostgreSQL.15", connectionString);
@@ -27,6 +63,10 @@ public static class PersistenceConfig
                   auto-initialize = true
                 }
               }
+              query.journal.sql {
+                connection-string = "{{connection}}"
+                provider-name = "{{provider}}"
+              }
               snapshot-store {
                 plugin = "akka.persistence.snapshot-store.sql"
                 sql {
@@ -36,6 +76,11 @@ public static class PersistenceConfig
                 }
               }
             }
+            """).WithFallback(Serializers).WithFallback(SqlPersistence.DefaultConfiguration);
+    }
+
+    /// <summary>Scale's own serialiser for the persisted sweep events and snapshots.</summary>
+    private static readonly Config Serializers = ConfigurationFactory.ParseString("""
             akka.actor {
               serializers.scale-sweep = "Scale.Actors.Sweeps.SweepEventSerializer, Scale.Actors"
               serialization-bindings {
@@ -46,6 +91,24 @@ public static class PersistenceConfig
                 "Scale.Actors.Sweeps.SweepEventSerializer, Scale.Actors" = 7301
               }
             }
-            """).WithFallback(SqlPersistence.DefaultConfiguration);
+            """);
+
+    private static Config ReadOnly(string provider, string connection)
+    {
+        connection = connection.Replace("\\", "\\\\").Replace("\"", "\\\"");
+        return ConfigurationFactory.ParseString($$"""
+            akka.persistence.journal.plugin = ""
+            akka.persistence.snapshot-store.plugin = ""
+            # The read journal takes its table layout from the write journal's settings (not started: no default journal).
+            akka.persistence.journal.sql {
+              connection-string = "{{connection}}"
+              provider-name = "{{provider}}"
+            }
+            akka.persistence.query.journal.sql {
+              write-plugin = "akka.persistence.journal.sql"
+              connection-string = "{{connection}}"
+              provider-name = "{{provider}}"
+            }
+            """).WithFallback(Serializers).WithFallback(SqlPersistence.DefaultConfiguration);
     }
 }

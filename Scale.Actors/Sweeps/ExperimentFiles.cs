@@ -15,7 +15,7 @@ public static class ExperimentFiles
             .Where(n => n.StartsWith("experiments/", StringComparison.Ordinal))
             .Select(n => Path.GetFileNameWithoutExtension(n["experiments/".Length..])).Order().ToList();
 
-    /// <summary>A built-in name (bio, bio-ko, text) or a path to a .hocon file.</summary>
+    /// <summary>A built-in name (bio, bio-ko, bio-validation, text) or a path to a .hocon file.</summary>
     public static ExperimentSpec Load(string nameOrPath)
     {
         if (File.Exists(nameOrPath)) return Parse(File.ReadAllText(nameOrPath), nameOrPath);
@@ -33,13 +33,34 @@ public static class ExperimentFiles
         ["new"] = ["kind", "language", "people", "renderings", "world-seed", "folder", "held-out-fraction"],
         ["pretrain"] = ["steps", "batch", "sequence-length", "learning-rate", "warmup", "evaluate-every"],
         ["continual"] = ["steps", "batch", "sequence-length", "learning-rate", "warmup", "evaluate-every"],
-        ["scale"] = ["heads-up", "ffn-up", "depth-every"],
-        ["lora"] = ["rank", "alpha", "targets"],
-        ["route"] = ["penalty", "init-bias", "input", "gates", "hard", "lr-expansion", "lr-router"],
+        // The method settings an experiment file may give (scale.*, lora.*, route.*): TrialPlanner's table names them.
+        ["scale"] = SettingsIn("scale"),
+        ["lora"] = SettingsIn("lora"),
+        ["route"] = SettingsIn("route"),
     };
 
-    /// <summary>Route's defaults, for keys an experiment file leaves out.</summary>
-    private static readonly RouterSpec Route = new();
+    private static string[] SettingsIn(string section)
+        => TrialPlanner.ExperimentKeys.Keys.Where(k => k.StartsWith(section + ".", StringComparison.Ordinal)).Select(k => k[(section.Length + 1)..]).ToArray();
+
+    /// <summary>The file's method settings by sweep key; a list (lora.targets) becomes its items joined by commas.</summary>
+    private static IReadOnlyDictionary<string, string> Settings(Config c, string source, string prefix)
+    {
+        var settings = new SortedDictionary<string, string>(StringComparer.Ordinal);
+        foreach (var (path, key) in TrialPlanner.ExperimentKeys)
+        {
+            if (!c.HasPath(path)) continue;
+            try
+            {
+                var value = c.GetValue(path);
+                settings[key] = value.IsArray() ? string.Join(",", value.GetArray().Select(v => v.GetString())) : value.GetString();
+            }
+            catch (Exception e) when (e is FormatException or InvalidCastException or Akka.Configuration.ConfigurationException)
+            {
+                throw new ArgumentException($"{source}: '{prefix}{path}' has the wrong type ({e.Message.Split('\n')[0]}).");
+            }
+        }
+        return settings;
+    }
 
     public static ExperimentSpec Parse(string text, string source)
     {
@@ -89,13 +110,6 @@ public static class ExperimentFiles
             Folder = c.HasPath($"{side}.folder") ? c.GetString($"{side}.folder") : null,
             HeldOutFraction = Double($"{side}.held-out-fraction", 0.1),
         };
-        T Choice<T>(string path, T fallback) where T : struct, Enum
-        {
-            var text = Str(path, fallback.ToString().ToLowerInvariant());
-            return !text.Any(char.IsDigit) && Enum.TryParse<T>(text, ignoreCase: true, out var value) && Enum.IsDefined(value)
-                ? value
-                : throw new ArgumentException($"{source}: '{prefix}{path}' must be one of {string.Join(", ", Enum.GetNames<T>().Select(n => n.ToLowerInvariant()))}, got '{text}'.");
-        }
         PhaseSpec Phase(string name) => new()
         {
             Steps = Int($"{name}.steps", 250), Batch = Int($"{name}.batch", 32), SequenceLength = Int($"{name}.sequence-length", 128),
@@ -127,22 +141,7 @@ public static class ExperimentFiles
                 Pretrain = Phase("pretrain"),
                 Continual = Phase("continual"),
                 Methods = Get("methods", p => (IReadOnlyList<string>)c.GetStringList(p).ToList(), defaults.Methods),
-                HeadsUp = Int("scale.heads-up", 1),
-                FfnUp = c.HasPath("scale.ffn-up") ? Int("scale.ffn-up", 0) : null,
-                DepthEvery = Int("scale.depth-every", 2),
-                Lora = new LoraSpec
-                {
-                    Rank = Int("lora.rank", 8), Alpha = Double("lora.alpha", 16),
-                    TargetModules = Get("lora.targets", p => (IReadOnlyList<string>)c.GetStringList(p).ToList(), new LoraSpec().TargetModules),
-                },
-                Router = new RouterSpec
-                {
-                    Penalty = Double("route.penalty", Route.Penalty), InitBias = Double("route.init-bias", Route.InitBias),
-                    Input = Choice("route.input", Route.Input), Gates = Choice("route.gates", Route.Gates),
-                    Hard = Get("route.hard", p => c.GetBoolean(p), Route.Hard),
-                    ExpansionLearningRate = Double("route.lr-expansion", Route.ExpansionLearningRate),
-                    RouterLearningRate = Double("route.lr-router", Route.RouterLearningRate),
-                },
+                Settings = Settings(c, source, prefix),
             }.Validate(requireFolders: false);
         }
         catch (ArgumentException e) when (!e.Message.StartsWith(source, StringComparison.Ordinal))

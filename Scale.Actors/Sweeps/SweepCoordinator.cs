@@ -37,7 +37,7 @@ public sealed class SweepCoordinator : ReceivePersistentActor
 
     public SweepCoordinator(string sweepId, int snapshotEvery = 100)
     {
-        PersistenceId = $"sweep-{sweepId}";
+        PersistenceId = PersistenceIdOf(sweepId);
         this.snapshotEvery = snapshotEvery;
         Recover<SnapshotOffer>(offer =>
         {
@@ -53,6 +53,8 @@ public sealed class SweepCoordinator : ReceivePersistentActor
     }
 
     public override string PersistenceId { get; }
+
+    public static string PersistenceIdOf(string sweepId) => $"sweep-{sweepId}";
 
     /// <summary>Snapshots are taken every <paramref name="snapshotEvery"/> events, so recovery replays at most that many.</summary>
     public static Props Props(string sweepId, int snapshotEvery = 100) => Akka.Actor.Props.Create(() => new SweepCoordinator(sweepId, snapshotEvery));

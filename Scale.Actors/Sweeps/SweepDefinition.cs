@@ -20,9 +20,27 @@ public sealed record SweepDefinition
     /// <summary>Where the definition came from (file path or built-in name), for messages.</summary>
     public string Source { get; init; } = "";
 
-    public TrialPlan PlanFor(TrialSpec trial) => TrialParameters.Plan(Experiment, trial, CheckpointEvery);
+    public TrialPlan PlanFor(TrialSpec trial) => TrialPlanner.Plan(Experiment, trial.Method, trial.Parameters, CheckpointEvery);
 
     public StartSweep StartCommand => new(Name, Trials, MaxConcurrent, RetryBudget) { Fingerprint = Fingerprint };
+
+    /// <summary>
+    /// Refuses to resume a sweep that was started from another definition (a different experiment or checkpoint interval —
+    /// its <see cref="Fingerprint"/> — or other trials): its finished trials would not be comparable. One check for both
+    /// paths that resume a sweep: `scale run` on this machine and the cluster's sweep manager.
+    /// </summary>
+    public void CheckResumes(string? startedFingerprint, IReadOnlyCollection<string> startedTrials, string where)
+    {
+        if (startedFingerprint is not null && startedFingerprint != Fingerprint)
+            throw new ArgumentException(
+                $"Sweep '{Name}' {where} was started with a different experiment or checkpoint interval than {Source} now gives " +
+                $"(fingerprint {startedFingerprint}, now {Fingerprint}). Its finished trials would not be comparable: give the changed sweep a new name, or use another --data-dir.");
+        var file = Trials.Select(t => t.Id).ToHashSet();
+        if (file.SetEquals(startedTrials)) return;
+        throw new ArgumentException(
+            $"Sweep '{Name}' {where} was started from a different definition ({file.Except(startedTrials).Count()} trials new in the file, " +
+            $"{startedTrials.Except(file).Count()} no longer in it). A sweep's trials are fixed when it starts: give the changed sweep a new name, or use another --data-dir.");
+    }
 
     /// <summary>A hash of what every trial's result depends on besides its own settings: the experiment (base, data, phases) and the checkpoint interval.</summary>
     public string Fingerprint => Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(
@@ -50,7 +68,7 @@ public static partial class SweepFiles
         return reader.ReadToEnd();
     }
 
-    /// <summary>A path to a .hocon file, or the name of a built-in sweep (quickstart, bio).</summary>
+    /// <summary>A path to a .hocon file, or the name of a built-in sweep (quickstart, bio, route-search, route-search-baselines).</summary>
     public static SweepDefinition Load(string nameOrPath)
     {
         if (File.Exists(nameOrPath)) return Parse(File.ReadAllText(nameOrPath), nameOrPath, Path.GetDirectoryName(Path.GetFullPath(nameOrPath))!);
@@ -78,7 +96,7 @@ public static partial class SweepFiles
         if (!NamePattern().IsMatch(name)) Fail("name", $"'{name}' must be lower-case letters, digits, '-' and '_' (at most 64).");
 
         ExperimentSpec experiment;
-        if (!c.HasPath("experiment")) Fail("experiment", "is required: a built-in experiment (bio, bio-ko), a file, or an inline block.");
+        if (!c.HasPath("experiment")) Fail("experiment", "is required: a built-in experiment (bio, bio-ko, bio-validation), a file, or an inline block.");
         var value = c.GetValue("experiment");
         if (value.IsObject())
         {

@@ -9,9 +9,19 @@ public sealed record TrialSpec(string Id, string Method, IReadOnlyDictionary<str
 /// <summary>The last checkpoint a trial reported: it resumes from here after a retry or a lost trainer.</summary>
 public sealed record CheckpointRef(long Step, string Path);
 
-/// <summary>A finished trial's scores (retention, acquisition, forgetting as DESIGN.md §2 defines them) and what it cost.</summary>
+/// <summary>A finished trial's scores (retention, acquisition, forgetting as docs/method.md defines them) and what it cost.</summary>
 public sealed record TrialMetrics(double Retention, double Acquisition, double Forgetting)
 {
+    /// <summary>
+    /// The scores' metric (Scale.Model.Experiments.ScoreMetric: recall, higher is better; perplexity, lower is better).
+    /// Journals from before it was recorded hold recall sweeps only, so absent means recall.
+    /// </summary>
+    public string? Metric { get; init; }
+    [System.Text.Json.Serialization.JsonIgnore] public bool LowerIsBetter => Scale.Model.Experiments.ScoreMetric.LowerIsBetter(Metric);
+    /// <summary>The base's score on the old data (forgetting's reference); absent in journals from before it was recorded.</summary>
+    public double? BaseOld { get; init; }
+    public double? RetentionFirstToken { get; init; }
+    public double? AcquisitionFirstToken { get; init; }
     /// <summary>Loss of the last training step (null when nothing trains, as for the frozen base).</summary>
     public double? FinalLoss { get; init; }
     public long TrainableParameters { get; init; }

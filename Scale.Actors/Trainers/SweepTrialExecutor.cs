@@ -62,8 +62,11 @@ public sealed class SweepTrialExecutor(SweepDefinition sweep, TrialRunner runner
             TrainSeconds = trained.TrainSeconds,
             EvaluationSeconds = scored.Scores.Seconds,
             CheckpointSeconds = trained.CheckpointSeconds,
+            Metric = scored.Scores.Metric, BaseOld = scored.Scores.BaseOld,
             RetentionByAttribute = scored.Scores.RetentionByAttribute,
             AcquisitionByAttribute = scored.Scores.AcquisitionByAttribute,
+            RetentionFirstToken = scored.Scores.RetentionFirstToken,
+            AcquisitionFirstToken = scored.Scores.AcquisitionFirstToken,
         };
     }
 }

@@ -8,6 +8,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Scale.Actors.Cluster;
+using Scale.Actors.Trainers;
 using Scale.Host.Sweeps;
 
 namespace Scale.Host.Cluster;
@@ -26,6 +27,7 @@ internal sealed class ClusterNode : IAsyncDisposable
         this.host = host;
         System = host.Services.GetRequiredService<ActorSystem>();
         Manager = host.Services.GetRequiredService<ActorRegistry>().Get<ManagerProxyKey>();
+        DataLoader = host.Services.GetRequiredService<ActorRegistry>().Get<Scale.Actors.Data.DataLoader>();
     }
 
     private sealed class ManagerProxyKey;
@@ -33,6 +35,8 @@ internal sealed class ClusterNode : IAsyncDisposable
     public ActorSystem System { get; }
     /// <summary>The singleton proxy: messages for the sweep manager, wherever it runs now.</summary>
     public IActorRef Manager { get; }
+    /// <summary>The node's data loader (batches for its trainers).</summary>
+    public IActorRef DataLoader { get; }
     public string SelfAddress => Akka.Cluster.Cluster.Get(System).SelfAddress.ToString();
     public ILoggerFactory Logs => host.Services.GetRequiredService<ILoggerFactory>();
 
@@ -71,7 +75,8 @@ internal sealed class ClusterNode : IAsyncDisposable
                     ClusterSingletonProxySettings.Create(system).WithRole(ClusterConfig.SeedRole)), "sweeps-proxy");
                 registry.Register<ManagerProxyKey>(proxy);
                 if (seed) ClusterClientReceptionist.Get(system).RegisterService(proxy);
-            }));
+            })
+            .WithDataLoader());
         var host = builder.Build();
         try
         {

@@ -43,7 +43,7 @@ internal sealed class WorkerLoop(ClusterNode node, string dataDirectory, IReadOn
     public async Task RunAsync(CancellationToken stop)
     {
         node.System.ActorOf(Akka.Actor.Props.Create(() => new WorkerProgress(new PlainSweepView(output))), "progress");
-        var dataLoader = node.System.ActorOf(DataLoader.Props(), "data-loader");
+        var dataLoader = node.DataLoader;
         var ended = Task.WhenAny(node.WhenTerminated, Task.Delay(Timeout.Infinite, stop));
         while (!stop.IsCancellationRequested && !node.WhenTerminated.IsCompleted)
         {
@@ -82,46 +82,16 @@ internal sealed class WorkerLoop(ClusterNode node, string dataDirectory, IReadOn
         output.WriteLine($"Working on sweep {sweep.Name} ({sweep.Trials.Count} trials) with {string.Join(", ", devices)}, {threads} thread(s).");
         var view = new PlainSweepView(output);
         Devices.UseThreads(threads);
-        using var task = await Task.Run(() => BaseLock.Prepare(sweep.Experiment, dataDirectory, new SynchronousProgress(view.Base), stop), stop);
-        string dataset = $"new-{g}";
-        dataLoader.Tell(new RegisterDataset(dataset, task.Runner.TrainData));
-        var evaluator = node.System.ActorOf(Evaluator.Props(task.Runner, threads), $"evaluator-{g}");
-        var executor = new SweepTrialExecutor(sweep, task.Runner, Path.Combine(SweepSystem.SweepDirectory(dataDirectory, sweep.Name), "trials"),
-                                              dataLoader, dataset, evaluator, node.System.EventStream, Math.Max(1, threads / devices.Count));
-        var trainers = devices.Select(device => node.System.ActorOf(
-            Trainer.Props(node.Manager, $"{node.SelfAddress}/{device}", executor, TimeSpan.FromSeconds(1), slots: 1,
-                          replyTimeout: AskTimeout, envelope: command => new ToSweep(sweep.Name, command)),
-            $"trainer-{g}-{device.Replace(':', '-')}")).ToList();
-        var done = Task.WhenAll(trainers.Select(t => t.WatchAsync()));
-        await Task.WhenAny(done, ended);
-        if (!done.IsCompleted && !node.WhenTerminated.IsCompleted)
+        using var runtime = await TrialRuntime.StartAsync(node.System, dataLoader, sweep, new TrialRuntimeOptions
         {
-            foreach (var trainer in trainers) node.System.Stop(trainer);   // running trials stop at their next step
-            await done;
-        }
-        if (!node.WhenTerminated.IsCompleted) node.System.Stop(evaluator);
+            Coordinator = node.Manager, DataDirectory = dataDirectory, Devices = devices, ThreadsPerTrial = Math.Max(1, threads / devices.Count),
+            TrainerId = device => $"{node.SelfAddress}/{device}", PollInterval = TimeSpan.FromSeconds(1), ReplyTimeout = AskTimeout,
+            Envelope = command => new ToSweep(sweep.Name, command), NameSuffix = $"-{g}",
+        }, new SynchronousProgress(view.Base), stop);
+        var done = runtime.Done;
+        await Task.WhenAny(done, ended);
+        if (!done.IsCompleted && !node.WhenTerminated.IsCompleted) await runtime.Stop();   // running trials stop at their next step
         output.WriteLine(done.IsCompleted && !stop.IsCancellationRequested ? $"Sweep {sweep.Name}: nothing left for this worker." : $"Stopped working on sweep {sweep.Name}.");
     }
 }
 
-/// <summary>
-/// Several processes (or nodes sharing the data directory) that need the same base: one prepares it while the
-/// others wait on a lock file, then they load the cached copy.
-/// </summary>
-internal static class BaseLock
-{
-    public static ExperimentTask Prepare(ExperimentSpec spec, string dataDirectory, IProgress<ExperimentProgress> progress, CancellationToken cancellation)
-    {
-        var bases = Path.Combine(dataDirectory, "bases");
-        SweepLock? held;
-        bool told = false;
-        while ((held = SweepLock.TryAcquire(bases, "prepare.lock")) is null)
-        {
-            if (!told) progress.Report(new("pretrain", "base", 0, 0, 0, 0, "another process is preparing a base in this data directory; waiting for it"));
-            told = true;
-            cancellation.WaitHandle.WaitOne(TimeSpan.FromSeconds(1));
-            cancellation.ThrowIfCancellationRequested();
-        }
-        using (held) return TwoPhaseExperiment.Prepare(spec, dataDirectory, progress, cancellation);
-    }
-}

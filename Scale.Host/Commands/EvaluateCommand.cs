@@ -2,6 +2,7 @@ using System.ComponentModel;
 using Akka.Actor;
 using Scale.Actors.Evaluation;
 using Scale.Actors.Sweeps;
+using Scale.Actors.Trainers;
 using Scale.Host.Sweeps;
 using Scale.Model;
 using Scale.Model.Experiments;
@@ -43,9 +44,11 @@ internal sealed class EvaluateCommand : AsyncCommand<EvaluateCommand.Settings>
         if (plan.Method.Kind != MethodKind.Frozen && !Directory.Exists(directory))
             throw new ArgumentException($"No checkpoint {directory}: the trial has not written it (yet).");
         Devices.UseThreads(settings.Threads);
-        using var task = TwoPhaseExperiment.Prepare(sweep.Experiment, settings.DataDir, cancellation: cancellation);
-        await using var system = await SweepSystem.StartAsync(settings.DataDir, sweep.Name);
-        var evaluator = system.System.ActorOf(Evaluator.Props(task.Runner, settings.Threads), "evaluator");
+        // The base under the data directory's lock, as trainers prepare it; an actor system of its own for the Evaluator:
+        // evaluating reads checkpoints, never the sweep's journal, so no coordinator is started.
+        using var task = BaseLock.Prepare(sweep.Experiment, settings.DataDir, null, cancellation);
+        using var system = ActorSystem.Create("scale-evaluate", AkkaDefaults.Config("WARNING"));
+        var evaluator = system.ActorOf(Evaluator.Props(task.Runner, settings.Threads), "evaluator");
         var reply = await evaluator.Ask(new EvaluateCheckpoint(trial.Id, plan, plan.Method.Kind == MethodKind.Frozen ? null : directory), TimeSpan.FromHours(1));
         if (reply is Status.Failure failure) throw new ArgumentException($"Cannot evaluate {directory}: {failure.Cause.Message}");
         var scores = ((CheckpointEvaluated)reply).Scores;

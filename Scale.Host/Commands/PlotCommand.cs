@@ -1,6 +1,7 @@
 using System.ComponentModel;
 using Scale.Actors.Sweeps;
 using Scale.Host.Sweeps;
+using Scale.Model.Experiments;
 using Spectre.Console.Cli;
 
 namespace Scale.Host.Commands;
@@ -27,7 +28,19 @@ internal sealed class PlotCommand : AsyncCommand<PlotCommand.Settings>
         public string DataDir { get; init; } = "scale-data";
     }
 
-    internal sealed record Point(string Sweep, string Trial, string Method, double Retention, double Acquisition, double BaseOld);
+    internal sealed record Point(string Sweep, string Trial, string Method, double Retention, double Acquisition, double BaseOld)
+    {
+        /// <summary>The scores' metric (recall or perplexity), which says which way is better.</summary>
+        public string Metric { get; init; } = ScoreMetric.Recall;
+
+        /// <summary>A completed trial's point; the base score comes with its metrics (older journals: from retention and forgetting).</summary>
+        public static Point Of(string sweep, TrialState trial)
+        {
+            var m = trial.Metrics!;
+            double baseOld = m.BaseOld ?? (m.LowerIsBetter ? m.Retention - m.Forgetting : m.Retention + m.Forgetting);
+            return new Point(sweep, trial.Spec.Id, trial.Spec.Method, m.Retention, m.Acquisition, baseOld) { Metric = m.Metric ?? ScoreMetric.Recall };
+        }
+    }
 
     public override async Task<int> ExecuteAsync(CommandContext context, Settings settings, CancellationToken cancellation)
     {
@@ -36,10 +49,11 @@ internal sealed class PlotCommand : AsyncCommand<PlotCommand.Settings>
         foreach (var sweep in settings.Sweeps)
         {
             var state = await SweepJournal.Read(settings.DataDir, sweep);
-            points.AddRange(state.Order.Select(id => state.Trials[id]).Where(t => t.Metrics is not null)
-                .Select(t => new Point(sweep, t.Spec.Id, t.Spec.Method, t.Metrics!.Retention, t.Metrics.Acquisition, t.Metrics.Retention + t.Metrics.Forgetting)));
+            points.AddRange(state.Order.Select(id => state.Trials[id]).Where(t => t.Metrics is not null).Select(t => Point.Of(sweep, t)));
         }
         if (points.Count == 0) throw new ArgumentException($"No completed trials in {string.Join(", ", settings.Sweeps)} yet.");
+        if (points.Select(p => p.Metric).Distinct().Count() > 1)
+            throw new ArgumentException($"{string.Join(", ", settings.Sweeps)} were scored on different metrics ({string.Join(", ", points.Select(p => p.Metric).Distinct())}); plot them separately.");
         Draw(points, settings.Title ?? string.Join(" + ", settings.Sweeps), settings.Out);
         var front = ParetoFront(points);
         Console.WriteLine($"Wrote {settings.Out}: {points.Count} trials, {front.Count} on the Pareto front:");
@@ -47,20 +61,22 @@ internal sealed class PlotCommand : AsyncCommand<PlotCommand.Settings>
         return 0;
     }
 
-    /// <summary>The points no other point beats on both retention and acquisition, by retention ascending.</summary>
+    /// <summary>The points no other point beats on both retention and acquisition (by the metric's direction), by retention ascending.</summary>
     internal static IReadOnlyList<Point> ParetoFront(IReadOnlyList<Point> points)
-        => points.Where(p => !points.Any(q => q.Retention >= p.Retention && q.Acquisition >= p.Acquisition
-                                               && (q.Retention > p.Retention || q.Acquisition > p.Acquisition)))
-                 .DistinctBy(p => (p.Retention, p.Acquisition)).OrderBy(p => p.Retention).ToList();
+        => ScoreMetric.ParetoFront(points, points.Count > 0 ? points[0].Metric : null, p => p.Retention, p => p.Acquisition);
 
     internal static void Draw(IReadOnlyList<Point> points, string title, string path)
     {
         var plot = new ScottPlot.Plot();
-        double baseOld = points.Max(p => p.BaseOld);
-        var goal = plot.Add.Rectangle(baseOld - 0.05, 1.02, 0.80, 1.02);
-        goal.FillStyle.Color = ScottPlot.Colors.Green.WithAlpha(0.12);
-        goal.LineStyle.Width = 0;
-        goal.LegendText = "goal: forgetting ≤ 0.05, acquisition ≥ 0.80";
+        bool lower = ScoreMetric.LowerIsBetter(points[0].Metric);
+        double baseOld = lower ? points.Min(p => p.BaseOld) : points.Max(p => p.BaseOld);
+        if (!lower)
+        {
+            var goal = plot.Add.Rectangle(baseOld - 0.05, 1.02, 0.80, 1.02);
+            goal.FillStyle.Color = ScottPlot.Colors.Green.WithAlpha(0.12);
+            goal.LineStyle.Width = 0;
+            goal.LegendText = "goal: forgetting ≤ 0.05, acquisition ≥ 0.80";
+        }
         var palette = new ScottPlot.Palettes.Category10();
         foreach (var (group, index) in points.GroupBy(p => p.Method).OrderBy(g => g.Key).Select((g, i) => (g, i)))
         {
@@ -81,9 +97,21 @@ internal sealed class PlotCommand : AsyncCommand<PlotCommand.Settings>
             line.LegendText = "Pareto front";
         }
         plot.Title(title);
-        plot.XLabel($"retention (recall of the old people; base {baseOld:0.000})");
-        plot.YLabel("acquisition (recall of the new people)");
-        plot.Axes.SetLimits(-0.02, 1.02, -0.02, 1.02);
+        if (lower)
+        {
+            // Perplexity: lower is better, so both axes run from high to low and better is still up and to the right.
+            plot.XLabel($"retention (perplexity of the old text, lower is better; base {baseOld:0.00})");
+            plot.YLabel("acquisition (perplexity of the new text, lower is better)");
+            plot.Axes.AutoScale();
+            var limits = plot.Axes.GetLimits();
+            plot.Axes.SetLimits(limits.Right, limits.Left, limits.Top, limits.Bottom);
+        }
+        else
+        {
+            plot.XLabel($"retention (recall of the old people; base {baseOld:0.000})");
+            plot.YLabel("acquisition (recall of the new people)");
+            plot.Axes.SetLimits(-0.02, 1.02, -0.02, 1.02);
+        }
         plot.ShowLegend(ScottPlot.Alignment.MiddleRight);
         var directory = Path.GetDirectoryName(Path.GetFullPath(path));
         if (directory is not null) Directory.CreateDirectory(directory);

@@ -52,7 +52,7 @@ internal sealed class ReportCommand : AsyncCommand<ReportCommand.Settings>
         }
 
         var points = trials.Where(t => t.Metrics is not null)
-            .Select(t => new PlotCommand.Point(settings.Sweep, t.Spec.Id, t.Spec.Method, t.Metrics!.Retention, t.Metrics.Acquisition, t.Metrics.Retention + t.Metrics.Forgetting))
+            .Select(t => PlotCommand.Point.Of(settings.Sweep, t))
             .ToList();
         if (points.Count > 0)
         {

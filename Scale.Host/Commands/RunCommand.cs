@@ -88,7 +88,7 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
         var started = await system.AskCoordinator(sweep.StartCommand);
         if (started is Akka.Actor.Status.Failure failure) throw new ArgumentException($"{sweep.Source}: {failure.Cause.Message}");
         var state = await system.StateAsync();
-        CheckSameTrials(sweep, state, settings.DataDir);
+        sweep.CheckResumes(state.Fingerprint, state.Order, $"in {settings.DataDir}");
         bool plain = settings.Plain || Console.IsOutputRedirected;
         if (started is Accepted { EventsPersisted: 0 })
             Console.WriteLine($"Resuming sweep {sweep.Name} from {SweepSystem.DatabaseFile(settings.DataDir)}: {SweepReport.Counts(state)}.");
@@ -100,7 +100,7 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
             Console.WriteLine($"Note: max-concurrent {sweep.MaxConcurrent} is above the thread budget {budget}; running {slots} at a time so the cores are not oversubscribed.");
 
         var trainerId = $"{Environment.MachineName}/cpu/{Environment.ProcessId}";
-        using var telemetry = new SweepTelemetry(state, trainerId);
+        using var telemetry = new SweepTelemetry(state, trainerId, system.Membership);
         await using var endpoint = await StartEndpoint(settings.Http, system, telemetry, sweepDirectory);
         var timing = new RunTiming();
         // Ctrl+C stops the trainer: running trials stop at their next step and resume from their last checkpoint next time.
@@ -194,16 +194,13 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
         system.System.ActorOf(ViewFeed.Props(channel.Writer, telemetry.Observe), "view-feed");
         var clock = Stopwatch.StartNew();
         Devices.UseThreads(Math.Min(budget, Environment.ProcessorCount));
-        var reporter = new SynchronousProgress(view.Base);
-        using var task = await Task.Run(() => TwoPhaseExperiment.Prepare(sweep.Experiment, system.DataDirectory, reporter, cancellation), cancellation);
+        using var runtime = await TrialRuntime.StartAsync(system.System, system.DataLoader, sweep, new TrialRuntimeOptions
+        {
+            Coordinator = system.Coordinator, DataDirectory = system.DataDirectory, SlotsPerDevice = slots, ThreadsPerTrial = threadsPerTrial,
+            TrainerId = _ => trainerId, PollInterval = TimeSpan.FromMilliseconds(500),
+        }, new SynchronousProgress(view.Base), cancellation);
         timing.BaseSeconds = clock.Elapsed.TotalSeconds;
-
-        system.DataLoader.Tell(new RegisterDataset("new", task.Runner.TrainData));
-        var evaluator = system.System.ActorOf(Evaluator.Props(task.Runner, threadsPerTrial), "evaluator");
-        var executor = new SweepTrialExecutor(sweep, task.Runner, Path.Combine(sweepDirectory, "trials"), system.DataLoader, "new",
-                                              evaluator, system.System.EventStream, threadsPerTrial);
-        var trainer = system.System.ActorOf(Trainer.Props(system.Coordinator, trainerId, executor, TimeSpan.FromMilliseconds(500), slots), "trainer-cpu");
-        var ended = trainer.WatchAsync();
+        var ended = runtime.Done;
         var state = await system.StateAsync();
         int total = state.Trials.Count, done = state.Trials.Values.Count(t => t.Status is TrialStatus.Completed or TrialStatus.Failed);
         view.Overall(done, total);
@@ -239,8 +236,7 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
             Drain();
             await Task.WhenAny(ended, interrupted, channel.Reader.WaitToReadAsync(CancellationToken.None).AsTask());
             if (!cancellation.IsCancellationRequested) continue;
-            system.System.Stop(trainer);
-            await trainer.WatchAsync();
+            await runtime.Stop();
             Drain();
             return;
         }
@@ -271,21 +267,5 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
             case TrialFailed f: log.LogError("Trial {trial} failed for good after attempt {attempt}: {reason}", f.TrialId, f.Attempt, f.Reason); break;
             case TrialRequeued q: log.LogWarning("Trial {trial} re-queued: its trainer {trainer} is gone", q.TrialId, q.TrainerId); break;
         }
-    }
-
-    private static void CheckSameTrials(SweepDefinition sweep, SweepState state, string dataDirectory)
-    {
-        if (state.Fingerprint is not null && state.Fingerprint != sweep.Fingerprint)
-            throw new ArgumentException(
-                $"Sweep '{sweep.Name}' in {dataDirectory} was started with a different experiment or checkpoint interval than {sweep.Source} now gives " +
-                $"(fingerprint {state.Fingerprint}, now {sweep.Fingerprint}). Its finished trials would not be comparable: give the changed sweep a new name, or use another --data-dir.");
-        var journal = state.Order.ToHashSet();
-        var file = sweep.Trials.Select(t => t.Id).ToHashSet();
-        if (journal.SetEquals(file)) return;
-        var added = file.Except(journal).ToList();
-        var removed = journal.Except(file).ToList();
-        throw new ArgumentException(
-            $"Sweep '{sweep.Name}' in {dataDirectory} was started from a different definition ({added.Count} trials new in the file, " +
-            $"{removed.Count} no longer in it). A sweep's trials are fixed when it starts: give the changed sweep a new name, or use another --data-dir.");
     }
 }

@@ -30,9 +30,9 @@ internal sealed class StatusCommand : AsyncCommand<StatusCommand.Settings>
             Console.WriteLine($"No sweeps in {settings.DataDir}. Start one with: scale run quickstart --data-dir {settings.DataDir}");
             return 0;
         }
-        foreach (var name in names)
+        var states = await SweepJournal.ReadAll(settings.DataDir, names);
+        foreach (var (name, state) in names.Zip(states))
         {
-            var state = await SweepJournal.Read(settings.DataDir, name);
             bool active = IsActive(settings.DataDir, name);
             Console.WriteLine($"{name}: {SweepReport.Counts(state)}; {(state.Finished ? "finished" : active ? "running now" : "interrupted (resumes with `scale run`)")}");
             if (settings.Sweep is null) continue;
@@ -84,11 +84,7 @@ internal sealed class StatusCommand : AsyncCommand<StatusCommand.Settings>
         return Directory.Exists(root) ? Directory.GetDirectories(root).Select(Path.GetFileName).OfType<string>().Order().ToList() : [];
     }
 
-    private static bool IsActive(string dataDirectory, string name)
-    {
-        using var probe = SweepLock.TryAcquire(SweepSystem.SweepDirectory(dataDirectory, name));
-        return probe is null;
-    }
+    private static bool IsActive(string dataDirectory, string name) => SweepLock.IsHeld(SweepSystem.SweepDirectory(dataDirectory, name));
 }
 
 /// <summary>`scale results SWEEP`: every trial with its settings, state and scores, as a table, CSV or JSON.</summary>
@@ -138,20 +134,34 @@ internal sealed class ResultsCommand : AsyncCommand<ResultsCommand.Settings>
     }
 }
 
-/// <summary>Reads a sweep's state from the journal without changing it.</summary>
+/// <summary>
+/// Reads sweeps' states from the journal without changing it: the events are replayed through Akka.Persistence.Query
+/// in an actor system that has only the read journal, so no coordinator is started and no lock is taken.
+/// </summary>
 internal static class SweepJournal
 {
     public static async Task<SweepState> Read(string dataDirectory, string sweep)
+        => (await ReadAll(dataDirectory, [sweep]))[0];
+
+    public static async Task<IReadOnlyList<SweepState>> ReadAll(string dataDirectory, IReadOnlyList<string> sweeps)
     {
-        if (!File.Exists(SweepSystem.DatabaseFile(dataDirectory)))
-            throw new ArgumentException($"No sweeps in {dataDirectory} ({SweepSystem.DatabaseFile(dataDirectory)} does not exist).");
-        await using var system = await SweepSystem.StartAsync(dataDirectory, sweep);
-        var state = await system.StateAsync();
-        if (!state.Started)
+        var database = SweepSystem.DatabaseFile(dataDirectory);
+        if (!File.Exists(database))
+            throw new ArgumentException($"No sweeps in {dataDirectory} ({database} does not exist).");
+        var config = AkkaDefaults.Config("WARNING").WithFallback(Scale.Actors.Persistence.PersistenceConfig.SqliteReadOnly(database));
+        using var system = Akka.Actor.ActorSystem.Create("scale-read", config);
+        var states = new List<SweepState>();
+        foreach (var sweep in sweeps)
         {
-            var known = StatusCommand.KnownSweeps(dataDirectory);
-            throw new ArgumentException($"No sweep '{sweep}' in {dataDirectory}" + (known.Count > 0 ? $"; known: {string.Join(", ", known)}." : "."));
+            var state = await Scale.Actors.Persistence.SweepReadModel.ReadAsync(system, sweep);
+            if (!state.Started)
+            {
+                var known = StatusCommand.KnownSweeps(dataDirectory);
+                throw new ArgumentException($"No sweep '{sweep}' in {dataDirectory}" + (known.Count > 0 ? $"; known: {string.Join(", ", known)}." : "."));
+            }
+            states.Add(state);
         }
-        return state;
+        await system.Terminate();
+        return states;
     }
 }

@@ -81,12 +81,15 @@ internal sealed class OperatorEndpoint : IAsyncDisposable
             var state = telemetry.Snapshot();
             return name == state.SweepId ? Results.Json(SweepReport.Rows(state), json) : Results.NotFound(new { error = $"no sweep '{name}' in this process" });
         });
-        app.MapGet("/api/cluster", () => Results.Json(new
+        app.MapGet("/api/cluster", () =>
         {
-            // One process on one machine until Scale runs on a cluster: it coordinates and trains.
-            members = new[] { new { address = $"{Environment.MachineName} (process {Environment.ProcessId})", roles = new[] { "coordinator", "trainer" }, status = "up" } },
-            unreachable = Array.Empty<string>(),
-        }, json));
+            var view = telemetry.Membership.Current;   // the process's own Akka.Cluster state
+            return Results.Json(new
+            {
+                members = view.Members.Select(m => new { address = m.Address, roles = m.Roles, status = m.Status }),
+                unreachable = view.Unreachable,
+            }, json);
+        });
         app.MapGet("/api/trainers", () => Results.Json(new[]
         {
             new

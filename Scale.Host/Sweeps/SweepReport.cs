@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Scale.Actors.Sweeps;
+using Scale.Model.Experiments;
 using Spectre.Console;
 
 namespace Scale.Host.Sweeps;
@@ -23,6 +24,9 @@ internal sealed record TrialRow
     [JsonPropertyName("tokens_per_second")] public double? TokensPerSecond { get; init; }
     [JsonPropertyName("last_checkpoint_step")] public long? LastCheckpointStep { get; init; }
     [JsonPropertyName("failure")] public string? Failure { get; init; }
+    /// <summary>The scores' metric: recall (higher is better) or perplexity (lower is better).</summary>
+    [JsonPropertyName("metric")] public string? Metric { get; init; }
+    [JsonPropertyName("lower_is_better")] public bool LowerIsBetter => ScoreMetric.LowerIsBetter(Metric);
 }
 
 /// <summary>A sweep's trials as a table, CSV or JSON.</summary>
@@ -36,8 +40,12 @@ internal static class SweepReport
         Retention = t.Metrics?.Retention, Acquisition = t.Metrics?.Acquisition, Forgetting = t.Metrics?.Forgetting,
         Attempts = t.Attempt, FinalLoss = t.Metrics?.FinalLoss, TrainableParams = t.Metrics?.TrainableParameters,
         TokensPerSecond = t.Metrics?.TokensPerSecond, LastCheckpointStep = t.LastCheckpoint?.Step,
-        Failure = t.Status == TrialStatus.Failed ? t.FailureReason : null,
+        Failure = t.Status == TrialStatus.Failed ? t.FailureReason : null, Metric = t.Metrics?.Metric ?? (t.Metrics is null ? null : ScoreMetric.Recall),
     }).ToList();
+
+    /// <summary>The metric a sweep's trials were scored on (recall when none has finished: nothing is ranked then).</summary>
+    public static string MetricOf(SweepState state)
+        => state.Trials.Values.Select(t => t.Metrics?.Metric).FirstOrDefault(m => m is not null) ?? ScoreMetric.Recall;
 
     public static string Json(SweepState state) => JsonSerializer.Serialize(Rows(state), new JsonSerializerOptions
     {
@@ -70,15 +78,20 @@ internal static class SweepReport
 
     /// <summary>
     /// The selection rule, fixed before results are seen: among completed trials with forgetting ≤ <paramref name="maxForgetting"/>,
-    /// the highest acquisition; when none qualifies, the highest acquisition − forgetting. Ties go to sweep order.
+    /// the best acquisition; when none qualifies, the best acquisition less forgetting. "Best" follows the metric: the highest
+    /// recall, the lowest perplexity (forgetting is already "how much worse than the base" either way). Ties go to sweep order.
     /// </summary>
     public static (TrialRow? Best, string Rule) Best(SweepState state, double maxForgetting)
     {
+        var metric = MetricOf(state);
+        bool lower = ScoreMetric.LowerIsBetter(metric);
+        double Better(double value) => lower ? -value : value;   // larger is better
         var done = Rows(state).Where(r => r.State == "completed" && r.Acquisition is not null && r.Forgetting is not null).ToList();
         var within = done.Where(r => r.Forgetting <= maxForgetting).ToList();
+        string best = lower ? "lowest" : "highest";
         return within.Count > 0
-            ? (within.MaxBy(r => r.Acquisition), $"highest acquisition with forgetting ≤ {maxForgetting}")
-            : (done.MaxBy(r => r.Acquisition - r.Forgetting), $"no trial has forgetting ≤ {maxForgetting}: highest acquisition − forgetting");
+            ? (within.MaxBy(r => Better(r.Acquisition!.Value)), $"{best} acquisition with forgetting ≤ {maxForgetting} ({metric})")
+            : (done.MaxBy(r => Better(r.Acquisition!.Value) - r.Forgetting!.Value), $"no trial has forgetting ≤ {maxForgetting}: best acquisition less forgetting ({metric})");
     }
 
     public static string Params(IReadOnlyDictionary<string, string> p) => string.Join(" ", p.OrderBy(kv => kv.Key).Select(kv => $"{kv.Key}={kv.Value}"));

@@ -8,6 +8,7 @@ using Serilog;
 using Scale.Actors.Data;
 using Scale.Actors.Persistence;
 using Scale.Actors.Sweeps;
+using Scale.Actors.Trainers;
 
 namespace Scale.Host.Sweeps;
 
@@ -57,8 +58,8 @@ internal sealed class SweepSystem : IAsyncDisposable
     public IActorRef Coordinator { get; }
     public IActorRef DataLoader { get; }
 
-    public static string DatabaseFile(string dataDirectory) => Path.Combine(dataDirectory, "sweeps.db");
-    public static string SweepDirectory(string dataDirectory, string sweep) => Path.Combine(dataDirectory, "sweeps", sweep);
+    public static string DatabaseFile(string dataDirectory) => SweepPaths.DatabaseFile(dataDirectory);
+    public static string SweepDirectory(string dataDirectory, string sweep) => SweepPaths.SweepDirectory(dataDirectory, sweep);
 
     /// <summary>The process's structured log of this sweep (compact JSON lines), when the command keeps one.</summary>
     public static string LogFile(string dataDirectory, string sweep) => Path.Combine(SweepDirectory(dataDirectory, sweep), "scale.log.jsonl");
@@ -88,7 +89,10 @@ internal sealed class SweepSystem : IAsyncDisposable
                 .CreateLogger();
             builder.Logging.AddSerilog(file, dispose: true);
         }
-        var config = AkkaDefaults.Config().WithFallback(PersistenceConfig.Sqlite(DatabaseFile(dataDirectory)));
+        // A cluster of one: the process joins itself on loopback (a free port), so that what it reports of its membership
+        // comes from Akka.Cluster, as on a real cluster, not from constants.
+        var local = new Actors.Cluster.ClusterConfig("127.0.0.1", 0, [], ["coordinator", "trainer"]);
+        var config = AkkaDefaults.Config().WithFallback(PersistenceConfig.Sqlite(DatabaseFile(dataDirectory))).WithFallback(local.ToConfig());
         builder.Services.AddSingleton<IHostLifetime, CommandLifetime>();   // the command, not the host, decides what Ctrl+C does
         builder.Services.AddAkka("scale", (akka, _) => akka
             .AddHocon(config, HoconAddMode.Prepend)
@@ -101,11 +105,27 @@ internal sealed class SweepSystem : IAsyncDisposable
             .WithActors((system, registry, _) =>
             {
                 registry.Register<CoordinatorKey>(system.ActorOf(SweepCoordinator.Props(sweepName, snapshotEvery), $"sweep-{sweepName}"));
-                registry.Register<DataLoader>(system.ActorOf(Actors.Data.DataLoader.Props(), "data-loader"));
-            }));
+            })
+            .WithDataLoader());
         var host = builder.Build();
         await host.StartAsync();
-        return new SweepSystem(host, dataDirectory);
+        var system = new SweepSystem(host, dataDirectory);
+        await system.JoinSelfAsync();
+        return system;
+    }
+
+    /// <summary>This process's view of its (one-member) cluster.</summary>
+    public Actors.Telemetry.ClusterMembership Membership { get; private set; } = null!;
+
+    private async Task JoinSelfAsync()
+    {
+        var cluster = Akka.Cluster.Cluster.Get(System);
+        var up = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        cluster.RegisterOnMemberUp(() => up.TrySetResult());
+        Membership = Actors.Telemetry.ClusterMembership.Follow(System);
+        cluster.Join(cluster.SelfAddress);
+        if (await Task.WhenAny(up.Task, Task.Delay(TimeSpan.FromMinutes(1))) != up.Task)
+            throw new InvalidOperationException($"this process could not join its own cluster at {cluster.SelfAddress} within a minute");
     }
 
     /// <summary>The coordinator's state (recovered from the journal on first use).</summary>

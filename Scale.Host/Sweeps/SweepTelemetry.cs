@@ -21,16 +21,18 @@ internal sealed class SweepTelemetry : IDisposable
     private readonly Lock gate = new();
     private SweepState state;
 
-    public SweepTelemetry(SweepState initial, string trainer)
+    public SweepTelemetry(SweepState initial, string trainer, Scale.Actors.Telemetry.ClusterMembership membership)
     {
-        (state, this.trainer) = (initial, trainer);
+        (state, this.trainer, Membership) = (initial, trainer, membership);
         meter.CreateObservableGauge("scale_trials", () => Snapshot().Trials.Values.GroupBy(t => t.Status)
                 .Select(g => new Measurement<int>(g.Count(), new KeyValuePair<string, object?>("state", g.Key.ToString().ToLowerInvariant()))),
             description: "Trials of the sweep by state.");
-        // One process on one machine until Scale runs on a cluster: it is the only member, and it is up.
-        meter.CreateObservableGauge("scale_cluster_members", () => new Measurement<int>(1, new KeyValuePair<string, object?>("status", "up")),
+        // From the process's own Akka.Cluster state (one member on a single machine).
+        meter.CreateObservableGauge("scale_cluster_members", () => Membership.Current.Members.GroupBy(m => m.Status)
+                .Select(g => new Measurement<int>(g.Count(), new KeyValuePair<string, object?>("status", g.Key))),
             description: "Cluster members by status.");
-        meter.CreateObservableGauge("scale_cluster_unreachable_members", () => 0, description: "Members the others cannot reach.");
+        meter.CreateObservableGauge("scale_cluster_unreachable_members", () => Membership.Current.Unreachable.Count,
+            description: "Members the others cannot reach.");
         meter.CreateObservableGauge("scale_trainer_tokens_per_second", () => Running().Select(p =>
                 new Measurement<double>(p.Last.TokensPerSecond, Tags(p.Last.TrialId))),
             description: "Tokens per second of each running trial.");
@@ -47,6 +49,9 @@ internal sealed class SweepTelemetry : IDisposable
     }
 
     public string SweepId => Snapshot().SweepId ?? "";
+
+    /// <summary>The process's view of its cluster's membership.</summary>
+    public Scale.Actors.Telemetry.ClusterMembership Membership { get; }
 
     public SweepState Snapshot()
     {

@@ -48,7 +48,8 @@ internal sealed class LoraLinear : nn.Module<Tensor, Tensor>
         var (outFeatures, inFeatures) = (weight.shape[0], weight.shape[1]);
         // A as PEFT initialises it: Kaiming-uniform with a = sqrt(5), i.e. U(-1/sqrt(in), 1/sqrt(in)).
         var bound = 1.0 / Math.Sqrt(inFeatures);
-        lora_A = new Parameter(torch.rand([spec.Rank, inFeatures], generator: g).mul_(2 * bound).sub_(bound));
+        using (var held = Scalars.Scope())
+            lora_A = new Parameter(torch.rand([spec.Rank, inFeatures], generator: g).mul_(held.Of(2 * bound)).sub_(held.Of(bound)));
         lora_B = new Parameter(torch.zeros(outFeatures, spec.Rank));
         scaling = spec.Scaling.ToScalar();
         RegisterComponents();

@@ -9,7 +9,7 @@ using static TorchSharp.torch;
 
 namespace Scale.Model.Bench;
 
-/// <summary>The bench configuration: the defaults of shared/bench/torch_reference.py, so figures compare side by side.</summary>
+/// <summary>The bench configuration: the defaults of the external PyTorch peer (docs/bench.md), so figures compare side by side.</summary>
 public sealed record BenchSettings
 {
     public ModelConfig Model { get; init; } = new()
@@ -28,9 +28,21 @@ public sealed record BenchSettings
 
     public static readonly IReadOnlyList<string> Methods = ["full", "preserve", "adapt", "route", "depth", "lora"];
 
-    public MethodSpec MethodFor(string name) => name == "frozen"
-        ? throw new ArgumentException("The frozen base does not train; nothing to bench.")
-        : MethodSpec.Named(name, HeadsUp, FfnUp, DepthEvery, Lora);
+    public MethodSpec MethodFor(string name)
+    {
+        if (name == "frozen") throw new ArgumentException("The frozen base does not train; nothing to bench.");
+        string Text(double v) => v.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var experiment = new Experiments.ExperimentSpec
+        {
+            Model = Model, VocabSize = Model.VocabSize,
+            Settings = new Dictionary<string, string>
+            {
+                ["heads_up"] = Text(HeadsUp), ["ffn_up"] = Text(FfnUp), ["depth_every"] = Text(DepthEvery),
+                ["lora_rank"] = Text(Lora.Rank), ["lora_alpha"] = Text(Lora.Alpha), ["lora_targets"] = string.Join(",", Lora.TargetModules),
+            },
+        };
+        return Experiments.TrialPlanner.Plan(experiment, name).Method;
+    }
 }
 
 /// <summary>One method's throughput on the bench configuration.</summary>

@@ -22,7 +22,7 @@ public sealed record RecallReport(IReadOnlyList<AttributeScore> PerAttribute)
     private double Ratio(int count) => PerAttribute.Sum(a => a.Total) is var total and > 0 ? (double)count / total : 0;
 }
 
-/// <summary>The stability–plasticity pair of a method (DESIGN.md §2).</summary>
+/// <summary>The stability–plasticity pair of a method (docs/method.md).</summary>
 public sealed record TradeOff(double Retention, double Acquisition, double Forgetting)
 {
     /// <summary>Retention = score on old data after CPT; acquisition = score on new data; forgetting = base score − retention.</summary>

@@ -57,7 +57,7 @@ public sealed record PhaseSpec
 }
 
 /// <summary>
-/// The two-phase experiment (DESIGN.md §2): pre-train a base on the old data, then continually pre-train each
+/// The two-phase experiment (docs/method.md): pre-train a base on the old data, then continually pre-train each
 /// method on the new data with the same token budget, and score retention (old) and acquisition (new).
 /// </summary>
 public sealed record ExperimentSpec
@@ -89,11 +89,13 @@ public sealed record ExperimentSpec
     public PhaseSpec Pretrain { get; init; } = new();
     public PhaseSpec Continual { get; init; } = new();
     public IReadOnlyList<string> Methods { get; init; } = ["frozen", "full", "depth", "lora", "preserve", "adapt", "route"];
-    public int HeadsUp { get; init; } = 1;
-    public int? FfnUp { get; init; }
-    public int DepthEvery { get; init; } = 2;
-    public LoraSpec Lora { get; init; } = new();
-    public RouterSpec Router { get; init; } = new();
+
+    /// <summary>
+    /// The experiment's own method settings, by sweep key (e.g. heads_up = 2, from the file's `scale.heads-up`): they
+    /// apply to every method they concern, over the methods' defaults, and a trial's own parameters override them
+    /// (<see cref="TrialPlanner"/>). Sorted, so that the experiment's fingerprint does not depend on the file's order.
+    /// </summary>
+    public IReadOnlyDictionary<string, string> Settings { get; init; } = new SortedDictionary<string, string>(StringComparer.Ordinal);
 
     /// <summary>Checks every field; <paramref name="requireFolders"/> false allows a text experiment whose folders come later (the command line).</summary>
     public ExperimentSpec Validate(bool requireFolders = true)
@@ -105,12 +107,10 @@ public sealed record ExperimentSpec
         Continual.Validate("continual");
         if (Old.IsBio != New.IsBio) throw new ArgumentException("old and new must both be bio or both be text data.");
         if (Methods.Count == 0) throw new ArgumentException("methods is empty.");
-        foreach (var method in Methods) MethodSpec.Preset(method);
         (Model with { VocabSize = Math.Max(VocabSize, 1) }).Validate();
+        TrialPlanner.ValidateSettings(this);
         return this;
     }
-
-    public MethodSpec MethodFor(string name) => MethodSpec.Named(name, HeadsUp, FfnUp, DepthEvery, Lora, Router);
 }
 
 /// <summary>Scores of one method after continual pre-training. For biographies scores are attribute recall
@@ -124,6 +124,8 @@ public sealed record MethodResult
     [JsonPropertyName("forgetting")] public double Forgetting { get; init; }
     [JsonPropertyName("tokens_per_second")] public double TokensPerSecond { get; init; }
     [JsonPropertyName("train_seconds")] public double TrainSeconds { get; init; }
+    /// <summary>Loss of the last training step (null when nothing trains).</summary>
+    [JsonPropertyName("final_loss")] public double? FinalLoss { get; init; }
     [JsonPropertyName("retention_by_attribute")] public IReadOnlyDictionary<string, double>? RetentionByAttribute { get; init; }
     [JsonPropertyName("acquisition_by_attribute")] public IReadOnlyDictionary<string, double>? AcquisitionByAttribute { get; init; }
     [JsonPropertyName("retention_first_token")] public double? RetentionFirstToken { get; init; }

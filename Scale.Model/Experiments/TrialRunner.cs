@@ -8,19 +8,6 @@ using static TorchSharp.torch;
 
 namespace Scale.Model.Experiments;
 
-/// <summary>One trial of a sweep: a method with its settings, trained for a phase, checkpointed every so many steps.</summary>
-public sealed record TrialPlan(MethodSpec Method, PhaseSpec Phase, long Seed, int CheckpointEvery)
-{
-    /// <summary>Learning-rate multipliers per parameter group (see <see cref="TrainingOptions.GroupLearningRates"/>).</summary>
-    public IReadOnlyDictionary<string, double> GroupLearningRates { get; init; } = new Dictionary<string, double>();
-
-    public TrainingOptions Options => new()
-    {
-        LearningRate = Phase.LearningRate, WarmupSteps = Phase.WarmupSteps, TotalSteps = Phase.Steps,
-        GroupLearningRates = GroupLearningRates,
-    };
-}
-
 /// <summary>What training a trial produced: the last loss, its cost, and the checkpoint of its final weights (none when nothing trains).</summary>
 public sealed record TrialTraining(long Steps, double FinalLoss, long TrainableParameters, double TokensPerSecond,
                                    double TrainSeconds, string? FinalCheckpoint)
@@ -32,13 +19,48 @@ public sealed record TrialTraining(long Steps, double FinalLoss, long TrainableP
 /// <summary>A trial's scores on the old and new data, and how long scoring took.</summary>
 public sealed record TrialScores(double Retention, double Acquisition, double Forgetting, double Seconds)
 {
+    /// <summary>The scores' metric, which says which direction is better (<see cref="ScoreMetric"/>).</summary>
+    public string Metric { get; init; } = ScoreMetric.Recall;
+    /// <summary>The base's score on the old data, which forgetting is measured against.</summary>
+    public double? BaseOld { get; init; }
     /// <summary>Retention and acquisition per attribute (biography recall only).</summary>
     public IReadOnlyDictionary<string, double>? RetentionByAttribute { get; init; }
     public IReadOnlyDictionary<string, double>? AcquisitionByAttribute { get; init; }
+    /// <summary>First-token accuracy on the old and new prompts (biography recall only).</summary>
+    public double? RetentionFirstToken { get; init; }
+    public double? AcquisitionFirstToken { get; init; }
 }
 
-/// <summary>A score, with its parts per attribute where the metric has them.</summary>
-public sealed record Score(double Value, IReadOnlyDictionary<string, double>? ByAttribute = null);
+/// <summary>A score, with its parts per attribute and its first-token accuracy where the metric has them.</summary>
+public sealed record Score(double Value, IReadOnlyDictionary<string, double>? ByAttribute = null, double? FirstToken = null);
+
+/// <summary>
+/// The metrics trials are scored on, by name, and their direction: attribute recall (higher is better) and held-out
+/// perplexity (lower is better). Results carry the name, so rankings, fronts and forgetting read the right way.
+/// </summary>
+public static class ScoreMetric
+{
+    public const string Recall = "recall";
+    public const string Perplexity = "perplexity";
+
+    public static bool LowerIsBetter(string? metric) => metric == Perplexity;
+
+    /// <summary>How much better <paramref name="a"/> is than <paramref name="b"/> (positive: better) on <paramref name="metric"/>.</summary>
+    public static double Gain(string? metric, double a, double b) => LowerIsBetter(metric) ? b - a : a - b;
+
+    /// <summary>The points no other point beats on both scores (better by <paramref name="metric"/>'s direction).</summary>
+    public static IReadOnlyList<T> ParetoFront<T>(IReadOnlyList<T> points, string? metric, Func<T, double> retention, Func<T, double> acquisition)
+    {
+        bool Beats(T q, T p)
+        {
+            double r = Gain(metric, retention(q), retention(p)), a = Gain(metric, acquisition(q), acquisition(p));
+            return r >= 0 && a >= 0 && (r > 0 || a > 0);
+        }
+        return points.Where(p => !points.Any(q => Beats(q, p))).DistinctBy(p => (retention(p), acquisition(p))).OrderBy(retention).ToList();
+    }
+
+    public static string Describe(string? metric) => LowerIsBetter(metric) ? "held-out perplexity (lower is better)" : "attribute recall (higher is better)";
+}
 
 /// <summary>A trial's end: its scores on the old and new populations and what it cost.</summary>
 public sealed record TrialOutcome(long Steps, double FinalLoss, double Retention, double Acquisition, double Forgetting,
@@ -51,27 +73,29 @@ public interface IBatchSource
 }
 
 /// <summary>How a trained model is scored: retention on the old data, acquisition on the new, and forgetting against the base.</summary>
-public sealed class TrialScoring(Func<CausalLM, Score> old, Func<CausalLM, Score> @new, double baseOld, bool lowerIsBetter)
+public sealed class TrialScoring(Func<CausalLM, Score> old, Func<CausalLM, Score> @new, double baseOld, string metric)
 {
     public double BaseOld { get; } = baseOld;
-    public bool LowerIsBetter { get; } = lowerIsBetter;
+    public string Metric { get; } = metric;
+    public bool LowerIsBetter => ScoreMetric.LowerIsBetter(Metric);
     public double Old(CausalLM model) => old(model).Value;
     public double New(CausalLM model) => @new(model).Value;
     public Score OldDetailed(CausalLM model) => old(model);
     public Score NewDetailed(CausalLM model) => @new(model);
-    public double Forgetting(double retention) => LowerIsBetter ? retention - BaseOld : BaseOld - retention;
+    /// <summary>How much worse than the base the old data scores: base − retention for recall, retention − base for perplexity.</summary>
+    public double Forgetting(double retention) => ScoreMetric.Gain(Metric, BaseOld, retention);
 
     /// <summary>Attribute recall on the old and new populations' prompts.</summary>
     public static TrialScoring Recall(ByteBpeTokenizer tokenizer, IReadOnlyList<BioPrompt> oldPrompts, IReadOnlyList<BioPrompt> newPrompts, double baseOld)
         => new(m => Detailed(TeacherForcedRecall.Measure(m, tokenizer, oldPrompts)),
-               m => Detailed(TeacherForcedRecall.Measure(m, tokenizer, newPrompts)), baseOld, lowerIsBetter: false);
+               m => Detailed(TeacherForcedRecall.Measure(m, tokenizer, newPrompts)), baseOld, ScoreMetric.Recall);
 
     private static Score Detailed(RecallReport report)
-        => new(report.Recall, report.PerAttribute.ToDictionary(a => a.Attribute.ToString(), a => a.Recall));
+        => new(report.Recall, report.PerAttribute.ToDictionary(a => a.Attribute.ToString(), a => a.Recall), report.FirstTokenAccuracy);
 
     /// <summary>Held-out perplexity on the old and new corpora.</summary>
     public static TrialScoring Perplexity(PackedSequences oldHeldOut, PackedSequences newHeldOut, double baseOld)
-        => new(m => new Score(Metrics.Perplexity(m, oldHeldOut)), m => new Score(Metrics.Perplexity(m, newHeldOut)), baseOld, lowerIsBetter: true);
+        => new(m => new Score(Metrics.Perplexity(m, oldHeldOut)), m => new Score(Metrics.Perplexity(m, newHeldOut)), baseOld, ScoreMetric.Perplexity);
 }
 
 /// <summary>
@@ -177,7 +201,9 @@ public sealed class TrialRunner(Decoder baseModel, PackedSequences train, TrialS
             var (retention, acquisition) = (scoring.OldDetailed(model), scoring.NewDetailed(model));
             return new TrialScores(retention.Value, acquisition.Value, scoring.Forgetting(retention.Value), clock.Elapsed.TotalSeconds)
             {
+                Metric = scoring.Metric, BaseOld = scoring.BaseOld,
                 RetentionByAttribute = retention.ByAttribute, AcquisitionByAttribute = acquisition.ByAttribute,
+                RetentionFirstToken = retention.FirstToken, AcquisitionFirstToken = acquisition.FirstToken,
             };
         }
         finally

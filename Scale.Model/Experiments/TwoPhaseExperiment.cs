@@ -14,11 +14,6 @@ namespace Scale.Model.Experiments;
 /// <summary>What a running experiment reports: which phase and method, and how far it is.</summary>
 public sealed record ExperimentProgress(string Phase, string Method, long Step, long TotalSteps, double Loss, double TokensPerSecond, string? Note = null);
 
-/// <summary>
-/// Runs the two-phase experiment: phase 1 pre-trains the base on the old data (cached under the data
-/// directory by a content hash of its configuration and documents, so a second run reuses it), phase 2
-/// trains each method on the new data with the same token budget and scores retention and acquisition.
-/// </summary>
 /// <summary>A prepared continual phase: the resident frozen base, its tokenizer, the trial runner over the new data.</summary>
 public sealed class ExperimentTask(ExperimentSpec spec, Decoder baseModel, ByteBpeTokenizer tokenizer, TrialRunner runner, double baseNew,
                                    double basePretrainSeconds, long baseBestStep, bool baseCached,
@@ -36,10 +31,17 @@ public sealed class ExperimentTask(ExperimentSpec spec, Decoder baseModel, ByteB
     public IReadOnlyList<BioPrompt>? OldPrompts { get; } = oldPrompts;
     public IReadOnlyList<BioPrompt>? NewPrompts { get; } = newPrompts;
     public string Metric => Spec.Old.IsBio ? "attribute recall" : "held-out perplexity";
+    /// <summary>The scores' metric name (<see cref="ScoreMetric"/>).</summary>
+    public string ScoreMetricName => Runner.Scoring.Metric;
 
     public void Dispose() => Base.Dispose();
 }
 
+/// <summary>
+/// Runs the two-phase experiment: phase 1 pre-trains the base on the old data (cached under the data
+/// directory by a content hash of its configuration and documents, so a second run reuses it), phase 2
+/// trains each method on the new data with the same token budget and scores retention and acquisition.
+/// </summary>
 public static class TwoPhaseExperiment
 {
     private const int CacheFormat = 1;
@@ -81,49 +83,54 @@ public static class TwoPhaseExperiment
                                   bio ? old.Prompts : null, bio ? @new.Prompts : null);
     }
 
+    /// <summary>Where `scale experiment` keeps each method's checkpoints: `{data}/experiments/{name}/{method}`.</summary>
+    public static string MethodDirectory(string dataDirectory, ExperimentSpec spec, string method)
+        => Path.Combine(dataDirectory, "experiments", spec.Name, method);
+
+    /// <summary>
+    /// Phase 2 for every method of the experiment, each as one trial: planned by <see cref="TrialPlanner"/> and trained
+    /// and scored by the same <see cref="TrialRunner"/> (same seeds, same batches) as a sweep's trial with the same
+    /// settings, so both give the same numbers.
+    /// </summary>
     public static ExperimentResult Run(ExperimentSpec spec, string dataDirectory, IProgress<ExperimentProgress>? progress = null,
                                        CancellationToken cancellation = default)
     {
         var wall = Stopwatch.StartNew();
         using var task = Prepare(spec, dataDirectory, progress, cancellation);
-        var (baseModel, tokenizer, newTrain) = (task.Base, task.Tokenizer, task.Runner.TrainData);
-        bool bio = spec.Old.IsBio;
-        double baseOld = task.Runner.Scoring.BaseOld, baseNew = task.BaseNew;
         var results = new List<MethodResult>();
         foreach (var name in spec.Methods)
         {
             cancellation.ThrowIfCancellationRequested();
-            var method = spec.MethodFor(name);
-            var model = method.Build(baseModel, spec.Seed);
-            double seconds = 0, tokensPerSecond = 0;
-            if (model.TrainableParameterCount() > 0)
-                (seconds, tokensPerSecond) = Train(model, newTrain, spec.Continual, method.GroupLearningRates, spec.Seed + 1, "continual", name, progress, cancellation);
-            var retention = bio ? TeacherForcedRecall.Measure(model, tokenizer, task.OldPrompts!) : null;
-            var acquisition = bio ? TeacherForcedRecall.Measure(model, tokenizer, task.NewPrompts!) : null;
-            double retained = retention?.Recall ?? task.Runner.Scoring.Old(model);
-            double acquired = acquisition?.Recall ?? task.Runner.Scoring.New(model);
+            var plan = TrialPlanner.Plan(spec, name);
+            var directory = MethodDirectory(dataDirectory, spec, name);
+            if (Directory.Exists(directory)) Directory.Delete(directory, recursive: true);   // a new run of the experiment starts each method afresh
+            var clock = Stopwatch.StartNew();
+            var trained = task.Runner.Train(plan, directory, cancellation: cancellation,
+                onStep: step => progress?.Report(new("continual", name, step.Step, plan.Phase.Steps, step.Loss,
+                                                     plan.Phase.TokensPerStep * step.Step / Math.Max(clock.Elapsed.TotalSeconds, 1e-9))));
+            var scores = task.Runner.Evaluate(plan, trained.FinalCheckpoint);
             results.Add(new MethodResult
             {
                 Method = name,
-                TrainableParams = model.TrainableParameterCount(),
-                Retention = retained,
-                Acquisition = acquired,
-                Forgetting = bio ? baseOld - retained : retained - baseOld,
-                TokensPerSecond = tokensPerSecond,
-                TrainSeconds = seconds,
-                RetentionByAttribute = retention?.PerAttribute.ToDictionary(a => a.Attribute.ToString(), a => a.Recall),
-                AcquisitionByAttribute = acquisition?.PerAttribute.ToDictionary(a => a.Attribute.ToString(), a => a.Recall),
-                RetentionFirstToken = retention?.FirstTokenAccuracy,
-                AcquisitionFirstToken = acquisition?.FirstTokenAccuracy,
+                TrainableParams = trained.TrainableParameters,
+                Retention = scores.Retention,
+                Acquisition = scores.Acquisition,
+                Forgetting = scores.Forgetting,
+                TokensPerSecond = trained.TokensPerSecond,
+                TrainSeconds = trained.TrainSeconds,
+                FinalLoss = trained.FinalCheckpoint is null ? null : trained.FinalLoss,
+                RetentionByAttribute = scores.RetentionByAttribute,
+                AcquisitionByAttribute = scores.AcquisitionByAttribute,
+                RetentionFirstToken = scores.RetentionFirstToken,
+                AcquisitionFirstToken = scores.AcquisitionFirstToken,
             });
-            progress?.Report(new("evaluate", name, 0, 0, 0, tokensPerSecond, $"{name}: retention {retained:0.000}, acquisition {acquired:0.000}"));
-            if (name != "frozen") TrialModels.ReleaseOwnTensors(model, baseModel);
+            progress?.Report(new("evaluate", name, 0, 0, 0, trained.TokensPerSecond, $"{name}: retention {scores.Retention:0.000}, acquisition {scores.Acquisition:0.000}"));
         }
         return new ExperimentResult
         {
             Experiment = spec.Name,
-            Metric = bio ? "attribute recall" : "held-out perplexity",
-            BaseOld = baseOld, BaseNew = baseNew, BaseParams = baseModel.ParameterCount(),
+            Metric = task.Metric,
+            BaseOld = task.BaseOld, BaseNew = task.BaseNew, BaseParams = task.Base.ParameterCount(),
             BasePretrainSeconds = task.BasePretrainSeconds, BaseBestStep = task.BaseBestStep, BaseCached = task.BaseCached,
             Methods = results, WallSeconds = wall.Elapsed.TotalSeconds,
         };
@@ -223,7 +230,8 @@ public static class TwoPhaseExperiment
         {
             cancellation.ThrowIfCancellationRequested();
             var stepClock = Stopwatch.StartNew();
-            var result = session.TrainStep([packed.Batch(schedule.IndicesFor(step))]);
+            using var batch = packed.Batch(schedule.IndicesFor(step));   // freed now, not by a finalizer: it pins its token array
+            var result = session.TrainStep([batch]);
             trainSeconds += stepClock.Elapsed.TotalSeconds;
             progress?.Report(new("pretrain", "base", step + 1, phase.Steps, result.Loss, phase.TokensPerStep * (step + 1) / trainSeconds));
             if ((step + 1) % phase.EvaluateEvery != 0 && step + 1 != phase.Steps) continue;
@@ -241,24 +249,6 @@ public static class TwoPhaseExperiment
         }
         foreach (var t in best!.Values) t.Dispose();
         return (clock.Elapsed.TotalSeconds, bestStep, bestScore);
-    }
-
-    private static (double Seconds, double TokensPerSecond) Train(CausalLM model, PackedSequences packed, PhaseSpec phase,
-        IReadOnlyDictionary<string, double> groups, long seed, string phaseName, string method, IProgress<ExperimentProgress>? progress,
-        CancellationToken cancellation)
-    {
-        var schedule = new BatchSchedule(packed.Count, phase.Batch, seed);
-        using var session = new TrainingSession(model, Options(phase) with { GroupLearningRates = groups });
-        double seconds = 0;
-        for (long step = 0; step < phase.Steps; step++)
-        {
-            cancellation.ThrowIfCancellationRequested();
-            var clock = Stopwatch.StartNew();
-            var result = session.TrainStep([packed.Batch(schedule.IndicesFor(step))]);
-            seconds += clock.Elapsed.TotalSeconds;
-            progress?.Report(new(phaseName, method, step + 1, phase.Steps, result.Loss, phase.TokensPerStep * (step + 1) / seconds));
-        }
-        return (seconds, phase.TokensPerStep * phase.Steps / seconds);
     }
 
     private static TrainingOptions Options(PhaseSpec phase) => new()

@@ -1,5 +1,6 @@
 using TorchSharp;
 using TorchSharp.Modules;
+using Scale.Model.Transformer;
 using static TorchSharp.torch;
 
 namespace Scale.Model.Training;
@@ -48,24 +49,18 @@ internal sealed class AdamW : IDisposable
         double correction2 = Math.Sqrt(1 - Math.Pow(beta2, StepCount));
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        // Every Scalar is created here and held until the step ends: TorchSharp's implicit double→Scalar
-        // conversions make temporaries that the finalizer can free while native code still reads them
-        // (seen once in CI as a garbled scalar in add_). Held Scalars cannot be collected early.
-        using var b1 = beta1.ToScalar();
-        using var b2 = beta2.ToScalar();
-        using var oneMinusB1 = (1 - beta1).ToScalar();
-        using var oneMinusB2 = (1 - beta2).ToScalar();
-        using var c2 = correction2.ToScalar();
-        using var epsilon = eps.ToScalar();
-        using var one = 1.0.ToScalar();
+        // Every Scalar is held until the step ends (see Scalars): none is left to a finalizer.
+        using var held = Scalars.Scope();
+        var (b1, b2, oneMinusB1, oneMinusB2) = (held.Of(beta1), held.Of(beta2), held.Of(1 - beta1), held.Of(1 - beta2));
+        var (c2, epsilon, one) = (held.Of(correction2), held.Of(eps), Scalars.OneDouble);
         foreach (var s in slots)
         {
             // Dispose the wrapper now: a gradient's storage stays alive as long as any wrapper of it does.
             using var grad = s.Parameter.grad;
             if (grad is null) continue;
             double rate = lr * s.LrMultiplier;
-            using var decay = (1 - rate * weightDecay).ToScalar();
-            using var stepSize = (-rate / correction1).ToScalar();
+            var decay = held.Of(1 - rate * weightDecay);
+            var stepSize = held.Of(-rate / correction1);
             if (weightDecay != 0) s.Parameter.mul_(decay);
             s.ExpAvg.mul_(b1).add_(grad, alpha: oneMinusB1);
             s.ExpAvgSq.mul_(b2).addcmul_(grad, grad, value: oneMinusB2);

@@ -26,11 +26,10 @@ public sealed record TrainingOptions
     public int AccumulationSteps { get; init; } = 1;
 
     /// <summary>
-    /// Learning-rate multipliers per parameter group: "base" (weights of full fine-tuning and depth copies),
-    /// "expansion" (W21, W22, E_u, H_u, new norm gains), "w12", "router", "lora". New blocks start from scratch
-    /// and often want a higher rate than a fine-tuned weight (DESIGN.md §1). Missing groups get 1.
+    /// Learning-rate multipliers per parameter group. New blocks start from scratch and often want a higher rate
+    /// than a fine-tuned weight (docs/method.md).
     /// </summary>
-    public IReadOnlyDictionary<string, double> GroupLearningRates { get; init; } = new Dictionary<string, double>();
+    public GroupRates Rates { get; init; } = new();
 
     public TrainingOptions Validate()
     {
@@ -46,12 +45,8 @@ public sealed record TrainingOptions
         Require(Beta1 is >= 0 and < 1, "beta1", $"must be within [0, 1), got {Beta1}");
         Require(Beta2 is >= 0 and < 1, "beta2", $"must be within [0, 1), got {Beta2}");
         Require(AccumulationSteps >= 1, "accumulation_steps", $"must be at least 1, got {AccumulationSteps}");
-        foreach (var (group, multiplier) in GroupLearningRates)
-        {
-            Require(ParameterGroups.Names.Contains(group), "group_learning_rates",
-                $"names an unknown group '{group}'; groups are {string.Join(", ", ParameterGroups.Names)}");
-            Require(multiplier >= 0 && double.IsFinite(multiplier), "group_learning_rates", $"{group} must be zero or more, got {multiplier}");
-        }
+        foreach (var group in Enum.GetValues<ParameterGroup>())
+            Require(Rates.Of(group) >= 0 && double.IsFinite(Rates.Of(group)), "rates", $"{group} must be zero or more, got {Rates.Of(group)}");
         return this;
     }
 
@@ -66,18 +61,45 @@ public sealed record TrainingOptions
     }
 }
 
-/// <summary>Which learning-rate group a trainable tensor belongs to, from its name.</summary>
+/// <summary>The learning-rate groups of trainable tensors.</summary>
+public enum ParameterGroup { Base, Expansion, W12, Router, Lora }
+
+/// <summary>Learning-rate multipliers per parameter group; every group starts at 1 (the phase's rate).</summary>
+public sealed record GroupRates
+{
+    /// <summary>Trained base weights (full fine-tuning, depth copies).</summary>
+    public double Base { get; init; } = 1;
+    /// <summary>SCALE's W21, W22, E_u, H_u and new norm gains.</summary>
+    public double Expansion { get; init; } = 1;
+    public double W12 { get; init; } = 1;
+    public double Router { get; init; } = 1;
+    public double Lora { get; init; } = 1;
+
+    public double Of(ParameterGroup group) => group switch
+    {
+        ParameterGroup.Base => Base, ParameterGroup.Expansion => Expansion, ParameterGroup.W12 => W12,
+        ParameterGroup.Router => Router, ParameterGroup.Lora => Lora,
+        _ => throw new ArgumentOutOfRangeException(nameof(group)),
+    };
+}
+
+/// <summary>
+/// Which learning-rate group a trainable tensor belongs to, from its checkpoint name: the tensor's own name (its
+/// last segment) for SCALE's and LoRA's blocks, the module it sits in for Route's gates; everything else is a
+/// base weight. Exact segments, never substrings, so a module named after a group cannot be misread.
+/// </summary>
 public static class ParameterGroups
 {
-    public static readonly IReadOnlyList<string> Names = ["base", "expansion", "w12", "router", "lora"];
-
-    public static string Of(string parameterName)
+    public static ParameterGroup Of(string parameterName)
     {
-        var leaf = parameterName[(parameterName.LastIndexOf('.') + 1)..];
-        if (leaf == "w12") return "w12";
-        if (parameterName.Contains("router")) return "router";
-        if (leaf is "w21" or "w22" or "weight_u") return "expansion";
-        if (leaf.StartsWith("lora_", StringComparison.Ordinal)) return "lora";
-        return "base";
+        var segments = parameterName.Split('.');
+        return segments[^1] switch
+        {
+            "w12" => ParameterGroup.W12,
+            _ when segments.Any(s => s is "router" or "head_router") => ParameterGroup.Router,
+            "w21" or "w22" or "weight_u" => ParameterGroup.Expansion,
+            "lora_A" or "lora_B" => ParameterGroup.Lora,
+            _ => ParameterGroup.Base,
+        };
     }
 }

@@ -32,7 +32,7 @@ public sealed class TrainingSession : IDisposable
         if (trainable.Count == 0)
             throw new ArgumentException("The model has no trainable parameters (the frozen base is evaluated, not trained).");
         optimizer = new AdamW(
-            trainable.Select(p => (p.Name, p.Parameter, options.GroupLearningRates.GetValueOrDefault(ParameterGroups.Of(p.Name), 1.0))),
+            trainable.Select(p => (p.Name, p.Parameter, options.Rates.Of(ParameterGroups.Of(p.Name)))),
             options.Beta1, options.Beta2, options.Epsilon, options.WeightDecay);
     }
 
@@ -61,8 +61,8 @@ public sealed class TrainingSession : IDisposable
             var (logits, auxiliary) = Model.ForwardForTraining(inputs);
             var lmLoss = Ops.LanguageModelLoss(logits, targets);
             var loss = auxiliary is null ? lmLoss : lmLoss.Plus(auxiliary);
-            using var count = microBatches.Count.ToScalar();   // held: see Ops.One
-            loss.div(count).backward();
+            using var held = Scalars.Scope();
+            loss.div(held.Of(microBatches.Count)).backward();
             lossSum += lmLoss.item<float>();
             auxSum += auxiliary?.item<float>() ?? 0;
         }
@@ -78,7 +78,11 @@ public sealed class TrainingSession : IDisposable
         double lr = Options.LearningRateAt(Step);
         optimizer.Step(lr);
         optimizer.ZeroGrad();
-        ReleaseNativeGarbage();
+        // No forced collection: every tensor of the step is freed by its scope, every Scalar by its ScalarScope, and each
+        // gradient wrapper where it is read (AdamW), so nothing native waits for a finalizer. Measured on the bench
+        // configuration without one (docs/bench.md, 2026-12-01), peak RSS levels off: preserve 508 MB after 60 steps, 561
+        // after 200, 570 after 600; full 588, 638, 671. A gen-0 collection per step only lowered the plateau (458 and 582
+        // MB after 200 steps): a lower high-water mark, not a leak stopped, so it is not worth a forced collection.
         return new StepResult(Step, meanLoss, auxSum / microBatches.Count, norm, lr);
     }
 
@@ -92,15 +96,6 @@ public sealed class TrainingSession : IDisposable
     }
 
     internal AdamW Optimizer => optimizer;
-
-    /// <summary>
-    /// Some TorchSharp objects release native memory only in their finalizers. A training step allocates almost
-    /// nothing on the managed heap, so the GC never runs on its own and those objects pile up: measured on the
-    /// bench configuration, peak RSS grew by about 10 MB a step (630 MB after 5 steps, 1.2 GB after 60) and
-    /// never levelled off. A gen-0 collection per step (a managed heap of a few MB: well under a millisecond)
-    /// keeps it flat. Every tensor is still disposed by its scope; this only collects what the scopes cannot.
-    /// </summary>
-    internal static void ReleaseNativeGarbage() => GC.Collect(0, GCCollectionMode.Forced, blocking: false);
 
     private static (Tensor Inputs, Tensor Targets) Split(Tensor batch)
     {

@@ -10,25 +10,20 @@ namespace Scale.Model.Transformer;
 /// bench configuration: the forward's peak memory fell by hundreds of MB).</summary>
 internal static class Ops
 {
-    /// <summary>
-    /// The alpha of a plain sum, held for the life of the process. TorchSharp's `a + b` and `a - b` create a temporary
-    /// Scalar for alpha that nothing keeps alive during the native call; a GC on another thread can finalise it while
-    /// libtorch reads it (seen in CI as garbled scalars). Hot paths use <see cref="Plus"/> instead.
-    /// </summary>
-    public static readonly Scalar One = 1.ToScalar();
+    /// <summary>a + b with a held alpha: TorchSharp's `a + b` makes a temporary Scalar for it (see <see cref="Scalars"/>).</summary>
+    public static Tensor Plus(this Tensor a, Tensor b) => a.add(b, Scalars.One);
 
-    /// <summary>a + b, with a held alpha (see <see cref="One"/>).</summary>
-    public static Tensor Plus(this Tensor a, Tensor b) => a.add(b, One);
+    /// <summary>a += b in place, with a held alpha (see <see cref="Plus"/>).</summary>
+    public static Tensor PlusInPlace(this Tensor a, Tensor b) => a.add_(b, Scalars.One);
 
 
     /// <summary>RMSNorm: x / sqrt(mean(x²) + ε) · gain, over the last dimension.</summary>
     public static Tensor RmsNorm(Tensor x, Tensor gain, double eps)
     {
         using var scope = NewDisposeScope();
-        // Scalars held explicitly (see AdamW.Step): a temporary could be finalised mid-call.
-        using var epsilon = eps.ToScalar();
-        using var one = 1.0.ToScalar();
-        return (x * torch.rsqrt(x.square().mean([-1L], keepdim: true).add(epsilon, one)) * gain).MoveToOuterDisposeScope();
+        using var held = Scalars.Scope();
+        // x.pow(2) is what square() computes, with its exponent held.
+        return (x * torch.rsqrt(x.pow(Scalars.Two).mean([-1L], keepdim: true).add(held.Of(eps), Scalars.OneDouble)) * gain).MoveToOuterDisposeScope();
     }
 
     /// <summary>SwiGLU: silu(gate) ⊙ up.</summary>
@@ -95,7 +90,10 @@ internal static class Ops
 
     /// <summary>A tensor of normal(0, std) values from the given generator.</summary>
     public static Tensor Normal(long[] shape, double std, Generator generator)
-        => torch.randn(shape, generator: generator).mul_(std);
+    {
+        using var held = Scalars.Scope();
+        return torch.randn(shape, generator: generator).mul_(held.Of(std));
+    }
 }
 
 /// <summary>
@@ -109,10 +107,12 @@ internal sealed class Rotary
 
     public Rotary(int headDim, double theta, long start, long length, Device device)
     {
-        // The divisor held for the whole computation (see Ops.One); the same value and type as the plain operator.
-        using var dimension = headDim.ToScalar();
-        var inverse = 1.0 / torch.pow(theta, torch.arange(0, headDim, 2, dtype: ScalarType.Int64).to(ScalarType.Float32) / dimension);
-        var positions = torch.arange(start, start + length, dtype: ScalarType.Int64).to(ScalarType.Float32);
+        // Every number held (see Scalars), with the same values and types as the plain operators would make:
+        // 1.0 / t is t.reciprocal().mul(1.0), and arange's bounds and step are integers.
+        using var held = Scalars.Scope();
+        var exponents = torch.arange(held.Of(0), held.Of(headDim), Scalars.Two, dtype: ScalarType.Int64).to(ScalarType.Float32).div(held.Of(headDim));
+        var inverse = torch.pow(torch.tensor(theta), exponents).reciprocal().mul(Scalars.OneDouble);   // theta as a 0-d tensor, as the plain call converts it
+        var positions = torch.arange(held.Of(start), held.Of(start + length), Scalars.One, dtype: ScalarType.Int64).to(ScalarType.Float32);
         var angles = torch.outer(positions, inverse);               // (T, hs/2)
         var both = torch.cat([angles, angles], dim: -1);            // (T, hs)
         cos = both.cos().to(device);

@@ -2,7 +2,7 @@ using Scale.Model.Transformer;
 
 namespace Scale.Model.Upscaling;
 
-/// <summary>The new tensors SCALE adds (DESIGN.md §1); each can be trained or left as initialised.</summary>
+/// <summary>The new tensors SCALE adds (docs/method.md); each can be trained or left as initialised.</summary>
 public enum ExpansionBlock
 {
     /// <summary>New input → original output, zero-initialised; the only path that changes the base computation.</summary>
@@ -83,20 +83,7 @@ public sealed record RouterSpec
     /// <summary>Initial bias b; 0 starts every gate at 0.5.</summary>
     public double InitBias { get; init; } = -1.53;
 
-    /// <summary>Route's learning-rate multiplier for the new blocks (W21, W22, E_u, H_u, new norms).</summary>
-    public double ExpansionLearningRate { get; init; } = 2.06;
-
-    /// <summary>Route's learning-rate multiplier for the routers.</summary>
-    public double RouterLearningRate { get; init; } = 13.8;
-
-    /// <summary>The multipliers as parameter-group learning rates (groups at 1 are left out).</summary>
-    public IReadOnlyDictionary<string, double> GroupLearningRates()
-    {
-        var groups = new Dictionary<string, double>();
-        if (ExpansionLearningRate != 1) groups["expansion"] = ExpansionLearningRate;
-        if (RouterLearningRate != 1) groups["router"] = RouterLearningRate;
-        return groups;
-    }
+    // Route's learning-rate multipliers (expansion ×2.06, router ×13.8) are the method's defaults in TrialPlanner.MethodDefaults.
 }
 
 /// <summary>
@@ -171,8 +158,6 @@ public sealed record ExpansionSpec
             throw new ArgumentException($"Invalid SCALE expansion: init_scale must be a positive number, got {InitScale}.");
         if (Router is { } r && (!(r.Penalty >= 0) || double.IsInfinity(r.Penalty)))
             throw new ArgumentException($"Invalid SCALE expansion: router penalty λ must be zero or more, got {r.Penalty}.");
-        if (Router is { } lr && !(lr.ExpansionLearningRate > 0 && lr.RouterLearningRate > 0 && double.IsFinite(lr.ExpansionLearningRate) && double.IsFinite(lr.RouterLearningRate)))
-            throw new ArgumentException($"Invalid SCALE expansion: Route's learning-rate multipliers must be positive, got {lr.ExpansionLearningRate} and {lr.RouterLearningRate}.");
         foreach (var rule in Train)
         {
             foreach (var module in rule.Modules ?? [])

@@ -43,7 +43,7 @@ internal sealed class ScaleHead : nn.Module
 }
 
 /// <summary>
-/// A base decoder widened by SCALE (DESIGN.md §1) around the base's own, frozen tensors. With every W12
+/// A base decoder widened by SCALE (docs/method.md) around the base's own, frozen tensors. With every W12
 /// absent (Preserve) the original stream is the base's, bit for bit, and needs no autograd.
 /// </summary>
 public sealed class ScaleDecoder : CausalLM
@@ -84,8 +84,8 @@ public sealed class ScaleDecoder : CausalLM
         using var scope = NewDisposeScope();
         var logProbs = nn.functional.log_softmax(baseForward(tokens), -1);       // (B, T, V)
         var probs = logProbs.exp();
-        using var logV = Math.Log(logProbs.shape[^1]).ToScalar();   // held: see Ops.One
-        var entropy = (probs * logProbs).sum(-1, keepdim: true).neg().div(logV);
+        using var held = Scalars.Scope();
+        var entropy = (probs * logProbs).sum(-1, keepdim: true).neg().div(held.Of(Math.Log(logProbs.shape[^1])));
         var top = probs.amax([-1L], keepdim: true);
         return new GateSource(null, record, torch.cat([entropy, top], -1).MoveToOuterDisposeScope());
     }
@@ -158,8 +158,8 @@ public sealed class ScaleDecoder : CausalLM
         using var scope = NewDisposeScope();
         var gates = new List<Tensor>();
         var logits = Run(tokens, null, Gates(tokens, null, gates), null);
-        using var lambda = router.Penalty.ToScalar();   // held: see Ops.One
-        var penalty = torch.stack(gates.Select(g => g.mean()).ToArray()).mean().mul(lambda);
+        using var held = Scalars.Scope();
+        var penalty = torch.stack(gates.Select(g => g.mean()).ToArray()).mean().mul(held.Of(router.Penalty));
         return (logits.MoveToOuterDisposeScope(), penalty.MoveToOuterDisposeScope());
     }
 

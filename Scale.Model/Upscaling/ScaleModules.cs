@@ -41,7 +41,7 @@ internal sealed class ScaleLinear : nn.Module
 
     /// <summary>W21 x + W22 x_u, the second product added in place (a linear map's backward never needs its output).</summary>
     private static Tensor Upscaled(Tensor x, Tensor xu, Tensor w21, Tensor w22)
-        => nn.functional.linear(x, w21).add_(nn.functional.linear(xu, w22));
+        => nn.functional.linear(x, w21).PlusInPlace(nn.functional.linear(xu, w22));
 
     /// <summary>y = W x + g·(W12 x_u): exactly the base's operation when W12 is absent.</summary>
     private Tensor Original(Tensor x, Tensor xu, Tensor? gate)
@@ -104,7 +104,7 @@ internal sealed class Router : nn.Module
     {
         if (spec.Input is RouterInput.Hidden or RouterInput.Both) weight = new Parameter(Ops.Normal([1, width], initScale, g), train);
         if (spec.Input is RouterInput.Confidence or RouterInput.Both) confidence_weight = new Parameter(Ops.Normal([1, 2], initScale, g), train);
-        bias = new Parameter(torch.full(1, spec.InitBias), train);
+        using (var held = Scalars.Scope()) bias = new Parameter(torch.full(1, held.Of(spec.InitBias)), train);
         hard = spec.Hard;
         RegisterComponents();
     }
@@ -119,7 +119,7 @@ internal sealed class Router : nn.Module
         if (confidence_weight is not null) z = z.Plus(nn.functional.linear(confidence!, confidence_weight));
         var soft = torch.sigmoid(z);
         if (!hard) return soft.MoveToOuterDisposeScope();
-        var step = soft.ge(0.5).to(soft.dtype);
+        var step = soft.ge(Scalars.Half).to(soft.dtype);
         return step.Plus(soft - soft.detach()).MoveToOuterDisposeScope();   // exactly 0/1 forward; the sigmoid's gradient backward
     }
 }
@@ -212,8 +212,9 @@ internal sealed class GateSource(double? forced, List<Tensor>? record, Tensor? c
     public Tensor? For(Router? router, Tensor h)
     {
         if (router is null) return null;
+        using var held = Scalars.Scope();
         var gate = forced is { } value
-            ? torch.full(h.shape[0], h.shape[1], 1, value, dtype: h.dtype, device: h.device)
+            ? torch.full(h.shape[0], h.shape[1], 1, held.Of(value), dtype: h.dtype, device: h.device)
             : router.Forward(h, confidence);
         record?.Add(gate);
         return gate;

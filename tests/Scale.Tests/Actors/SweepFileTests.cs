@@ -1,3 +1,5 @@
+using Scale.Model.Experiments;
+using Scale.Model.Training;
 using Scale.Actors.Sweeps;
 using Scale.Model;
 using Scale.Model.Upscaling;
@@ -138,10 +140,14 @@ public class SweepFileTests
         var lastLayers = search.Trials.First(t => t.Parameters.ContainsKey("w12_last"));   // sets no router learning rate of its own
         var plan = search.PlanFor(lastLayers);
 
-        foreach (var name in new[] { "bio", "bio-ko" }) Assert.Equal(new RouterSpec(), ExperimentFiles.Load(name).Router);
-        Assert.Equal(new RouterSpec().GroupLearningRates(), ExperimentFiles.Load("bio").MethodFor("route").GroupLearningRates);
-        Assert.Equal(RouterInput.Hidden, ExperimentFiles.Load("bio-validation").Router.Input);
-        Assert.False(plan.GroupLearningRates.ContainsKey("router"));
+        foreach (var name in new[] { "bio", "bio-ko" })
+        {
+            var route = TrialPlanner.Plan(ExperimentFiles.Load(name), "route");
+            Assert.Equal(new RouterSpec(), route.Method.Expansion!.Router);
+            Assert.Equal(new GroupRates { Expansion = 2.06, Router = 13.8 }, route.Rates);
+        }
+        Assert.Equal(RouterInput.Hidden, TrialPlanner.Plan(ExperimentFiles.Load("bio-validation"), "route").Method.Expansion!.Router!.Input);
+        Assert.Equal(1, plan.Rates.Router);
         Assert.False(plan.Method.Expansion!.Router!.Hard);
     }
 
@@ -149,11 +155,11 @@ public class SweepFileTests
     public void Routes_learning_rate_multipliers_are_experiment_keys_and_must_be_positive()
     {
         var spec = ExperimentFiles.Parse("experiment { route { lr-expansion = 3, lr-router = 0.5 } }", "test");
-        var bad = ExperimentFiles.Parse("experiment { route { lr-router = 0 } }", "bad.hocon");
-        var error = Assert.Throws<ArgumentException>(() => bad.MethodFor("route").Expansion!.Validate(bad.Model with { VocabSize = 64 }));
+        var error = Assert.Throws<ArgumentException>(() => ExperimentFiles.Parse("experiment { route { lr-router = 0 } }", "bad.hocon"));
 
-        Assert.Equal(new Dictionary<string, double> { ["expansion"] = 3, ["router"] = 0.5 }, spec.MethodFor("route").GroupLearningRates);
-        Assert.Contains("learning-rate multipliers must be positive", error.Message);
+        Assert.Equal(new GroupRates { Expansion = 3, Router = 0.5 }, TrialPlanner.Plan(spec, "route").Rates);
+        Assert.StartsWith("bad.hocon", error.Message);
+        Assert.Contains("'route.lr-router' must be above 0", error.Message);
     }
 }
 

@@ -67,9 +67,10 @@ public class ExperimentTests
     {
         var spec = ExperimentFiles.Parse("experiment {\n name = x\n route {\n input = both\n gates = head\n hard = true\n penalty = 0.2\n }\n}", "r.hocon");
 
+        var router = TrialPlanner.Plan(spec, "route").Method.Expansion!.Router!;
+
         Assert.Equal((Scale.Model.Upscaling.RouterInput.Both, Scale.Model.Upscaling.GatePlacement.Head, true, 0.2),
-                     (spec.Router.Input, spec.Router.Gates, spec.Router.Hard, spec.Router.Penalty));
-        Assert.Equal(spec.Router, spec.MethodFor("route").Expansion!.Router);
+                     (router.Input, router.Gates, router.Hard, router.Penalty));
     }
 
     [Theory]

@@ -53,7 +53,8 @@ public class DashboardBrowserTests
     {
         using var dir = new TempDirectory();
         var file = dir.Combine("long.hocon");
-        File.WriteAllText(file, SweepProcessTestsSweep.Tiny.Replace("steps = 60", "steps = 3000"));
+        // Long enough that the first trained trial is still running however slowly the browser starts (about 50 steps/s here).
+        File.WriteAllText(file, SweepProcessTestsSweep.Tiny.Replace("steps = 60", "steps = 60000"));
         var ready = new TaskCompletionSource<string>();
         string? url = null;
         using var run = ScaleProcess.Start(line =>

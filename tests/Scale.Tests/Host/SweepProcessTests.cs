@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Scale.Host.Sweeps;
+using Scale.Actors.Sweeps;
 using Scale.Tests.Model;
 
 namespace Scale.Tests.Host;
@@ -55,6 +56,101 @@ public class SweepProcessTests
           checkpoint-every = 5
         }
         """;
+
+    [Fact]
+    public void Scale_experiment_and_a_one_trial_sweep_with_the_same_settings_give_bit_identical_scores_and_final_loss()
+    {
+        using var dir = new TempDirectory();
+        var start = TinySweep.IndexOf("experiment {", StringComparison.Ordinal);
+        var block = TinySweep[start..TinySweep.IndexOf("\n  methods = [", StringComparison.Ordinal)];
+        File.WriteAllText(dir.Combine("tiny.hocon"), block.Replace("experiment {", "experiment {\n  methods = [adapt]\n  scale { heads-up = 2 }", StringComparison.Ordinal));
+        File.WriteAllText(dir.Combine("one.hocon"), """
+            sweep {
+              name = one
+              experiment = "tiny.hocon"
+              search { adapt { methods = [adapt], fixed { w12_layers = "1" } } }
+              checkpoint-every = 7
+            }
+            """);
+
+        var sweep = ScaleProcess.Run("run", dir.Combine("one.hocon"), "--data-dir", dir.Combine("d"), "--threads", "1", "--http", "off", "--plain");
+        var results = ScaleProcess.Run("results", "one", "--data-dir", dir.Combine("d"), "--format", "json");
+        Assert.True(sweep.ExitCode == 0, sweep.Stderr);
+        var trial = Assert.Single(JsonDocument.Parse(results.Stdout).RootElement.EnumerateArray().ToArray());
+        // The experiment runs the same method with the trial's setting given experiment-wide: the planner applies both the same way.
+        var plain = ScaleProcess.Run("experiment", dir.Combine("tiny.hocon"), "--data-dir", dir.Combine("d"), "--threads", "1", "--json");
+        Assert.True(plain.ExitCode == 0, plain.Stderr);
+        var method = Assert.Single(JsonDocument.Parse(plain.Stdout).RootElement.GetProperty("methods").EnumerateArray().ToArray());
+
+        // Not the same settings: the sweep trains W12 in layer 1 only, the experiment in every layer; so they must differ.
+        Assert.NotEqual(trial.GetProperty("final_loss").GetDouble(), method.GetProperty("final_loss").GetDouble());
+
+        File.WriteAllText(dir.Combine("all.hocon"), """
+            sweep {
+              name = all
+              experiment = "tiny.hocon"
+              methods = [adapt]
+              checkpoint-every = 7
+            }
+            """);
+        var same = ScaleProcess.Run("run", dir.Combine("all.hocon"), "--data-dir", dir.Combine("d"), "--threads", "1", "--http", "off", "--plain");
+        Assert.True(same.ExitCode == 0, same.Stderr);
+        var sameTrial = Assert.Single(JsonDocument.Parse(ScaleProcess.Run("results", "all", "--data-dir", dir.Combine("d"), "--format", "json").Stdout)
+            .RootElement.EnumerateArray().ToArray());
+        foreach (var field in new[] { "retention", "acquisition", "forgetting", "final_loss" })
+            Assert.Equal(method.GetProperty(field).GetDouble(), sameTrial.GetProperty(field).GetDouble());   // bit for bit: exact equality of doubles
+    }
+
+    [Fact]
+    public void A_tiny_text_sweep_ranks_perplexity_lower_is_better_in_results_plot_and_report()
+    {
+        using var dir = new TempDirectory();
+        var world = new Scale.Model.Data.BioWorld(Scale.Model.Data.BioLanguage.English, 5);
+        foreach (var (folder, people) in new[] { ("old", world.DrawPopulation(5)), ("new", world.DrawPopulation(5)) })
+        {
+            Directory.CreateDirectory(dir.Combine(folder));
+            var documents = Scale.Model.Data.BioRenderer.Corpus(people, Scale.Model.Data.BioLanguage.English, 8, 1);
+            for (int i = 0; i < documents.Count; i++) File.WriteAllText(dir.Combine(folder, $"{i}.txt"), documents[i]);
+        }
+        var start = TinySweep.IndexOf("experiment {", StringComparison.Ordinal);
+        var experiment = TinySweep[start..TinySweep.IndexOf("\n  methods = [", StringComparison.Ordinal)]
+            .Replace("old {", $"old {{\n kind = text\n folder = \"{dir.Combine("old")}\"\n held-out-fraction = 0.25", StringComparison.Ordinal)
+            .Replace("new {", $"new {{\n kind = text\n folder = \"{dir.Combine("new")}\"\n held-out-fraction = 0.25", StringComparison.Ordinal)
+            .Replace("people = 4\n", "", StringComparison.Ordinal).Replace("renderings = 6\n", "", StringComparison.Ordinal);
+        File.WriteAllText(dir.Combine("text.hocon"), $$"""
+            sweep {
+              name = text
+              {{experiment}}
+              methods = [frozen]
+              search { rates { methods = [preserve], grid { lr = [1e-4, 1e-2] } } }
+              checkpoint-every = 30
+            }
+            """);
+
+        var run = ScaleProcess.Run("run", dir.Combine("text.hocon"), "--data-dir", dir.Combine("d"), "--threads", "1", "--http", "off", "--plain");
+        Assert.True(run.ExitCode == 0, run.Stderr + run.Stdout);
+        var rows = JsonDocument.Parse(ScaleProcess.Run("results", "text", "--data-dir", dir.Combine("d"), "--format", "json").Stdout).RootElement.EnumerateArray().ToArray();
+        var best = ScaleProcess.Run("results", "text", "--data-dir", dir.Combine("d"), "--best", "--max-forgetting", "1000000");
+        var plot = ScaleProcess.Run("plot", "text", "--data-dir", dir.Combine("d"), "--out", dir.Combine("pareto.png"));
+
+        Assert.All(rows, r => Assert.True(r.GetProperty("lower_is_better").GetBoolean()));
+        var lowest = rows.MinBy(r => r.GetProperty("acquisition").GetDouble()).GetProperty("trial").GetString()!;
+        var highest = rows.MaxBy(r => r.GetProperty("acquisition").GetDouble()).GetProperty("trial").GetString()!;
+        Assert.NotEqual(lowest, highest);
+        Assert.True(best.ExitCode == 0, best.Stderr);
+        Assert.StartsWith(lowest + " ", best.Stdout);   // every trial is within the bound: the lowest new-text perplexity wins
+        Assert.Contains("lowest acquisition", best.Stdout);
+        Assert.True(plot.ExitCode == 0, plot.Stderr);
+        // The front the plot prints is the set of trials no other trial beats on both perplexities (lower is better).
+        double R(JsonElement r) => r.GetProperty("retention").GetDouble();
+        double A(JsonElement r) => r.GetProperty("acquisition").GetDouble();
+        var expected = rows.Where(p => !rows.Any(q => R(q) <= R(p) && A(q) <= A(p) && (R(q) < R(p) || A(q) < A(p))))
+                           .Select(r => r.GetProperty("trial").GetString()).Order().ToList();
+        var printed = plot.Stdout.Split('\n').Skip(1).Where(l => l.StartsWith("  ", StringComparison.Ordinal))
+                          .Select(l => l.Trim().Split(' ')[0]).Order().ToList();
+        Assert.Equal(expected, printed);
+        Assert.True(File.Exists(dir.Combine("pareto.png")));
+    }
 
     private static JsonElement[] Results(string dataDir)
     {
@@ -213,6 +309,12 @@ public class SweepProcessTests
             var metrics = http.GetStringAsync("/metrics").Result;
             var sweeps = JsonDocument.Parse(http.GetStringAsync("/api/sweeps").Result).RootElement;
             var trials = JsonDocument.Parse(http.GetStringAsync("/api/sweeps/recover/trials").Result).RootElement;
+            var cluster = JsonDocument.Parse(http.GetStringAsync("/api/cluster").Result).RootElement;
+            var member = Assert.Single(cluster.GetProperty("members").EnumerateArray());   // the process's own cluster of one
+            Assert.StartsWith("akka.tcp://scale@127.0.0.1:", member.GetProperty("address").GetString());
+            Assert.NotEqual("akka.tcp://scale@127.0.0.1:0", member.GetProperty("address").GetString());
+            Assert.Equal("up", member.GetProperty("status").GetString());
+            Assert.Equal(0, cluster.GetProperty("unreachable").GetArrayLength());
 
             Assert.Equal(System.Net.HttpStatusCode.OK, live.StatusCode);
             Assert.Equal(System.Net.HttpStatusCode.OK, readiness.StatusCode);

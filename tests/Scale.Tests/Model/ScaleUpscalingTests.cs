@@ -180,7 +180,7 @@ public class ScaleUpscalingTests
         Assert.Equal(baseHandles.Count, frozenA.Count);
     }
 
-    /// <summary>The trainable tensor sizes of each preset, written out from DESIGN.md §1.</summary>
+    /// <summary>The trainable tensor sizes of each preset, written out from docs/method.md.</summary>
     private static long ClosedForm(ModelConfig c, string preset, int headsUp, int ffnUp)
     {
         long d = c.HiddenSize, hs = c.HeadDim, h = c.NumHeads, kv = c.NumKvHeads, f = c.IntermediateSize, v = c.VocabSize;

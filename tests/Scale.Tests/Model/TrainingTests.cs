@@ -1,3 +1,4 @@
+using Scale.Model.Experiments;
 using Scale.Model;
 using Scale.Model.Training;
 using Scale.Model.Transformer;
@@ -92,7 +93,7 @@ public class TrainingTests
         var options = new TrainingOptions
         {
             LearningRate = 1e-2, WarmupSteps = 0, TotalSteps = 3, WeightDecay = 0,
-            GroupLearningRates = new Dictionary<string, double> { ["w12"] = 0.0 },
+            Rates = new GroupRates { W12 = 0.0 },
         };
         using var session = new TrainingSession(model, options);
 
@@ -101,7 +102,7 @@ public class TrainingTests
         foreach (var (name, p) in model.TrainableParameters())
         {
             bool unchanged = Tiny.BitEqual(before[name], p);
-            Assert.True(ParameterGroups.Of(name) == "w12" ? unchanged : !unchanged, name);
+            Assert.True(ParameterGroups.Of(name) == ParameterGroup.W12 ? unchanged : !unchanged, name);
         }
     }
 
@@ -139,7 +140,9 @@ public class TrainingTests
     public void Bad_training_options_name_the_field()
     {
         Assert.Contains("learning_rate", Assert.Throws<ArgumentException>(() => new TrainingOptions { LearningRate = 0 }.Validate()).Message);
-        Assert.Contains("'w13'", Assert.Throws<ArgumentException>(() =>
-            new TrainingOptions { GroupLearningRates = new Dictionary<string, double> { ["w13"] = 1 } }.Validate()).Message);
+        Assert.Contains("W12 must be zero or more", Assert.Throws<ArgumentException>(() =>
+            new TrainingOptions { Rates = new GroupRates { W12 = -1 } }.Validate()).Message);
+        Assert.Contains("unknown parameter 'lr_w13'", Assert.Throws<ArgumentException>(() =>
+            TrialPlanner.Plan(new ExperimentSpec(), "adapt", new Dictionary<string, string> { ["lr_w13"] = "1" })).Message);
     }
 }

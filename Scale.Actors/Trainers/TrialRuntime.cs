@@ -1,0 +1,120 @@
+using Akka.Actor;
+using Akka.Hosting;
+using Scale.Actors.Data;
+using Scale.Actors.Evaluation;
+using Scale.Actors.Sweeps;
+using Scale.Model.Experiments;
+
+namespace Scale.Actors.Trainers;
+
+/// <summary>How a node runs a sweep's trials: where they come from, on which devices, with how many threads.</summary>
+public sealed record TrialRuntimeOptions
+{
+    /// <summary>The sweep's coordinator (a local persistent actor, or the cluster's sweep manager with <see cref="Envelope"/>).</summary>
+    public required IActorRef Coordinator { get; init; }
+    /// <summary>Journal, cached bases and checkpoints.</summary>
+    public required string DataDirectory { get; init; }
+    /// <summary>One trainer per device; each gets <see cref="SlotsPerDevice"/> concurrent trials.</summary>
+    public IReadOnlyList<string> Devices { get; init; } = ["cpu"];
+    public int SlotsPerDevice { get; init; } = 1;
+    /// <summary>libtorch threads of each running trial and of the evaluator.</summary>
+    public int ThreadsPerTrial { get; init; } = 1;
+    /// <summary>A trainer's id from its device: unique among the sweep's trainers (the coordinator hands trials to ids).</summary>
+    public required Func<string, string> TrainerId { get; init; }
+    public TimeSpan PollInterval { get; init; } = TimeSpan.FromSeconds(1);
+    public TimeSpan? ReplyTimeout { get; init; }
+    /// <summary>Wraps each command to the coordinator (the cluster's manager takes them addressed to a sweep).</summary>
+    public Func<ISweepCommand, object>? Envelope { get; init; }
+    /// <summary>Distinguishes the actors of successive runtimes in one actor system (a worker works on one sweep after another).</summary>
+    public string NameSuffix { get; init; } = "";
+}
+
+/// <summary>
+/// The one runtime composition for a sweep's trials on a node, used by `scale run` and `scale worker` alike: the
+/// base prepared under the data directory's lock (one process trains it, the others wait and load the cached copy),
+/// the new data registered with the node's data loader, an evaluator, and one trainer per device pulling trials from
+/// the coordinator. It ends when every trainer has stopped (the sweep is finished), or when <see cref="Stop"/> is called.
+/// </summary>
+public sealed class TrialRuntime : IDisposable
+{
+    private readonly ActorSystem system;
+    private readonly IActorRef evaluator;
+
+    private TrialRuntime(ActorSystem system, ExperimentTask task, IActorRef evaluator, IReadOnlyList<IActorRef> trainers)
+    {
+        (this.system, Task, this.evaluator, Trainers) = (system, task, evaluator, trainers);
+        Done = System.Threading.Tasks.Task.WhenAll(trainers.Select(t => t.WatchAsync()));
+    }
+
+    /// <summary>The resident base, its tokenizer and the trial runner over the new data.</summary>
+    public ExperimentTask Task { get; }
+    public IReadOnlyList<IActorRef> Trainers { get; }
+    /// <summary>Completes when every trainer has stopped.</summary>
+    public Task Done { get; }
+
+    public static async Task<TrialRuntime> StartAsync(ActorSystem system, IActorRef dataLoader, SweepDefinition sweep, TrialRuntimeOptions options,
+                                                      IProgress<ExperimentProgress>? progress, CancellationToken cancellation)
+    {
+        var task = await System.Threading.Tasks.Task.Run(() => BaseLock.Prepare(sweep.Experiment, options.DataDirectory, progress, cancellation), cancellation);
+        string dataset = "new" + options.NameSuffix;
+        dataLoader.Tell(new RegisterDataset(dataset, task.Runner.TrainData));
+        var evaluator = system.ActorOf(Evaluator.Props(task.Runner, options.ThreadsPerTrial), "evaluator" + options.NameSuffix);
+        var executor = new SweepTrialExecutor(sweep, task.Runner, Path.Combine(SweepPaths.SweepDirectory(options.DataDirectory, sweep.Name), "trials"),
+                                              dataLoader, dataset, evaluator, system.EventStream, options.ThreadsPerTrial);
+        var trainers = options.Devices.Select(device => system.ActorOf(
+            Trainer.Props(options.Coordinator, options.TrainerId(device), executor, options.PollInterval, options.SlotsPerDevice,
+                          options.ReplyTimeout, options.Envelope),
+            $"trainer{options.NameSuffix}-{device.Replace(':', '-')}")).ToList();
+        return new TrialRuntime(system, task, evaluator, trainers);
+    }
+
+    /// <summary>Stops the trainers (running trials stop at their next step and resume from their last checkpoint) and waits for them.</summary>
+    public async Task Stop()
+    {
+        foreach (var trainer in Trainers) system.Stop(trainer);
+        await Done;
+    }
+
+    public void Dispose()
+    {
+        if (!system.WhenTerminated.IsCompleted) system.Stop(evaluator);
+        Task.Dispose();
+    }
+}
+
+/// <summary>Where a sweep's files live under a data directory.</summary>
+public static class SweepPaths
+{
+    public static string DatabaseFile(string dataDirectory) => Path.Combine(dataDirectory, "sweeps.db");
+    public static string SweepDirectory(string dataDirectory, string sweep) => Path.Combine(dataDirectory, "sweeps", sweep);
+}
+
+/// <summary>
+/// Several processes (or nodes sharing the data directory) that need the same base: one prepares it while the
+/// others wait on a lock file, then they load the cached copy. Every path that prepares a base goes through here.
+/// </summary>
+public static class BaseLock
+{
+    public static ExperimentTask Prepare(ExperimentSpec spec, string dataDirectory, IProgress<ExperimentProgress>? progress, CancellationToken cancellation)
+    {
+        var bases = Path.Combine(dataDirectory, "bases");
+        SweepLock? held;
+        bool told = false;
+        while ((held = SweepLock.TryAcquire(bases, "prepare.lock")) is null)
+        {
+            if (!told) progress?.Report(new("pretrain", "base", 0, 0, 0, 0, "another process is preparing a base in this data directory; waiting for it"));
+            told = true;
+            cancellation.WaitHandle.WaitOne(TimeSpan.FromSeconds(1));
+            cancellation.ThrowIfCancellationRequested();
+        }
+        using (held) return TwoPhaseExperiment.Prepare(spec, dataDirectory, progress, cancellation);
+    }
+}
+
+/// <summary>Akka.Hosting wiring of the node-level parts every `scale` process that trains needs.</summary>
+public static class TrialRuntimeHosting
+{
+    /// <summary>Registers the node's data loader (in the actor registry under <see cref="DataLoader"/>).</summary>
+    public static AkkaConfigurationBuilder WithDataLoader(this AkkaConfigurationBuilder builder)
+        => builder.WithActors((system, registry, _) => registry.Register<DataLoader>(system.ActorOf(DataLoader.Props(), "data-loader")));
+}

@@ -1,0 +1,127 @@
+using System.Collections.Immutable;
+using Scale.Actors.Sweeps;
+using Scale.Host.Commands;
+using Scale.Host.Sweeps;
+using Scale.Model;
+using Scale.Model.Experiments;
+using Scale.Tests.Model;
+
+namespace Scale.Tests.Experiments;
+
+public class TrialPlannerTests
+{
+    private static string RepositoryFile(params string[] parts)
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+            if (File.Exists(Path.Combine(dir.FullName, "Scale.sln"))) return Path.Combine([dir.FullName, .. parts]);
+        throw new InvalidOperationException("the repository root (Scale.sln) is not above the test's directory");
+    }
+
+    [Fact]
+    public void The_docs_parameter_table_is_the_planners_table()
+    {
+        var docs = File.ReadAllText(RepositoryFile("docs", "sweeps.md"));
+        const string begin = "<!-- parameters:begin -->\n", end = "<!-- parameters:end -->";
+
+        int from = docs.IndexOf(begin, StringComparison.Ordinal), to = docs.IndexOf(end, StringComparison.Ordinal);
+
+        Assert.True(from >= 0 && to > from, "docs/sweeps.md has no parameters table between the markers");
+        Assert.Equal(TrialPlanner.MarkdownTable(), docs[(from + begin.Length)..to]);
+    }
+
+    [Fact]
+    public void Every_key_names_a_field_of_the_plan_and_every_experiment_key_is_read_from_experiment_files()
+    {
+        foreach (var key in TrialPlanner.Keys)
+        {
+            var type = typeof(TrialPlan);
+            foreach (var segment in key.Field.Split('.'))
+            {
+                var property = type.GetProperty(segment);
+                Assert.True(property is not null, $"{key.Key}: {key.Field} is not a path of TrialPlan ({segment} on {type.Name})");
+                type = Nullable.GetUnderlyingType(property!.PropertyType) ?? property.PropertyType;
+            }
+        }
+        var spec = ExperimentFiles.Parse("experiment {\n scale { heads-up = 2, ffn-up = 6, depth-every = 1 }\n lora { rank = 4, alpha = 8, targets = [q_proj] }\n}", "t");
+        Assert.Equal(new Dictionary<string, string> { ["depth_every"] = "1", ["ffn_up"] = "6", ["heads_up"] = "2", ["lora_alpha"] = "8", ["lora_rank"] = "4", ["lora_targets"] = "q_proj" },
+                     spec.Settings);
+    }
+
+    [Fact]
+    public void A_trials_setting_overrides_the_experiments_which_overrides_the_methods_default()
+    {
+        var spec = ExperimentFiles.Parse("experiment {\n scale { heads-up = 2 }\n route { lr-expansion = 3 }\n}", "t");
+
+        var route = TrialPlanner.Plan(spec, "route");
+        var wider = TrialPlanner.Plan(spec, "route", new Dictionary<string, string> { ["heads_up"] = "3", ["lr_expansion"] = "5" });
+        var preserve = TrialPlanner.Plan(spec, "preserve");
+        var depth = TrialPlanner.Plan(spec, "depth");
+
+        Assert.Equal((2, 3.0, 13.8), (route.Method.Expansion!.HeadsUp, route.Rates.Expansion, route.Rates.Router));
+        Assert.Equal((3, 5.0), (wider.Method.Expansion!.HeadsUp, wider.Rates.Expansion));
+        Assert.Equal(3.0, preserve.Rates.Expansion);   // route.lr-expansion sets the expansion rate of every SCALE method of the experiment
+        Assert.Equal(MethodKind.Depth, depth.Method.Kind);
+        Assert.Null(depth.Method.Expansion);
+        Assert.Contains("parameter 'heads_up' must be at least 1, got 0.",
+                        Assert.Throws<ArgumentException>(() => TrialPlanner.Plan(spec, "adapt", new Dictionary<string, string> { ["heads_up"] = "0" })).Message);
+        Assert.Contains("does not apply to method 'full'",
+                        Assert.Throws<ArgumentException>(() => TrialPlanner.Plan(spec, "full", new Dictionary<string, string> { ["heads_up"] = "2" })).Message);
+    }
+}
+
+/// <summary>Perplexity is lower-is-better: selection, Pareto fronts and forgetting read it the right way.</summary>
+public class MetricDirectionTests
+{
+    private static SweepState TextSweep()
+    {
+        TrialSpec Trial(string id) => new(id, "preserve", new Dictionary<string, string> { ["seed"] = id[1..] });
+        var trials = new[] { Trial("t1"), Trial("t2"), Trial("t3"), Trial("t4") };
+        // (retention, acquisition) as held-out perplexity; the base's old-text perplexity is 10.
+        var scores = new[] { (10.0, 50.0), (12.0, 20.0), (30.0, 15.0), (31.0, 60.0) };
+        var events = new List<ISweepEvent> { new SweepStarted("text", trials, 1, 0) };
+        foreach (var (trial, (retention, acquisition)) in trials.Zip(scores))
+        {
+            events.Add(new TrialStarted(trial.Id, 1, "cpu"));
+            events.Add(new TrialCompleted(trial.Id, 1, new TrialMetrics(retention, acquisition, retention - 10) { Metric = ScoreMetric.Perplexity, BaseOld = 10 }));
+        }
+        return SweepState.Replay(events);
+    }
+
+    [Fact]
+    public void Best_picks_the_lowest_perplexity_within_the_forgetting_bound()
+    {
+        var (best, rule) = SweepReport.Best(TextSweep(), maxForgetting: 5);
+
+        Assert.Equal("t2", best!.Trial);   // acquisition 20 beats t1's 50: lower is better
+        Assert.Contains("lowest acquisition", rule);
+        Assert.True(SweepReport.Rows(TextSweep()).All(r => r.LowerIsBetter));
+    }
+
+    [Fact]
+    public void The_pareto_front_of_a_text_sweep_keeps_the_low_points()
+    {
+        var state = TextSweep();
+        var points = state.Order.Select(id => PlotCommand.Point.Of("text", state.Trials[id])).ToList();
+
+        var front = PlotCommand.ParetoFront(points).Select(p => p.Trial).ToList();
+
+        Assert.Equal(["t1", "t2", "t3"], front);   // t4 is worse than every other trial on both
+        Assert.All(points, p => Assert.Equal(10, p.BaseOld));
+        using var dir = new TempDirectory();
+        PlotCommand.Draw(points, "text", dir.Combine("pareto.png"));
+        Assert.True(new FileInfo(dir.Combine("pareto.png")).Length > 1000);
+    }
+
+    [Fact]
+    public void Recall_sweeps_still_rank_higher_first()
+    {
+        var (a, b) = (new TrialSpec("a", "adapt", ImmutableDictionary<string, string>.Empty), new TrialSpec("b", "adapt", ImmutableDictionary<string, string>.Empty));
+        var state = SweepState.Replay([
+            new SweepStarted("bio", [a, b], 1, 0),
+            new TrialStarted("a", 1, "cpu"), new TrialCompleted("a", 1, new TrialMetrics(0.9, 0.5, 0.01)),
+            new TrialStarted("b", 1, "cpu"), new TrialCompleted("b", 1, new TrialMetrics(0.9, 0.7, 0.02) { Metric = ScoreMetric.Recall }),
+        ]);
+
+        Assert.Equal("b", SweepReport.Best(state, 0.05).Best!.Trial);
+    }
+}
