@@ -5,7 +5,7 @@ using Scale.Model.Upscaling;
 namespace Scale.Model;
 
 /// <summary>The continual pre-training methods Scale compares (docs/method.md).</summary>
-public enum MethodKind { Frozen, Full, Preserve, Adapt, Route, Depth, Lora }
+public enum MethodKind { Frozen, Full, Preserve, Adapt, Route, Depth, Lora, Freeze }
 
 /// <summary>A method and its settings: the expansion for SCALE variants, the adapter for LoRA, k for depth expansion.</summary>
 public sealed record MethodSpec
@@ -14,6 +14,8 @@ public sealed record MethodSpec
     public ExpansionSpec? Expansion { get; init; }
     public LoraSpec? Lora { get; init; }
     public int DepthEvery { get; init; } = 2;
+    /// <summary>Freeze: the bottom layers that stay frozen with the embeddings (the paper's 3).</summary>
+    public int FreezeLayers { get; init; } = 3;
 
     public string Name => Kind.ToString().ToLowerInvariant();
 
@@ -42,6 +44,7 @@ public sealed record MethodSpec
     {
         MethodKind.Frozen => baseModel.Freeze(),
         MethodKind.Full => Unfrozen(baseModel.DeepClone()),
+        MethodKind.Freeze => FrozenBelow(Unfrozen(baseModel.DeepClone()), Math.Min(FreezeLayers, baseModel.Config.NumLayers - 1)),
         MethodKind.Preserve or MethodKind.Adapt or MethodKind.Route =>
             ScaleDecoder.Upscale(baseModel, Expansion ?? throw new ArgumentException($"Method {Name} needs an expansion."), seed),
         MethodKind.Depth => DepthExpansion.Expand(baseModel, DepthEvery),
@@ -52,6 +55,19 @@ public sealed record MethodSpec
     private static Decoder Unfrozen(Decoder model)
     {
         foreach (var p in model.parameters()) p.requires_grad = true;
+        return model;
+    }
+
+    /// <summary>The paper's Freeze baseline on a private copy: the embeddings and blocks 0..k−1 frozen, the rest trains
+    /// (a tied head is the embedding, so it stays frozen too).</summary>
+    private static Decoder FrozenBelow(Decoder model, int layers)
+    {
+        foreach (var (name, p) in model.named_parameters())
+        {
+            bool frozen = name.StartsWith("embed_tokens.", StringComparison.Ordinal)
+                          || (name.StartsWith("layers.", StringComparison.Ordinal) && int.Parse(name.Split('.')[1], System.Globalization.CultureInfo.InvariantCulture) < layers);
+            p.requires_grad = !frozen;
+        }
         return model;
     }
 }

@@ -27,7 +27,7 @@ public static class ExperimentFiles
 
     private static readonly Dictionary<string, string[]> Known = new()
     {
-        [""] = ["name", "seed", "vocab-size", "model", "old", "new", "pretrain", "continual", "methods", "scale", "lora", "route"],
+        [""] = ["name", "seed", "vocab-size", "model", "old", "new", "pretrain", "continual", "methods", "scale", "lora", "route", "freeze"],
         ["model"] = ["hidden-size", "layers", "heads", "kv-heads", "head-dim", "ffn", "rope-theta", "norm-eps", "tied"],
         ["old"] = ["kind", "language", "people", "renderings", "world-seed", "folder", "held-out-fraction"],
         ["new"] = ["kind", "language", "people", "renderings", "world-seed", "folder", "held-out-fraction"],
@@ -37,6 +37,7 @@ public static class ExperimentFiles
         ["scale"] = SettingsIn("scale"),
         ["lora"] = SettingsIn("lora"),
         ["route"] = SettingsIn("route"),
+        ["freeze"] = SettingsIn("freeze"),
     };
 
     private static string[] SettingsIn(string section)

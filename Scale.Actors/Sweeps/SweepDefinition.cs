@@ -17,6 +17,11 @@ public sealed record SweepDefinition
     /// <summary>Retries a trial gets after a failed attempt, each from its last good checkpoint.</summary>
     public int RetryBudget { get; init; } = 2;
     public int CheckpointEvery { get; init; } = 25;
+    /// <summary>
+    /// Routing rules to score every trained SCALE trial under, besides its own answer (an evaluation-only axis): one
+    /// trained expansion gives a row per rule, at no training cost. Canonical text, e.g. "cosine:0.5".
+    /// </summary>
+    public IReadOnlyList<string> Routing { get; init; } = [];
     /// <summary>Where the definition came from (file path or built-in name), for messages.</summary>
     public string Source { get; init; } = "";
 
@@ -43,8 +48,9 @@ public sealed record SweepDefinition
     }
 
     /// <summary>A hash of what every trial's result depends on besides its own settings: the experiment (base, data, phases) and the checkpoint interval.</summary>
-    public string Fingerprint => Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(
-        System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(new { experiment = Experiment, checkpoint_every = CheckpointEvery })))[..16].ToLowerInvariant();
+    public string Fingerprint => Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(Routing.Count == 0
+        ? System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(new { experiment = Experiment, checkpoint_every = CheckpointEvery })
+        : System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(new { experiment = Experiment, checkpoint_every = CheckpointEvery, routing = Routing })))[..16].ToLowerInvariant();
 }
 
 /// <summary>
@@ -77,7 +83,7 @@ public static partial class SweepFiles
         return Parse(text, $"built-in sweep '{nameOrPath}'", Directory.GetCurrentDirectory());
     }
 
-    private static readonly string[] SweepKeys = ["name", "experiment", "base", "methods", "search", "max-concurrent", "retry-budget", "checkpoint-every"];
+    private static readonly string[] SweepKeys = ["name", "experiment", "base", "methods", "search", "routing", "max-concurrent", "retry-budget", "checkpoint-every"];
     private static readonly string[] SearchKeys = ["methods", "fixed", "grid", "random", "samples", "seed"];
     private static readonly string[] AxisKeys = ["min", "max", "log", "integer"];
 
@@ -130,9 +136,21 @@ public static partial class SweepFiles
             int v = Hocon.Get(c, key, k => c.GetInt(k), fallback, source, "sweep.");
             return v >= min ? v : throw new ArgumentException($"{source}: 'sweep.{key}' must be at least {min}, got {v}.");
         }
+        var routing = new List<string>();
+        foreach (var rule in Hocon.Get(c, "routing", k => (IReadOnlyList<string>)c.GetStringList(k).ToList(), [], source, "sweep."))
+        {
+            try
+            {
+                routing.Add(Scale.Model.Upscaling.RoutingSpec.Parse(rule).ToString());
+            }
+            catch (ArgumentException e)
+            {
+                Fail("routing", e.Message);
+            }
+        }
         var definition = new SweepDefinition
         {
-            Name = name, Experiment = experiment, Trials = [], Source = source,
+            Name = name, Experiment = experiment, Trials = [], Source = source, Routing = routing.Distinct().ToList(),
             MaxConcurrent = Int("max-concurrent", 1, 1), RetryBudget = Int("retry-budget", 2, 0), CheckpointEvery = Int("checkpoint-every", 25, 1),
         };
 

@@ -32,6 +32,15 @@ public sealed record TrialMetrics(double Retention, double Acquisition, double F
     public double CheckpointSeconds { get; init; }
     public IReadOnlyDictionary<string, double>? RetentionByAttribute { get; init; }
     public IReadOnlyDictionary<string, double>? AcquisitionByAttribute { get; init; }
+    /// <summary>The trained weights scored again under each of the sweep's routing rules (rule → scores); SCALE trials only.</summary>
+    public IReadOnlyDictionary<string, RoutedScores>? Routed { get; init; }
+}
+
+/// <summary>A trained trial's scores under one routing rule (no training: the same weights, answered per token by the rule).</summary>
+public sealed record RoutedScores(double Retention, double Acquisition, double Forgetting)
+{
+    public double? RetentionFirstToken { get; init; }
+    public double? AcquisitionFirstToken { get; init; }
 }
 
 // Commands (imperative): what the coordinator is asked to do.

@@ -54,6 +54,23 @@ public sealed class SweepTrialExecutor(SweepDefinition sweep, TrialRunner runner
         var scored = evaluator.Ask<CheckpointEvaluated>(new EvaluateCheckpoint(trial.Id, plan, trained.FinalCheckpoint), TimeSpan.FromHours(2), cancellation)
             .GetAwaiter().GetResult();
         log.Write("scored", new { retention = scored.Scores.Retention, acquisition = scored.Scores.Acquisition, forgetting = scored.Scores.Forgetting });
+        // The sweep's evaluation-only routing axis: the same final weights, answered per token by each rule.
+        Dictionary<string, RoutedScores>? routed = null;
+        if (plan.Method.Expansion is { } expansion && sweep.Routing.Count > 0)
+        {
+            routed = new Dictionary<string, RoutedScores>();
+            foreach (var rule in sweep.Routing)
+            {
+                var under = plan with { Method = plan.Method with { Expansion = expansion with { Routing = Scale.Model.Upscaling.RoutingSpec.Parse(rule) } } };
+                var scores = evaluator.Ask<CheckpointEvaluated>(new EvaluateCheckpoint(trial.Id, under, trained.FinalCheckpoint), TimeSpan.FromHours(2), cancellation)
+                    .GetAwaiter().GetResult().Scores;
+                routed[rule] = new RoutedScores(scores.Retention, scores.Acquisition, scores.Forgetting)
+                {
+                    RetentionFirstToken = scores.RetentionFirstToken, AcquisitionFirstToken = scores.AcquisitionFirstToken,
+                };
+                log.Write("routed", new { routing = rule, retention = scores.Retention, acquisition = scores.Acquisition, forgetting = scores.Forgetting });
+            }
+        }
         return new TrialMetrics(scored.Scores.Retention, scored.Scores.Acquisition, scored.Scores.Forgetting)
         {
             FinalLoss = trained.FinalCheckpoint is null ? null : trained.FinalLoss,
@@ -67,6 +84,7 @@ public sealed class SweepTrialExecutor(SweepDefinition sweep, TrialRunner runner
             AcquisitionByAttribute = scored.Scores.AcquisitionByAttribute,
             RetentionFirstToken = scored.Scores.RetentionFirstToken,
             AcquisitionFirstToken = scored.Scores.AcquisitionFirstToken,
+            Routed = routed,
         };
     }
 }

@@ -29,6 +29,9 @@ internal sealed class EvaluateCommand : AsyncCommand<EvaluateCommand.Settings>
 
         [CommandOption("--threads <N>"), Description("libtorch threads; 0 = all cores."), DefaultValue(0)]
         public int Threads { get; init; }
+
+        [CommandOption("--route <RULE>"), Description("Score a SCALE trial's weights routed by this rule instead of as trained: cosine[:τ], cosine-prob[:τ], confidence[:θ], novelty[:s[:window]]. No training.")]
+        public string? Route { get; init; }
     }
 
     public override async Task<int> ExecuteAsync(CommandContext context, Settings settings, CancellationToken cancellation)
@@ -41,6 +44,21 @@ internal sealed class EvaluateCommand : AsyncCommand<EvaluateCommand.Settings>
             ? Path.Combine(SweepSystem.SweepDirectory(settings.DataDir, sweep.Name), "trials", trial.Id, settings.Checkpoint)
             : settings.Checkpoint;
         var plan = sweep.PlanFor(trial);
+        if (settings.Route is { } rule)
+        {
+            if (plan.Method.Expansion is not { } expansion)
+                throw new ArgumentException($"--route scores a SCALE trial (preserve, adapt, route); {trial.Id} is {trial.Method}.");
+            Scale.Model.Upscaling.RoutingSpec routing;
+            try
+            {
+                routing = Scale.Model.Upscaling.RoutingSpec.Parse(rule);
+            }
+            catch (ArgumentException e)
+            {
+                throw new ArgumentException($"--route: {e.Message}");
+            }
+            plan = plan with { Method = plan.Method with { Expansion = expansion with { Routing = routing } } };
+        }
         if (plan.Method.Kind != MethodKind.Frozen && !Directory.Exists(directory))
             throw new ArgumentException($"No checkpoint {directory}: the trial has not written it (yet).");
         Devices.UseThreads(settings.Threads);
@@ -52,7 +70,8 @@ internal sealed class EvaluateCommand : AsyncCommand<EvaluateCommand.Settings>
         var reply = await evaluator.Ask(new EvaluateCheckpoint(trial.Id, plan, plan.Method.Kind == MethodKind.Frozen ? null : directory), TimeSpan.FromHours(1));
         if (reply is Status.Failure failure) throw new ArgumentException($"Cannot evaluate {directory}: {failure.Cause.Message}");
         var scores = ((CheckpointEvaluated)reply).Scores;
-        Console.WriteLine($"{trial.Id} ({directory}): retention {scores.Retention:0.000}, acquisition {scores.Acquisition:0.000}, " +
+        var routed = plan.Method.Expansion?.Routing is { } r ? $" routed by {r}" : "";
+        Console.WriteLine($"{trial.Id}{routed} ({directory}): retention {scores.Retention:0.000}, acquisition {scores.Acquisition:0.000}, " +
                           $"forgetting {scores.Forgetting:0.000} ({task.Metric}; base {task.BaseOld:0.000}), scored in {scores.Seconds:0.0} s");
         return 0;
     }

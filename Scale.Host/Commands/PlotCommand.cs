@@ -40,6 +40,15 @@ internal sealed class PlotCommand : AsyncCommand<PlotCommand.Settings>
             double baseOld = m.BaseOld ?? (m.LowerIsBetter ? m.Retention - m.Forgetting : m.Retention + m.Forgetting);
             return new Point(sweep, trial.Spec.Id, trial.Spec.Method, m.Retention, m.Acquisition, baseOld) { Metric = m.Metric ?? ScoreMetric.Recall };
         }
+
+        /// <summary>Every completed trial of a sweep, and each of its rows under the sweep's routing rules ("{trial}@{rule}", as route).</summary>
+        public static IEnumerable<Point> All(string sweep, SweepState state)
+            => state.Order.Select(id => state.Trials[id]).Where(t => t.Metrics is not null).SelectMany(t =>
+            {
+                var trained = Of(sweep, t);
+                return new[] { trained }.Concat((t.Metrics!.Routed ?? new Dictionary<string, RoutedScores>()).Select(r =>
+                    trained with { Trial = $"{t.Spec.Id}@{r.Key}", Method = "route", Retention = r.Value.Retention, Acquisition = r.Value.Acquisition }));
+            });
     }
 
     public override async Task<int> ExecuteAsync(CommandContext context, Settings settings, CancellationToken cancellation)
@@ -49,7 +58,7 @@ internal sealed class PlotCommand : AsyncCommand<PlotCommand.Settings>
         foreach (var sweep in settings.Sweeps)
         {
             var state = await SweepJournal.Read(settings.DataDir, sweep);
-            points.AddRange(state.Order.Select(id => state.Trials[id]).Where(t => t.Metrics is not null).Select(t => Point.Of(sweep, t)));
+            points.AddRange(Point.All(sweep, state));
         }
         if (points.Count == 0) throw new ArgumentException($"No completed trials in {string.Join(", ", settings.Sweeps)} yet.");
         if (points.Select(p => p.Metric).Distinct().Count() > 1)

@@ -51,9 +51,7 @@ internal sealed class ReportCommand : AsyncCommand<ReportCommand.Settings>
             Save(plot, output, "loss.png", written);
         }
 
-        var points = trials.Where(t => t.Metrics is not null)
-            .Select(t => PlotCommand.Point.Of(settings.Sweep, t))
-            .ToList();
+        var points = PlotCommand.Point.All(settings.Sweep, state).ToList();
         if (points.Count > 0)
         {
             PlotCommand.Draw(points, $"{settings.Sweep}: retention vs acquisition", Path.Combine(output, "pareto.png"));

@@ -141,7 +141,7 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
             return 130;
         }
         state = await system.StateAsync();
-        if (plain) Console.WriteLine(SweepReport.Csv(state).TrimEnd());
+        if (plain) Console.Write(SweepReport.Text(state));
         else AnsiConsole.Write(SweepReport.Table(state));
         double seconds = wall.Elapsed.TotalSeconds;
         Console.WriteLine($"Sweep {sweep.Name}: {SweepReport.Counts(state)}. Wall time {seconds:0.0} s this run.");

@@ -30,19 +30,45 @@ internal sealed class StatusCommand : AsyncCommand<StatusCommand.Settings>
             Console.WriteLine($"No sweeps in {settings.DataDir}. Start one with: scale run quickstart --data-dir {settings.DataDir}");
             return 0;
         }
-        var states = await SweepJournal.ReadAll(settings.DataDir, names);
-        foreach (var (name, state) in names.Zip(states))
+        // A running sweep is read from its own process (its endpoint serves the state it keeps from its events): no actor
+        // system starts here, which is what makes polling cheap. Any other sweep is read from the journal.
+        var active = names.ToDictionary(n => n, n => IsActive(settings.DataDir, n));
+        var rows = new Dictionary<string, IReadOnlyList<TrialRow>>();
+        foreach (var name in names.Where(n => active[n]))
+            if (await LiveRows(SweepSystem.SweepDirectory(settings.DataDir, name), name) is { } live) rows[name] = live;
+        var fromJournal = names.Where(n => !rows.ContainsKey(n)).ToList();
+        if (fromJournal.Count > 0)
+            foreach (var (name, state) in fromJournal.Zip(await SweepJournal.ReadAll(settings.DataDir, fromJournal)))
+                rows[name] = SweepReport.Rows(state);
+        foreach (var name in names)
         {
-            bool active = IsActive(settings.DataDir, name);
-            Console.WriteLine($"{name}: {SweepReport.Counts(state)}; {(state.Finished ? "finished" : active ? "running now" : "interrupted (resumes with `scale run`)")}");
+            var trials = rows[name].Where(r => r.From is null).ToList();
+            bool finished = trials.All(r => r.State is "completed" or "failed");
+            Console.WriteLine($"{name}: {SweepReport.Counts(trials)}; {(finished ? "finished" : active[name] ? "running now" : "interrupted (resumes with `scale run`)")}");
             if (settings.Sweep is null) continue;
-            if (active) await ShowLive(SweepSystem.SweepDirectory(settings.DataDir, name));
-            foreach (var t in state.Order.Select(id => state.Trials[id]))
-                Console.WriteLine($"  {t.Spec.Id,-22} {t.Spec.Method,-9} {(t.Status == TrialStatus.Running && !active ? "interrupted" : t.Status.ToString().ToLowerInvariant()),-11} " +
-                                  $"attempt {t.Attempt}" + (t.LastCheckpoint is { } c ? $", checkpoint at step {c.Step}" : "") +
-                                  (t.Status == TrialStatus.Failed ? $", {t.FailureReason}" : ""));
+            if (active[name]) await ShowLive(SweepSystem.SweepDirectory(settings.DataDir, name));
+            foreach (var t in trials)
+                Console.WriteLine($"  {t.Trial,-22} {t.Method,-9} {(t.State == "running" && !active[name] ? "interrupted" : t.State),-11} " +
+                                  $"attempt {t.Attempts}" + (t.LastCheckpointStep is { } step ? $", checkpoint at step {step}" : "") +
+                                  (t.State == "failed" ? $", {t.Failure}" : ""));
         }
         return 0;
+    }
+
+    /// <summary>A running sweep's trials from its process's endpoint, or null (no endpoint, or it does not answer).</summary>
+    private static async Task<IReadOnlyList<TrialRow>?> LiveRows(string sweepDirectory, string sweep)
+    {
+        var file = Path.Combine(sweepDirectory, OperatorEndpoint.AddressFile);
+        if (!File.Exists(file)) return null;
+        try
+        {
+            using var http = new HttpClient { BaseAddress = new Uri(File.ReadAllText(file).Trim()), Timeout = TimeSpan.FromSeconds(10) };
+            return System.Text.Json.JsonSerializer.Deserialize<List<TrialRow>>(await http.GetStringAsync($"/api/sweeps/{Uri.EscapeDataString(sweep)}/trials"));
+        }
+        catch (Exception e) when (e is HttpRequestException or TaskCanceledException or System.Text.Json.JsonException or UriFormatException or IOException)
+        {
+            return null;   // the journal answers instead
+        }
     }
 
     /// <summary>Members and trainers with their current trials, from the endpoint of the process running the sweep.</summary>

@@ -27,6 +27,21 @@ internal sealed record TrialRow
     /// <summary>The scores' metric: recall (higher is better) or perplexity (lower is better).</summary>
     [JsonPropertyName("metric")] public string? Metric { get; init; }
     [JsonPropertyName("lower_is_better")] public bool LowerIsBetter => ScoreMetric.LowerIsBetter(Metric);
+    /// <summary>For a row of the routing axis: the trained trial whose weights it scores (null for a trained trial).</summary>
+    [JsonPropertyName("from")] public string? From { get; init; }
+
+    /// <summary>What the trial is, in words: its method and settings, e.g. "adapt heads_up=2" or "route novelty:4 (adapt heads_up=2)".</summary>
+    [JsonPropertyName("label")]
+    public string Label
+    {
+        get
+        {
+            var settings = string.Join(" ", Params.Where(p => p.Key is not ("routing" or "trained_as")).OrderBy(p => p.Key).Select(p => $"{p.Key}={p.Value}"));
+            if (From is null) return settings.Length == 0 ? Method : $"{Method} {settings}";
+            var trained = Params.GetValueOrDefault("trained_as", "?") + (settings.Length == 0 ? "" : " " + settings);
+            return $"route {Params.GetValueOrDefault("routing", "?")} ({trained})";
+        }
+    }
 }
 
 /// <summary>A sweep's trials as a table, CSV or JSON.</summary>
@@ -34,14 +49,27 @@ internal static class SweepReport
 {
     public static readonly string[] Formats = ["table", "csv", "json"];
 
-    public static IReadOnlyList<TrialRow> Rows(SweepState state) => state.Order.Select(id => state.Trials[id]).Select(t => new TrialRow
+    /// <summary>Every trial, each followed by its rows under the sweep's routing rules (labelled "{trial}@{rule}", from that trial).</summary>
+    public static IReadOnlyList<TrialRow> Rows(SweepState state) => state.Order.Select(id => state.Trials[id])
+        .SelectMany(t => new[] { Row(t) }.Concat(RoutedRows(t))).ToList();
+
+    private static IEnumerable<TrialRow> RoutedRows(TrialState t)
+        => (t.Metrics?.Routed ?? new Dictionary<string, RoutedScores>()).Select(r => new TrialRow
+        {
+            Trial = $"{t.Spec.Id}@{r.Key}", Method = "route",
+            Params = new Dictionary<string, string>(t.Spec.Parameters) { ["routing"] = r.Key, ["trained_as"] = t.Spec.Method },
+            State = "completed", Retention = r.Value.Retention, Acquisition = r.Value.Acquisition, Forgetting = r.Value.Forgetting,
+            Attempts = t.Attempt, Metric = t.Metrics!.Metric ?? ScoreMetric.Recall, From = t.Spec.Id,
+        });
+
+    private static TrialRow Row(TrialState t) => new()
     {
         Trial = t.Spec.Id, Method = t.Spec.Method, Params = t.Spec.Parameters, State = t.Status.ToString().ToLowerInvariant(),
         Retention = t.Metrics?.Retention, Acquisition = t.Metrics?.Acquisition, Forgetting = t.Metrics?.Forgetting,
         Attempts = t.Attempt, FinalLoss = t.Metrics?.FinalLoss, TrainableParams = t.Metrics?.TrainableParameters,
         TokensPerSecond = t.Metrics?.TokensPerSecond, LastCheckpointStep = t.LastCheckpoint?.Step,
         Failure = t.Status == TrialStatus.Failed ? t.FailureReason : null, Metric = t.Metrics?.Metric ?? (t.Metrics is null ? null : ScoreMetric.Recall),
-    }).ToList();
+    };
 
     /// <summary>The metric a sweep's trials were scored on (recall when none has finished: nothing is ranked then).</summary>
     public static string MetricOf(SweepState state)
@@ -51,6 +79,26 @@ internal static class SweepReport
     {
         WriteIndented = true, NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
     });
+
+    /// <summary>
+    /// A plain-text table for the end of a run (readable in a log or a redirected file): each trial by what it is, its scores
+    /// to three decimals, and where its numbers come from.
+    /// </summary>
+    public static string Text(SweepState state)
+    {
+        static string N(double? v) => v?.ToString("0.000", CultureInfo.InvariantCulture) ?? "—";
+        var rows = Rows(state);
+        var header = new[] { "trial", "retention", "acquisition", "forgetting", "state", "id" };
+        var cells = rows.Select(r => new[] { r.Label, N(r.Retention), N(r.Acquisition), N(r.Forgetting), r.State, r.Trial }).ToList();
+        var widths = header.Select((h, i) => Math.Max(h.Length, cells.Count == 0 ? 0 : cells.Max(c => c[i].Length))).ToArray();
+        var text = new StringBuilder();
+        void Line(string[] c) => text.AppendLine(string.Join("  ", c.Select((v, i) => i is 1 or 2 or 3 ? v.PadLeft(widths[i]) : v.PadRight(widths[i]))).TrimEnd());
+        text.AppendLine($"sweep {state.SweepId}: {ScoreMetric.Describe(MetricOf(state))}");
+        Line(header);
+        Line(widths.Select(w => new string('-', w)).ToArray());
+        foreach (var c in cells) Line(c);
+        return text.ToString();
+    }
 
     public static string Csv(SweepState state)
     {
@@ -66,10 +114,10 @@ internal static class SweepReport
 
     public static Table Table(SweepState state)
     {
-        var table = new Table().Title($"sweep {Markup.Escape(state.SweepId ?? "")}")
-            .AddColumns("trial", "method", "params", "state", "retention", "acquisition", "forgetting", "attempts", "tokens/s");
+        var table = new Table().Title($"sweep {Markup.Escape(state.SweepId ?? "")}: {ScoreMetric.Describe(MetricOf(state))}")
+            .AddColumns("trial", "id", "state", "retention", "acquisition", "forgetting", "attempts", "tokens/s");
         foreach (var r in Rows(state))
-            table.AddRow(Markup.Escape(r.Trial), r.Method, Markup.Escape(Params(r.Params)),
+            table.AddRow(Markup.Escape(r.Label), Markup.Escape(r.Trial),
                          r.State == "failed" ? $"[red]failed[/]" : r.State,
                          r.Retention?.ToString("0.000") ?? "—", r.Acquisition?.ToString("0.000") ?? "—", r.Forgetting?.ToString("0.000") ?? "—",
                          r.Attempts.ToString(), r.TokensPerSecond is > 0 ? r.TokensPerSecond.Value.ToString("N0") : "—");
@@ -95,6 +143,12 @@ internal static class SweepReport
     }
 
     public static string Params(IReadOnlyDictionary<string, string> p) => string.Join(" ", p.OrderBy(kv => kv.Key).Select(kv => $"{kv.Key}={kv.Value}"));
+
+    public static string Counts(IReadOnlyCollection<TrialRow> trials)
+    {
+        int Count(string s) => trials.Count(t => t.State == s);
+        return $"{trials.Count} trials: {Count("completed")} completed, {Count("running")} running, {Count("pending")} pending, {Count("failed")} failed";
+    }
 
     public static string Counts(SweepState state)
     {

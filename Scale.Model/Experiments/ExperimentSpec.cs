@@ -88,7 +88,7 @@ public sealed record ExperimentSpec
     public DataSpec New { get; init; } = new();
     public PhaseSpec Pretrain { get; init; } = new();
     public PhaseSpec Continual { get; init; } = new();
-    public IReadOnlyList<string> Methods { get; init; } = ["frozen", "full", "depth", "lora", "preserve", "adapt", "route"];
+    public IReadOnlyList<string> Methods { get; init; } = ["frozen", "full", "freeze", "depth", "lora", "preserve", "adapt", "route"];
 
     /// <summary>
     /// The experiment's own method settings, by sweep key (e.g. heads_up = 2, from the file's `scale.heads-up`): they

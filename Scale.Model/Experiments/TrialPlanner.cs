@@ -72,7 +72,10 @@ public sealed class TrialDraft(MethodKind kind, PhaseSpec phase, long seed)
     public IReadOnlyList<string>? W12Modules { get; set; }
     public (int First, int Last)? W12Layers { get; set; }
     public int? W12Last { get; set; }
-    public RouterSpec Router { get; set; } = new();
+    public int? PreservedLayers { get; set; }
+    public ExpansionInit Init { get; set; } = ExpansionInit.Svd;
+    public RoutingSpec Routing { get; set; } = ExpansionSpec.DefaultRouting;
+    public int FreezeLayers { get; set; } = 3;
     public int DepthEvery { get; set; } = 2;
     public LoraSpec Lora { get; set; } = new();
     public GroupRates Rates { get; set; } = new();
@@ -85,7 +88,7 @@ public sealed class TrialDraft(MethodKind kind, PhaseSpec phase, long seed)
 /// </summary>
 public static class TrialPlanner
 {
-    private static readonly MethodKind[] Trained = [MethodKind.Full, MethodKind.Depth, MethodKind.Lora, MethodKind.Preserve, MethodKind.Adapt, MethodKind.Route];
+    private static readonly MethodKind[] Trained = [MethodKind.Full, MethodKind.Freeze, MethodKind.Depth, MethodKind.Lora, MethodKind.Preserve, MethodKind.Adapt, MethodKind.Route];
     private static readonly MethodKind[] Scale = [MethodKind.Preserve, MethodKind.Adapt, MethodKind.Route];
     private static readonly MethodKind[] WithW12 = [MethodKind.Adapt, MethodKind.Route];
     private static readonly MethodKind[] RouteOnly = [MethodKind.Route];
@@ -93,7 +96,13 @@ public static class TrialPlanner
     private static readonly IReadOnlyDictionary<string, ExpansionBlock> BlockNames = new Dictionary<string, ExpansionBlock>
     {
         ["w12"] = ExpansionBlock.W12, ["w21"] = ExpansionBlock.W21, ["w22"] = ExpansionBlock.W22, ["embed_up"] = ExpansionBlock.EmbedUp,
-        ["head_up"] = ExpansionBlock.HeadUp, ["norm_up"] = ExpansionBlock.NormUp, ["router"] = ExpansionBlock.Router,
+        ["head_up"] = ExpansionBlock.HeadUp, ["norm_up"] = ExpansionBlock.NormUp,
+    };
+
+    /// <summary>Module sets W12 may be limited to, by name (the paper's collaborative-adaptation ablation: attention or FFN).</summary>
+    private static readonly IReadOnlyDictionary<string, IReadOnlyList<string>> ModuleSets = new Dictionary<string, IReadOnlyList<string>>
+    {
+        ["attention"] = TrainRule.AttentionModules, ["ffn"] = TrainRule.FeedForwardModules, ["both"] = TrainRule.LinearModules,
     };
 
     /// <summary>Every setting a trial may override, in the order of the docs' table.</summary>
@@ -107,31 +116,39 @@ public static class TrialPlanner
         new("ffn_up", "scale.ffn-up", "Method.Expansion.FfnUp", "f_u, extra FFN units (default f·h_u/h)", Scale, (d, v) => d.FfnUp = v.Int(0)),
         new("train_norms", null, "Method.Expansion.Train", "whether the new norm gains train (`true`/`false`)", Scale, (d, v) => d.TrainNorms = v.Bool()),
         new("frozen_blocks", null, "Method.Expansion.Train",
-            "new blocks kept at their initial values, comma-separated: w12, w21, w22, embed_up, head_up, norm_up, router", Scale, (d, v) =>
+            "new blocks kept at their initial values, comma-separated: w12, w21, w22, embed_up, head_up, norm_up", Scale, (d, v) =>
             {
                 foreach (var name in v.List())
                     d.Frozen.Add(BlockNames.TryGetValue(name, out var block) ? block : throw v.Error($"names an unknown block '{name}'; choose from {string.Join(", ", BlockNames.Keys)}."));
             }),
-        new("lr_expansion", "route.lr-expansion", "Rates.Expansion", "learning-rate multiplier of W21, W22, E_u, H_u and the new norm gains", Scale,
+        new("init", "scale.init", "Method.Expansion.Init", "how W21 and W22 start: svd (from the base weight's singular vectors) or normal", Scale,
+            (d, v) => d.Init = v.Choice<ExpansionInit>()),
+        new("lr_expansion", "scale.lr-expansion", "Rates.Expansion", "learning-rate multiplier of W21, W22, E_u, H_u and the new norm gains", Scale,
             (d, v) => d.Rates = d.Rates with { Expansion = v.Number(positive: true) }),
-        new("w12_modules", null, "Method.Expansion.Train", "modules whose W12 trains, comma-separated (`q_proj,o_proj`)", WithW12, (d, v) => d.W12Modules = v.List()),
+        new("w12_modules", "scale.w12-modules", "Method.Expansion.Train", "modules whose W12 trains: `attention`, `ffn`, `both`, or names, comma-separated (`q_proj,o_proj`)", WithW12,
+            (d, v) => d.W12Modules = ModuleSets.TryGetValue(v.Text.Trim(), out var set) ? set : v.List()),
+        new("preserved_layers", "scale.preserved-layers", "Method.Expansion.Train", "L_fp: the bottom layers kept preserved; W12 trains only in layers ≥ L_fp", WithW12,
+            (d, v) => d.PreservedLayers = v.Int(0)),
         new("w12_layers", null, "Method.Expansion.Train", "layers whose W12 trains: `a-b` or `a` (from 0)", WithW12, (d, v) => d.W12Layers = Layers(v)),
         new("w12_last", null, "Method.Expansion.Train", "W12 trains only in the last k layers", WithW12, (d, v) => d.W12Last = v.Int(1)),
         new("lr_w12", null, "Rates.W12", "learning-rate multiplier of W12", WithW12, (d, v) => d.Rates = d.Rates with { W12 = v.Number(positive: true) }),
-        new("router_input", "route.input", "Method.Expansion.Router.Input", "what Route's gates read: hidden, confidence (the base's entropy and top probability) or both", RouteOnly,
-            (d, v) => d.Router = d.Router with { Input = v.Choice<RouterInput>() }),
-        new("router_gates", "route.gates", "Method.Expansion.Router.Gates", "where Route's gates sit: blocks, head or both", RouteOnly,
-            (d, v) => d.Router = d.Router with { Gates = v.Choice<GatePlacement>() }),
-        new("router_hard", "route.hard", "Method.Expansion.Router.Hard", "straight-through hard 0/1 gates (`true`/`false`)", RouteOnly,
-            (d, v) => d.Router = d.Router with { Hard = v.Bool() }),
-        new("router_penalty", "route.penalty", "Method.Expansion.Router.Penalty", "λ of the penalty λ·mean(g) on the gates", RouteOnly,
-            (d, v) => d.Router = d.Router with { Penalty = v.Number(positive: false) }),
-        new("router_init_bias", "route.init-bias", "Method.Expansion.Router.InitBias", "initial bias of Route's gates", RouteOnly,
-            (d, v) => d.Router = d.Router with { InitBias = v.Number(positive: false) }),
-        new("lr_router", "route.lr-router", "Rates.Router", "learning-rate multiplier of Route's gates", RouteOnly,
-            (d, v) => d.Rates = d.Rates with { Router = v.Number(positive: true) }),
-        new("lr_base", null, "Rates.Base", "learning-rate multiplier of trained base weights", [MethodKind.Full, MethodKind.Depth],
+        new("routing", "route.routing", "Method.Expansion.Routing",
+            "Route's rule: `cosine:τ`, `cosine-prob:τ`, `confidence:θ` or `novelty:s[:window]` (the preservation head where the rule says so, else the adaptation head)", RouteOnly,
+            (d, v) =>
+            {
+                try
+                {
+                    d.Routing = RoutingSpec.Parse(v.Text);
+                }
+                catch (ArgumentException e)
+                {
+                    throw v.Error($"is not a routing rule: {e.Message}");
+                }
+            }),
+        new("lr_base", null, "Rates.Base", "learning-rate multiplier of trained base weights", [MethodKind.Full, MethodKind.Freeze, MethodKind.Depth],
             (d, v) => d.Rates = d.Rates with { Base = v.Number(positive: true) }),
+        new("freeze_layers", "freeze.layers", "Method.FreezeLayers", "Freeze: the bottom k layers (and the embeddings) stay frozen; at most L − 1", [MethodKind.Freeze],
+            (d, v) => d.FreezeLayers = v.Int(0)),
         new("depth_every", "scale.depth-every", "Method.DepthEvery", "depth expansion: insert a block after every k-th", [MethodKind.Depth], (d, v) => d.DepthEvery = v.Int(1)),
         new("lora_rank", "lora.rank", "Method.Lora.Rank", "LoRA rank r", [MethodKind.Lora], (d, v) => d.Lora = d.Lora with { Rank = v.Int(1) }),
         new("lora_alpha", "lora.alpha", "Method.Lora.Alpha", "LoRA alpha (the update is alpha/r·B·A)", [MethodKind.Lora], (d, v) => d.Lora = d.Lora with { Alpha = v.Number(positive: true) }),
@@ -141,22 +158,17 @@ public static class TrialPlanner
 
     private static readonly IReadOnlyDictionary<string, TrialKey> ByKey = Keys.ToDictionary(k => k.Key);
 
-    /// <summary>
-    /// Each method's own defaults, as settings (applied before the experiment's): Route's learning-rate multipliers
-    /// are the configuration the Route search selected (docs/route-search.md, trial route-c59790318a).
-    /// </summary>
+    /// <summary>Each method's own defaults, as settings (applied before the experiment's).</summary>
     public static readonly IReadOnlyDictionary<MethodKind, IReadOnlyDictionary<string, string>> MethodDefaults =
-        new Dictionary<MethodKind, IReadOnlyDictionary<string, string>>
-        {
-            [MethodKind.Route] = new Dictionary<string, string> { ["lr_expansion"] = "2.06", ["lr_router"] = "13.8" },
-        };
+        new Dictionary<MethodKind, IReadOnlyDictionary<string, string>>();
 
-    public static readonly IReadOnlyList<string> MethodNames = ["frozen", "full", "preserve", "adapt", "route", "depth", "lora"];
+    public static readonly IReadOnlyList<string> MethodNames = ["frozen", "full", "freeze", "preserve", "adapt", "route", "depth", "lora"];
 
     public static MethodKind KindOf(string method) => method.Trim().ToLowerInvariant() switch
     {
         "frozen" => MethodKind.Frozen,
         "full" or "fft" => MethodKind.Full,
+        "freeze" => MethodKind.Freeze,
         "preserve" => MethodKind.Preserve,
         "adapt" => MethodKind.Adapt,
         "route" => MethodKind.Route,
@@ -205,19 +217,27 @@ public static class TrialPlanner
         d.Phase.Validate("continual");
         var config = experiment.Model with { VocabSize = Math.Max(experiment.VocabSize, 1) };
         var (first, last) = d.W12Layers is { } range ? range : ((int?)null, (int?)null);
+        if (new[] { d.W12Layers is not null, d.W12Last is not null, d.PreservedLayers is not null }.Count(b => b) > 1)
+            throw new ArgumentException("set only one of 'w12_layers', 'w12_last' and 'preserved_layers'.");
         if (d.W12Last is { } lastK)
         {
-            if (d.W12Layers is not null) throw new ArgumentException("set either 'w12_layers' or 'w12_last', not both.");
             if (lastK > config.NumLayers) throw new ArgumentException($"parameter 'w12_last' {lastK} is above the base's {config.NumLayers} layers.");
             (first, last) = (config.NumLayers - lastK, config.NumLayers - 1);
+        }
+        if (d.PreservedLayers is { } preserved)
+        {
+            if (preserved >= config.NumLayers)
+                throw new ArgumentException($"parameter 'preserved_layers' {preserved} leaves no layer for W12: the base has {config.NumLayers} (use preserve for none).");
+            (first, last) = (preserved, config.NumLayers - 1);
         }
         ExpansionSpec? expansion = d.Kind switch
         {
             MethodKind.Preserve => ExpansionSpec.Preserve(d.HeadsUp, d.FfnUp),
             MethodKind.Adapt => ExpansionSpec.Adapt(d.HeadsUp, d.FfnUp, d.W12Modules, first, last),
-            MethodKind.Route => ExpansionSpec.Route(d.HeadsUp, d.FfnUp, d.Router, d.W12Modules, first, last),
+            MethodKind.Route => ExpansionSpec.Route(d.HeadsUp, d.FfnUp, d.Routing, d.W12Modules, first, last),
             _ => null,
         };
+        if (expansion is not null) expansion = expansion with { Init = d.Init };
         if (expansion is not null)
         {
             if (!d.TrainNorms) d.Frozen.Add(ExpansionBlock.NormUp);
@@ -226,9 +246,12 @@ public static class TrialPlanner
         if (d.Kind == MethodKind.Lora) d.Lora.Validate(config);
         if (d.Kind == MethodKind.Depth && d.DepthEvery > config.NumLayers)
             throw new ArgumentException($"parameter 'depth_every' {d.DepthEvery} is above the base's {config.NumLayers} layers: nothing would be inserted.");
+        if (d.Kind == MethodKind.Freeze && d.FreezeLayers > config.NumLayers - 1)
+            d.FreezeLayers = config.NumLayers - 1;   // the paper's 3, capped so that at least one layer trains
         var method = new MethodSpec
         {
             Kind = d.Kind, Expansion = expansion, Lora = d.Kind == MethodKind.Lora ? d.Lora : null, DepthEvery = d.DepthEvery,
+            FreezeLayers = d.FreezeLayers,
         };
         return new TrialPlan(method, d.Phase, d.Seed, checkpointEvery) { Rates = d.Rates };
     }

@@ -62,7 +62,7 @@ public sealed record TrainingOptions
 }
 
 /// <summary>The learning-rate groups of trainable tensors.</summary>
-public enum ParameterGroup { Base, Expansion, W12, Router, Lora }
+public enum ParameterGroup { Base, Expansion, W12, Lora }
 
 /// <summary>Learning-rate multipliers per parameter group; every group starts at 1 (the phase's rate).</summary>
 public sealed record GroupRates
@@ -72,21 +72,19 @@ public sealed record GroupRates
     /// <summary>SCALE's W21, W22, E_u, H_u and new norm gains.</summary>
     public double Expansion { get; init; } = 1;
     public double W12 { get; init; } = 1;
-    public double Router { get; init; } = 1;
     public double Lora { get; init; } = 1;
 
     public double Of(ParameterGroup group) => group switch
     {
-        ParameterGroup.Base => Base, ParameterGroup.Expansion => Expansion, ParameterGroup.W12 => W12,
-        ParameterGroup.Router => Router, ParameterGroup.Lora => Lora,
+        ParameterGroup.Base => Base, ParameterGroup.Expansion => Expansion, ParameterGroup.W12 => W12, ParameterGroup.Lora => Lora,
         _ => throw new ArgumentOutOfRangeException(nameof(group)),
     };
 }
 
 /// <summary>
 /// Which learning-rate group a trainable tensor belongs to, from its checkpoint name: the tensor's own name (its
-/// last segment) for SCALE's and LoRA's blocks, the module it sits in for Route's gates; everything else is a
-/// base weight. Exact segments, never substrings, so a module named after a group cannot be misread.
+/// last segment) for SCALE's and LoRA's blocks; everything else is a
+/// base weight. Exact segments, never substrings.
 /// </summary>
 public static class ParameterGroups
 {
@@ -96,7 +94,6 @@ public static class ParameterGroups
         return segments[^1] switch
         {
             "w12" => ParameterGroup.W12,
-            _ when segments.Any(s => s is "router" or "head_router") => ParameterGroup.Router,
             "w21" or "w22" or "weight_u" => ParameterGroup.Expansion,
             "lora_A" or "lora_B" => ParameterGroup.Lora,
             _ => ParameterGroup.Base,

@@ -26,6 +26,9 @@ public abstract class CausalLM : nn.Module<Tensor, Tensor>
     /// <summary>Logits plus any term the method adds to the LM loss (SCALE-Route's gate penalty).</summary>
     public virtual (Tensor Logits, Tensor? Auxiliary) ForwardForTraining(Tensor tokens) => (Forward(tokens, null), null);
 
+    /// <summary>Whether <see cref="Forward"/> can decode step by step with a KV cache (a routed model needs the whole context).</summary>
+    public virtual bool SupportsCache => true;
+
     /// <summary>Every distinct parameter with its first name (tied weights are listed once).</summary>
     public IReadOnlyList<(string Name, Parameter Parameter)> DistinctParameters()
     {
@@ -146,6 +149,14 @@ public sealed class Decoder : CausalLM
         }
         cache?.Advance(tokens.shape[1]);
         return x;
+    }
+
+    /// <summary>Logits from the residual stream <paramref name="x"/> before block <paramref name="fromLayer"/>: the blocks from there on, the final norm and the head.</summary>
+    internal Tensor ContinueFrom(Tensor x, int fromLayer, Rotary rope)
+    {
+        using var scope = NewDisposeScope();
+        for (int i = fromLayer; i < layers.Count; i++) x = layers[i].Forward(x, rope, null);
+        return Head(x).MoveToOuterDisposeScope();
     }
 
     private Tensor Head(Tensor x)

@@ -2,7 +2,7 @@ using static TorchSharp.torch;
 
 namespace Scale.Model.Transformer;
 
-/// <summary>Greedy decoding with a KV cache.</summary>
+/// <summary>Greedy decoding with a KV cache (for a model that cannot use one, on the whole sequence at every step).</summary>
 public static class Generation
 {
     /// <summary>Continues <paramref name="prompt"/> by up to <paramref name="maxNewTokens"/> argmax tokens,
@@ -16,9 +16,10 @@ public static class Generation
                 throw new ArgumentException($"Token id {id} is outside the vocabulary [0, {model.Config.VocabSize}).", nameof(prompt));
         var device = model.Device;
         using var noGrad = no_grad();
-        using var cache = new DecodeCache();
+        using var cache = model.SupportsCache ? new DecodeCache() : null;
         var generated = new List<long>();
         var input = prompt.ToArray();
+        var all = prompt.ToList();
         for (int step = 0; step < maxNewTokens; step++)
         {
             using var scope = NewDisposeScope();
@@ -26,7 +27,8 @@ public static class Generation
             long next = logits[0, -1].argmax().item<long>();
             generated.Add(next);
             if (next == stopToken) break;
-            input = [next];
+            all.Add(next);
+            input = cache is null ? all.ToArray() : [next];
         }
         return generated.ToArray();
     }

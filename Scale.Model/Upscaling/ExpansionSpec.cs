@@ -17,13 +17,11 @@ public enum ExpansionBlock
     HeadUp,
     /// <summary>Gains of the upscaled part's RMSNorms.</summary>
     NormUp,
-    /// <summary>SCALE-Route's per-token routers.</summary>
-    Router,
 }
 
 /// <summary>
 /// "Train <see cref="Block"/> in these modules and layers." Null <see cref="Modules"/> means every module;
-/// a null layer bound means unbounded. Items outside any layer (embedding, head, final norm, head router)
+/// a null layer bound means unbounded. Items outside any layer (embedding, head, final norm)
 /// match only rules without layer bounds.
 /// </summary>
 public sealed record TrainRule(ExpansionBlock Block, IReadOnlyList<string>? Modules = null, int? FirstLayer = null, int? LastLayer = null)
@@ -32,7 +30,8 @@ public sealed record TrainRule(ExpansionBlock Block, IReadOnlyList<string>? Modu
     public static readonly IReadOnlyList<string> LinearModules =
         ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
     public static readonly IReadOnlyList<string> NormModules = ["input_layernorm", "post_attention_layernorm", "norm"];
-    public static readonly IReadOnlyList<string> RouterModules = ["router", "head_router"];
+    public static readonly IReadOnlyList<string> AttentionModules = ["q_proj", "k_proj", "v_proj", "o_proj"];
+    public static readonly IReadOnlyList<string> FeedForwardModules = ["gate_proj", "up_proj", "down_proj"];
 
     public bool Matches(ExpansionBlock block, string module, int? layer)
     {
@@ -46,44 +45,24 @@ public sealed record TrainRule(ExpansionBlock Block, IReadOnlyList<string>? Modu
     {
         ExpansionBlock.W12 or ExpansionBlock.W21 or ExpansionBlock.W22 => LinearModules,
         ExpansionBlock.NormUp => NormModules,
-        ExpansionBlock.Router => RouterModules,
         ExpansionBlock.EmbedUp => ["embed_tokens"],
         ExpansionBlock.HeadUp => ["lm_head"],
         _ => [],
     };
 }
 
-/// <summary>What a router reads: the normalised original stream, the frozen base's confidence on the token, or both.</summary>
-public enum RouterInput { Hidden, Confidence, Both }
-
-/// <summary>Where gates sit: one per block (gating its W12 terms), one at the output (gating H_u's logits), or both.</summary>
-public enum GatePlacement { Blocks, Head, Both }
-
-/// <summary>SCALE-Route's router: a gate g = sigmoid(w·norm(x) + b) per token.</summary>
-public sealed record RouterSpec
+/// <summary>How the random new blocks W21 and W22 start.</summary>
+public enum ExpansionInit
 {
-    // The defaults are the configuration the Route search selected on the validation pair by its rule fixed in
-    // advance (docs/route-search.md, trial route-c59790318a, values rounded to three digits).
-
     /// <summary>
-    /// What the routers read. Confidence is two features of the frozen base's own prediction at the token —
-    /// the entropy of its next-token distribution (divided by log V) and its top probability — from a
-    /// forward pass of the base without autograd (one base forward's cost more per step).
+    /// From the base weight's singular value decomposition W = U Σ Vᵀ (docs/method.md): row i of W21 is the i-th right
+    /// singular vector vᵢ scaled to the norm a normal row would have (InitScale·√in), so new output i reads the base
+    /// input's i-th leading direction from step 0; W22 is InitScale·√in_u·σᵢ/σ₁ on its leading diagonal and zero
+    /// elsewhere, so new unit i carries that direction on, weighted as the base weighs it. Rows past W's rank are normal.
     /// </summary>
-    public RouterInput Input { get; init; } = RouterInput.Confidence;
-
-    public GatePlacement Gates { get; init; } = GatePlacement.Both;
-
-    /// <summary>Straight-through hard gates: the forward pass uses g ≥ 0.5 as 0 or 1, the gradient is the sigmoid's.</summary>
-    public bool Hard { get; init; } = true;
-
-    /// <summary>λ of the penalty λ·mean(g) that prefers preservation unless adaptation pays.</summary>
-    public double Penalty { get; init; } = 0.0017;
-
-    /// <summary>Initial bias b; 0 starts every gate at 0.5.</summary>
-    public double InitBias { get; init; } = -1.53;
-
-    // Route's learning-rate multipliers (expansion ×2.06, router ×13.8) are the method's defaults in TrialPlanner.MethodDefaults.
+    Svd,
+    /// <summary>Independent normal(0, InitScale) entries.</summary>
+    Normal,
 }
 
 /// <summary>
@@ -105,11 +84,14 @@ public sealed record ExpansionSpec
     /// <summary>Standard deviation of the random init of W21, W22 and E_u.</summary>
     public double InitScale { get; init; } = 0.02;
 
+    /// <summary>How W21 and W22 start (E_u is always normal).</summary>
+    public ExpansionInit Init { get; init; } = ExpansionInit.Svd;
+
     /// <summary>Which new blocks train.</summary>
     public IReadOnlyList<TrainRule> Train { get; init; } = PreserveRules;
 
-    /// <summary>Non-null for SCALE-Route: every W12 term and the H_u logits term are scaled by a per-token gate.</summary>
-    public RouterSpec? Router { get; init; }
+    /// <summary>Non-null for SCALE-Route: the rule that answers each token from the preservation or the adaptation head.</summary>
+    public RoutingSpec? Routing { get; init; }
 
     public int FfnUpFor(ModelConfig config) => FfnUp ?? config.IntermediateSize * HeadsUp / config.NumHeads;
 
@@ -134,18 +116,14 @@ public sealed record ExpansionSpec
             Train = [.. PreserveRules, new TrainRule(ExpansionBlock.W12, modules, firstLayer, lastLayer)],
         };
 
-    /// <summary>SCALE-Route: Adapt plus per-token routers gating every W12 term and the H_u term.</summary>
-    public static ExpansionSpec Route(int headsUp = 1, int? ffnUp = null, RouterSpec? router = null,
+    /// <summary>SCALE-Route: Adapt's trainable blocks (by default; any expansion can be routed), answering each token from the
+    /// preservation head or the adaptation head by <paramref name="routing"/>.</summary>
+    public static ExpansionSpec Route(int headsUp = 1, int? ffnUp = null, RoutingSpec? routing = null,
                                       IReadOnlyList<string>? modules = null, int? firstLayer = null, int? lastLayer = null)
-    {
-        var adapt = Adapt(headsUp, ffnUp, modules, firstLayer, lastLayer);
-        return adapt with
-        {
-            Name = "route",
-            Train = [.. adapt.Train, new TrainRule(ExpansionBlock.Router)],
-            Router = router ?? new RouterSpec(),
-        };
-    }
+        => Adapt(headsUp, ffnUp, modules, firstLayer, lastLayer) with { Name = "route", Routing = routing ?? DefaultRouting };
+
+    /// <summary>Route's default rule (chosen on the validation pair: docs/experiments.md).</summary>
+    public static readonly RoutingSpec DefaultRouting = new(RouteRule.Novelty, 4.0);
 
     /// <summary>Rejects an expansion that cannot be built on <paramref name="config"/>, naming the field.</summary>
     public ExpansionSpec Validate(ModelConfig config)
@@ -156,8 +134,7 @@ public sealed record ExpansionSpec
             throw new ArgumentException($"Invalid SCALE expansion: ffn_up (f_u) must be zero or more, got {FfnUpFor(config)}.");
         if (!(InitScale > 0) || double.IsInfinity(InitScale))
             throw new ArgumentException($"Invalid SCALE expansion: init_scale must be a positive number, got {InitScale}.");
-        if (Router is { } r && (!(r.Penalty >= 0) || double.IsInfinity(r.Penalty)))
-            throw new ArgumentException($"Invalid SCALE expansion: router penalty λ must be zero or more, got {r.Penalty}.");
+        Routing?.Validate();
         foreach (var rule in Train)
         {
             foreach (var module in rule.Modules ?? [])
@@ -171,8 +148,6 @@ public sealed record ExpansionSpec
             if (rule is { FirstLayer: { } first, LastLayer: { } last } && first > last)
                 throw new ArgumentException($"Invalid SCALE expansion: {rule.Block} layer range {first}..{last} is empty.");
         }
-        if (Router is null && Train.Any(r => r.Block == ExpansionBlock.Router))
-            throw new ArgumentException("Invalid SCALE expansion: a rule trains the router, but no router is configured (use the Route preset).");
         return this;
     }
 }

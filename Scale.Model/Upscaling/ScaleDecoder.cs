@@ -22,7 +22,7 @@ internal sealed class ScaleEmbedding : nn.Module
         => (TokenEmbedding.Lookup(weight, tokens), TokenEmbedding.Lookup(weight_u, tokens));   // (B, T, d), (B, T, d_u)
 }
 
-/// <summary>logits = H·norm(x) + g·(H_u·norm_u(x_u)); H_u starts at zero.</summary>
+/// <summary>logits = H·norm(x) + H_u·norm_u(x_u); H_u starts at zero.</summary>
 internal sealed class ScaleHead : nn.Module
 {
     private readonly Parameter weight;     // H   (V, d)   frozen, the base's (its embedding when tied)
@@ -35,60 +35,72 @@ internal sealed class ScaleHead : nn.Module
         RegisterComponents();
     }
 
-    public Tensor Forward(Tensor h, Tensor hu, Tensor? gate)
-    {
-        var upscaled = nn.functional.linear(hu, weight_u);
-        return nn.functional.linear(h, weight).Plus(gate is null ? upscaled : gate * upscaled);   // (B, T, V)
-    }
+    public Tensor Forward(Tensor h, Tensor hu) => Original(h).Plus(nn.functional.linear(hu, weight_u));   // (B, T, V)
+
+    /// <summary>H·norm(x) alone: the base's logits when x is the base's stream.</summary>
+    public Tensor Original(Tensor h) => nn.functional.linear(h, weight);                                    // (B, T, V)
+}
+
+/// <summary>The frozen base itself, for the preservation head's continuation above the first W12 (a plain holder, so the
+/// base's modules are not registered a second time under the upscaled model).</summary>
+internal sealed class BaseStream(Decoder baseModel)
+{
+    public Decoder Model { get; } = baseModel;
 }
 
 /// <summary>
 /// A base decoder widened by SCALE (docs/method.md) around the base's own, frozen tensors. With every W12
 /// absent (Preserve) the original stream is the base's, bit for bit, and needs no autograd.
+/// Its plain output is the full upscaled model's logits — the adaptation head. With a <see cref="Routing"/> rule
+/// (SCALE-Route) it answers each token from the preservation head (the base's logits: the original stream computed
+/// without any W12 term) or the adaptation head, both from one pass.
 /// </summary>
 public sealed class ScaleDecoder : CausalLM
 {
     private readonly ScaleEmbedding embed_tokens;
     private readonly ModuleList<ScaleBlock> layers;
     private readonly SplitRmsNorm norm;
-    private readonly Router? head_router;
     private readonly ScaleHead lm_head;
+    private readonly BaseStream baseStream;
 
     private ScaleDecoder(ModelConfig config, ExpansionSpec spec, ScaleEmbedding embedding, IEnumerable<ScaleBlock> blocks,
-                         SplitRmsNorm finalNorm, Router? headRouter, ScaleHead head) : base(nameof(ScaleDecoder), config)
+                         SplitRmsNorm finalNorm, ScaleHead head, BaseStream baseStream) : base(nameof(ScaleDecoder), config)
     {
         Expansion = spec;
         embed_tokens = embedding;
         layers = nn.ModuleList(blocks.ToArray());
         norm = finalNorm;
-        head_router = headRouter;
         lm_head = head;
+        this.baseStream = baseStream;
+        Routing = spec.Routing;
         RegisterComponents();
     }
 
     /// <summary>The expansion this model was built with.</summary>
     public ExpansionSpec Expansion { get; }
 
-    /// <summary>Forces every router gate to this value (Route only): 0 reproduces the base, 1 reproduces Adapt.</summary>
-    internal double? ForcedGate { get; set; }
+    /// <summary>
+    /// SCALE-Route's rule; null: the model answers with the adaptation head. Settable, so that any trained Adapt or
+    /// Preserve expansion can be scored under a rule without training again (routing changes no weight).
+    /// </summary>
+    public RoutingSpec? Routing { get; set; }
 
-    /// <summary>The frozen base's forward pass, when the routers read its confidence.</summary>
-    private Func<Tensor, Tensor>? baseForward;
-
-    private GateSource Gates(Tensor tokens, DecodeCache? cache, List<Tensor>? record)
+    /// <summary>The first block with a W12 (the number of blocks when none has one): below it the original stream is the base's.</summary>
+    public int FirstAdaptedLayer
     {
-        if (baseForward is null || ForcedGate is not null) return new GateSource(ForcedGate, record);
-        if (cache is not null)
-            throw new NotSupportedException("Route with confidence-reading routers does not decode with a KV cache yet; generate without a cache.");
-        using var noGrad = no_grad();
-        using var scope = NewDisposeScope();
-        var logProbs = nn.functional.log_softmax(baseForward(tokens), -1);       // (B, T, V)
-        var probs = logProbs.exp();
-        using var held = Scalars.Scope();
-        var entropy = (probs * logProbs).sum(-1, keepdim: true).neg().div(held.Of(Math.Log(logProbs.shape[^1])));
-        var top = probs.amax([-1L], keepdim: true);
-        return new GateSource(null, record, torch.cat([entropy, top], -1).MoveToOuterDisposeScope());
+        get
+        {
+            for (int i = 0; i < layers.Count; i++)
+                if (layers[i].HasW12) return i;
+            return layers.Count;
+        }
     }
+
+    /// <summary>Blocks run so far: the upscaled model's and the base's (for the preservation head) — how tests see one pass.</summary>
+    internal long UpscaledBlockCalls { get; private set; }
+    internal long BaseBlockCalls { get; private set; }
+
+    public override bool SupportsCache => Routing is null;
 
     /// <summary>
     /// Widens <paramref name="baseModel"/> as <paramref name="spec"/> says. The base is frozen and shared, not copied:
@@ -108,14 +120,7 @@ public sealed class ScaleDecoder : CausalLM
             => new(Linears.Require(linear), inUp, outUp, new BlockTraining(
                    spec.Trains(ExpansionBlock.W12, module, layer),
                    spec.Trains(ExpansionBlock.W21, module, layer),
-                   spec.Trains(ExpansionBlock.W22, module, layer)), init, g);
-
-        Router? RouterFor(string module, int? layer)
-        {
-            if (spec.Router is not { } r) return null;
-            bool placed = module == "head_router" ? r.Gates != GatePlacement.Blocks : r.Gates != GatePlacement.Head;
-            return placed ? new Router(config.HiddenSize, r, spec.Trains(ExpansionBlock.Router, module, layer), init, g) : null;
-        }
+                   spec.Trains(ExpansionBlock.W22, module, layer)), init, spec.Init, g);
 
         var embedding = new ScaleEmbedding(baseModel.Embedding.Weight, du, spec.Trains(ExpansionBlock.EmbedUp, "embed_tokens", null), init, g);
         var blocks = baseModel.Blocks.Select((block, i) =>
@@ -123,7 +128,6 @@ public sealed class ScaleDecoder : CausalLM
             var p = block.SelfAttention.Projections.Concat(block.FeedForward.Projections).ToDictionary(x => x.Name, x => x.Module);
             return new ScaleBlock(
                 new SplitRmsNorm(block.InputNorm, du, spec.Trains(ExpansionBlock.NormUp, "input_layernorm", i)),
-                RouterFor("router", i),
                 new ScaleAttention(
                     Widen(p["q_proj"], "q_proj", i, du, (long)hu * hs),
                     Widen(p["k_proj"], "k_proj", i, du, (long)hu * hs),    // each new head has its own key/value head
@@ -138,46 +142,58 @@ public sealed class ScaleDecoder : CausalLM
         }).ToList();
         var finalNorm = new SplitRmsNorm(baseModel.FinalNorm, du, spec.Trains(ExpansionBlock.NormUp, "norm", null));
         var head = new ScaleHead(baseModel.HeadWeight, du, spec.Trains(ExpansionBlock.HeadUp, "lm_head", null));
-        return new ScaleDecoder(config, spec, embedding, blocks, finalNorm, RouterFor("head_router", null), head)
-        {
-            // A delegate, not a field of module type: the base must not be registered (its tensors are already the model's).
-            baseForward = spec.Router?.Input is RouterInput.Confidence or RouterInput.Both ? tokens => baseModel.forward(tokens) : null,
-        };
+        return new ScaleDecoder(config, spec, embedding, blocks, finalNorm, head, new BaseStream(baseModel));
     }
 
+    /// <summary>The adaptation head's logits, or with a <see cref="Routing"/> rule the routed logits.</summary>
     public override Tensor Forward(Tensor tokens, DecodeCache? cache)
     {
         using var scope = NewDisposeScope();
-        return Run(tokens, cache, Gates(tokens, cache, null), null).MoveToOuterDisposeScope();
+        if (Routing is null) return Run(tokens, cache, null).MoveToOuterDisposeScope();
+        if (cache is not null) throw new NotSupportedException("SCALE-Route routes on the whole context: decode it without a KV cache.");
+        var (preservation, adaptation) = Heads(tokens);
+        return Upscaling.Routing.Route(Routing, preservation, adaptation, tokens).MoveToOuterDisposeScope();
     }
 
-    /// <summary>Logits plus Route's penalty λ·mean(g) over every gate of every token.</summary>
+    /// <summary>Training minimises the adaptation head's loss, routed or not (a rule inside the loss would make the zero
+    /// initialisation a fixed point: at step 0 both heads agree everywhere and no gradient would reach the expansion).</summary>
     public override (Tensor Logits, Tensor? Auxiliary) ForwardForTraining(Tensor tokens)
     {
-        if (Expansion.Router is not { } router) return (Forward(tokens, null), null);
         using var scope = NewDisposeScope();
-        var gates = new List<Tensor>();
-        var logits = Run(tokens, null, Gates(tokens, null, gates), null);
-        using var held = Scalars.Scope();
-        var penalty = torch.stack(gates.Select(g => g.mean()).ToArray()).mean().mul(held.Of(router.Penalty));
-        return (logits.MoveToOuterDisposeScope(), penalty.MoveToOuterDisposeScope());
+        return (Run(tokens, null, null).MoveToOuterDisposeScope(), null);
     }
 
-    /// <summary>Mean gate per router (blocks, then the head) on these tokens; empty unless Route.</summary>
-    public IReadOnlyList<double> MeanGates(Tensor tokens)
+    /// <summary>
+    /// Both heads from one pass: the blocks below the first W12 run once for both (there the original stream is the
+    /// base's); above it the upscaled blocks go on for the adaptation head while the base's own frozen blocks, without
+    /// autograd, carry the original stream to the preservation head. (B, T, V) each.
+    /// </summary>
+    public (Tensor Preservation, Tensor Adaptation) Heads(Tensor tokens)
     {
         using var scope = NewDisposeScope();
-        return GateValues(tokens).Select(g => g.mean().item<float>()).Select(v => (double)v).ToList();
-    }
-
-    /// <summary>Every router's gates (B, T, 1) on these tokens, blocks first, then the head; without autograd.</summary>
-    internal IReadOnlyList<Tensor> GateValues(Tensor tokens)
-    {
-        using var scope = NewDisposeScope();
-        using var noGrad = no_grad();
-        var gates = new List<Tensor>();
-        Run(tokens, null, Gates(tokens, null, gates), null);
-        return gates.Select(g => g.MoveToOuterDisposeScope()).ToList();
+        var rope = RotaryFor(0, tokens.shape[1], tokens.device);
+        int first = FirstAdaptedLayer;
+        var (x, xu) = embed_tokens.Forward(tokens);                     // (B, T, d), (B, T, d_u)
+        Tensor? shared = null;
+        for (int i = 0; i < layers.Count; i++)
+        {
+            if (i == first) shared = x;                                 // the base's hidden state before block `first`
+            (x, xu) = layers[i].Forward(x, xu, rope, null, null);
+            UpscaledBlockCalls++;
+        }
+        var (h, hu) = norm.Forward(x, xu);
+        var adaptation = lm_head.Forward(h, hu);
+        Tensor preservation;
+        using (no_grad())
+        {
+            if (shared is null) preservation = lm_head.Original(h);    // no W12 anywhere: the original stream is the base's to the end
+            else
+            {
+                preservation = baseStream.Model.ContinueFrom(shared.detach(), first, rope);
+                BaseBlockCalls += layers.Count - first;
+            }
+        }
+        return (preservation.MoveToOuterDisposeScope(), adaptation.MoveToOuterDisposeScope());
     }
 
     /// <summary>The original stream x after the embedding and after each block: L + 1 tensors (B, T, d).</summary>
@@ -185,22 +201,23 @@ public sealed class ScaleDecoder : CausalLM
     {
         using var scope = NewDisposeScope();
         var states = new List<Tensor>();
-        Run(tokens, null, Gates(tokens, null, null), states);
+        Run(tokens, null, states);
         return states.Select(s => s.MoveToOuterDisposeScope()).ToList();
     }
 
-    private Tensor Run(Tensor tokens, DecodeCache? cache, GateSource gates, List<Tensor>? states)
+    private Tensor Run(Tensor tokens, DecodeCache? cache, List<Tensor>? states)
     {
         var rope = RotaryFor(cache?.Length ?? 0, tokens.shape[1], tokens.device);
         var (x, xu) = embed_tokens.Forward(tokens);                     // (B, T, d), (B, T, d_u)
         states?.Add(x);
         for (int i = 0; i < layers.Count; i++)
         {
-            (x, xu) = layers[i].Forward(x, xu, rope, gates, cache?.Slot(2 * i), cache?.Slot(2 * i + 1));
+            (x, xu) = layers[i].Forward(x, xu, rope, cache?.Slot(2 * i), cache?.Slot(2 * i + 1));
+            UpscaledBlockCalls++;
             states?.Add(x);
         }
         cache?.Advance(tokens.shape[1]);
         var (h, hu) = norm.Forward(x, xu);
-        return lm_head.Forward(h, hu, gates.For(head_router, h));       // (B, T, V)
+        return lm_head.Forward(h, hu);                                  // (B, T, V)
     }
 }

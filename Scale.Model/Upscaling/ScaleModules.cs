@@ -11,10 +11,10 @@ namespace Scale.Model.Upscaling;
 /// <summary>
 /// A widened linear map around a frozen base weight W:
 /// <code>
-///   [ y   ]   [ W    W12 ] [ x   ]        y   = W x + g·(W12 x_u)
+///   [ y   ]   [ W    W12 ] [ x   ]        y   = W x + W12 x_u
 ///   [ y_u ] = [ W21  W22 ] [ x_u ]        y_u = W21 x + W22 x_u
 /// </code>
-/// g is SCALE-Route's per-token gate (absent for Preserve and Adapt). W12 is null where it is fixed at zero.
+/// W12 is null where it is fixed at zero.
 /// </summary>
 internal sealed class ScaleLinear : nn.Module
 {
@@ -24,32 +24,61 @@ internal sealed class ScaleLinear : nn.Module
     private readonly Parameter w21;       // W21 (out_u, in)
     private readonly Parameter w22;       // W22 (out_u, in_u)
 
-    public ScaleLinear(Linear baseLinear, long inUp, long outUp, BlockTraining train, double initScale, Generator g)
+    public ScaleLinear(Linear baseLinear, long inUp, long outUp, BlockTraining train, double initScale, ExpansionInit init, Generator g)
         : base(nameof(ScaleLinear))
     {
         weight = baseLinear.weight!;
         bias = baseLinear.bias;
         var (outFeatures, inFeatures) = (weight.shape[0], weight.shape[1]);
         w12 = train.W12 ? new Parameter(torch.zeros(outFeatures, inUp)) : null;
-        w21 = new Parameter(Ops.Normal([outUp, inFeatures], initScale, g), train.W21);
-        w22 = new Parameter(Ops.Normal([outUp, inUp], initScale, g), train.W22);
+        var (w21Init, w22Init) = init == ExpansionInit.Svd
+            ? SvdInit(weight, inUp, outUp, initScale, g)
+            : (Ops.Normal([outUp, inFeatures], initScale, g), Ops.Normal([outUp, inUp], initScale, g));
+        w21 = new Parameter(w21Init, train.W21);
+        w22 = new Parameter(w22Init, train.W22);
         RegisterComponents();
     }
 
-    public (Tensor Y, Tensor YUp) Forward(Tensor x, Tensor xu, Tensor? gate)
-        => (Original(x, xu, gate), Upscaled(x, xu, w21, w22));
+    /// <summary>
+    /// SCALE's SVD initialisation as this project reads it (docs/method.md): with W = U Σ Vᵀ, row i of W21 is vᵢ·InitScale·√in
+    /// (the norm a normal(0, InitScale) row has on average), so new output i reads the base input's i-th leading direction;
+    /// W22 is InitScale·√in_u·σᵢ/σ₁ on its leading diagonal, zero elsewhere. Rows of W21 past W's rank are normal.
+    /// </summary>
+    internal static (Tensor W21, Tensor W22) SvdInit(Tensor weight, long inUp, long outUp, double initScale, Generator g)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        using var held = Scalars.Scope();
+        long inFeatures = weight.shape[1];
+        var (_, sigma, vh) = torch.linalg.svd(weight.detach(), fullMatrices: false);   // Σ (r), Vᵀ (r, in)
+        long rank = sigma.shape[0], rows = Math.Min(outUp, rank);
+        var w21 = Ops.Normal([outUp, inFeatures], initScale, g);
+        w21.narrow(0, 0, rows).copy_(vh.narrow(0, 0, rows).mul(held.Of(initScale * Math.Sqrt(inFeatures))));
+        var w22 = torch.zeros(outUp, inUp);
+        long diagonal = Math.Min(Math.Min(outUp, inUp), rank);
+        if (diagonal > 0)
+        {
+            var scaled = sigma.narrow(0, 0, diagonal).div(sigma[0].clamp_min(held.Of(1e-12))).mul(held.Of(initScale * Math.Sqrt(Math.Max(inUp, 1))));
+            w22.narrow(0, 0, diagonal).narrow(1, 0, diagonal).copy_(torch.diag(scaled));
+        }
+        return (w21.MoveToOuterDisposeScope(), w22.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>Whether this map has a W12: the one path by which the expansion changes the original stream.</summary>
+    public bool HasW12 => w12 is not null;
+
+    public (Tensor Y, Tensor YUp) Forward(Tensor x, Tensor xu)
+        => (Original(x, xu), Upscaled(x, xu, w21, w22));
 
     /// <summary>W21 x + W22 x_u, the second product added in place (a linear map's backward never needs its output).</summary>
     private static Tensor Upscaled(Tensor x, Tensor xu, Tensor w21, Tensor w22)
         => nn.functional.linear(x, w21).PlusInPlace(nn.functional.linear(xu, w22));
 
-    /// <summary>y = W x + g·(W12 x_u): exactly the base's operation when W12 is absent.</summary>
-    private Tensor Original(Tensor x, Tensor xu, Tensor? gate)
+    /// <summary>y = W x + W12 x_u: exactly the base's operation when W12 is absent.</summary>
+    private Tensor Original(Tensor x, Tensor xu)
     {
         var y = nn.functional.linear(x, weight, bias);
-        if (w12 is null) return y;
-        var adaptation = nn.functional.linear(xu, w12);
-        return y.Plus(gate is null ? adaptation : gate * adaptation);
+        return w12 is null ? y : y.Plus(nn.functional.linear(xu, w12));
     }
 
     /// <summary>
@@ -57,12 +86,12 @@ internal sealed class ScaleLinear : nn.Module
     /// come from one W21 and one W22 product over the concatenated blocks instead of one small product each,
     /// which keeps the matrix units busy (the original outputs stay separate, as in the base).
     /// </summary>
-    public static (Tensor Y, Tensor YUp)[] ForwardShared(Tensor x, Tensor xu, Tensor? gate, params ScaleLinear[] maps)
+    public static (Tensor Y, Tensor YUp)[] ForwardShared(Tensor x, Tensor xu, params ScaleLinear[] maps)
     {
         var w21 = torch.cat(maps.Select(m => (Tensor)m.w21).ToArray(), 0);   // (Σ out_u, in)
         var w22 = torch.cat(maps.Select(m => (Tensor)m.w22).ToArray(), 0);   // (Σ out_u, in_u)
         var upscaled = Upscaled(x, xu, w21, w22).split(maps.Select(m => m.w21.shape[0]).ToArray(), -1);
-        return maps.Select((m, i) => (m.Original(x, xu, gate), upscaled[i])).ToArray();
+        return maps.Select((m, i) => (m.Original(x, xu), upscaled[i])).ToArray();
     }
 }
 
@@ -88,42 +117,6 @@ internal sealed class SplitRmsNorm : nn.Module
     public (Tensor H, Tensor HUp) Forward(Tensor x, Tensor xu) => (Ops.RmsNorm(x, weight, eps), Ops.RmsNorm(xu, weight_u, eps));
 }
 
-/// <summary>
-/// SCALE-Route's router: g = sigmoid(w·h + w_c·c + b), one gate per token, reading the normalised original stream h,
-/// the base's confidence features c (entropy / log V, top probability), or both; hard gates are 0/1 forward with the
-/// sigmoid's gradient (straight-through).
-/// </summary>
-internal sealed class Router : nn.Module
-{
-    private readonly Parameter? weight;             // (1, d)   when it reads the hidden state
-    private readonly Parameter? confidence_weight;  // (1, 2)   when it reads the base's confidence
-    private readonly Parameter bias;                // (1)
-    private readonly bool hard;
-
-    public Router(long width, RouterSpec spec, bool train, double initScale, Generator g) : base(nameof(Router))
-    {
-        if (spec.Input is RouterInput.Hidden or RouterInput.Both) weight = new Parameter(Ops.Normal([1, width], initScale, g), train);
-        if (spec.Input is RouterInput.Confidence or RouterInput.Both) confidence_weight = new Parameter(Ops.Normal([1, 2], initScale, g), train);
-        using (var held = Scalars.Scope()) bias = new Parameter(torch.full(1, held.Of(spec.InitBias)), train);
-        hard = spec.Hard;
-        RegisterComponents();
-    }
-
-    public bool ReadsConfidence => confidence_weight is not null;
-
-    /// <summary>h: (B, T, d), confidence: (B, T, 2) or null → g: (B, T, 1).</summary>
-    public Tensor Forward(Tensor h, Tensor? confidence)
-    {
-        using var scope = NewDisposeScope();
-        var z = weight is not null ? nn.functional.linear(h, weight, bias) : bias.expand(h.shape[0], h.shape[1], 1);
-        if (confidence_weight is not null) z = z.Plus(nn.functional.linear(confidence!, confidence_weight));
-        var soft = torch.sigmoid(z);
-        if (!hard) return soft.MoveToOuterDisposeScope();
-        var step = soft.ge(Scalars.Half).to(soft.dtype);
-        return step.Plus(soft - soft.detach()).MoveToOuterDisposeScope();   // exactly 0/1 forward; the sigmoid's gradient backward
-    }
-}
-
 /// <summary>Attention with h base heads (reading the original stream) and h_u new heads (reading the
 /// upscaled stream); each group attends on its own, so new heads never alter the base heads' pattern.</summary>
 internal sealed class ScaleAttention : nn.Module
@@ -139,14 +132,16 @@ internal sealed class ScaleAttention : nn.Module
         RegisterComponents();
     }
 
-    public (Tensor A, Tensor AUp) Forward(Tensor h, Tensor hu, Tensor? gate, Rotary rope, KvCache? baseCache, KvCache? upCache)
+    public bool HasW12 => q_proj.HasW12 || k_proj.HasW12 || v_proj.HasW12 || o_proj.HasW12;
+
+    public (Tensor A, Tensor AUp) Forward(Tensor h, Tensor hu, Rotary rope, KvCache? baseCache, KvCache? upCache)
     {
         using var scope = NewDisposeScope();
-        var qkv = ScaleLinear.ForwardShared(h, hu, gate, q_proj, k_proj, v_proj);
+        var qkv = ScaleLinear.ForwardShared(h, hu, q_proj, k_proj, v_proj);
         var ((q, qu), (k, ku), (v, vu)) = (qkv[0], qkv[1], qkv[2]);      // (B, T, h·hs | kv·hs), (B, T, h_u·hs)
         var a = Ops.Attend(q, k, v, heads, kvHeads, rope, baseCache);   // (B, T, h·hs)
         var au = Ops.Attend(qu, ku, vu, headsUp, headsUp, rope, upCache);  // (B, T, h_u·hs)
-        var (o, ou) = o_proj.Forward(a, au, gate);                       // (B, T, d), (B, T, d_u)
+        var (o, ou) = o_proj.Forward(a, au);                       // (B, T, d), (B, T, d_u)
         return (o.MoveToOuterDisposeScope(), ou.MoveToOuterDisposeScope());
     }
 }
@@ -162,12 +157,14 @@ internal sealed class ScaleMlp : nn.Module
         RegisterComponents();
     }
 
-    public (Tensor M, Tensor MUp) Forward(Tensor h, Tensor hu, Tensor? gate)
+    public bool HasW12 => gate_proj.HasW12 || up_proj.HasW12 || down_proj.HasW12;
+
+    public (Tensor M, Tensor MUp) Forward(Tensor h, Tensor hu)
     {
         using var scope = NewDisposeScope();
-        var gateUp = ScaleLinear.ForwardShared(h, hu, gate, gate_proj, up_proj);
+        var gateUp = ScaleLinear.ForwardShared(h, hu, gate_proj, up_proj);
         var ((g, gu), (u, uu)) = (gateUp[0], gateUp[1]);   // (B, T, f), (B, T, f_u)
-        var (m, mu) = down_proj.Forward(Ops.SwiGlu(g, u), Ops.SwiGlu(gu, uu), gate);
+        var (m, mu) = down_proj.Forward(Ops.SwiGlu(g, u), Ops.SwiGlu(gu, uu));
         return (m.MoveToOuterDisposeScope(), mu.MoveToOuterDisposeScope());
     }
 }
@@ -176,47 +173,31 @@ internal sealed class ScaleMlp : nn.Module
 internal sealed class ScaleBlock : nn.Module
 {
     private readonly SplitRmsNorm input_layernorm;
-    private readonly Router? router;
     private readonly ScaleAttention self_attn;
     private readonly SplitRmsNorm post_attention_layernorm;
     private readonly ScaleMlp mlp;
 
-    public ScaleBlock(SplitRmsNorm inputNorm, Router? router, ScaleAttention attention, SplitRmsNorm postNorm, ScaleMlp mlp)
+    public ScaleBlock(SplitRmsNorm inputNorm, ScaleAttention attention, SplitRmsNorm postNorm, ScaleMlp mlp)
         : base(nameof(ScaleBlock))
     {
         input_layernorm = inputNorm;
-        this.router = router;
         self_attn = attention;
         post_attention_layernorm = postNorm;
         this.mlp = mlp;
         RegisterComponents();
     }
 
-    public (Tensor X, Tensor XUp) Forward(Tensor x, Tensor xu, Rotary rope, GateSource gates, KvCache? baseCache, KvCache? upCache)
+    /// <summary>Whether any of the block's maps has a W12 (below the first such block the original stream is the base's).</summary>
+    public bool HasW12 => self_attn.HasW12 || mlp.HasW12;
+
+    public (Tensor X, Tensor XUp) Forward(Tensor x, Tensor xu, Rotary rope, KvCache? baseCache, KvCache? upCache)
     {
         using var scope = NewDisposeScope();
         var (h, hu) = input_layernorm.Forward(x, xu);
-        var gate = gates.For(router, h)?.MoveToOuterDisposeScope();       // (B, T, 1) or null; outlives the block (penalty)
-        var (a, au) = self_attn.Forward(h, hu, gate, rope, baseCache, upCache);
+        var (a, au) = self_attn.Forward(h, hu, rope, baseCache, upCache);
         (x, xu) = (x.Plus(a), xu.Plus(au));
         (h, hu) = post_attention_layernorm.Forward(x, xu);
-        var (m, mu) = mlp.Forward(h, hu, gate);
+        var (m, mu) = mlp.Forward(h, hu);
         return (x.Plus(m).MoveToOuterDisposeScope(), xu.Plus(mu).MoveToOuterDisposeScope());
-    }
-}
-
-/// <summary>Where a forward pass takes its gates from: the routers, or a forced constant (tests and ablations);
-/// optionally records them for the penalty.</summary>
-internal sealed class GateSource(double? forced, List<Tensor>? record, Tensor? confidence = null)
-{
-    public Tensor? For(Router? router, Tensor h)
-    {
-        if (router is null) return null;
-        using var held = Scalars.Scope();
-        var gate = forced is { } value
-            ? torch.full(h.shape[0], h.shape[1], 1, held.Of(value), dtype: h.dtype, device: h.device)
-            : router.Forward(h, confidence);
-        record?.Add(gate);
-        return gate;
     }
 }

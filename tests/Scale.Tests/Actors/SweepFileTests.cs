@@ -16,16 +16,17 @@ public class SweepFileTests
     [Fact]
     public void The_built_in_sweeps_load_with_every_method_and_a_scale_grid()
     {
-        Assert.Equal(["bio", "quickstart", "route-search", "route-search-baselines"], SweepFiles.BuiltIn);
-        var search = SweepFiles.Load("route-search");
-        Assert.Equal(26, search.Trials.Count);
-        Assert.All(search.Trials, t => Assert.Equal("route", t.Method));
-        Assert.Equal(2, search.Experiment.Old.WorldSeed);   // the validation pair, not bio's test pair
-        Assert.Equal(2, search.Experiment.New.WorldSeed);
+        Assert.Equal(["bio", "quickstart", "validation"], SweepFiles.BuiltIn);
+        var validation = SweepFiles.Load("validation");
+        Assert.Equal(MethodSpec.PresetNames.Order(), validation.Trials.Select(t => t.Method).Order());
+        Assert.Equal(2, validation.Experiment.Old.WorldSeed);   // the validation pair, not bio's test pair
+        Assert.Equal(2, validation.Experiment.New.WorldSeed);
         var quick = SweepFiles.Load("quickstart");
         var bio = SweepFiles.Load("bio");
 
-        Assert.Equal(MethodSpec.PresetNames.Order(), quick.Trials.Select(t => t.Method).Distinct().Order());
+        // Every method but route trains once; route's rows come from the routing axis over the trained SCALE trials.
+        Assert.Equal(MethodSpec.PresetNames.Where(m => m != "route").Order(), quick.Trials.Select(t => t.Method).Distinct().Order());
+        Assert.Equal(["cosine:0.5", "confidence:0.5", "novelty:4"], quick.Routing);
         Assert.Contains(quick.Trials, t => t.Parameters.ContainsKey("heads_up"));
         Assert.Equal(quick.Trials.Count, quick.Trials.Select(t => t.Id).Distinct().Count());
         Assert.Equal(200, bio.Experiment.Old.People);
@@ -73,17 +74,18 @@ public class SweepFileTests
     [InlineData("methods = [full]\nsearch { a { methods = [full], grid { heads_up = [2] } } }", "'sweep.search.a': trial full (heads_up=2): parameter 'heads_up'")]
     [InlineData("search { a { methods = [adapt], grid { w12_layers = [\"0-5\"] } } }", "last layer 5 is outside 0..1")]
     [InlineData("search { a { methods = [preserve], grid { w12_modules = [q_proj] } } }", "does not apply to method 'preserve'")]
-    [InlineData("search { a { methods = [route], grid { router_penalty = [abc] } } }", "parameter 'router_penalty' must be a number")]
+    [InlineData("search { a { methods = [route], grid { lr_expansion = [abc] } } }", "parameter 'lr_expansion' must be a number")]
     [InlineData("search { a { methods = [route], grid { lr = [-1] } } }", "parameter 'lr' must be above 0")]
     [InlineData("search { a { methods = [route], grid { heads_up = [0] } } }", "parameter 'heads_up' must be at least 1")]
     [InlineData("search { a { methods = [route], grid { dropout = [0.1] } } }", "unknown parameter 'dropout'")]
     [InlineData("search { a { methods = [route], random { lr { min = 1, max = 0.1 } } } }", "min 1 is above max 0.1")]
     [InlineData("search { a { methods = [route], random { lr { min = 1 } } } }", "needs min and max")]
     [InlineData("", "the sweep has no trials")]
-    [InlineData("search { a { methods = [route], grid { router_input = [eyes] } } }", "parameter 'router_input' must be one of hidden, confidence, both")]
-    [InlineData("search { a { methods = [route], grid { router_gates = [\"1\"] } } }", "parameter 'router_gates' must be one of blocks, head, both")]
-    [InlineData("search { a { methods = [route], grid { router_hard = [maybe] } } }", "parameter 'router_hard' must be true or false")]
-    [InlineData("search { a { methods = [adapt], grid { router_hard = [true] } } }", "does not apply to method 'adapt'")]
+    [InlineData("search { a { methods = [route], grid { routing = [eyes] } } }", "parameter 'routing' is not a routing rule: unknown routing rule 'eyes'")]
+    [InlineData("search { a { methods = [route], grid { init = [\"1\"] } } }", "parameter 'init' must be one of svd, normal")]
+    [InlineData("search { a { methods = [route], grid { preserved_layers = [2] } } }", "'preserved_layers' 2 leaves no layer for W12")]
+    [InlineData("search { a { methods = [adapt], grid { routing = [cosine] } } }", "does not apply to method 'adapt'")]
+    [InlineData("search { a { methods = [adapt], fixed { preserved_layers = 1, w12_last = 1 } } }", "set only one of 'w12_layers', 'w12_last' and 'preserved_layers'")]
     [InlineData("search { a { methods = [route], grid { w12_last = [3] } } }", "'w12_last' 3 is above the base's 2 layers")]
     [InlineData("search { a { methods = [preserve], fixed { frozen_blocks = \"head_up,w99\" } } }", "unknown block 'w99'")]
     public void Bad_sweep_files_are_rejected_naming_the_file_the_key_and_the_reason(string body, string expected)
@@ -94,22 +96,23 @@ public class SweepFileTests
     }
 
     [Fact]
-    public void Route_knobs_map_to_the_router_spec()
+    public void Route_and_collaborative_adaptation_knobs_map_to_the_plan()
     {
         var sweep = Parse("""
             search {
               knobs {
                 methods = [route]
-                fixed { router_input = confidence, router_gates = head, router_hard = true, w12_last = 1 }
+                fixed { routing = "confidence:0.7", preserved_layers = 1, w12_modules = attention, init = normal }
               }
             }
             """);
 
         var plan = sweep.PlanFor(Assert.Single(sweep.Trials));
-        var router = plan.Method.Expansion!.Router!;
-        Assert.Equal((RouterInput.Confidence, GatePlacement.Head, true), (router.Input, router.Gates, router.Hard));
+        Assert.Equal(new RoutingSpec(RouteRule.Confidence, 0.7), plan.Method.Expansion!.Routing);
+        Assert.Equal(ExpansionInit.Normal, plan.Method.Expansion.Init);
         var w12 = plan.Method.Expansion.Train.Single(r => r.Block == ExpansionBlock.W12);
-        Assert.Equal((1, 1), (w12.FirstLayer!.Value, w12.LastLayer!.Value));
+        Assert.Equal((1, 1), (w12.FirstLayer!.Value, w12.LastLayer!.Value));   // L_fp = 1 of the test base's 2 layers
+        Assert.Equal(TrainRule.AttentionModules, w12.Modules);
     }
 
     [Fact]
@@ -134,32 +137,23 @@ public class SweepFileTests
     }
 
     [Fact]
-    public void The_reported_experiments_use_routes_chosen_defaults_and_the_search_keeps_the_route_it_ran_with()
+    public void The_reported_experiments_route_with_the_default_rule_and_train_adapts_blocks()
     {
-        var search = SweepFiles.Load("route-search");
-        var lastLayers = search.Trials.First(t => t.Parameters.ContainsKey("w12_last"));   // sets no router learning rate of its own
-        var plan = search.PlanFor(lastLayers);
-
-        foreach (var name in new[] { "bio", "bio-ko" })
+        foreach (var name in new[] { "bio", "bio-ko", "bio-validation" })
         {
-            var route = TrialPlanner.Plan(ExperimentFiles.Load(name), "route");
-            Assert.Equal(new RouterSpec(), route.Method.Expansion!.Router);
-            Assert.Equal(new GroupRates { Expansion = 2.06, Router = 13.8 }, route.Rates);
+            var experiment = ExperimentFiles.Load(name);
+            var route = TrialPlanner.Plan(experiment, "route");
+            var adapt = TrialPlanner.Plan(experiment, "adapt");
+            Assert.Equal(ExpansionSpec.DefaultRouting, route.Method.Expansion!.Routing);
+            Assert.Equal(adapt.Method.Expansion!.Train, route.Method.Expansion.Train);
+            Assert.Equal(ExpansionInit.Svd, route.Method.Expansion.Init);
         }
-        Assert.Equal(RouterInput.Hidden, TrialPlanner.Plan(ExperimentFiles.Load("bio-validation"), "route").Method.Expansion!.Router!.Input);
-        Assert.Equal(1, plan.Rates.Router);
-        Assert.False(plan.Method.Expansion!.Router!.Hard);
-    }
-
-    [Fact]
-    public void Routes_learning_rate_multipliers_are_experiment_keys_and_must_be_positive()
-    {
-        var spec = ExperimentFiles.Parse("experiment { route { lr-expansion = 3, lr-router = 0.5 } }", "test");
-        var error = Assert.Throws<ArgumentException>(() => ExperimentFiles.Parse("experiment { route { lr-router = 0 } }", "bad.hocon"));
-
-        Assert.Equal(new GroupRates { Expansion = 3, Router = 0.5 }, TrialPlanner.Plan(spec, "route").Rates);
+        var spec = ExperimentFiles.Parse("experiment {\n route { routing = \"novelty:6:8\" }\n scale { lr-expansion = 3 }\n}", "test");
+        Assert.Equal(new RoutingSpec(RouteRule.Novelty, 6, 8), TrialPlanner.Plan(spec, "route").Method.Expansion!.Routing);
+        Assert.Equal(3, TrialPlanner.Plan(spec, "route").Rates.Expansion);
+        var error = Assert.Throws<ArgumentException>(() => ExperimentFiles.Parse("experiment { route { routing = gate } }", "bad.hocon"));
         Assert.StartsWith("bad.hocon", error.Message);
-        Assert.Contains("'route.lr-router' must be above 0", error.Message);
+        Assert.Contains("'route.routing' is not a routing rule", error.Message);
     }
 }
 

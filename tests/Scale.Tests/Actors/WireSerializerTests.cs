@@ -73,7 +73,7 @@ public sealed class WireSerializerTests : Akka.TestKit.Xunit2.TestKit
 
     [Theory]
     [InlineData("quickstart")]
-    [InlineData("route-search")]
+    [InlineData("validation")]
     public void A_resolved_sweep_definition_survives_json_with_the_same_fingerprint_and_trials(string builtIn)
     {
         var sweep = SweepFiles.Load(builtIn);

@@ -44,7 +44,7 @@ public class ExperimentTests
             learning-rate = 5e-3
             warmup = 2
           }
-          methods = [frozen, full, depth, lora, preserve, adapt, route]
+          methods = [frozen, full, freeze, depth, lora, preserve, adapt, route]
         }
         """;
 
@@ -58,19 +58,16 @@ public class ExperimentTests
         Assert.Equal(BioLanguage.English, bio.New.Language);
         Assert.Equal(BioLanguage.Korean, ko.New.Language);
         Assert.Equal(BioLanguage.English, ko.Old.Language);
-        Assert.Equal(7, bio.Methods.Count);
+        Assert.Equal(8, bio.Methods.Count);
         Assert.Contains("--old", Assert.Throws<ArgumentException>(() => ExperimentFiles.Load("text").Validate()).Message);
     }
 
     [Fact]
-    public void An_experiment_file_sets_the_route_router()
+    public void An_experiment_file_sets_routes_rule()
     {
-        var spec = ExperimentFiles.Parse("experiment {\n name = x\n route {\n input = both\n gates = head\n hard = true\n penalty = 0.2\n }\n}", "r.hocon");
+        var spec = ExperimentFiles.Parse("experiment {\n name = x\n route {\n routing = \"cosine:0.3\"\n }\n}", "r.hocon");
 
-        var router = TrialPlanner.Plan(spec, "route").Method.Expansion!.Router!;
-
-        Assert.Equal((Scale.Model.Upscaling.RouterInput.Both, Scale.Model.Upscaling.GatePlacement.Head, true, 0.2),
-                     (router.Input, router.Gates, router.Hard, router.Penalty));
+        Assert.Equal(new Scale.Model.Upscaling.RoutingSpec(Scale.Model.Upscaling.RouteRule.Cosine, 0.3), TrialPlanner.Plan(spec, "route").Method.Expansion!.Routing);
     }
 
     [Theory]
@@ -78,7 +75,7 @@ public class ExperimentTests
     [InlineData("pretrain {\n steps = ten\n}", "'pretrain.steps' has the wrong type")]
     [InlineData("methods = [full, magic]", "Unknown method 'magic'")]
     [InlineData("colour = blue", "unknown key 'colour'")]
-    [InlineData("route {\n input = eyes\n}", "'route.input' must be one of hidden, confidence, both")]
+    [InlineData("route {\n routing = eyes\n}", "'route.routing' is not a routing rule")]
     public void A_bad_experiment_file_is_rejected_naming_the_file_the_key_and_the_reason(string line, string message)
     {
         var text = $"experiment {{\n name = x\n {line}\n}}";

@@ -50,16 +50,16 @@ public class TrialPlannerTests
     [Fact]
     public void A_trials_setting_overrides_the_experiments_which_overrides_the_methods_default()
     {
-        var spec = ExperimentFiles.Parse("experiment {\n scale { heads-up = 2 }\n route { lr-expansion = 3 }\n}", "t");
+        var spec = ExperimentFiles.Parse("experiment {\n scale { heads-up = 2, lr-expansion = 3 }\n}", "t");
 
         var route = TrialPlanner.Plan(spec, "route");
         var wider = TrialPlanner.Plan(spec, "route", new Dictionary<string, string> { ["heads_up"] = "3", ["lr_expansion"] = "5" });
         var preserve = TrialPlanner.Plan(spec, "preserve");
         var depth = TrialPlanner.Plan(spec, "depth");
 
-        Assert.Equal((2, 3.0, 13.8), (route.Method.Expansion!.HeadsUp, route.Rates.Expansion, route.Rates.Router));
+        Assert.Equal((2, 3.0), (route.Method.Expansion!.HeadsUp, route.Rates.Expansion));
         Assert.Equal((3, 5.0), (wider.Method.Expansion!.HeadsUp, wider.Rates.Expansion));
-        Assert.Equal(3.0, preserve.Rates.Expansion);   // route.lr-expansion sets the expansion rate of every SCALE method of the experiment
+        Assert.Equal(3.0, preserve.Rates.Expansion);   // scale.lr-expansion sets the expansion rate of every SCALE method of the experiment
         Assert.Equal(MethodKind.Depth, depth.Method.Kind);
         Assert.Null(depth.Method.Expansion);
         Assert.Contains("parameter 'heads_up' must be at least 1, got 0.",

@@ -152,6 +152,44 @@ public class SweepProcessTests
         Assert.True(File.Exists(dir.Combine("pareto.png")));
     }
 
+    [Fact]
+    public void A_routing_axis_scores_each_trained_expansion_under_every_rule_and_evaluate_routes_a_checkpoint_the_same_way()
+    {
+        using var dir = new TempDirectory();
+        var file = dir.Combine("routes.hocon");
+        // cosine ≥ −2 holds everywhere (always the preservation head: the base); cosine ≥ 2 never (always the adaptation head).
+        File.WriteAllText(file, TinySweep.Replace("methods = [frozen, preserve, route, full]", "methods = [frozen, adapt]\n  routing = [\"cosine:-2\", \"cosine:2\", \"novelty:4\"]")
+                                         .Replace("name = recover", "name = routes"));
+
+        var run = ScaleProcess.Run("run", file, "--data-dir", dir.Combine("d"), "--threads", "1", "--http", "off", "--plain");
+        Assert.True(run.ExitCode == 0, run.Stderr + run.Stdout);
+        var rows = JsonDocument.Parse(ScaleProcess.Run("results", "routes", "--data-dir", dir.Combine("d"), "--format", "json").Stdout).RootElement
+            .EnumerateArray().ToDictionary(r => r.GetProperty("trial").GetString()!);
+        var frozen = rows.Values.Single(r => r.GetProperty("method").GetString() == "frozen");
+        var adapt = rows.Values.Single(r => r.GetProperty("method").GetString() == "adapt");
+        string id = adapt.GetProperty("trial").GetString()!;
+        double Score(JsonElement r, string field) => r.GetProperty(field).GetDouble();
+
+        Assert.Equal(5, rows.Count);   // two trained trials and three rows routed from the adapt trial
+        var preserving = rows[$"{id}@cosine:-2"];
+        var adapting = rows[$"{id}@cosine:2"];
+        Assert.Equal(id, preserving.GetProperty("from").GetString());
+        Assert.Equal("route", preserving.GetProperty("method").GetString());
+        Assert.Equal(Score(frozen, "retention"), Score(preserving, "retention"));       // the preservation head is the base
+        Assert.Equal(Score(frozen, "acquisition"), Score(preserving, "acquisition"));
+        Assert.Equal(Score(adapt, "retention"), Score(adapting, "retention"));          // the adaptation head is Adapt
+        Assert.Equal(Score(adapt, "acquisition"), Score(adapting, "acquisition"));
+        Assert.True(rows.ContainsKey($"{id}@novelty:4"));
+
+        var evaluated = ScaleProcess.Run("evaluate", file, id, "--checkpoint", "final", "--route", "cosine:-2", "--data-dir", dir.Combine("d"), "--threads", "1");
+        Assert.True(evaluated.ExitCode == 0, evaluated.Stderr);
+        Assert.Contains($"routed by cosine:-2", evaluated.Stdout);
+        Assert.Contains($"retention {Score(preserving, "retention"):0.000}, acquisition {Score(preserving, "acquisition"):0.000}", evaluated.Stdout);
+        var refused = ScaleProcess.Run("evaluate", file, frozen.GetProperty("trial").GetString()!, "--route", "cosine", "--data-dir", dir.Combine("d"));
+        Assert.Equal(2, refused.ExitCode);
+        Assert.Contains("--route scores a SCALE trial", refused.Stderr);
+    }
+
     private static JsonElement[] Results(string dataDir)
     {
         var results = ScaleProcess.Run("results", "recover", "--format", "json", "--data-dir", dataDir);

@@ -109,6 +109,31 @@ public class BaselineTests
         Assert.Contains(model.DistinctParameters(), p => !Tiny.BitEqual(before[p.Name], p.Parameter));
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Freeze_trains_a_private_copy_above_the_frozen_embeddings_and_bottom_layers(bool gqa)
+    {
+        var config = (gqa ? Tiny.Gqa : Tiny.Mha) with { NumLayers = 3 };
+        using var baseModel = Decoder.Create(config, seed: 2);
+        var before = Tiny.Snapshot(baseModel);
+
+        var model = new MethodSpec { Kind = MethodKind.Freeze, FreezeLayers = 3 }.Build(baseModel);   // capped at L − 1 = 2
+        long layer = baseModel.DistinctParameters().Where(p => p.Name.StartsWith("layers.2.", StringComparison.Ordinal)).Sum(p => p.Parameter.numel());
+        long head = config.VocabSize * config.HiddenSize, norm = config.HiddenSize;
+        using (var session = new Scale.Model.Training.TrainingSession(model, new() { LearningRate = 1e-2, WarmupSteps = 0, TotalSteps = 2 }))
+        {
+            for (int i = 0; i < 2; i++) session.TrainStep([Tiny.Tokens(config, batch: 2, length: 6, seed: i)]);
+        }
+
+        Assert.Equal(layer + norm + head, model.TrainableParameterCount());   // block 2, the final norm and the (untied) head
+        Assert.All(model.TrainableParameters(), p => Assert.DoesNotMatch(@"^(embed_tokens|layers\.[01])\.", p.Name));
+        foreach (var (name, tensor) in baseModel.DistinctParameters()) Assert.True(Tiny.BitEqual(before[name], tensor), name);
+        var trained = model.DistinctParameters().ToDictionary(p => p.Name, p => p.Parameter);
+        Assert.True(Tiny.BitEqual(before["layers.0.mlp.up_proj.weight"], trained["layers.0.mlp.up_proj.weight"]));
+        Assert.False(Tiny.BitEqual(before["layers.2.mlp.up_proj.weight"], trained["layers.2.mlp.up_proj.weight"]));
+    }
+
     [Fact]
     public void Unknown_method_names_list_the_known_ones()
     {

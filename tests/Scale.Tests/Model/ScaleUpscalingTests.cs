@@ -2,6 +2,7 @@ using Scale.Model;
 using Scale.Model.Training;
 using Scale.Model.Transformer;
 using Scale.Model.Upscaling;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Scale.Tests.Model;
@@ -67,55 +68,106 @@ public class ScaleUpscalingTests
     }
 
     [Theory]
-    [InlineData(false)]
-    [InlineData(true)]
-    public void Route_with_gates_forced_to_zero_is_the_base_and_forced_to_one_is_Adapt(bool gqa)
+    [InlineData(false, null)]
+    [InlineData(true, null)]
+    [InlineData(false, 1)]
+    public void Route_always_preserving_is_the_base_bit_for_bit_and_always_adapting_is_Adapt(bool gqa, int? firstW12Layer)
     {
         var config = gqa ? Tiny.Gqa : Tiny.Mha;
         using var baseModel = Decoder.Create(config, seed: 2);
-        var route = (ScaleDecoder)MethodSpec.Preset("route", headsUp: 2).Build(baseModel, seed: 4);
-        var adapt = (ScaleDecoder)MethodSpec.Preset("adapt", headsUp: 2).Build(baseModel, seed: 4);
-        Tiny.Randomise(route, baseModel, seed: 8);
-        var routeTensors = route.DistinctParameters().ToDictionary(p => p.Name, p => p.Parameter);
-        using (no_grad())
-        {
-            foreach (var (name, p) in adapt.DistinctParameters()) p.copy_(routeTensors[name]);   // adapt = route minus its routers
-        }
+        var expansion = ExpansionSpec.Adapt(headsUp: 2, firstLayer: firstW12Layer);
+        var adapt = (ScaleDecoder)new MethodSpec { Kind = MethodKind.Adapt, Expansion = expansion }.Build(baseModel, seed: 4);
+        Tiny.Randomise(adapt, baseModel, seed: 8);
         var tokens = Tiny.Tokens(config, batch: 2, length: 8);
         using var baseLogits = baseModel.forward(tokens);
         using var adaptLogits = adapt.forward(tokens);
 
-        route.ForcedGate = 0;
-        using var closed = route.forward(tokens);
-        route.ForcedGate = 1;
-        using var open = route.forward(tokens);
-        route.ForcedGate = null;
-        using var routed = route.forward(tokens);
+        adapt.Routing = new RoutingSpec(RouteRule.Cosine, -2);   // cosine ≥ −2 everywhere: always the preservation head
+        using var preserved = adapt.forward(tokens);
+        adapt.Routing = new RoutingSpec(RouteRule.Cosine, 2);    // never ≥ 2: always the adaptation head
+        using var adapted = adapt.forward(tokens);
+        adapt.Routing = null;
 
         Assert.True(Tiny.MaxAbsDiff(adaptLogits, baseLogits) > 1e-3, "the randomised expansion must change the logits");
-        Assert.True(Tiny.MaxAbsDiff(closed, baseLogits) <= 1e-5, $"gate 0 vs base: {Tiny.MaxAbsDiff(closed, baseLogits)}");
-        Assert.True(Tiny.MaxAbsDiff(open, adaptLogits) <= 1e-5, $"gate 1 vs adapt: {Tiny.MaxAbsDiff(open, adaptLogits)}");
-        Assert.True(Tiny.MaxAbsDiff(routed, baseLogits) > 1e-4 && Tiny.MaxAbsDiff(routed, adaptLogits) > 1e-4);
+        Assert.True(Tiny.BitEqual(baseLogits, preserved), "always preserving must give the base's logits bit for bit");
+        Assert.True(Tiny.BitEqual(adaptLogits, adapted), "always adapting must give Adapt's logits bit for bit");
+    }
+
+    [Theory]
+    [InlineData(null, 2, 2)]   // W12 in every layer: the base's blocks carry the original stream from the embedding
+    [InlineData(1, 2, 1)]      // W12 from layer 1: layer 0 is computed once for both heads
+    public void Both_heads_come_from_one_pass_sharing_the_layers_below_the_first_W12(int? firstW12Layer, int upscaledCalls, int baseCalls)
+    {
+        using var baseModel = Decoder.Create(Tiny.Mha, seed: 2);
+        var route = (ScaleDecoder)new MethodSpec { Kind = MethodKind.Route, Expansion = ExpansionSpec.Route(firstLayer: firstW12Layer) }.Build(baseModel, seed: 4);
+        var tokens = Tiny.Tokens(Tiny.Mha, batch: 2, length: 8);
+
+        using var routed = route.forward(tokens);
+
+        Assert.Equal(2, Tiny.Mha.NumLayers);
+        Assert.Equal(firstW12Layer ?? 0, route.FirstAdaptedLayer);
+        Assert.Equal(upscaledCalls, route.UpscaledBlockCalls);   // each upscaled block once
+        Assert.Equal(baseCalls, route.BaseBlockCalls);           // the base's blocks only above the first W12
     }
 
     [Fact]
-    public void Route_adds_its_gate_penalty_to_the_training_loss()
+    public void Route_trains_on_the_adaptation_head_exactly_as_Adapt_does()
     {
         using var baseModel = Decoder.Create(Tiny.Mha, seed: 2);
-        var spec = new MethodSpec
-        {
-            Kind = MethodKind.Route,
-            Expansion = ExpansionSpec.Route(router: new RouterSpec { Penalty = 0.5, InitBias = 0 }),
-        };
-        var route = (ScaleDecoder)spec.Build(baseModel);
+        var route = MethodSpec.Preset("route").Build(baseModel, seed: 4);
+        var adapt = MethodSpec.Preset("adapt").Build(baseModel, seed: 4);
         var tokens = Tiny.Tokens(Tiny.Mha);
 
-        var (_, penalty) = route.ForwardForTraining(tokens);
-        var gates = route.MeanGates(tokens);
+        var (routeLogits, routeAuxiliary) = route.ForwardForTraining(tokens);
+        var (adaptLogits, _) = adapt.ForwardForTraining(tokens);
 
-        Assert.NotNull(penalty);
-        Assert.Equal(Tiny.Mha.NumLayers + 1, gates.Count);
-        Assert.Equal(0.5 * gates.Average(), penalty!.item<float>(), 5);
+        Assert.Null(routeAuxiliary);
+        Assert.True(Tiny.BitEqual(adaptLogits, routeLogits));
+        Assert.Equal(adapt.TrainableParameterCount(), route.TrainableParameterCount());
+    }
+
+    [Fact]
+    public void A_routed_model_generates_without_a_cache_as_its_routed_logits_say()
+    {
+        using var baseModel = Decoder.Create(Tiny.Mha, seed: 2);
+        var route = (ScaleDecoder)MethodSpec.Preset("route").Build(baseModel, seed: 4);
+        route.Routing = new RoutingSpec(RouteRule.Cosine, -2);    // always the preservation head: generates as the base
+
+        var routed = Generation.Greedy(route, [1, 2, 3], 6);
+        var plain = Generation.Greedy(baseModel, [1, 2, 3], 6);
+
+        Assert.False(route.SupportsCache);
+        Assert.Equal(plain, routed);
+    }
+
+    [Fact]
+    public void Svd_initialisation_reads_the_base_weights_leading_singular_directions_and_keeps_preservation()
+    {
+        using var baseModel = Decoder.Create(Tiny.Mha, seed: 2);
+        var preserve = (ScaleDecoder)MethodSpec.Preset("preserve", headsUp: 1).Build(baseModel, seed: 4);
+        var weights = preserve.DistinctParameters().ToDictionary(p => p.Name, p => (Tensor)p.Parameter);
+        var w = weights["layers.0.self_attn.q_proj.weight"];
+        var (_, sigma, vh) = torch.linalg.svd(w, fullMatrices: false);
+        var w21 = weights["layers.0.self_attn.q_proj.w21"];
+        var w22 = weights["layers.0.self_attn.q_proj.w22"];
+        long du = w21.shape[0];
+        double scale = 0.02 * Math.Sqrt(w.shape[1]);
+
+        // Each row of W21 is ± a right singular vector of W (the sign of an SVD is free), scaled to InitScale·√in.
+        for (int i = 0; i < du; i++)
+        {
+            double dot = (w21[i] * vh[i]).sum().item<float>();
+            Assert.Equal(scale, Math.Abs(dot), 4);
+        }
+        Assert.Equal(0.02 * Math.Sqrt(w22.shape[1]), w22[0, 0].item<float>(), 5);                   // σ₁/σ₁ on the diagonal
+        Assert.Equal(0.02 * Math.Sqrt(w22.shape[1]) * (sigma[1] / sigma[0]).item<float>(), w22[1, 1].item<float>(), 5);
+        Assert.Equal(0, w22[0, 1].item<float>());
+        var tokens = Tiny.Tokens(Tiny.Mha);
+        foreach (var (mine, theirs) in preserve.OriginalStreamStates(tokens).Zip(baseModel.HiddenStates(tokens)))
+            Assert.True(Tiny.BitEqual(theirs, mine), "SVD-initialised Preserve keeps the original stream bit for bit");
+        var normal = (ScaleDecoder)new MethodSpec { Kind = MethodKind.Preserve, Expansion = ExpansionSpec.Preserve() with { Init = ExpansionInit.Normal } }.Build(baseModel, seed: 4);
+        var normalW21 = normal.DistinctParameters().First(p => p.Name == "layers.0.self_attn.q_proj.w21").Parameter;
+        Assert.False(Tiny.BitEqual(w21, normalW21));
     }
 
     [Theory]
@@ -130,6 +182,26 @@ public class ScaleUpscalingTests
 
         Assert.Equal(ClosedForm(config, preset, headsUp, ffnUp), model.TrainableParameterCount());
         Assert.Equal(baseModel.ParameterCount() + model.TrainableParameterCount(), model.ParameterCount());
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(1)]
+    [InlineData(2)]
+    public void Preserved_layers_leave_W12_out_of_the_bottom_L_fp_layers_by_closed_form(int preservedLayers)
+    {
+        var config = Tiny.Mha with { NumLayers = 3 };
+        using var baseModel = Decoder.Create(config);
+        var experiment = new Scale.Model.Experiments.ExperimentSpec { Model = config, VocabSize = config.VocabSize };
+        var plan = Scale.Model.Experiments.TrialPlanner.Plan(experiment, "adapt",
+            new Dictionary<string, string> { ["preserved_layers"] = preservedLayers.ToString(), ["heads_up"] = "2", ["ffn_up"] = "6" });
+
+        var model = (ScaleDecoder)plan.Method.Build(baseModel);
+
+        long d = config.HiddenSize, hs = config.HeadDim, h = config.NumHeads, kv = config.NumKvHeads, f = config.IntermediateSize, du = 2 * hs, fu = 6;
+        long w12PerLayer = h * hs * du + 2 * kv * hs * du + d * du + 2 * f * du + d * fu;
+        Assert.Equal(ClosedForm(config, "preserve", 2, 6) + (config.NumLayers - preservedLayers) * w12PerLayer, model.TrainableParameterCount());
+        Assert.Equal(preservedLayers, model.FirstAdaptedLayer);
     }
 
     [Fact]
@@ -193,13 +265,7 @@ public class ScaleUpscalingTests
             + 2 * du;                       // new norm gains
         long global = v * du + v * du + du; // E_u, H_u, final new norm gain
         if (preset is "adapt" or "route")
-            perLayer += h * hs * du + 2 * kv * hs * du + d * du + 2 * f * du + d * fu;   // W12 of q, k, v, o, gate, up, down
-        if (preset == "route")
-        {
-            long router = 2 + 1;             // Route's default router reads the base's confidence (entropy, top probability), plus a bias
-            perLayer += router;              // a router per block
-            global += router;                // and one for the head
-        }
+            perLayer += h * hs * du + 2 * kv * hs * du + d * du + 2 * f * du + d * fu;   // W12 of q, k, v, o, gate, up, down (Route trains Adapt's blocks)
         return c.NumLayers * perLayer + global;
     }
 }
