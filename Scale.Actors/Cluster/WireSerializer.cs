@@ -24,6 +24,7 @@ public sealed class WireSerializer(ExtendedActorSystem system) : SerializerWithS
         [typeof(StartSweep)] = "start-sweep.v1",
         [typeof(RequestWork)] = "request-work.v1",
         [typeof(ReportCheckpoint)] = "report-checkpoint.v1",
+        [typeof(ReportScores)] = "report-scores.v1",
         [typeof(ReportCompleted)] = "report-completed.v1",
         [typeof(ReportFailed)] = "report-failed.v1",
         [typeof(TrainerLost)] = "trainer-lost.v1",

@@ -17,6 +17,8 @@ public sealed record SweepDefinition
     /// <summary>Retries a trial gets after a failed attempt, each from its last good checkpoint.</summary>
     public int RetryBudget { get; init; } = 2;
     public int CheckpointEvery { get; init; } = 25;
+    /// <summary>Steps between a trial's scores during training (journaled, drawn as curves); 0: scored only at the end.</summary>
+    public int EvaluateEvery { get; init; }
     /// <summary>
     /// Routing rules to score every trained SCALE trial under, besides its own answer (an evaluation-only axis): one
     /// trained expansion gives a row per rule, at no training cost. Canonical text, e.g. "cosine:0.5".
@@ -25,7 +27,7 @@ public sealed record SweepDefinition
     /// <summary>Where the definition came from (file path or built-in name), for messages.</summary>
     public string Source { get; init; } = "";
 
-    public TrialPlan PlanFor(TrialSpec trial) => TrialPlanner.Plan(Experiment, trial.Method, trial.Parameters, CheckpointEvery);
+    public TrialPlan PlanFor(TrialSpec trial) => TrialPlanner.Plan(Experiment, trial.Method, trial.Parameters, CheckpointEvery, EvaluateEvery);
 
     public StartSweep StartCommand => new(Name, Trials, MaxConcurrent, RetryBudget) { Fingerprint = Fingerprint };
 
@@ -48,9 +50,9 @@ public sealed record SweepDefinition
     }
 
     /// <summary>A hash of what every trial's result depends on besides its own settings: the experiment (base, data, phases) and the checkpoint interval.</summary>
-    public string Fingerprint => Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(Routing.Count == 0
+    public string Fingerprint => Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(Routing.Count == 0 && EvaluateEvery == 0
         ? System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(new { experiment = Experiment, checkpoint_every = CheckpointEvery })
-        : System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(new { experiment = Experiment, checkpoint_every = CheckpointEvery, routing = Routing })))[..16].ToLowerInvariant();
+        : System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(new { experiment = Experiment, checkpoint_every = CheckpointEvery, routing = Routing, evaluate_every = EvaluateEvery })))[..16].ToLowerInvariant();
 }
 
 /// <summary>
@@ -83,7 +85,7 @@ public static partial class SweepFiles
         return Parse(text, $"built-in sweep '{nameOrPath}'", Directory.GetCurrentDirectory());
     }
 
-    private static readonly string[] SweepKeys = ["name", "experiment", "base", "methods", "search", "routing", "max-concurrent", "retry-budget", "checkpoint-every"];
+    private static readonly string[] SweepKeys = ["name", "experiment", "base", "methods", "search", "routing", "max-concurrent", "retry-budget", "checkpoint-every", "evaluate-every"];
     private static readonly string[] SearchKeys = ["methods", "fixed", "grid", "random", "samples", "seed"];
     private static readonly string[] AxisKeys = ["min", "max", "log", "integer"];
 
@@ -152,6 +154,7 @@ public static partial class SweepFiles
         {
             Name = name, Experiment = experiment, Trials = [], Source = source, Routing = routing.Distinct().ToList(),
             MaxConcurrent = Int("max-concurrent", 1, 1), RetryBudget = Int("retry-budget", 2, 0), CheckpointEvery = Int("checkpoint-every", 25, 1),
+            EvaluateEvery = Int("evaluate-every", 0, 0),
         };
 
         var trials = new List<TrialSpec>();

@@ -44,6 +44,7 @@ public sealed class SweepEventSerializer(ExtendedActorSystem system) : Serialize
         [typeof(SweepStarted)] = "sweep-started.v1",
         [typeof(TrialStarted)] = "trial-started.v1",
         [typeof(TrialCheckpointed)] = "trial-checkpointed.v1",
+        [typeof(TrialScored)] = "trial-scored.v1",
         [typeof(TrialCompleted)] = "trial-completed.v1",
         [typeof(TrialRetrying)] = "trial-retrying.v1",
         [typeof(TrialFailed)] = "trial-failed.v1",

@@ -6,6 +6,13 @@ public enum TrialStatus { Pending, Running, Completed, Failed }
 /// <summary>What a trial runs: a method and its hyper-parameters.</summary>
 public sealed record TrialSpec(string Id, string Method, IReadOnlyDictionary<string, string> Parameters);
 
+/// <summary>A trial's scores at one step of its training (the sweep's evaluate-every): the points of its score curve.</summary>
+public sealed record ScorePoint(long Step, double Retention, double Acquisition, double Forgetting)
+{
+    public double? RetentionFirstToken { get; init; }
+    public double? AcquisitionFirstToken { get; init; }
+}
+
 /// <summary>The last checkpoint a trial reported: it resumes from here after a retry or a lost trainer.</summary>
 public sealed record CheckpointRef(long Step, string Path);
 
@@ -66,6 +73,7 @@ public interface ITrialReport : ISweepCommand
     int Attempt { get; }
 }
 public sealed record ReportCheckpoint(string TrialId, int Attempt, long Step, string Path) : ITrialReport;
+public sealed record ReportScores(string TrialId, int Attempt, ScorePoint Point) : ITrialReport;
 public sealed record ReportCompleted(string TrialId, int Attempt, TrialMetrics Metrics) : ITrialReport;
 public sealed record ReportFailed(string TrialId, int Attempt, string Reason) : ITrialReport;
 public sealed record TrainerLost(string TrainerId) : ISweepCommand;
@@ -87,6 +95,8 @@ public sealed record SweepStarted(string SweepId, IReadOnlyList<TrialSpec> Trial
 }
 public sealed record TrialStarted(string TrialId, int Attempt, string TrainerId) : ISweepEvent;
 public sealed record TrialCheckpointed(string TrialId, int Attempt, long Step, string Path) : ISweepEvent;
+/// <summary>A trial's scores during training; a point at a step already scored (an attempt resumed before it) replaces it.</summary>
+public sealed record TrialScored(string TrialId, int Attempt, ScorePoint Point) : ISweepEvent;
 public sealed record TrialCompleted(string TrialId, int Attempt, TrialMetrics Metrics) : ISweepEvent;
 /// <summary>A failed attempt with budget left: the trial is pending again and resumes from its last checkpoint.</summary>
 public sealed record TrialRetrying(string TrialId, int Attempt, string Reason) : ISweepEvent;

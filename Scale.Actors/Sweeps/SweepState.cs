@@ -4,7 +4,19 @@ namespace Scale.Actors.Sweeps;
 
 /// <summary>One trial as the coordinator knows it.</summary>
 public sealed record TrialState(TrialSpec Spec, TrialStatus Status, int Attempt, int FailedAttempts, string? Trainer,
-                                CheckpointRef? LastCheckpoint, TrialMetrics? Metrics, string? FailureReason);
+                                CheckpointRef? LastCheckpoint, TrialMetrics? Metrics, string? FailureReason)
+{
+    /// <summary>Scores during training by step (ascending; one point per step, the latest attempt's).</summary>
+    public IReadOnlyList<ScorePoint> Curve { get; init; } = new List<ScorePoint>();   // a list, as it reads back from JSON
+
+    // Equal states have equal curves point for point (a record would compare the lists by reference).
+    public bool Equals(TrialState? other)
+        => other is not null && Spec == other.Spec && Status == other.Status && Attempt == other.Attempt && FailedAttempts == other.FailedAttempts
+           && Trainer == other.Trainer && LastCheckpoint == other.LastCheckpoint && Metrics == other.Metrics && FailureReason == other.FailureReason
+           && Curve.SequenceEqual(other.Curve);
+
+    public override int GetHashCode() => HashCode.Combine(Spec, Status, Attempt, Trainer, LastCheckpoint, Curve.Count);
+}
 
 /// <summary>
 /// The sweep coordinator's state as a pure record: <see cref="Decide"/> turns a command into the events it
@@ -35,6 +47,7 @@ public sealed record SweepState
         RequestWork request => DecideWork(request),
         ReportCheckpoint c when IsCurrent(c.TrialId, c.Attempt) && c.Step > (Trials[c.TrialId].LastCheckpoint?.Step ?? -1)
             => [new TrialCheckpointed(c.TrialId, c.Attempt, c.Step, c.Path)],
+        ReportScores s when IsCurrent(s.TrialId, s.Attempt) => [new TrialScored(s.TrialId, s.Attempt, s.Point)],
         ReportCompleted c when IsCurrent(c.TrialId, c.Attempt) => [new TrialCompleted(c.TrialId, c.Attempt, c.Metrics)],
         ReportFailed f when IsCurrent(f.TrialId, f.Attempt) => Trials[f.TrialId].FailedAttempts < RetryBudget
             ? [new TrialRetrying(f.TrialId, f.Attempt, f.Reason)]
@@ -55,6 +68,10 @@ public sealed record SweepState
         },
         TrialStarted s => Update(s.TrialId, t => t with { Status = TrialStatus.Running, Attempt = s.Attempt, Trainer = s.TrainerId }),
         TrialCheckpointed c => Update(c.TrialId, t => t with { LastCheckpoint = new CheckpointRef(c.Step, c.Path) }),
+        TrialScored s => Update(s.TrialId, t => t with
+        {
+            Curve = t.Curve.Where(p => p.Step != s.Point.Step).Append(s.Point).OrderBy(p => p.Step).ToList(),
+        }),
         TrialCompleted c => Update(c.TrialId, t => t with { Status = TrialStatus.Completed, Trainer = null, Metrics = c.Metrics }),
         TrialRetrying r => Update(r.TrialId, t => t with
         {

@@ -21,6 +21,10 @@ public sealed class SweepTrialExecutor(SweepDefinition sweep, TrialRunner runner
     public int PrefetchDepth { get; init; } = 2;
 
     public TrialMetrics Execute(TrialSpec trial, int attempt, CheckpointRef? resume, Action<string, long> onCheckpoint, CancellationToken cancellation)
+        => Execute(trial, attempt, resume, onCheckpoint, _ => { }, cancellation);
+
+    public TrialMetrics Execute(TrialSpec trial, int attempt, CheckpointRef? resume, Action<string, long> onCheckpoint, Action<ScorePoint> onScores,
+                                CancellationToken cancellation)
     {
         TorchSharp.torch.set_num_threads(threadsPerTrial);
         var plan = sweep.PlanFor(trial);
@@ -50,6 +54,14 @@ public sealed class SweepTrialExecutor(SweepDefinition sweep, TrialRunner runner
             {
                 log.Write("notice", new { message });
                 events.Publish(new TrialNotice(trial.Id, message));
+            },
+            onScores: (step, scores) =>
+            {
+                log.Write("scores", new { step, retention = scores.Retention, acquisition = scores.Acquisition, forgetting = scores.Forgetting });
+                onScores(new ScorePoint(step, scores.Retention, scores.Acquisition, scores.Forgetting)
+                {
+                    RetentionFirstToken = scores.RetentionFirstToken, AcquisitionFirstToken = scores.AcquisitionFirstToken,
+                });
             });
         var scored = evaluator.Ask<CheckpointEvaluated>(new EvaluateCheckpoint(trial.Id, plan, trained.FinalCheckpoint), TimeSpan.FromHours(2), cancellation)
             .GetAwaiter().GetResult();

@@ -8,6 +8,11 @@ namespace Scale.Actors.Trainers;
 public interface ITrialExecutor
 {
     TrialMetrics Execute(TrialSpec trial, int attempt, CheckpointRef? resume, Action<string, long> onCheckpoint, CancellationToken cancellation);
+
+    /// <summary>As <see cref="Execute(TrialSpec, int, CheckpointRef?, Action{string, long}, CancellationToken)"/>, reporting scores during training too.</summary>
+    TrialMetrics Execute(TrialSpec trial, int attempt, CheckpointRef? resume, Action<string, long> onCheckpoint, Action<ScorePoint> onScores,
+                         CancellationToken cancellation)
+        => Execute(trial, attempt, resume, onCheckpoint, cancellation);
 }
 
 // Published on the actor system's event stream while trials run (for progress displays and status views).
@@ -30,6 +35,7 @@ public sealed class Trainer : ReceiveActor, IWithTimers
     private sealed record Crashed(string TrialId, int Attempt, string Reason);
     private sealed record Cancelled(string TrialId, int Attempt);
     private sealed record CheckpointWritten(string TrialId, int Attempt, string Path, long Step);
+    private sealed record Scored(string TrialId, int Attempt, ScorePoint Point);
     private sealed record Answered(ITrialReport Report, object Answer);
     private sealed record Unanswered(ITrialReport Report, int Tries, string Why);
     private sealed record Resend(ITrialReport Report, int Tries);
@@ -64,6 +70,7 @@ public sealed class Trainer : ReceiveActor, IWithTimers
         Receive<AskForWork>(_ => Ask());
         Receive<WorkAnswer>(a => OnWorkAnswer(a.Answer));
         Receive<CheckpointWritten>(c => Send(new ReportCheckpoint(c.TrialId, c.Attempt, c.Step, c.Path), 0));
+        Receive<Scored>(s => Send(new ReportScores(s.TrialId, s.Attempt, s.Point), 0));
         Receive<Finished>(f => End(f.TrialId, new ReportCompleted(f.TrialId, f.Attempt, f.Metrics)));
         Receive<Crashed>(c => End(c.TrialId, new ReportFailed(c.TrialId, c.Attempt, c.Reason)));
         Receive<Cancelled>(c =>
@@ -135,7 +142,8 @@ public sealed class Trainer : ReceiveActor, IWithTimers
             try
             {
                 var metrics = executor.Execute(trial, attempt, work.Checkpoint,
-                    (path, step) => self.Tell(new CheckpointWritten(trial.Id, attempt, path, step)), cancel.Token);
+                    (path, step) => self.Tell(new CheckpointWritten(trial.Id, attempt, path, step)),
+                    point => self.Tell(new Scored(trial.Id, attempt, point)), cancel.Token);
                 return (object)new Finished(trial.Id, attempt, metrics);
             }
             catch (Exception e) when (cancel.IsCancellationRequested && e is OperationCanceledException or AggregateException { InnerException: OperationCanceledException })

@@ -51,6 +51,29 @@ internal sealed class ReportCommand : AsyncCommand<ReportCommand.Settings>
             Save(plot, output, "loss.png", written);
         }
 
+        // Scores against step (the sweep's evaluate-every): acquisition solid, retention dashed, one colour per trial.
+        var withCurves = trials.Where(t => t.Curve.Count > 0).ToList();
+        if (withCurves.Count > 0)
+        {
+            var plot = new ScottPlot.Plot();
+            var palette = new ScottPlot.Palettes.Category10();
+            foreach (var (t, i) in withCurves.Select((t, i) => (t, i)))
+            {
+                var steps = t.Curve.Select(p => (double)p.Step).ToArray();
+                var acquisition = plot.Add.Scatter(steps, t.Curve.Select(p => p.Acquisition).ToArray());
+                acquisition.Color = palette.GetColor(i);
+                acquisition.LegendText = $"{t.Spec.Id} acquisition";
+                var retention = plot.Add.Scatter(steps, t.Curve.Select(p => p.Retention).ToArray());
+                retention.Color = palette.GetColor(i);
+                retention.LinePattern = ScottPlot.LinePattern.Dashed;
+                retention.LegendText = $"{t.Spec.Id} retention";
+            }
+            plot.Title($"{settings.Sweep}: scores during training");
+            plot.XLabel("step");
+            plot.YLabel(Scale.Model.Experiments.ScoreMetric.Describe(withCurves[0].Metrics?.Metric));
+            plot.ShowLegend(ScottPlot.Alignment.MiddleRight);
+            Save(plot, output, "scores.png", written);
+        }
         var points = PlotCommand.Point.All(settings.Sweep, state).ToList();
         if (points.Count > 0)
         {

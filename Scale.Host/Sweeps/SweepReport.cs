@@ -29,6 +29,10 @@ internal sealed record TrialRow
     [JsonPropertyName("lower_is_better")] public bool LowerIsBetter => ScoreMetric.LowerIsBetter(Metric);
     /// <summary>For a row of the routing axis: the trained trial whose weights it scores (null for a trained trial).</summary>
     [JsonPropertyName("from")] public string? From { get; init; }
+    /// <summary>Scores during training (the sweep's evaluate-every), by step.</summary>
+    [JsonPropertyName("curve")] public IReadOnlyList<ScorePoint>? Curve { get; init; }
+    /// <summary>The step of the curve's best point (most acquisition less forgetting, by the metric's direction); null without a curve.</summary>
+    [JsonPropertyName("best_step")] public long? BestStep { get; init; }
 
     /// <summary>What the trial is, in words: its method and settings, e.g. "adapt heads_up=2" or "route novelty:4 (adapt heads_up=2)".</summary>
     [JsonPropertyName("label")]
@@ -69,6 +73,9 @@ internal static class SweepReport
         Attempts = t.Attempt, FinalLoss = t.Metrics?.FinalLoss, TrainableParams = t.Metrics?.TrainableParameters,
         TokensPerSecond = t.Metrics?.TokensPerSecond, LastCheckpointStep = t.LastCheckpoint?.Step,
         Failure = t.Status == TrialStatus.Failed ? t.FailureReason : null, Metric = t.Metrics?.Metric ?? (t.Metrics is null ? null : ScoreMetric.Recall),
+        Curve = t.Curve.Count == 0 ? null : t.Curve,
+        BestStep = t.Curve.Count == 0 ? null
+            : t.Curve.MaxBy(p => ScoreMetric.Gain(t.Metrics?.Metric, p.Acquisition, 0) - p.Forgetting)!.Step,
     };
 
     /// <summary>The metric a sweep's trials were scored on (recall when none has finished: nothing is ranked then).</summary>
@@ -115,12 +122,12 @@ internal static class SweepReport
     public static Table Table(SweepState state)
     {
         var table = new Table().Title($"sweep {Markup.Escape(state.SweepId ?? "")}: {ScoreMetric.Describe(MetricOf(state))}")
-            .AddColumns("trial", "id", "state", "retention", "acquisition", "forgetting", "attempts", "tokens/s");
+            .AddColumns("trial", "id", "state", "retention", "acquisition", "forgetting", "best step", "attempts", "tokens/s");
         foreach (var r in Rows(state))
             table.AddRow(Markup.Escape(r.Label), Markup.Escape(r.Trial),
                          r.State == "failed" ? $"[red]failed[/]" : r.State,
                          r.Retention?.ToString("0.000") ?? "—", r.Acquisition?.ToString("0.000") ?? "—", r.Forgetting?.ToString("0.000") ?? "—",
-                         r.Attempts.ToString(), r.TokensPerSecond is > 0 ? r.TokensPerSecond.Value.ToString("N0") : "—");
+                         r.BestStep?.ToString() ?? "—", r.Attempts.ToString(), r.TokensPerSecond is > 0 ? r.TokensPerSecond.Value.ToString("N0") : "—");
         return table;
     }
 

@@ -15,6 +15,9 @@ public sealed record TrialPlan(MethodSpec Method, PhaseSpec Phase, long Seed, in
 {
     public GroupRates Rates { get; init; } = new();
 
+    /// <summary>Score the trial every this many steps of its training (0: only at the end).</summary>
+    public int EvaluateEvery { get; init; }
+
     public TrainingOptions Options => new()
     {
         LearningRate = Phase.LearningRate, WarmupSteps = Phase.WarmupSteps, TotalSteps = Phase.Steps, Rates = Rates,
@@ -181,7 +184,8 @@ public static class TrialPlanner
     /// The plan of <paramref name="method"/> on <paramref name="experiment"/> with the trial's own
     /// <paramref name="parameters"/> (sweep keys); throws ArgumentException naming the key and the reason.
     /// </summary>
-    public static TrialPlan Plan(ExperimentSpec experiment, string method, IReadOnlyDictionary<string, string>? parameters = null, int? checkpointEvery = null)
+    public static TrialPlan Plan(ExperimentSpec experiment, string method, IReadOnlyDictionary<string, string>? parameters = null, int? checkpointEvery = null,
+                                 int evaluateEvery = 0)
     {
         var kind = KindOf(method);
         parameters ??= new Dictionary<string, string>();
@@ -205,7 +209,8 @@ public static class TrialPlanner
         Apply(MethodDefaults.GetValueOrDefault(kind) ?? new Dictionary<string, string>(), k => k.Key, onlyWhereApplicable: false);
         Apply(experiment.Settings, k => k.ExperimentKey ?? k.Key, onlyWhereApplicable: true);
         Apply(parameters, k => k.Key, onlyWhereApplicable: false);
-        return Build(draft, experiment, checkpointEvery ?? draft.Phase.Steps);
+        if (evaluateEvery < 0) throw new ArgumentException($"evaluate-every must be 0 (only at the end) or more, got {evaluateEvery}.");
+        return Build(draft, experiment, checkpointEvery ?? draft.Phase.Steps) with { EvaluateEvery = evaluateEvery };
     }
 
     /// <summary>The method as <see cref="Plan"/> builds it on <paramref name="experiment"/> without a trial's own settings.</summary>

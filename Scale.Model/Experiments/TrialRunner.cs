@@ -138,7 +138,7 @@ public sealed class TrialRunner(Decoder baseModel, PackedSequences train, TrialS
 
     public TrialTraining Train(TrialPlan plan, string checkpointDirectory, string? resumeFrom = null, IBatchSource? batches = null,
                                Action<StepResult>? onStep = null, Action<string, long>? onCheckpoint = null,
-                               CancellationToken cancellation = default, Action<string>? onNotice = null)
+                               CancellationToken cancellation = default, Action<string>? onNotice = null, Action<long, TrialScores>? onScores = null)
     {
         if (plan.CheckpointEvery < 1) throw new ArgumentException($"checkpoint_every must be at least 1, got {plan.CheckpointEvery}.");
         var model = plan.Method.Build(baseModel, plan.Seed);
@@ -160,6 +160,10 @@ public sealed class TrialRunner(Decoder baseModel, PackedSequences train, TrialS
                 seconds += clock.Elapsed.TotalSeconds;
                 (lastLoss, trained) = (result.Loss, trained + 1);
                 onStep?.Invoke(result);
+                // Scores during training: the weights as they are at this step, scored without autograd (nothing in the
+                // model or the optimiser changes, so the run goes on exactly as it would without them).
+                if (onScores is not null && plan.EvaluateEvery > 0 && session.Step % plan.EvaluateEvery == 0)
+                    onScores(session.Step, Score(model, Stopwatch.StartNew()));
                 if (session.Step % plan.CheckpointEvery != 0 || session.Step == plan.Phase.Steps) continue;
                 var saving = Stopwatch.StartNew();
                 var path = Path.Combine(checkpointDirectory, Latest);
@@ -198,18 +202,24 @@ public sealed class TrialRunner(Decoder baseModel, PackedSequences train, TrialS
         try
         {
             if (checkpoint is not null) TrialCheckpoint.LoadWeights(checkpoint, model);
-            var (retention, acquisition) = (scoring.OldDetailed(model), scoring.NewDetailed(model));
-            return new TrialScores(retention.Value, acquisition.Value, scoring.Forgetting(retention.Value), clock.Elapsed.TotalSeconds)
-            {
-                Metric = scoring.Metric, BaseOld = scoring.BaseOld,
-                RetentionByAttribute = retention.ByAttribute, AcquisitionByAttribute = acquisition.ByAttribute,
-                RetentionFirstToken = retention.FirstToken, AcquisitionFirstToken = acquisition.FirstToken,
-            };
+            return Score(model, clock);
         }
         finally
         {
             if (plan.Method.Kind != MethodKind.Frozen) TrialModels.ReleaseOwnTensors(model, baseModel);
         }
+    }
+
+    private TrialScores Score(CausalLM model, Stopwatch clock)
+    {
+        using var noGrad = TorchSharp.torch.no_grad();
+        var (retention, acquisition) = (scoring.OldDetailed(model), scoring.NewDetailed(model));
+        return new TrialScores(retention.Value, acquisition.Value, scoring.Forgetting(retention.Value), clock.Elapsed.TotalSeconds)
+        {
+            Metric = scoring.Metric, BaseOld = scoring.BaseOld,
+            RetentionByAttribute = retention.ByAttribute, AcquisitionByAttribute = acquisition.ByAttribute,
+            RetentionFirstToken = retention.FirstToken, AcquisitionFirstToken = acquisition.FirstToken,
+        };
     }
 
     /// <summary>Restores from <paramref name="checkpoint"/>, else from its sibling "previous", else leaves the session at step 0.</summary>

@@ -24,12 +24,12 @@ public enum RouteRule
 /// <summary>A routing rule with its threshold (τ, θ or s) and, for novelty, its window (0: every token so far).</summary>
 public sealed record RoutingSpec(RouteRule Rule, double Threshold, int Window = 0)
 {
-    /// <summary>The threshold each rule starts from: the paper's τ = 0.5 for cosine, θ = 0.5, s = 4 nats.</summary>
+    /// <summary>The threshold each rule starts from: the paper's τ = 0.5 for cosine, θ = 0.5, s = 10 nats (Route's default).</summary>
     public static double DefaultThreshold(RouteRule rule) => rule switch
     {
         RouteRule.Cosine or RouteRule.CosineProb => 0.5,
         RouteRule.Confidence => 0.5,
-        RouteRule.Novelty => 4.0,
+        RouteRule.Novelty => 10.0,
         _ => throw new ArgumentOutOfRangeException(nameof(rule)),
     };
 

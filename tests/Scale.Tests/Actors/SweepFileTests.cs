@@ -26,7 +26,7 @@ public class SweepFileTests
 
         // Every method but route trains once; route's rows come from the routing axis over the trained SCALE trials.
         Assert.Equal(MethodSpec.PresetNames.Where(m => m != "route").Order(), quick.Trials.Select(t => t.Method).Distinct().Order());
-        Assert.Equal(["cosine:0.5", "confidence:0.5", "novelty:4"], quick.Routing);
+        Assert.Equal(["cosine:0.5", "confidence:0.5", "novelty:10"], quick.Routing);
         Assert.Contains(quick.Trials, t => t.Parameters.ContainsKey("heads_up"));
         Assert.Equal(quick.Trials.Count, quick.Trials.Select(t => t.Id).Distinct().Count());
         Assert.Equal(200, bio.Experiment.Old.People);

@@ -215,4 +215,22 @@ public class SweepStateTests
         Assert.Equal(0, state.Trials["t1"].FailedAttempts);
         Assert.Empty(state.Decide(new RequeueOrphans(["new-process", "live"])));
     }
+
+    [Fact]
+    public void Scores_during_training_keep_one_point_per_step_the_latest_attempts_and_only_from_the_running_attempt()
+    {
+        var state = Started(trials: 1);
+        (_, state) = Handle(state, new RequestWork("cpu", 1));
+        ScorePoint Point(long step, double acquisition) => new(step, 0.9, acquisition, 0.01);
+
+        var (events, after) = Handle(state, new ReportScores("t1", 1, Point(10, 0.2)));
+        (_, after) = Handle(after, new ReportScores("t1", 1, Point(5, 0.1)));
+        (_, after) = Handle(after, new ReportScores("t1", 1, Point(10, 0.3)));   // the same step again (a resumed attempt): replaced
+        var (stale, _) = Handle(after, new ReportScores("t1", 7, Point(15, 0.9)));   // not the running attempt
+
+        Assert.Single(events);
+        Assert.Empty(stale);
+        Assert.Equal([5L, 10L], after.Trials["t1"].Curve.Select(p => p.Step));
+        Assert.Equal(0.3, after.Trials["t1"].Curve[1].Acquisition);
+    }
 }

@@ -202,7 +202,7 @@ public class SweepProcessTests
     {
         using var dir = new TempDirectory();
         var file = dir.Combine("recover.hocon");
-        File.WriteAllText(file, TinySweep);
+        File.WriteAllText(file, TinySweep.Replace("checkpoint-every = 5", "checkpoint-every = 5\n  evaluate-every = 4"));   // scores during training too
         string interrupted = dir.Combine("interrupted"), straight = dir.Combine("straight");
 
         // Run 1: SIGKILL once the second trained trial (route) has written its checkpoint at step 10.
@@ -246,6 +246,9 @@ public class SweepProcessTests
             Assert.Equal("completed", got.GetProperty("state").GetString());
             foreach (var metric in new[] { "retention", "acquisition", "forgetting", "final_loss" })
                 Assert.Equal(want.GetProperty(metric).ToString(), got.GetProperty(metric).ToString());
+            // The score curve of the resumed trial is the uninterrupted one, point for point (15 points: steps 4, 8, …, 60).
+            Assert.Equal(want.GetProperty("curve").ToString(), got.GetProperty("curve").ToString());
+            if (got.GetProperty("method").GetString() != "frozen") Assert.Equal(15, got.GetProperty("curve").GetArrayLength());
         }
         var attempts = after.ToDictionary(t => t.GetProperty("method").GetString()!, t => t.GetProperty("attempts").GetInt32());
         Assert.Equal(1, attempts["preserve"]);
