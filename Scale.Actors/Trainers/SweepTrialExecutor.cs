@@ -68,6 +68,7 @@ public sealed class SweepTrialExecutor(SweepDefinition sweep, TrialRunner runner
         log.Write("scored", new { retention = scored.Scores.Retention, acquisition = scored.Scores.Acquisition, forgetting = scored.Scores.Forgetting });
         // The sweep's evaluation-only routing axis: the same final weights, answered per token by each rule.
         Dictionary<string, RoutedScores>? routed = null;
+        double routedSeconds = 0;
         if (plan.Method.Expansion is { } expansion && sweep.Routing.Count > 0)
         {
             routed = new Dictionary<string, RoutedScores>();
@@ -76,6 +77,7 @@ public sealed class SweepTrialExecutor(SweepDefinition sweep, TrialRunner runner
                 var under = plan with { Method = plan.Method with { Expansion = expansion with { Routing = Scale.Model.Upscaling.RoutingSpec.Parse(rule) } } };
                 var scores = evaluator.Ask<CheckpointEvaluated>(new EvaluateCheckpoint(trial.Id, under, trained.FinalCheckpoint), TimeSpan.FromHours(2), cancellation)
                     .GetAwaiter().GetResult().Scores;
+                routedSeconds += scores.Seconds;
                 routed[rule] = new RoutedScores(scores.Retention, scores.Acquisition, scores.Forgetting)
                 {
                     RetentionFirstToken = scores.RetentionFirstToken, AcquisitionFirstToken = scores.AcquisitionFirstToken,
@@ -89,7 +91,8 @@ public sealed class SweepTrialExecutor(SweepDefinition sweep, TrialRunner runner
             TrainableParameters = trained.TrainableParameters,
             TokensPerSecond = trained.TokensPerSecond,
             TrainSeconds = trained.TrainSeconds,
-            EvaluationSeconds = scored.Scores.Seconds,
+            // All scoring: the final weights, the routing axis, and the scores during training.
+            EvaluationSeconds = scored.Scores.Seconds + routedSeconds + trained.ScoringSeconds,
             CheckpointSeconds = trained.CheckpointSeconds,
             Metric = scored.Scores.Metric, BaseOld = scored.Scores.BaseOld,
             RetentionByAttribute = scored.Scores.RetentionByAttribute,

@@ -14,6 +14,8 @@ public sealed record TrialTraining(long Steps, double FinalLoss, long TrainableP
 {
     /// <summary>Seconds spent writing checkpoints (not in <see cref="TrainSeconds"/>).</summary>
     public double CheckpointSeconds { get; init; }
+    /// <summary>Seconds spent scoring during training (evaluate-every; not in <see cref="TrainSeconds"/>).</summary>
+    public double ScoringSeconds { get; init; }
 }
 
 /// <summary>A trial's scores on the old and new data, and how long scoring took.</summary>
@@ -149,7 +151,7 @@ public sealed class TrialRunner(Decoder baseModel, PackedSequences train, TrialS
             using var session = new TrainingSession(model, plan.Options);
             var restored = resumeFrom is null ? null : Resume(session, resumeFrom, onNotice);
             var schedule = new BatchSchedule(train.Count, plan.Phase.Batch, plan.Seed);
-            double seconds = 0, checkpointSeconds = 0, lastLoss = restored?.LastLoss ?? double.NaN;
+            double seconds = 0, checkpointSeconds = 0, scoringSeconds = 0, lastLoss = restored?.LastLoss ?? double.NaN;
             long trained = 0;
             for (long step = session.Step; step < plan.Phase.Steps; step++)
             {
@@ -163,7 +165,11 @@ public sealed class TrialRunner(Decoder baseModel, PackedSequences train, TrialS
                 // Scores during training: the weights as they are at this step, scored without autograd (nothing in the
                 // model or the optimiser changes, so the run goes on exactly as it would without them).
                 if (onScores is not null && plan.EvaluateEvery > 0 && session.Step % plan.EvaluateEvery == 0)
-                    onScores(session.Step, Score(model, Stopwatch.StartNew()));
+                {
+                    var scoringClock = Stopwatch.StartNew();
+                    onScores(session.Step, Score(model, scoringClock));
+                    scoringSeconds += scoringClock.Elapsed.TotalSeconds;
+                }
                 if (session.Step % plan.CheckpointEvery != 0 || session.Step == plan.Phase.Steps) continue;
                 var saving = Stopwatch.StartNew();
                 var path = Path.Combine(checkpointDirectory, Latest);
@@ -186,7 +192,7 @@ public sealed class TrialRunner(Decoder baseModel, PackedSequences train, TrialS
             onCheckpoint?.Invoke(final, session.Step);
             return new TrialTraining(plan.Phase.Steps, lastLoss, trainable,
                                      seconds > 0 ? plan.Phase.TokensPerStep * trained / seconds : 0, seconds, final)
-            { CheckpointSeconds = checkpointSeconds };
+            { CheckpointSeconds = checkpointSeconds, ScoringSeconds = scoringSeconds };
         }
         finally
         {
