@@ -157,10 +157,5 @@ internal static class SweepReport
         return $"{trials.Count} trials: {Count("completed")} completed, {Count("running")} running, {Count("pending")} pending, {Count("failed")} failed";
     }
 
-    public static string Counts(SweepState state)
-    {
-        int Count(TrialStatus s) => state.Trials.Values.Count(t => t.Status == s);
-        return $"{state.Trials.Count} trials: {Count(TrialStatus.Completed)} completed, {Count(TrialStatus.Running)} running, " +
-               $"{Count(TrialStatus.Pending)} pending, {Count(TrialStatus.Failed)} failed";
-    }
+    public static string Counts(SweepState state) => Counts(Rows(state).Where(r => r.From is null).ToList());
 }
