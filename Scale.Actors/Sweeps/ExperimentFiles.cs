@@ -27,12 +27,15 @@ public static class ExperimentFiles
 
     private static readonly Dictionary<string, string[]> Known = new()
     {
-        [""] = ["name", "seed", "vocab-size", "model", "old", "new", "pretrain", "continual", "methods", "scale", "lora", "route", "freeze"],
+        [""] = ["name", "seed", "vocab-size", "model", "old", "new", "pretrain", "continual", "methods", "scale", "lora", "route", "freeze", "qa", "tokenizer"],
+        ["tokenizer"] = ["covers-new"],
         ["model"] = ["hidden-size", "layers", "heads", "kv-heads", "head-dim", "ffn", "rope-theta", "norm-eps", "tied"],
         ["old"] = ["kind", "language", "people", "renderings", "world-seed", "folder", "held-out-fraction"],
         ["new"] = ["kind", "language", "people", "renderings", "world-seed", "folder", "held-out-fraction"],
         ["pretrain"] = ["steps", "batch", "sequence-length", "learning-rate", "warmup", "evaluate-every"],
         ["continual"] = ["steps", "batch", "sequence-length", "learning-rate", "warmup", "evaluate-every"],
+        ["qa"] = ["task0", "measure", "passes"],
+        ["qa.task0"] = ["steps", "batch", "sequence-length", "learning-rate", "warmup", "evaluate-every"],
         // The method settings an experiment file may give (scale.*, lora.*, route.*): TrialPlanner's table names them.
         ["scale"] = SettingsIn("scale"),
         ["lora"] = SettingsIn("lora"),
@@ -111,12 +114,33 @@ public static class ExperimentFiles
             Folder = c.HasPath($"{side}.folder") ? c.GetString($"{side}.folder") : null,
             HeldOutFraction = Double($"{side}.held-out-fraction", 0.1),
         };
-        PhaseSpec Phase(string name) => new()
+        PhaseSpec Phase(string name, PhaseSpec? fallback = null)
         {
-            Steps = Int($"{name}.steps", 250), Batch = Int($"{name}.batch", 32), SequenceLength = Int($"{name}.sequence-length", 128),
-            LearningRate = Double($"{name}.learning-rate", 2e-3), WarmupSteps = Int($"{name}.warmup", 20),
-            EvaluateEvery = Int($"{name}.evaluate-every", 25),
-        };
+            fallback ??= new PhaseSpec();
+            return new()
+            {
+                Steps = Int($"{name}.steps", fallback.Steps), Batch = Int($"{name}.batch", fallback.Batch),
+                SequenceLength = Int($"{name}.sequence-length", fallback.SequenceLength),
+                LearningRate = Double($"{name}.learning-rate", fallback.LearningRate), WarmupSteps = Int($"{name}.warmup", fallback.WarmupSteps),
+                EvaluateEvery = Int($"{name}.evaluate-every", fallback.EvaluateEvery),
+            };
+        }
+        QaSpec? Qa()
+        {
+            if (!c.HasPath("qa")) return null;
+            var qa = new QaSpec();
+            return qa with
+            {
+                Task0 = Phase("qa.task0", qa.Task0),
+                Measure = Str("qa.measure", "held-out") switch
+                {
+                    "held-out" => QaMeasure.HeldOut,
+                    "trained" => QaMeasure.Trained,
+                    var other => throw new ArgumentException($"{source}: {prefix}qa.measure must be held-out or trained, got '{other}'."),
+                },
+                Passes = Int("qa.passes", qa.Passes),
+            };
+        }
         var defaults = new ExperimentSpec();
         try
         {
@@ -141,6 +165,8 @@ public static class ExperimentFiles
                 New = Data("new"),
                 Pretrain = Phase("pretrain"),
                 Continual = Phase("continual"),
+                Qa = Qa(),
+                TokenizerCoversNew = Get("tokenizer.covers-new", p => c.GetBoolean(p), false),
                 Methods = Get("methods", p => (IReadOnlyList<string>)c.GetStringList(p).ToList(), defaults.Methods),
                 Settings = Settings(c, source, prefix),
             }.Validate(requireFolders: false);

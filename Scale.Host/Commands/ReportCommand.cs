@@ -35,6 +35,7 @@ internal sealed class ReportCommand : AsyncCommand<ReportCommand.Settings>
 
         var curves = trials.Select(t => (t.Spec.Id, Curve: TrialLog.LossCurve(Path.Combine(
             SweepSystem.SweepDirectory(settings.DataDir, settings.Sweep), "trials", t.Spec.Id, TrialLog.FileName)))).Where(c => c.Curve.Count > 0).ToList();
+        var labels = SweepReport.Rows(state).ToDictionary(r => r.Trial, r => r.Label);
         if (curves.Count > 0)
         {
             var plot = new ScottPlot.Plot();
@@ -42,7 +43,7 @@ internal sealed class ReportCommand : AsyncCommand<ReportCommand.Settings>
             {
                 var line = plot.Add.Scatter(curve.Select(c => (double)c.Step).ToArray(), curve.Select(c => c.Loss).ToArray());
                 line.MarkerSize = 0;
-                line.LegendText = id;
+                line.LegendText = labels.GetValueOrDefault(id, id);
             }
             plot.Title($"{settings.Sweep}: training loss");
             plot.XLabel("step");
@@ -55,6 +56,26 @@ internal sealed class ReportCommand : AsyncCommand<ReportCommand.Settings>
         var withCurves = trials.Where(t => t.Curve.Count > 0).ToList();
         if (withCurves.Count > 0)
         {
+            // Retention alone against step, one line per trial (the paper's biography figure: Task-0 accuracy per method).
+            var metric = withCurves[0].Metrics?.Metric;
+            var sides = Scale.Model.Experiments.ScoreMetric.Sides(metric);
+            foreach (var (name, side, select) in new (string, string, Func<ScorePoint, double>)[]
+                     { ("retention.png", sides.Retention, p => p.Retention), ("acquisition.png", sides.Acquisition, p => p.Acquisition) })
+            {
+                var single = new ScottPlot.Plot();
+                var colours = new ScottPlot.Palettes.Category10();
+                foreach (var (t, i) in withCurves.Select((t, i) => (t, i)))
+                {
+                    var line = single.Add.Scatter(t.Curve.Select(p => (double)p.Step).ToArray(), t.Curve.Select(select).ToArray());
+                    line.Color = colours.GetColor(i);
+                    line.LegendText = labels.GetValueOrDefault(t.Spec.Id, t.Spec.Id);
+                }
+                single.Title($"{settings.Sweep}: {side} during training");
+                single.XLabel("step");
+                single.YLabel(side);
+                single.ShowLegend(ScottPlot.Alignment.MiddleRight);
+                Save(single, output, name, written);
+            }
             var plot = new ScottPlot.Plot();
             var palette = new ScottPlot.Palettes.Category10();
             foreach (var (t, i) in withCurves.Select((t, i) => (t, i)))
@@ -62,11 +83,11 @@ internal sealed class ReportCommand : AsyncCommand<ReportCommand.Settings>
                 var steps = t.Curve.Select(p => (double)p.Step).ToArray();
                 var acquisition = plot.Add.Scatter(steps, t.Curve.Select(p => p.Acquisition).ToArray());
                 acquisition.Color = palette.GetColor(i);
-                acquisition.LegendText = $"{t.Spec.Id} acquisition";
+                acquisition.LegendText = $"{labels.GetValueOrDefault(t.Spec.Id, t.Spec.Id)} acquisition";
                 var retention = plot.Add.Scatter(steps, t.Curve.Select(p => p.Retention).ToArray());
                 retention.Color = palette.GetColor(i);
                 retention.LinePattern = ScottPlot.LinePattern.Dashed;
-                retention.LegendText = $"{t.Spec.Id} retention";
+                retention.LegendText = $"{labels.GetValueOrDefault(t.Spec.Id, t.Spec.Id)} retention";
             }
             plot.Title($"{settings.Sweep}: scores during training");
             plot.XLabel("step");

@@ -56,6 +56,36 @@ public sealed record PhaseSpec
     }
 }
 
+/// <summary>Which of population A's people Task 0 is measured on in the `bio-qa` protocol.</summary>
+public enum QaMeasure
+{
+    /// <summary>The half of A whose questions were not trained: knowledge extraction (the paper's Task 0).</summary>
+    HeldOut,
+    /// <summary>The half whose questions Task 0 trained on (when extraction does not generalise at a given size).</summary>
+    Trained,
+}
+
+/// <summary>
+/// The paper's biography QA protocol (`bio-qa`, docs/method.md): the base pre-trains on A's biographies and is then
+/// fine-tuned (Task 0) on the questions about half of A; each method then trains on the questions about new people B
+/// (Task 1). Retention is Task-0 first-token accuracy, acquisition Task-1 first-token accuracy.
+/// </summary>
+public sealed record QaSpec
+{
+    /// <summary>Task 0: full fine-tuning of the pre-trained base on QA about the first half of A; the best step is kept.</summary>
+    public PhaseSpec Task0 { get; init; } = new() { Steps = 150, LearningRate = 1e-3, WarmupSteps = 10, EvaluateEvery = 25 };
+    public QaMeasure Measure { get; init; } = QaMeasure.HeldOut;
+    /// <summary>Passes over the questions in the QA corpora, each in its own order.</summary>
+    public int Passes { get; init; } = 4;
+
+    public QaSpec Validate()
+    {
+        Task0.Validate("qa.task0");
+        if (Passes < 1) throw new ArgumentException($"qa.passes must be at least 1, got {Passes}.");
+        return this;
+    }
+}
+
 /// <summary>
 /// The two-phase experiment (docs/method.md): pre-train a base on the old data, then continually pre-train each
 /// method on the new data with the same token budget, and score retention (old) and acquisition (new).
@@ -87,7 +117,25 @@ public sealed record ExperimentSpec
     public DataSpec Old { get; init; } = new();
     public DataSpec New { get; init; } = new();
     public PhaseSpec Pretrain { get; init; } = new();
+    /// <summary>
+    /// The continual phase's schedule. Its learning rate is only a fallback: each trained method has its own default rate
+    /// (<see cref="TrialPlanner.MethodDefaults"/>), and a rate for every method is the setting `lr` in <see cref="Settings"/>
+    /// (an experiment file's `continual.learning-rate`).
+    /// </summary>
     public PhaseSpec Continual { get; init; } = new();
+    /// <summary>
+    /// Whether the base's tokenizer also covers the new data's language, as a real base model's multilingual tokenizer
+    /// does, while the base still pre-trains on the old data only: for biographies it also trains on other people's
+    /// biographies in the new language (never the new population's), for text on the new corpus's training documents.
+    /// Left out of the JSON when false (fingerprints of earlier sweeps stay).
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public bool TokenizerCoversNew { get; init; }
+
+    /// <summary>The biography QA protocol (null: the plain two-phase experiment on biographies or text). Left out of the
+    /// JSON when null, so that the fingerprints of sweeps journaled before it existed do not change.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public QaSpec? Qa { get; init; }
     public IReadOnlyList<string> Methods { get; init; } = ["frozen", "full", "freeze", "depth", "lora", "preserve", "adapt", "route"];
 
     /// <summary>
@@ -106,6 +154,19 @@ public sealed record ExperimentSpec
         Pretrain.Validate("pretrain");
         Continual.Validate("continual");
         if (Old.IsBio != New.IsBio) throw new ArgumentException("old and new must both be bio or both be text data.");
+        if (TokenizerCoversNew && BaseModel is not null)
+            throw new ArgumentException("tokenizer.covers-new does not apply to an imported base: it brings its own tokenizer.");
+        if (TokenizerCoversNew && Qa is not null)
+            throw new ArgumentException("tokenizer.covers-new does not apply to qa: its old and new data are both English.");
+        if (Qa is not null)
+        {
+            Qa.Validate();
+            if (!Old.IsBio) throw new ArgumentException("qa needs biographies: old and new must be kind = bio.");
+            if (Old.Language != BioLanguage.English || New.Language != BioLanguage.English)
+                throw new ArgumentException("qa's questions are English: old and new must be language = english.");
+            if (Old.People < 2) throw new ArgumentException($"qa splits old.people in two halves (Task 0 and its held-out people): it needs at least 2, got {Old.People}.");
+            if (BaseModel is not null) throw new ArgumentException("qa pre-trains its own base on biographies; it cannot start from an imported model.");
+        }
         if (Methods.Count == 0) throw new ArgumentException("methods is empty.");
         (Model with { VocabSize = Math.Max(VocabSize, 1) }).Validate();
         TrialPlanner.ValidateSettings(this);

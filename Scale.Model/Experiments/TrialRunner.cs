@@ -44,6 +44,8 @@ public static class ScoreMetric
 {
     public const string Recall = "recall";
     public const string Perplexity = "perplexity";
+    /// <summary>Hard first-token accuracy on questions (the `bio-qa` protocol): Task 0 as retention, Task 1 as acquisition.</summary>
+    public const string FirstToken = "first-token";
 
     public static bool LowerIsBetter(string? metric) => metric == Perplexity;
 
@@ -61,7 +63,20 @@ public static class ScoreMetric
         return points.Where(p => !points.Any(q => Beats(q, p))).DistinctBy(p => (retention(p), acquisition(p))).OrderBy(retention).ToList();
     }
 
-    public static string Describe(string? metric) => LowerIsBetter(metric) ? "held-out perplexity (lower is better)" : "attribute recall (higher is better)";
+    public static string Describe(string? metric) => metric switch
+    {
+        Perplexity => "held-out perplexity (lower is better)",
+        FirstToken => "first-token accuracy of answers (higher is better)",
+        _ => "attribute recall (higher is better)",
+    };
+
+    /// <summary>What retention and acquisition are on <paramref name="metric"/>, in words (axis labels, report headers).</summary>
+    public static (string Retention, string Acquisition) Sides(string? metric) => metric switch
+    {
+        Perplexity => ("perplexity of the old text", "perplexity of the new text"),
+        FirstToken => ("Task 0: first-token accuracy on A's questions", "Task 1: first-token accuracy on B's questions"),
+        _ => ("recall of the old people", "recall of the new people"),
+    };
 }
 
 /// <summary>A trial's end: its scores on the old and new populations and what it cost.</summary>
@@ -91,6 +106,17 @@ public sealed class TrialScoring(Func<CausalLM, Score> old, Func<CausalLM, Score
     public static TrialScoring Recall(ByteBpeTokenizer tokenizer, IReadOnlyList<BioPrompt> oldPrompts, IReadOnlyList<BioPrompt> newPrompts, double baseOld)
         => new(m => Detailed(TeacherForcedRecall.Measure(m, tokenizer, oldPrompts)),
                m => Detailed(TeacherForcedRecall.Measure(m, tokenizer, newPrompts)), baseOld, ScoreMetric.Recall);
+
+    /// <summary>
+    /// Hard first-token accuracy on questions (the `bio-qa` protocol): Task 0's questions for retention, Task 1's for
+    /// acquisition. Per attribute, the first-token accuracy too.
+    /// </summary>
+    public static TrialScoring FirstTokenAccuracy(ByteBpeTokenizer tokenizer, IReadOnlyList<BioPrompt> task0, IReadOnlyList<BioPrompt> task1, double baseOld)
+        => new(m => FirstTokenScore(TeacherForcedRecall.Measure(m, tokenizer, task0)),
+               m => FirstTokenScore(TeacherForcedRecall.Measure(m, tokenizer, task1)), baseOld, ScoreMetric.FirstToken);
+
+    public static Score FirstTokenScore(RecallReport report)
+        => new(report.FirstTokenAccuracy, report.PerAttribute.ToDictionary(a => a.Attribute.ToString(), a => a.FirstTokenAccuracy), report.FirstTokenAccuracy);
 
     private static Score Detailed(RecallReport report)
         => new(report.Recall, report.PerAttribute.ToDictionary(a => a.Attribute.ToString(), a => a.Recall), report.FirstTokenAccuracy);
@@ -153,6 +179,13 @@ public sealed class TrialRunner(Decoder baseModel, PackedSequences train, TrialS
             var schedule = new BatchSchedule(train.Count, plan.Phase.Batch, plan.Seed);
             double seconds = 0, checkpointSeconds = 0, scoringSeconds = 0, lastLoss = restored?.LastLoss ?? double.NaN;
             long trained = 0;
+            if (onScores is not null && plan.EvaluateEvery > 0 && session.Step == 0)
+            {
+                // The curve's first point: the trial before any step (for every method here, the base's own scores).
+                var scoringClock = Stopwatch.StartNew();
+                onScores(0, Score(model, scoringClock));
+                scoringSeconds += scoringClock.Elapsed.TotalSeconds;
+            }
             for (long step = session.Step; step < plan.Phase.Steps; step++)
             {
                 cancellation.ThrowIfCancellationRequested();

@@ -30,7 +30,7 @@ public sealed class ExperimentTask(ExperimentSpec spec, Decoder baseModel, ByteB
     public bool BaseCached { get; } = baseCached;
     public IReadOnlyList<BioPrompt>? OldPrompts { get; } = oldPrompts;
     public IReadOnlyList<BioPrompt>? NewPrompts { get; } = newPrompts;
-    public string Metric => Spec.Old.IsBio ? "attribute recall" : "held-out perplexity";
+    public string Metric => Spec.Qa is not null ? "first-token accuracy" : Spec.Old.IsBio ? "attribute recall" : "held-out perplexity";
     /// <summary>The scores' metric name (<see cref="ScoreMetric"/>).</summary>
     public string ScoreMetricName => Runner.Scoring.Metric;
 
@@ -46,7 +46,17 @@ public static class TwoPhaseExperiment
 {
     private const int CacheFormat = 1;
 
-    private sealed record Side(IReadOnlyList<string> Train, IReadOnlyList<string> HeldOut, IReadOnlyList<BioPrompt>? Prompts);
+    /// <summary>The world of the people whose biographies only the tokenizer reads: new.world-seed plus this.</summary>
+    private const long TokenizerWorldOffset = 7919;
+
+    private sealed record Side(IReadOnlyList<string> Train, IReadOnlyList<string> HeldOut, IReadOnlyList<BioPrompt>? Prompts)
+    {
+        /// <summary>Documents the tokenizer also trains on (the old side's only), never the model.</summary>
+        public IReadOnlyList<string> TokenizerExtra { get; init; } = [];
+    }
+
+    /// <summary>The `bio-qa` protocol's Task 0: the QA documents of the first half of A, and the questions it is measured on.</summary>
+    private sealed record QaTask0(IReadOnlyList<string> Train, IReadOnlyList<BioPrompt> Measured);
 
     private sealed record BaseInfo(long BestStep, double BestScore, double Seconds);
 
@@ -59,11 +69,19 @@ public static class TwoPhaseExperiment
                                          CancellationToken cancellation = default)
     {
         spec.Validate();
-        var (old, @new) = Prepare(spec);
+        var (old, @new, task0) = Prepare(spec);
         var (baseModel, tokenizer, info, cached) = LoadOrPretrain(spec, old, dataDirectory, progress, cancellation);
         bool bio = spec.Old.IsBio;
         TrialScoring scoring;
-        if (bio)
+        if (task0 is not null)
+        {
+            var baseKey = BaseKey(spec, old);
+            (baseModel, cached) = LoadOrTrainTask0(spec, baseKey, baseModel, tokenizer, task0, dataDirectory, progress, cancellation, cached);
+            double baseOld = TeacherForcedRecall.Measure(baseModel, tokenizer, task0.Measured).FirstTokenAccuracy;
+            scoring = TrialScoring.FirstTokenAccuracy(tokenizer, task0.Measured, @new.Prompts!, baseOld);
+            old = old with { Prompts = task0.Measured };
+        }
+        else if (bio)
         {
             double baseOld = TeacherForcedRecall.Measure(baseModel, tokenizer, old.Prompts!).Recall;
             scoring = TrialScoring.Recall(tokenizer, old.Prompts!, @new.Prompts!, baseOld);
@@ -136,7 +154,7 @@ public static class TwoPhaseExperiment
         };
     }
 
-    private static (Side Old, Side New) Prepare(ExperimentSpec spec)
+    private static (Side Old, Side New, QaTask0? Task0) Prepare(ExperimentSpec spec)
     {
         var worlds = new Dictionary<(BioLanguage, long), BioWorld>();
         Side Make(DataSpec data, long seed)
@@ -153,7 +171,70 @@ public static class TwoPhaseExperiment
             return new Side(BioRenderer.Corpus(people, data.Language, data.Renderings, seed), [],
                             people.SelectMany(p => BioRenderer.Prompts(p, data.Language)).ToList());
         }
-        return (Make(spec.Old, spec.Seed), Make(spec.New, spec.Seed + 1));
+        if (spec.Qa is not { } qa)
+        {
+            var (oldSide, newSide) = (Make(spec.Old, spec.Seed), Make(spec.New, spec.Seed + 1));
+            if (!spec.TokenizerCoversNew) return (oldSide, newSide, null);
+            // The tokenizer covers the new data's language as a real base model's does, without seeing the new data's
+            // facts: for biographies, other people of the new language from a world of their own (so neither B's
+            // names nor its values); for text, the new corpus's training documents (never its held-out ones).
+            var extra = spec.New.IsBio
+                ? BioRenderer.Corpus(new BioWorld(spec.New.Language, spec.New.WorldSeed + TokenizerWorldOffset).DrawPopulation(spec.New.People),
+                                     spec.New.Language, spec.New.Renderings, spec.Seed + 3)
+                : newSide.Train;
+            return (oldSide with { TokenizerExtra = extra }, newSide, null);
+        }
+        // bio-qa: A's biographies for pre-training, A's first half's questions for Task 0 (measured on the other half, or
+        // on the same half), and only questions about B, who appear in no biography, for Task 1.
+        var world = new BioWorld(spec.Old.Language, spec.Old.WorldSeed);
+        var a = world.DrawPopulation(spec.Old.People);
+        var b = (spec.New.WorldSeed == spec.Old.WorldSeed ? world : new BioWorld(spec.New.Language, spec.New.WorldSeed)).DrawPopulation(spec.New.People);
+        int half = a.Count / 2;
+        var (trainedHalf, heldOutHalf) = (a.Take(half).ToList(), a.Skip(half).ToList());
+        var old = new Side(BioRenderer.Corpus(a, spec.Old.Language, spec.Old.Renderings, spec.Seed), [],
+                           a.SelectMany(p => BioRenderer.Prompts(p, spec.Old.Language)).ToList());
+        var measured = (qa.Measure == QaMeasure.HeldOut ? heldOutHalf : trainedHalf).SelectMany(BioQa.Prompts).ToList();
+        var task0 = new QaTask0(BioQa.Corpus(trainedHalf, qa.Passes, spec.Seed + 2), measured);
+        var @new = new Side(BioQa.Corpus(b, qa.Passes, spec.Seed + 1), [], b.SelectMany(BioQa.Prompts).ToList());
+        return (old, @new, task0);
+    }
+
+    /// <summary>
+    /// bio-qa's Task 0 on the pre-trained base: full fine-tuning on the first half of A's questions, keeping the step
+    /// with the best first-token accuracy on the questions Task 0 is measured on; cached like the base (by the base's
+    /// key, the QA settings and the documents), so every method of every run starts from the same Task-0 model.
+    /// </summary>
+    private static (Decoder Model, bool Cached) LoadOrTrainTask0(ExperimentSpec spec, string baseKey, Decoder model, ByteBpeTokenizer tokenizer,
+                                                               QaTask0 task0, string dataDirectory, IProgress<ExperimentProgress>? progress,
+                                                               CancellationToken cancellation, bool baseCached)
+    {
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        hash.AppendData(Encoding.UTF8.GetBytes(JsonSerializer.Serialize(new { format = CacheFormat, baseKey, spec.Qa, spec.Seed })));
+        foreach (var document in task0.Train.Concat(task0.Measured.Select(p => p.Prompt + " " + p.Answer)))
+        {
+            hash.AppendData(Encoding.UTF8.GetBytes(document));
+            hash.AppendData([0]);
+        }
+        var directory = Path.Combine(dataDirectory, "bases", "qa-" + Convert.ToHexString(hash.GetHashAndReset())[..16].ToLowerInvariant());
+        var infoPath = Path.Combine(directory, "base.json");
+        if (File.Exists(infoPath))
+        {
+            progress?.Report(new("task0", "base", 0, 0, 0, 0, $"reusing the cached Task-0 model in {directory}"));
+            model.Dispose();
+            return (HfCheckpoint.Load(directory).Freeze(), baseCached);
+        }
+        var phase = spec.Qa!.Task0;
+        double before = TeacherForcedRecall.Measure(model, tokenizer, task0.Measured).FirstTokenAccuracy;
+        progress?.Report(new("task0", "base", 0, phase.Steps, 0, 0,
+                             $"Task 0: QA fine-tuning on {task0.Train.Count} question documents; first-token accuracy before it {before:0.000}"));
+        foreach (var p in model.parameters()) p.requires_grad = true;
+        var packed = Pack(task0.Train, tokenizer, phase.SequenceLength);
+        var (seconds, bestStep, bestScore) = PretrainKeepingBest(model, packed, phase, spec.Seed + 2,
+            () => TeacherForcedRecall.Measure(model, tokenizer, task0.Measured).FirstTokenAccuracy, progress, cancellation, "task0");
+        model.Freeze();
+        progress?.Report(new("task0", "base", phase.Steps, phase.Steps, 0, 0, $"Task 0: best first-token accuracy {bestScore:0.000} at step {bestStep}"));
+        SaveBase(model, tokenizer, directory, new BaseInfo(bestStep, bestScore, seconds));
+        return (model, false);
     }
 
     private static PackedSequences Pack(IReadOnlyList<string> documents, ByteBpeTokenizer tokenizer, int sequenceLength)
@@ -176,7 +257,7 @@ public static class TwoPhaseExperiment
                     JsonSerializer.Deserialize<BaseInfo>(File.ReadAllText(infoPath))!, true);
         }
         progress?.Report(new("pretrain", "tokenizer", 0, 0, 0, 0, $"training a {spec.VocabSize}-token byte-level BPE on the old data"));
-        var tokenizer = ByteBpeTokenizer.Train(old.Train, spec.VocabSize);
+        var tokenizer = ByteBpeTokenizer.Train(old.TokenizerExtra.Count == 0 ? old.Train : old.Train.Concat(old.TokenizerExtra).ToList(), spec.VocabSize);
         var config = spec.Model with { VocabSize = tokenizer.VocabSize };
         var model = Decoder.Create(config, spec.Seed);
         foreach (var p in model.parameters()) p.requires_grad = true;
@@ -187,16 +268,21 @@ public static class TwoPhaseExperiment
             : () => -Metrics.Perplexity(model, oldHeldOut!);
         var (seconds, bestStep, bestScore) = PretrainKeepingBest(model, packed, spec.Pretrain, spec.Seed, score, progress, cancellation);
         model.Freeze();
-        // Written to a temporary directory and moved into place whole: an interrupted run leaves no half-cached base.
+        var info = new BaseInfo(bestStep, bestScore, seconds);
+        SaveBase(model, tokenizer, directory, info);
+        return (model, tokenizer, info, false);
+    }
+
+    /// <summary>Written to a temporary directory and moved into place whole: an interrupted run leaves no half-cached base.</summary>
+    private static void SaveBase(Decoder model, ByteBpeTokenizer tokenizer, string directory, BaseInfo info)
+    {
         var partial = directory + ".partial";
         if (Directory.Exists(partial)) Directory.Delete(partial, recursive: true);
         HfCheckpoint.Save(model, partial);
         tokenizer.Save(Path.Combine(partial, "tokenizer.json"));
-        var info = new BaseInfo(bestStep, bestScore, seconds);
         File.WriteAllText(Path.Combine(partial, "base.json"), JsonSerializer.Serialize(info));
         if (Directory.Exists(directory)) Directory.Delete(directory, recursive: true);
         Directory.Move(partial, directory);
-        return (model, tokenizer, info, false);
     }
 
     /// <summary>Content hash of everything the base depends on: its configuration, the pre-training settings and the old documents.</summary>
@@ -212,12 +298,21 @@ public static class TwoPhaseExperiment
             hash.AppendData(Encoding.UTF8.GetBytes(document));
             hash.AppendData([0]);
         }
+        if (old.TokenizerExtra.Count > 0)
+        {
+            hash.AppendData("tokenizer-extra"u8);
+            foreach (var document in old.TokenizerExtra)
+            {
+                hash.AppendData(Encoding.UTF8.GetBytes(document));
+                hash.AppendData([0]);
+            }
+        }
         return Convert.ToHexString(hash.GetHashAndReset())[..16].ToLowerInvariant();
     }
 
     private static (double Seconds, long BestStep, double BestScore) PretrainKeepingBest(
         Decoder model, PackedSequences packed, PhaseSpec phase, long seed, Func<double> score,
-        IProgress<ExperimentProgress>? progress, CancellationToken cancellation)
+        IProgress<ExperimentProgress>? progress, CancellationToken cancellation, string phaseName = "pretrain")
     {
         var schedule = new BatchSchedule(packed.Count, phase.Batch, seed);
         using var session = new TrainingSession(model, Options(phase));
@@ -233,10 +328,10 @@ public static class TwoPhaseExperiment
             using var batch = packed.Batch(schedule.IndicesFor(step));   // freed now, not by a finalizer: it pins its token array
             var result = session.TrainStep([batch]);
             trainSeconds += stepClock.Elapsed.TotalSeconds;
-            progress?.Report(new("pretrain", "base", step + 1, phase.Steps, result.Loss, phase.TokensPerStep * (step + 1) / trainSeconds));
+            progress?.Report(new(phaseName, "base", step + 1, phase.Steps, result.Loss, phase.TokensPerStep * (step + 1) / trainSeconds));
             if ((step + 1) % phase.EvaluateEvery != 0 && step + 1 != phase.Steps) continue;
             double current = score();
-            progress?.Report(new("pretrain", "base", step + 1, phase.Steps, result.Loss, 0, $"step {step + 1}: score {current:0.000}"));
+            progress?.Report(new(phaseName, "base", step + 1, phase.Steps, result.Loss, 0, $"step {step + 1}: score {current:0.000}"));
             if (current <= bestScore) continue;
             bestScore = current;
             bestStep = step + 1;

@@ -51,7 +51,9 @@ public class ExperimentTests
     [Fact]
     public void The_built_in_experiments_parse_and_validate()
     {
-        Assert.Equal(["bio", "bio-ko", "bio-validation", "text"], ExperimentFiles.BuiltIn);
+        Assert.Equal(["bio", "bio-ko", "bio-qa", "bio-validation", "text"], ExperimentFiles.BuiltIn);
+        var qa = ExperimentFiles.Load("bio-qa").Qa!;
+        Assert.Equal((150, 1e-3, QaMeasure.HeldOut, 4), (qa.Task0.Steps, qa.Task0.LearningRate, qa.Measure, qa.Passes));
         var bio = ExperimentFiles.Load("bio");
         var ko = ExperimentFiles.Load("bio-ko");
 
@@ -76,6 +78,9 @@ public class ExperimentTests
     [InlineData("methods = [full, magic]", "Unknown method 'magic'")]
     [InlineData("colour = blue", "unknown key 'colour'")]
     [InlineData("route {\n routing = eyes\n}", "'route.routing' is not a routing rule")]
+    [InlineData("qa {\n measure = everyone\n}", "qa.measure must be held-out or trained")]
+    [InlineData("qa {\n task0 {\n stepz = 3\n }\n}", "unknown key 'qa.task0.stepz'")]
+    [InlineData("qa {\n passes = 0\n}", "qa.passes must be at least 1")]
     public void A_bad_experiment_file_is_rejected_naming_the_file_the_key_and_the_reason(string line, string message)
     {
         var text = $"experiment {{\n name = x\n {line}\n}}";
@@ -133,5 +138,65 @@ public class ExperimentTests
         var preserve = result.Methods[1];
         Assert.True(preserve.Acquisition < result.BaseNew, "training on the new corpus should lower its perplexity");
         Assert.Equal(preserve.Retention - result.BaseOld, preserve.Forgetting, 12);
+    }
+
+    [Fact]
+    public void A_tiny_bio_qa_experiment_trains_task_0_once_and_scores_first_token_accuracy()
+    {
+        using var dir = new TempDirectory();
+        var spec = ExperimentFiles.Parse(TinyBio.Replace("methods = [", "qa {\n task0 {\n steps = 30\n batch = 8\n sequence-length = 48\n learning-rate = 5e-3\n evaluate-every = 10\n }\n }\n methods = ["),
+                                         "tiny-qa") with { Methods = ["frozen", "full"], VocabSize = 640 };
+        spec = spec with { Continual = spec.Continual with { Steps = 60 }, Settings = new SortedDictionary<string, string> { ["lr"] = "5e-3" } };
+
+        var first = TwoPhaseExperiment.Run(spec, dir.Path);
+        var second = TwoPhaseExperiment.Run(spec with { Methods = ["frozen"] }, dir.Path);
+
+        Assert.Equal("first-token accuracy", first.Metric);
+        Assert.False(first.BaseCached);
+        Assert.True(second.BaseCached);
+        Assert.Equal(first.BaseOld, second.BaseOld);
+        Assert.Equal(first.BaseOld, first.Methods[0].Retention);
+        // The pre-trained base and the Task-0 model are cached apart: a change to Task 0 reuses the pre-training.
+        Assert.Equal(2, Directory.GetDirectories(Path.Combine(dir.Path, "bases")).Length);
+        Assert.Single(Directory.GetDirectories(Path.Combine(dir.Path, "bases"), "qa-*"));
+        var full = first.Methods[1];
+        Assert.Equal(full.Retention, full.RetentionFirstToken);
+        Assert.Equal(first.BaseOld - full.Retention, full.Forgetting, 12);
+        Assert.True(full.Acquisition > first.BaseNew, $"training on B's questions should answer more of them ({first.BaseNew} → {full.Acquisition})");
+    }
+
+    [Fact]
+    public void Bio_qa_questions_end_in_the_answer_marker_and_their_documents_carry_the_answer()
+    {
+        var people = new BioWorld(BioLanguage.English, 4).DrawPopulation(3);
+
+        var prompts = people.SelectMany(BioQa.Prompts).ToList();
+        var corpus = BioQa.Corpus(people, 2, seed: 5);
+
+        Assert.Equal(18, prompts.Count);
+        Assert.All(prompts, p => Assert.EndsWith("\nAnswer:", p.Prompt));
+        Assert.Equal(36, corpus.Count);
+        Assert.Equal(prompts.Select(p => p.Prompt + " " + p.Answer).Order(), corpus.Take(18).Order());
+        Assert.NotEqual(corpus.Take(18), corpus.Skip(18));    // each pass in its own order
+        Assert.Equal(corpus, BioQa.Corpus(people, 2, seed: 5));
+        Assert.Contains("qa's questions are English", Assert.Throws<ArgumentException>(() =>
+            ExperimentFiles.Parse(TinyBio.Replace("methods = [", "new.language = korean\n qa {}\n methods = ["), "ko")).Message);
+    }
+
+    [Fact]
+    public void A_tokenizer_that_covers_the_new_language_encodes_it_in_fewer_pieces_without_seeing_the_new_people()
+    {
+        using var dir = new TempDirectory();
+        var korean = ExperimentFiles.Parse(TinyBio.Replace("methods = [", "new.language = korean\n methods = ["), "ko") with { Methods = ["frozen"], VocabSize = 640 };
+        var covering = korean with { TokenizerCoversNew = true };
+
+        using var plain = TwoPhaseExperiment.Prepare(korean, dir.Path);
+        using var covered = TwoPhaseExperiment.Prepare(covering, dir.Path);
+
+        var text = string.Join(" ", covered.NewPrompts!.Select(p => p.Prompt + " " + p.Answer));
+        int before = plain.Tokenizer.Encode(text).Count, after = covered.Tokenizer.Encode(text).Count;
+        Assert.True(after < before * 0.8, $"Korean text: {before} pieces with the English tokenizer, {after} with the covering one");
+        Assert.Equal(2, Directory.GetDirectories(Path.Combine(dir.Path, "bases")).Length);   // two tokenizers, two bases
+        Assert.Contains("imported base", Assert.Throws<ArgumentException>(() => (covering with { BaseModel = dir.Path }).Validate()).Message);
     }
 }

@@ -67,6 +67,28 @@ public class TrialPlannerTests
         Assert.Contains("does not apply to method 'full'",
                         Assert.Throws<ArgumentException>(() => TrialPlanner.Plan(spec, "full", new Dictionary<string, string> { ["heads_up"] = "2" })).Message);
     }
+
+    [Fact]
+    public void Each_method_trains_at_its_own_rate_unless_the_experiment_or_the_trial_sets_one()
+    {
+        var plain = ExperimentFiles.Parse("experiment {\n name = x\n}", "t");
+        var shared = ExperimentFiles.Parse("experiment {\n name = x\n continual { learning-rate = 1e-3 }\n}", "t");
+
+        foreach (var method in new[] { "full", "freeze", "depth", "lora", "preserve", "adapt", "route" })
+        {
+            var kind = TrialPlanner.KindOf(method);
+            Assert.Equal(double.Parse(TrialPlanner.MethodDefaults[kind]["lr"], System.Globalization.CultureInfo.InvariantCulture),
+                         TrialPlanner.Plan(plain, method).Phase.LearningRate);
+            Assert.Equal(1e-3, TrialPlanner.Plan(shared, method).Phase.LearningRate);
+            Assert.Equal(7e-3, TrialPlanner.Plan(shared, method, new Dictionary<string, string> { ["lr"] = "7e-3" }).Phase.LearningRate);
+        }
+        Assert.NotEqual(TrialPlanner.Plan(plain, "full").Phase.LearningRate, TrialPlanner.Plan(plain, "freeze").Phase.LearningRate);
+        Assert.Equal(2, TrialPlanner.Plan(plain, "adapt").Method.Expansion!.HeadsUp);
+        Assert.Equal(2, TrialPlanner.Plan(plain, "route").Method.Expansion!.HeadsUp);
+        Assert.Equal(2, TrialPlanner.Plan(plain, "preserve").Method.Expansion!.HeadsUp);
+        Assert.Equal(1, TrialPlanner.Plan(plain, "preserve", new Dictionary<string, string> { ["heads_up"] = "1" }).Method.Expansion!.HeadsUp);
+        Assert.Equal("1e-3", shared.Settings["lr"]);
+    }
 }
 
 /// <summary>Perplexity is lower-is-better: selection, Pareto fronts and forgetting read it the right way.</summary>

@@ -246,9 +246,9 @@ public class SweepProcessTests
             Assert.Equal("completed", got.GetProperty("state").GetString());
             foreach (var metric in new[] { "retention", "acquisition", "forgetting", "final_loss" })
                 Assert.Equal(want.GetProperty(metric).ToString(), got.GetProperty(metric).ToString());
-            // The score curve of the resumed trial is the uninterrupted one, point for point (15 points: steps 4, 8, …, 60).
+            // The score curve of the resumed trial is the uninterrupted one, point for point (16 points: steps 0, 4, 8, …, 60).
             Assert.Equal(want.GetProperty("curve").ToString(), got.GetProperty("curve").ToString());
-            if (got.GetProperty("method").GetString() != "frozen") Assert.Equal(15, got.GetProperty("curve").GetArrayLength());
+            if (got.GetProperty("method").GetString() != "frozen") Assert.Equal(16, got.GetProperty("curve").GetArrayLength());
         }
         var attempts = after.ToDictionary(t => t.GetProperty("method").GetString()!, t => t.GetProperty("attempts").GetInt32());
         Assert.Equal(1, attempts["preserve"]);
