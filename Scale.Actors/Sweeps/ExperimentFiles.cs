@@ -15,7 +15,7 @@ public static class ExperimentFiles
             .Where(n => n.StartsWith("experiments/", StringComparison.Ordinal))
             .Select(n => Path.GetFileNameWithoutExtension(n["experiments/".Length..])).Order().ToList();
 
-    /// <summary>A built-in name (bio, bio-ko, bio-validation, text) or a path to a .hocon file.</summary>
+    /// <summary>A built-in name (bio, bio-ko, bio-qa, bio-validation, text) or a path to a .hocon file.</summary>
     public static ExperimentSpec Load(string nameOrPath)
     {
         if (File.Exists(nameOrPath)) return Parse(File.ReadAllText(nameOrPath), nameOrPath);

@@ -76,7 +76,7 @@ public static partial class SweepFiles
         return reader.ReadToEnd();
     }
 
-    /// <summary>A path to a .hocon file, or the name of a built-in sweep (quickstart, bio, route-search, route-search-baselines).</summary>
+    /// <summary>A path to a .hocon file, or the name of a built-in sweep (quickstart, bio, bio-ko, bio-qa, validation).</summary>
     public static SweepDefinition Load(string nameOrPath)
     {
         if (File.Exists(nameOrPath)) return Parse(File.ReadAllText(nameOrPath), nameOrPath, Path.GetDirectoryName(Path.GetFullPath(nameOrPath))!);
@@ -104,7 +104,7 @@ public static partial class SweepFiles
         if (!NamePattern().IsMatch(name)) Fail("name", $"'{name}' must be lower-case letters, digits, '-' and '_' (at most 64).");
 
         ExperimentSpec experiment;
-        if (!c.HasPath("experiment")) Fail("experiment", "is required: a built-in experiment (bio, bio-ko, bio-validation), a file, or an inline block.");
+        if (!c.HasPath("experiment")) Fail("experiment", "is required: a built-in experiment (bio, bio-ko, bio-qa, bio-validation), a file, or an inline block.");
         var value = c.GetValue("experiment");
         if (value.IsObject())
         {

@@ -13,7 +13,7 @@ internal sealed class ExperimentCommand : Command<ExperimentCommand.Settings>
 {
     public sealed class Settings : CommandSettings
     {
-        [CommandArgument(0, "<EXPERIMENT>"), Description("A built-in experiment (bio, bio-ko, bio-validation, text) or a .hocon file.")]
+        [CommandArgument(0, "<EXPERIMENT>"), Description("A built-in experiment (bio, bio-ko, bio-qa, bio-validation, text) or a .hocon file.")]
         public string Experiment { get; init; } = "";
 
         [CommandOption("--json"), Description("Print the result as JSON.")]

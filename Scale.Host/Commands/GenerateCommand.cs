@@ -42,8 +42,9 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
 
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellation)
     {
-        var tokenizerPath = Path.Combine(settings.Model!, "tokenizer.json");
-        var tokenizer = File.Exists(tokenizerPath) ? ByteBpeTokenizer.Load(tokenizerPath) : null;
+        var tokenizerPath = Path.Combine(settings.Model!, HfTokenizer.FileName);
+        var config = HfCheckpoint.ReadConfig(settings.Model!);
+        using var tokenizer = File.Exists(tokenizerPath) ? HfTokenizer.Load(settings.Model!, config.VocabSize) : null;
         long[] prompt;
         if (settings.Prompt is { } text)
         {

@@ -21,7 +21,7 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
 {
     public sealed class Settings : ClusterClientSettings
     {
-        [CommandArgument(0, "<SWEEP>"), Description("A built-in sweep (quickstart, bio, route-search, route-search-baselines) or a sweep .hocon file.")]
+        [CommandArgument(0, "<SWEEP>"), Description("A built-in sweep (quickstart, bio, bio-ko, bio-qa, validation) or a sweep .hocon file.")]
         public string Sweep { get; init; } = "";
 
         [CommandOption("--data-dir <DIR>"), Description("Journal, cached bases and checkpoints (default ./scale-data)."), DefaultValue("scale-data")]

@@ -75,7 +75,7 @@ public static class HfCheckpoint
         }
         var act = json["hidden_act"]?.GetValue<string>() ?? "silu";
         Reject(act != "silu", $"hidden_act '{act}' (only silu, SwiGLU)");
-        Reject(json["rope_scaling"] is JsonObject, "rope_scaling");
+        Reject(json["partial_rotary_factor"] is JsonValue partial && partial.GetValue<double>() != 1.0, "partial_rotary_factor other than 1");
         Reject(json["mlp_bias"]?.GetValue<bool>() == true, "mlp_bias");
         bool qwen = architecture == "Qwen2ForCausalLM";
         Reject(!qwen && json["attention_bias"]?.GetValue<bool>() == true, "attention_bias on a Llama-layout model (o_proj bias)");
@@ -96,6 +96,13 @@ public static class HfCheckpoint
                 TieWordEmbeddings = json["tie_word_embeddings"]?.GetValue<bool>() ?? false,
                 AttentionBias = qwen,
                 MaxPositionEmbeddings = json["max_position_embeddings"]?.GetValue<int>() ?? 2048,
+                RopeScaling = ReadRopeScaling(json["rope_scaling"], path),
+                SlidingWindow = architecture switch
+                {
+                    "MistralForCausalLM" => json["sliding_window"]?.GetValue<int?>(),
+                    "Qwen2ForCausalLM" when json["use_sliding_window"]?.GetValue<bool>() == true => json["sliding_window"]?.GetValue<int?>(),
+                    _ => null,
+                },
             }.Validate();
         }
         catch (Exception e) when (e is InvalidOperationException or FormatException)
@@ -106,6 +113,28 @@ public static class HfCheckpoint
         {
             throw new InvalidCheckpointException($"{path}: {e.Message}");
         }
+    }
+
+    /// <summary>config.json's rope_scaling: null or type "default" for none, "llama3" or "linear"; any other type is refused by name.</summary>
+    private static RopeScaling? ReadRopeScaling(JsonNode? node, string path)
+    {
+        if (node is null) return null;
+        if (node is not JsonObject o) throw new InvalidCheckpointException($"{path}: rope_scaling must be an object or null.");
+        var type = (o["rope_type"] ?? o["type"])?.GetValue<string>();
+        if (type is null or "default") return null;
+        if (type is not (RopeScaling.Llama3 or RopeScaling.Linear))
+            throw new InvalidCheckpointException($"{path}: rope_scaling of type '{type}' is not supported (Scale computes llama3 and linear).");
+        double Number(string key, double? fallback)
+            => o[key]?.GetValue<double>() ?? fallback ?? throw new InvalidCheckpointException($"{path}: rope_scaling.{key} is required for type '{type}'.");
+        var defaults = new RopeScaling();
+        return type == RopeScaling.Linear
+            ? new RopeScaling { RopeType = type, Factor = Number("factor", null) }
+            : new RopeScaling
+            {
+                RopeType = type, Factor = Number("factor", null), LowFreqFactor = Number("low_freq_factor", defaults.LowFreqFactor),
+                HighFreqFactor = Number("high_freq_factor", defaults.HighFreqFactor),
+                OriginalMaxPositionEmbeddings = (int)Number("original_max_position_embeddings", null),
+            };
     }
 
     /// <summary>A JSON file that must hold an object; anything else is an <see cref="InvalidCheckpointException"/> naming the file.</summary>
@@ -126,8 +155,9 @@ public static class HfCheckpoint
         bool qwen = config.AttentionBias;
         var json = new JsonObject
         {
-            ["architectures"] = new JsonArray(qwen ? "Qwen2ForCausalLM" : "LlamaForCausalLM"),
-            ["model_type"] = qwen ? "qwen2" : "llama",
+            // Mistral's layout is Llama's; only its sliding window tells them apart, so a model with one is written as Mistral.
+            ["architectures"] = new JsonArray(qwen ? "Qwen2ForCausalLM" : config.SlidingWindow is null ? "LlamaForCausalLM" : "MistralForCausalLM"),
+            ["model_type"] = qwen ? "qwen2" : config.SlidingWindow is null ? "llama" : "mistral",
             ["hidden_act"] = "silu",
             ["vocab_size"] = config.VocabSize,
             ["hidden_size"] = config.HiddenSize,
@@ -143,6 +173,19 @@ public static class HfCheckpoint
             ["torch_dtype"] = "float32",
         };
         if (!qwen) json["attention_bias"] = false;
+        if (config.RopeScaling is { } scaling)
+            json["rope_scaling"] = scaling.RopeType == RopeScaling.Linear
+                ? new JsonObject { ["rope_type"] = scaling.RopeType, ["factor"] = scaling.Factor }
+                : new JsonObject
+                {
+                    ["rope_type"] = scaling.RopeType, ["factor"] = scaling.Factor, ["low_freq_factor"] = scaling.LowFreqFactor,
+                    ["high_freq_factor"] = scaling.HighFreqFactor, ["original_max_position_embeddings"] = scaling.OriginalMaxPositionEmbeddings,
+                };
+        if (config.SlidingWindow is { } window)
+        {
+            json["sliding_window"] = window;
+            if (qwen) json["use_sliding_window"] = true;
+        }
         return json.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
     }
 

@@ -13,7 +13,7 @@ namespace Scale.Model.Data;
 /// stored as a Hugging Face tokenizer.json. Encoding and decoding are Microsoft.ML.Tokenizers' BpeTokenizer;
 /// what that library lacks — training merges on a corpus and reading and writing tokenizer.json — is here.
 /// </summary>
-public sealed partial class ByteBpeTokenizer
+public sealed partial class ByteBpeTokenizer : ITokenizer
 {
     public const string EndOfText = "<|endoftext|>";
 
@@ -70,32 +70,118 @@ public sealed partial class ByteBpeTokenizer
             }
         var vocabulary = new Dictionary<string, int>();
         foreach (var symbol in ByteToSymbol) vocabulary[symbol.ToString()] = vocabulary.Count + 1;   // id 0 is end-of-text
-        var sequences = words.Select(w => (Symbols: w.Key.Select(c => c.ToString()).ToList(), Count: w.Value)).ToList();
         var merges = new List<(string, string)>();
-        while (vocabulary.Count + 1 < vocabSize)
+        var trainer = new MergeCounts(words);
+        while (vocabulary.Count + 1 < vocabSize && trainer.Best() is var (left, right))
         {
-            var pairs = new Dictionary<(string, string), long>();
-            foreach (var (symbols, count) in sequences)
+            var merged = left + right;
+            merges.Add((left, right));
+            vocabulary.TryAdd(merged, vocabulary.Count + 1);
+            trainer.Merge(left, right);
+        }
+        return new ByteBpeTokenizer(vocabulary, merges, new Dictionary<string, int> { [EndOfText] = 0 });
+    }
+
+    /// <summary>
+    /// The pair counts of BPE training, kept up to date as merges are applied: each merge recounts only the words
+    /// that hold its pair (not the whole corpus), and the most frequent pair comes from an ordered set, so training
+    /// costs about the corpus once plus the words each merge touches. The pair chosen is the most frequent, ties
+    /// broken by the pair's text (ordinal), so training is deterministic.
+    /// </summary>
+    private sealed class MergeCounts
+    {
+        private readonly List<string> text = [];                        // symbol id → its text
+        private readonly Dictionary<string, int> ids = new(StringComparer.Ordinal);
+        private readonly List<int>[] words;                             // each distinct pre-token as symbol ids
+        private readonly long[] counts;                                 // how often each occurs in the corpus
+        private readonly Dictionary<(int, int), long> pairs = [];
+        private readonly Dictionary<(int, int), HashSet<int>> holders = [];   // the words a pair occurs in (maybe no longer)
+        private readonly SortedSet<(long Count, int Left, int Right)> ranked;
+
+        public MergeCounts(Dictionary<string, long> corpus)
+        {
+            ranked = new SortedSet<(long Count, int Left, int Right)>(Comparer<(long Count, int Left, int Right)>.Create((a, b) =>
+            {
+                int byCount = b.Count.CompareTo(a.Count);
+                if (byCount != 0) return byCount;
+                int byLeft = string.CompareOrdinal(text[a.Left], text[b.Left]);
+                return byLeft != 0 ? byLeft : string.CompareOrdinal(text[a.Right], text[b.Right]);
+            }));
+            words = new List<int>[corpus.Count];
+            counts = new long[corpus.Count];
+            int w = 0;
+            foreach (var (word, count) in corpus)
+            {
+                words[w] = word.Select(c => Intern(c.ToString())).ToList();
+                counts[w] = count;
+                Count(w, +1, null);
+                w++;
+            }
+            foreach (var (pair, count) in pairs) ranked.Add((count, pair.Item1, pair.Item2));
+        }
+
+        public (string Left, string Right)? Best() => ranked.Count == 0 ? null : (text[ranked.Min.Left], text[ranked.Min.Right]);
+
+        /// <summary>Merges every occurrence of the pair, left to right in each word, and updates the counts it changes.</summary>
+        public void Merge(string leftText, string rightText)
+        {
+            var (left, right) = (ids[leftText], ids[rightText]);
+            int merged = Intern(leftText + rightText);
+            var changed = new Dictionary<(int, int), long>();
+            foreach (int w in holders[(left, right)].ToList())
+            {
+                var symbols = words[w];
+                bool holds = false;
+                for (int i = 0; i + 1 < symbols.Count && !holds; i++) holds = symbols[i] == left && symbols[i + 1] == right;
+                if (!holds) continue;
+                Count(w, -1, changed);
                 for (int i = 0; i + 1 < symbols.Count; i++)
-                {
-                    var pair = (symbols[i], symbols[i + 1]);
-                    pairs[pair] = pairs.GetValueOrDefault(pair) + count;
-                }
-            if (pairs.Count == 0) break;
-            var best = pairs.OrderByDescending(p => p.Value)
-                .ThenBy(p => p.Key.Item1, StringComparer.Ordinal).ThenBy(p => p.Key.Item2, StringComparer.Ordinal).First().Key;
-            var merged = best.Item1 + best.Item2;
-            merges.Add(best);
-            vocabulary[merged] = vocabulary.Count + 1;
-            foreach (var (symbols, _) in sequences)
-                for (int i = 0; i + 1 < symbols.Count; i++)
-                    if (symbols[i] == best.Item1 && symbols[i + 1] == best.Item2)
+                    if (symbols[i] == left && symbols[i + 1] == right)
                     {
                         symbols[i] = merged;
                         symbols.RemoveAt(i + 1);
                     }
+                Count(w, +1, changed);
+            }
+            foreach (var (pair, delta) in changed)
+            {
+                if (delta == 0) continue;
+                long before = pairs.GetValueOrDefault(pair);
+                if (before > 0) ranked.Remove((before, pair.Item1, pair.Item2));
+                long after = before + delta;
+                if (after > 0)
+                {
+                    pairs[pair] = after;
+                    ranked.Add((after, pair.Item1, pair.Item2));
+                }
+                else pairs.Remove(pair);
+            }
         }
-        return new ByteBpeTokenizer(vocabulary, merges, new Dictionary<string, int> { [EndOfText] = 0 });
+
+        private int Intern(string symbol)
+        {
+            if (ids.TryGetValue(symbol, out int id)) return id;
+            ids[symbol] = text.Count;
+            text.Add(symbol);
+            return text.Count - 1;
+        }
+
+        /// <summary>Adds (sign +1) or removes (−1) word w's pairs: into <paramref name="changed"/>, or straight into the counts.</summary>
+        private void Count(int w, int sign, Dictionary<(int, int), long>? changed)
+        {
+            var symbols = words[w];
+            for (int i = 0; i + 1 < symbols.Count; i++)
+            {
+                var pair = (symbols[i], symbols[i + 1]);
+                if (changed is null) pairs[pair] = pairs.GetValueOrDefault(pair) + counts[w];
+                else changed[pair] = changed.GetValueOrDefault(pair) + sign * counts[w];
+                if (sign > 0)
+                {
+                    if (!holders.TryGetValue(pair, out var set)) holders[pair] = set = [];
+                    set.Add(w);
+                }
+            }
+        }
     }
 
     /// <summary>Writes a Hugging Face tokenizer.json (BPE model, ByteLevel pre-tokenizer and decoder).</summary>

@@ -35,7 +35,7 @@ public static class Metrics
     /// Attribute recall: for every prompt, greedy generation must reproduce " " + value exactly, and the value
     /// must end there (the next character, if any, is not a letter or digit, so "1952" does not pass for "19521").
     /// </summary>
-    public static RecallReport AttributeRecall(CausalLM model, ByteBpeTokenizer tokenizer, IEnumerable<BioPrompt> prompts)
+    public static RecallReport AttributeRecall(CausalLM model, ITokenizer tokenizer, IEnumerable<BioPrompt> prompts)
     {
         var scores = new Dictionary<BioAttribute, (int Correct, int First, int Total)>();
         foreach (var prompt in prompts)

@@ -13,7 +13,7 @@ namespace Scale.Model.Evaluation;
 /// </summary>
 public static class TeacherForcedRecall
 {
-    public static RecallReport Measure(CausalLM model, ByteBpeTokenizer tokenizer, IEnumerable<BioPrompt> prompts, int batchSize = 64)
+    public static RecallReport Measure(CausalLM model, ITokenizer tokenizer, IEnumerable<BioPrompt> prompts, int batchSize = 64)
     {
         var items = prompts.Select(p => (Prompt: p, PromptIds: tokenizer.Encode(p.Prompt), Target: tokenizer.Encode(" " + p.Answer))).ToList();
         var scores = new Dictionary<BioAttribute, (int Correct, int First, int Total)>();
@@ -52,7 +52,7 @@ public static class TeacherForcedRecall
     }
 
     /// <summary>For every token id: does its text start with a letter or digit (so it would extend a value it follows)?</summary>
-    private static bool[] ContinuationTokens(ByteBpeTokenizer tokenizer)
+    private static bool[] ContinuationTokens(ITokenizer tokenizer)
     {
         var result = new bool[tokenizer.VocabSize];
         for (int id = 0; id < result.Length; id++)

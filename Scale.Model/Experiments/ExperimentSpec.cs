@@ -111,7 +111,7 @@ public sealed record ExperimentSpec
     {
         var config = Checkpoints.HfCheckpoint.ReadConfig(directory);
         if (!File.Exists(Path.Combine(directory, "tokenizer.json")))
-            throw new ArgumentException($"{directory}: the base model needs its tokenizer.json (a byte-level BPE) to tokenise the data.");
+            throw new ArgumentException($"{directory}: the base model needs its tokenizer.json to tokenise the data.");
         return this with { BaseModel = Path.GetFullPath(directory), Model = config, VocabSize = config.VocabSize };
     }
     public DataSpec Old { get; init; } = new();

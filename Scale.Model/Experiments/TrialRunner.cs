@@ -103,7 +103,7 @@ public sealed class TrialScoring(Func<CausalLM, Score> old, Func<CausalLM, Score
     public double Forgetting(double retention) => ScoreMetric.Gain(Metric, BaseOld, retention);
 
     /// <summary>Attribute recall on the old and new populations' prompts.</summary>
-    public static TrialScoring Recall(ByteBpeTokenizer tokenizer, IReadOnlyList<BioPrompt> oldPrompts, IReadOnlyList<BioPrompt> newPrompts, double baseOld)
+    public static TrialScoring Recall(ITokenizer tokenizer, IReadOnlyList<BioPrompt> oldPrompts, IReadOnlyList<BioPrompt> newPrompts, double baseOld)
         => new(m => Detailed(TeacherForcedRecall.Measure(m, tokenizer, oldPrompts)),
                m => Detailed(TeacherForcedRecall.Measure(m, tokenizer, newPrompts)), baseOld, ScoreMetric.Recall);
 
@@ -111,7 +111,7 @@ public sealed class TrialScoring(Func<CausalLM, Score> old, Func<CausalLM, Score
     /// Hard first-token accuracy on questions (the `bio-qa` protocol): Task 0's questions for retention, Task 1's for
     /// acquisition. Per attribute, the first-token accuracy too.
     /// </summary>
-    public static TrialScoring FirstTokenAccuracy(ByteBpeTokenizer tokenizer, IReadOnlyList<BioPrompt> task0, IReadOnlyList<BioPrompt> task1, double baseOld)
+    public static TrialScoring FirstTokenAccuracy(ITokenizer tokenizer, IReadOnlyList<BioPrompt> task0, IReadOnlyList<BioPrompt> task1, double baseOld)
         => new(m => FirstTokenScore(TeacherForcedRecall.Measure(m, tokenizer, task0)),
                m => FirstTokenScore(TeacherForcedRecall.Measure(m, tokenizer, task1)), baseOld, ScoreMetric.FirstToken);
 
@@ -140,7 +140,7 @@ public sealed class TrialRunner(Decoder baseModel, PackedSequences train, TrialS
     public const string Previous = "previous";
     public const string Final = "final";
 
-    public TrialRunner(Decoder baseModel, ByteBpeTokenizer tokenizer, PackedSequences train,
+    public TrialRunner(Decoder baseModel, ITokenizer tokenizer, PackedSequences train,
                        IReadOnlyList<BioPrompt> oldPrompts, IReadOnlyList<BioPrompt> newPrompts, double baseOld)
         : this(baseModel, train, TrialScoring.Recall(tokenizer, oldPrompts, newPrompts, baseOld))
     {

@@ -15,13 +15,13 @@ namespace Scale.Model.Experiments;
 public sealed record ExperimentProgress(string Phase, string Method, long Step, long TotalSteps, double Loss, double TokensPerSecond, string? Note = null);
 
 /// <summary>A prepared continual phase: the resident frozen base, its tokenizer, the trial runner over the new data.</summary>
-public sealed class ExperimentTask(ExperimentSpec spec, Decoder baseModel, ByteBpeTokenizer tokenizer, TrialRunner runner, double baseNew,
+public sealed class ExperimentTask(ExperimentSpec spec, Decoder baseModel, ITokenizer tokenizer, TrialRunner runner, double baseNew,
                                    double basePretrainSeconds, long baseBestStep, bool baseCached,
                                    IReadOnlyList<BioPrompt>? oldPrompts, IReadOnlyList<BioPrompt>? newPrompts) : IDisposable
 {
     public ExperimentSpec Spec { get; } = spec;
     public Decoder Base { get; } = baseModel;
-    public ByteBpeTokenizer Tokenizer { get; } = tokenizer;
+    public ITokenizer Tokenizer { get; } = tokenizer;
     public TrialRunner Runner { get; } = runner;
     public double BaseOld => Runner.Scoring.BaseOld;
     public double BaseNew { get; } = baseNew;
@@ -34,7 +34,11 @@ public sealed class ExperimentTask(ExperimentSpec spec, Decoder baseModel, ByteB
     /// <summary>The scores' metric name (<see cref="ScoreMetric"/>).</summary>
     public string ScoreMetricName => Runner.Scoring.Metric;
 
-    public void Dispose() => Base.Dispose();
+    public void Dispose()
+    {
+        Base.Dispose();
+        (Tokenizer as IDisposable)?.Dispose();
+    }
 }
 
 /// <summary>
@@ -204,7 +208,7 @@ public static class TwoPhaseExperiment
     /// with the best first-token accuracy on the questions Task 0 is measured on; cached like the base (by the base's
     /// key, the QA settings and the documents), so every method of every run starts from the same Task-0 model.
     /// </summary>
-    private static (Decoder Model, bool Cached) LoadOrTrainTask0(ExperimentSpec spec, string baseKey, Decoder model, ByteBpeTokenizer tokenizer,
+    private static (Decoder Model, bool Cached) LoadOrTrainTask0(ExperimentSpec spec, string baseKey, Decoder model, ITokenizer tokenizer,
                                                                QaTask0 task0, string dataDirectory, IProgress<ExperimentProgress>? progress,
                                                                CancellationToken cancellation, bool baseCached)
     {
@@ -237,16 +241,17 @@ public static class TwoPhaseExperiment
         return (model, false);
     }
 
-    private static PackedSequences Pack(IReadOnlyList<string> documents, ByteBpeTokenizer tokenizer, int sequenceLength)
-        => new(documents.Select(tokenizer.Encode), tokenizer.EndOfTextId, sequenceLength);
+    private static PackedSequences Pack(IReadOnlyList<string> documents, ITokenizer tokenizer, int sequenceLength)
+        => new(documents.Select(tokenizer.EncodeDocument), tokenizer.EndOfTextId, sequenceLength);
 
-    private static (Decoder Base, ByteBpeTokenizer Tokenizer, BaseInfo Info, bool Cached) LoadOrPretrain(
+    private static (Decoder Base, ITokenizer Tokenizer, BaseInfo Info, bool Cached) LoadOrPretrain(
         ExperimentSpec spec, Side old, string dataDirectory, IProgress<ExperimentProgress>? progress, CancellationToken cancellation)
     {
         if (spec.BaseModel is { } imported)
         {
             progress?.Report(new("pretrain", "base", 0, 0, 0, 0, $"using the imported base model {imported}"));
-            return (HfCheckpoint.Load(imported).Freeze(), ByteBpeTokenizer.Load(Path.Combine(imported, "tokenizer.json")), new BaseInfo(0, double.NaN, 0), true);
+            var importedModel = HfCheckpoint.Load(imported).Freeze();
+            return (importedModel, HfTokenizer.Load(imported, importedModel.Config.VocabSize), new BaseInfo(0, double.NaN, 0), true);
         }
         var directory = Path.Combine(dataDirectory, "bases", BaseKey(spec, old));
         var infoPath = Path.Combine(directory, "base.json");
@@ -274,12 +279,13 @@ public static class TwoPhaseExperiment
     }
 
     /// <summary>Written to a temporary directory and moved into place whole: an interrupted run leaves no half-cached base.</summary>
-    private static void SaveBase(Decoder model, ByteBpeTokenizer tokenizer, string directory, BaseInfo info)
+    private static void SaveBase(Decoder model, ITokenizer tokenizer, string directory, BaseInfo info)
     {
         var partial = directory + ".partial";
         if (Directory.Exists(partial)) Directory.Delete(partial, recursive: true);
         HfCheckpoint.Save(model, partial);
-        tokenizer.Save(Path.Combine(partial, "tokenizer.json"));
+        // Only bases Scale trained are cached, and their tokenizer is Scale's own.
+        ((ByteBpeTokenizer)tokenizer).Save(Path.Combine(partial, "tokenizer.json"));
         File.WriteAllText(Path.Combine(partial, "base.json"), JsonSerializer.Serialize(info));
         if (Directory.Exists(directory)) Directory.Delete(directory, recursive: true);
         Directory.Move(partial, directory);

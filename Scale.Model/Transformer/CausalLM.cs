@@ -47,7 +47,13 @@ public abstract class CausalLM : nn.Module<Tensor, Tensor>
     public long TrainableParameterCount() => TrainableParameters().Sum(p => p.Parameter.numel());
 
     private protected Rotary RotaryFor(long start, long length, Device device)
-        => new(Config.HeadDim, Config.RopeTheta, start, length, device);
+    {
+        if (Config.SlidingWindow is { } window && start + length > window)
+            throw new ArgumentException($"a sequence of {start + length} tokens is longer than the model's sliding attention window of {window} " +
+                                        "(config.json sliding_window): Scale computes full causal attention, which equals the window's only up to " +
+                                        $"{window} tokens; use sequences of at most {window}.");
+        return new(Config.HeadDim, Config.RopeTheta, start, length, device, Config.RopeScaling);
+    }
 }
 
 /// <summary>The LLaMA-style base decoder: embed, L pre-norm blocks, final RMSNorm, LM head.</summary>

@@ -44,6 +44,17 @@ public sealed record ModelConfig
     /// <summary>Longest position the model was trained for; informational, rotary tables are computed on demand.</summary>
     [JsonPropertyName("max_position_embeddings")] public int MaxPositionEmbeddings { get; init; } = 2048;
 
+    /// <summary>Llama 3.1+'s rotary frequency scaling (config.json's rope_scaling); null: plain rotary positions.</summary>
+    [JsonPropertyName("rope_scaling"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public RopeScaling? RopeScaling { get; init; }
+
+    /// <summary>
+    /// Mistral's sliding attention window: Scale computes full causal attention, which equals windowed attention only
+    /// for sequences of at most this many tokens, so longer ones are refused. Null: no window.
+    /// </summary>
+    [JsonPropertyName("sliding_window"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int? SlidingWindow { get; init; }
+
     [JsonIgnore] public int NumKvHeads => NumKvHeadsOrNull ?? NumHeads;
     [JsonIgnore] public int HeadDim => HeadDimOrNull ?? (NumHeads > 0 ? HiddenSize / NumHeads : 0);
     [JsonIgnore] public int QueryWidth => NumHeads * HeadDim;
@@ -69,12 +80,58 @@ public sealed record ModelConfig
         Require(NumKvHeads > 0, "num_key_value_heads", $"must be at least 1, got {NumKvHeads}");
         Require(NumHeads % NumKvHeads == 0, "num_key_value_heads",
             $"{NumKvHeads} key/value heads do not divide {NumHeads} query heads");
+        Require(SlidingWindow is null or > 0, "sliding_window", $"must be positive, got {SlidingWindow}");
+        RopeScaling?.Validate();
         return this;
     }
 
     private static void Require(bool ok, string field, string reason)
     {
         if (!ok) throw new InvalidModelConfigException(field, reason);
+    }
+}
+
+/// <summary>
+/// Rotary frequency scaling, as Hugging Face defines it. "llama3" (Llama 3.1 and 3.2) keeps the high frequencies,
+/// divides the low ones by <see cref="Factor"/> and blends the band between; "linear" divides every frequency by it.
+/// </summary>
+public sealed record RopeScaling
+{
+    public const string Llama3 = "llama3";
+    public const string Linear = "linear";
+
+    [JsonPropertyName("rope_type")] public string RopeType { get; init; } = Llama3;
+    [JsonPropertyName("factor")] public double Factor { get; init; } = 8;
+    [JsonPropertyName("low_freq_factor")] public double LowFreqFactor { get; init; } = 1;
+    [JsonPropertyName("high_freq_factor")] public double HighFreqFactor { get; init; } = 4;
+    [JsonPropertyName("original_max_position_embeddings")] public int OriginalMaxPositionEmbeddings { get; init; } = 8192;
+
+    public RopeScaling Validate()
+    {
+        if (RopeType is not (Llama3 or Linear))
+            throw new InvalidModelConfigException("rope_scaling.rope_type", $"'{RopeType}' is not supported (Scale computes llama3 and linear)");
+        if (!(Factor > 0)) throw new InvalidModelConfigException("rope_scaling.factor", $"must be positive, got {Factor}");
+        if (RopeType == Llama3)
+        {
+            if (!(LowFreqFactor > 0) || !(HighFreqFactor > LowFreqFactor))
+                throw new InvalidModelConfigException("rope_scaling.high_freq_factor",
+                    $"must be above low_freq_factor, both positive (got low {LowFreqFactor}, high {HighFreqFactor})");
+            if (OriginalMaxPositionEmbeddings < 1)
+                throw new InvalidModelConfigException("rope_scaling.original_max_position_embeddings", $"must be positive, got {OriginalMaxPositionEmbeddings}");
+        }
+        return this;
+    }
+
+    /// <summary>The scaled inverse frequency of one rotary pair whose unscaled inverse frequency is <paramref name="inverse"/>.</summary>
+    public double Scale(double inverse)
+    {
+        if (RopeType == Linear) return inverse / Factor;
+        double wavelength = 2 * Math.PI / inverse;
+        double lowWavelength = OriginalMaxPositionEmbeddings / LowFreqFactor, highWavelength = OriginalMaxPositionEmbeddings / HighFreqFactor;
+        if (wavelength < highWavelength) return inverse;             // high frequencies: unchanged
+        if (wavelength > lowWavelength) return inverse / Factor;     // low frequencies: stretched by the factor
+        double smooth = (OriginalMaxPositionEmbeddings / wavelength - LowFreqFactor) / (HighFreqFactor - LowFreqFactor);
+        return (1 - smooth) * inverse / Factor + smooth * inverse;   // the band between: a blend of both
     }
 }
 

@@ -105,13 +105,15 @@ internal sealed class Rotary
     private readonly Tensor cos;   // (T, hs)
     private readonly Tensor sin;   // (T, hs)
 
-    public Rotary(int headDim, double theta, long start, long length, Device device)
+    public Rotary(int headDim, double theta, long start, long length, Device device, RopeScaling? scaling = null)
     {
         // Every number held (see Scalars), with the same values and types as the plain operators would make:
         // 1.0 / t is t.reciprocal().mul(1.0), and arange's bounds and step are integers.
         using var held = Scalars.Scope();
         var exponents = torch.arange(held.Of(0), held.Of(headDim), Scalars.Two, dtype: ScalarType.Int64).to(ScalarType.Float32).div(held.Of(headDim));
         var inverse = torch.pow(torch.tensor(theta), exponents).reciprocal().mul(Scalars.OneDouble);   // theta as a 0-d tensor, as the plain call converts it
+        if (scaling is not null)
+            inverse = torch.tensor(inverse.data<float>().ToArray().Select(f => (float)scaling.Scale(f)).ToArray());
         var positions = torch.arange(held.Of(start), held.Of(start + length), Scalars.One, dtype: ScalarType.Int64).to(ScalarType.Float32);
         var angles = torch.outer(positions, inverse);               // (T, hs/2)
         var both = torch.cat([angles, angles], dim: -1);            // (T, hs)

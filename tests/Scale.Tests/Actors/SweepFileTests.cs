@@ -16,7 +16,7 @@ public class SweepFileTests
     [Fact]
     public void The_built_in_sweeps_load_with_every_method_and_a_scale_grid()
     {
-        Assert.Equal(["bio", "quickstart", "validation"], SweepFiles.BuiltIn);
+        Assert.Equal(["bio", "bio-ko", "bio-qa", "quickstart", "validation"], SweepFiles.BuiltIn);
         var validation = SweepFiles.Load("validation");
         Assert.Equal(MethodSpec.PresetNames.Order(), validation.Trials.Select(t => t.Method).Order());
         Assert.Equal(2, validation.Experiment.Old.WorldSeed);   // the validation pair, not bio's test pair

@@ -108,4 +108,43 @@ public class TokenizerTests
 
         Assert.Contains("WordPiece", error.Message);
     }
+
+    /// <summary>BPE training the plain way, every pair recounted over the whole corpus at every merge: the reference for the incremental trainer.</summary>
+    private static List<(string, string)> ReferenceMerges(IEnumerable<string> words, int merges)
+    {
+        var sequences = words.GroupBy(w => w).Select(g => (Symbols: g.Key.Select(c => c.ToString()).ToList(), Count: (long)g.Count())).ToList();
+        var result = new List<(string, string)>();
+        while (result.Count < merges)
+        {
+            var pairs = new Dictionary<(string, string), long>();
+            foreach (var (symbols, count) in sequences)
+                for (int i = 0; i + 1 < symbols.Count; i++) pairs[(symbols[i], symbols[i + 1])] = pairs.GetValueOrDefault((symbols[i], symbols[i + 1])) + count;
+            if (pairs.Count == 0) break;
+            var best = pairs.OrderByDescending(p => p.Value).ThenBy(p => p.Key.Item1, StringComparer.Ordinal).ThenBy(p => p.Key.Item2, StringComparer.Ordinal).First().Key;
+            result.Add(best);
+            foreach (var (symbols, _) in sequences)
+                for (int i = 0; i + 1 < symbols.Count; i++)
+                    if (symbols[i] == best.Item1 && symbols[i + 1] == best.Item2)
+                    {
+                        symbols[i] = best.Item1 + best.Item2;
+                        symbols.RemoveAt(i + 1);
+                    }
+        }
+        return result;
+    }
+
+    [Fact]
+    public void The_incremental_trainer_learns_exactly_the_merges_of_plain_bpe_training()
+    {
+        var texts = Texts().Append("aaaa aaaaaaa abab ababab bbb").ToList();
+        var tokenizer = ByteBpeTokenizer.Train(texts, 257 + 300);
+        // The same pre-tokens, in byte-level symbols, as the tokenizer sees them: read back through its own encoding.
+        var words = texts.SelectMany(t => System.Text.RegularExpressions.Regex.Matches(t, @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+")
+                                          .Select(m => string.Concat(tokenizer.Encode(m.Value).Select(id => tokenizer.Vocabulary.First(v => v.Value == id).Key))))
+            .ToList();
+
+        var expected = ReferenceMerges(words.Select(w => string.Concat(w.Select(c => c))), 300);
+
+        Assert.Equal(expected, tokenizer.Merges);
+    }
 }

@@ -8,15 +8,31 @@ namespace Scale.Tests.Model;
 
 public class HfCheckpointTests
 {
+    /// <summary>Llama 3.1's rope_scaling: (factor, low_freq_factor, high_freq_factor, original_max_position_embeddings).</summary>
+    private sealed record Llama3Scaling(double Factor, double Low, double High, int Original);
+
     private sealed record HfModel(string Architecture, int Vocab, int Hidden, int Layers, int Heads, int KvHeads, int Ffn,
                                   bool Tied, bool QkvBias, double Theta = 10000.0, double Eps = 1e-6)
     {
         public int HeadDim => Hidden / Heads;
+        public Llama3Scaling? Scaling { get; init; }
+        public int? SlidingWindow { get; init; }
     }
 
     private static readonly HfModel LlamaGqa = new("LlamaForCausalLM", 40, 16, 2, 4, 2, 24, Tied: false, QkvBias: false, Theta: 500000.0);
     private static readonly HfModel Qwen2Tied = new("Qwen2ForCausalLM", 40, 16, 2, 4, 1, 20, Tied: true, QkvBias: true);
-    private static readonly HfModel Mistral = new("MistralForCausalLM", 40, 16, 3, 2, 2, 24, Tied: false, QkvBias: false);
+    private static readonly HfModel Mistral = new("MistralForCausalLM", 40, 16, 3, 2, 2, 24, Tied: false, QkvBias: false) { SlidingWindow = 16 };
+    /// <summary>Llama 2: multi-head attention, θ 10000, ε 1e-5, untied.</summary>
+    private static readonly HfModel Llama2 = new("LlamaForCausalLM", 40, 16, 2, 2, 2, 24, Tied: false, QkvBias: false, Eps: 1e-5);
+    /// <summary>
+    /// Llama 3.2: tied embeddings, GQA, θ 500000 and llama3 rope scaling. Head size 8 gives four rotary pairs whose
+    /// wavelengths (about 6, 167, 4,400 and 118,000 positions) fall on each side of and inside the band that the small
+    /// original context of 256 sets (64 to 256), so every branch of the formula is exercised.
+    /// </summary>
+    private static readonly HfModel Llama32 = new("LlamaForCausalLM", 40, 16, 2, 2, 1, 24, Tied: true, QkvBias: false, Theta: 500000.0, Eps: 1e-5)
+    {
+        Scaling = new(32, 1, 4, 256),
+    };
 
     /// <summary>Raw tensors under HF's names, as an HF model of this shape would hold them.</summary>
     private static Dictionary<string, Tensor> RawTensors(HfModel m, long seed)
@@ -61,6 +77,13 @@ public class HfCheckpointTests
             ["rope_theta"] = m.Theta, ["rms_norm_eps"] = m.Eps, ["tie_word_embeddings"] = m.Tied,
             ["max_position_embeddings"] = 64, ["torch_dtype"] = "float32",
         };
+        if (m.Scaling is { } sc)
+            json["rope_scaling"] = new JsonObject
+            {
+                ["factor"] = sc.Factor, ["low_freq_factor"] = sc.Low, ["high_freq_factor"] = sc.High,
+                ["original_max_position_embeddings"] = sc.Original, ["rope_type"] = "llama3",
+            };
+        if (m.Architecture == "MistralForCausalLM") json["sliding_window"] = m.SlidingWindow is { } window ? window : null;
         edit?.Invoke(json);
         File.WriteAllText(Path.Combine(directory, "config.json"), json.ToJsonString());
     }
@@ -93,6 +116,16 @@ public class HfCheckpointTests
         Tensor Rms(Tensor x, Tensor g) => x / (x.square().mean([-1L], keepdim: true) + m.Eps).sqrt() * g;
         Tensor Lin(Tensor x, string name) => matmul(x, w[name + ".weight"].t()) + (w.TryGetValue(name + ".bias", out var bias) ? bias : 0);
         var invFreq = 1.0 / pow(m.Theta, arange(0, hd, 2, dtype: ScalarType.Int64).to(ScalarType.Float32) / hd);
+        if (m.Scaling is { } sc)
+        {
+            // Llama 3.1's frequency rule, as tensors: long wavelengths divided by the factor, short ones kept, a blend between.
+            var wavelength = 2 * Math.PI / invFreq;
+            var lowered = where(wavelength > sc.Original / sc.Low, invFreq / sc.Factor, invFreq);
+            var smooth = (sc.Original / wavelength - sc.Low) / (sc.High - sc.Low);
+            var blended = (1 - smooth) * lowered / sc.Factor + smooth * lowered;
+            var band = wavelength.ge(sc.Original / sc.High).logical_and(wavelength.le(sc.Original / sc.Low));
+            invFreq = where(band, blended, lowered);
+        }
         var freqs = outer(arange(t, dtype: ScalarType.Float32), invFreq);
         var emb = cat([freqs, freqs], -1);
         var (cos, sin) = (emb.cos(), emb.sin());
@@ -126,9 +159,52 @@ public class HfCheckpointTests
         return matmul(Rms(x, w["model.norm.weight"]), head.t());
     }
 
-    public static TheoryData<string, bool> Layouts => new() { { "llama", false }, { "qwen2", true }, { "mistral", false } };
+    public static TheoryData<string, bool> Layouts => new()
+    {
+        { "llama", false }, { "qwen2", true }, { "mistral", false }, { "llama2", false }, { "llama3.2", true }, { "llama3.2", false },
+    };
 
-    private static HfModel ByName(string name) => name switch { "llama" => LlamaGqa, "qwen2" => Qwen2Tied, _ => Mistral };
+    private static HfModel ByName(string name) => name switch
+    {
+        "llama" => LlamaGqa, "qwen2" => Qwen2Tied, "llama2" => Llama2, "llama3.2" => Llama32, _ => Mistral,
+    };
+
+    [Fact]
+    public void Llama3_rope_scaling_changes_the_logits_and_round_trips_through_export()
+    {
+        using var dir = new TempDirectory();
+        using var again = new TempDirectory();
+        var raw = RawTensors(Llama32, seed: 8);
+        WriteCheckpoint(Llama32, raw, dir.Path, sharded: false);
+        var tokens = randint(0, Llama32.Vocab, [1, 40], generator: new Generator(3));
+
+        using var model = HfCheckpoint.Load(dir.Path);
+        HfCheckpoint.Save(model, again.Path);
+        using var reloaded = HfCheckpoint.Load(again.Path);
+
+        Assert.Equal(model.Config.RopeScaling, reloaded.Config.RopeScaling);
+        Assert.Equal(HfCheckpoint.WriteConfig(model.Config), HfCheckpoint.WriteConfig(reloaded.Config));
+        Assert.True(Tiny.BitEqual(model.forward(tokens), reloaded.forward(tokens)));
+        // Without the scaling the same weights give other logits: the scaling is applied, not ignored.
+        Assert.True(Tiny.MaxAbsDiff(model.forward(tokens), ReferenceLogits(Llama32 with { Scaling = null }, raw, tokens)) > 1e-3);
+        Assert.True(Tiny.MaxAbsDiff(model.forward(tokens), ReferenceLogits(Llama32, raw, tokens)) <= 1e-4);
+    }
+
+    [Fact]
+    public void A_sequence_longer_than_mistrals_sliding_window_is_refused_saying_why()
+    {
+        using var dir = new TempDirectory();
+        var narrow = Mistral with { SlidingWindow = 8 };
+        WriteCheckpoint(narrow, RawTensors(narrow, seed: 2), dir.Path, sharded: false);
+        using var model = HfCheckpoint.Load(dir.Path);
+
+        var within = model.forward(randint(0, narrow.Vocab, [1, 8], generator: new Generator(1)));
+        var error = Assert.Throws<ArgumentException>(() => model.forward(randint(0, narrow.Vocab, [1, 9], generator: new Generator(1))));
+
+        Assert.Equal([1L, 8, narrow.Vocab], within.shape);
+        Assert.Contains("sliding attention window of 8", error.Message);
+        Assert.Contains("MistralForCausalLM", HfCheckpoint.WriteConfig(model.Config));
+    }
 
     [Theory]
     [MemberData(nameof(Layouts))]
@@ -232,7 +308,9 @@ public class HfCheckpointTests
 
     [Theory]
     [InlineData("architecture", "unsupported architecture 'GPT2LMHeadModel'")]
-    [InlineData("rope_scaling", "rope_scaling is not supported")]
+    [InlineData("rope_scaling", "rope_scaling of type 'yarn' is not supported")]
+    [InlineData("rope_scaling_factor", "rope_scaling.factor is required")]
+    [InlineData("partial_rotary", "partial_rotary_factor other than 1 is not supported")]
     [InlineData("activation", "hidden_act 'gelu'")]
     [InlineData("heads", "num_attention_heads")]
     public void Unsupported_or_inconsistent_configs_are_rejected_with_the_reason(string fault, string message)
@@ -244,7 +322,9 @@ public class HfCheckpointTests
             switch (fault)
             {
                 case "architecture": json["architectures"] = new JsonArray("GPT2LMHeadModel"); break;
-                case "rope_scaling": json["rope_scaling"] = new JsonObject { ["rope_type"] = "llama3", ["factor"] = 8.0 }; break;
+                case "rope_scaling": json["rope_scaling"] = new JsonObject { ["rope_type"] = "yarn", ["factor"] = 8.0 }; break;
+                case "rope_scaling_factor": json["rope_scaling"] = new JsonObject { ["rope_type"] = "llama3", ["original_max_position_embeddings"] = 64 }; break;
+                case "partial_rotary": json["partial_rotary_factor"] = 0.5; break;
                 case "activation": json["hidden_act"] = "gelu"; break;
                 default: json["num_attention_heads"] = 3; break;
             }

@@ -56,6 +56,33 @@ public class ScaleUpscalingTests
     }
 
     [Fact]
+    public void Upscaling_a_tied_base_keeps_the_tie_frozen_and_gives_E_u_and_H_u_tensors_of_their_own()
+    {
+        // Llama 3.2's layout: tied embeddings, GQA, llama3 rope scaling.
+        var config = Tiny.Gqa with { TieWordEmbeddings = true, RopeTheta = 500000, RopeScaling = new RopeScaling { Factor = 32, OriginalMaxPositionEmbeddings = 64 } };
+        using var baseModel = Decoder.Create(config, seed: 2);
+        var before = Tiny.Snapshot(baseModel);
+        var tokens = Tiny.Tokens(config, batch: 2, length: 9, seed: 5);
+        using var expected = baseModel.forward(tokens);
+        var model = (ScaleDecoder)MethodSpec.Preset("adapt", headsUp: 2).Build(baseModel, seed: 4);
+        Assert.True(Tiny.MaxAbsDiff(expected, model.forward(tokens)) <= 1e-5);
+        var embedding = baseModel.Embedding.Weight;
+        var trainable = model.TrainableParameters().ToDictionary(p => p.Name, p => p.Parameter);
+        var (eu, hu) = (trainable["embed_tokens.weight_u"], trainable["lm_head.weight_u"]);
+        Assert.NotEqual(eu.Handle, hu.Handle);
+        Assert.DoesNotContain(trainable.Values, p => p.Handle == embedding.Handle);
+        var (euBefore, huBefore) = (eu.detach().clone(), hu.detach().clone());
+        using var session = new TrainingSession(model, new TrainingOptions { LearningRate = 1e-2, WarmupSteps = 0, TotalSteps = 5 });
+
+        for (int step = 0; step < 5; step++) session.TrainStep([Tiny.Tokens(config, batch: 4, length: 9, seed: 200 + step)]);
+
+        foreach (var (name, tensor) in baseModel.DistinctParameters())
+            Assert.True(Tiny.BitEqual(before[name], tensor), $"base tensor {name} changed");
+        Assert.False(Tiny.BitEqual(euBefore, eu), "E_u did not train");
+        Assert.False(Tiny.BitEqual(huBefore, hu), "H_u did not train");
+    }
+
+    [Fact]
     public void Preserve_computes_the_original_stream_without_autograd_while_Adapt_needs_it()
     {
         using var baseModel = Decoder.Create(Tiny.Mha, seed: 2);
