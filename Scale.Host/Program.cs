@@ -25,6 +25,8 @@ app.Configure(config =>
         .WithDescription("Score one of a trial's checkpoints (latest, previous, final or a directory) on retention and acquisition.");
     config.AddCommand<ReportCommand>("report")
         .WithDescription("Write a sweep's report: loss curves, retention vs acquisition with the Pareto front, recall per attribute (PNG) and report.md.");
+    config.AddCommand<TokenizeCommand>("tokenize")
+        .WithDescription("Tokenize a corpus larger than memory (.txt, .jsonl, .gz) with a model's tokenizer into token shards that text experiments read batch by batch.");
     config.AddCommand<ExperimentCommand>("experiment")
         .WithDescription("Run a two-phase experiment (pre-train a base on old data, continually pre-train every method on new data) and report retention, acquisition and forgetting.");
     config.PropagateExceptions();

@@ -7,7 +7,7 @@ namespace Scale.Actors.Data;
 
 // Protocol: a node's data sets and the batches drawn from them.
 /// <summary>Makes a packed data set available under <paramref name="Dataset"/> on this node.</summary>
-public sealed record RegisterDataset(string Dataset, PackedSequences Sequences);
+public sealed record RegisterDataset(string Dataset, ITokenWindows Sequences);
 /// <summary>Asks for the batch of <paramref name="Step"/> of a trial that draws <paramref name="BatchSize"/> sequences per step in the order of <paramref name="Seed"/>.</summary>
 public sealed record GetBatch(string Dataset, long Seed, int BatchSize, long Step);
 /// <summary>A batch as plain tokens, row-major (Rows × Columns): immutable, and cheap to send.</summary>
@@ -20,7 +20,7 @@ public sealed record BatchReady(long Step, long[] Tokens, int Rows, int Columns)
 /// </summary>
 public sealed class DataLoader : ReceiveActor
 {
-    private readonly Dictionary<string, PackedSequences> datasets = new();
+    private readonly Dictionary<string, ITokenWindows> datasets = new();
     private readonly Dictionary<(string, long, int), BatchSchedule> schedules = new();
 
     public DataLoader()
@@ -43,13 +43,8 @@ public sealed class DataLoader : ReceiveActor
             schedules[key] = schedule = new BatchSchedule(sequences.Count, request.BatchSize, request.Seed);
         var indices = schedule.IndicesFor(request.Step);
         int columns = sequences.SequenceLength + 1;
-        var tokens = new long[indices.Count * columns];
-        for (int b = 0; b < indices.Count; b++)
-        {
-            var sequence = sequences[indices[b]];
-            for (int t = 0; t < columns; t++) tokens[b * columns + t] = sequence[t];
-        }
-        Sender.Tell(new BatchReady(request.Step, tokens, indices.Count, columns));
+        using var batch = sequences.Batch(indices);
+        Sender.Tell(new BatchReady(request.Step, batch.data<long>().ToArray(), indices.Count, columns));
     }
 }
 

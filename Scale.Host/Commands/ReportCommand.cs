@@ -70,6 +70,13 @@ internal sealed class ReportCommand : AsyncCommand<ReportCommand.Settings>
                     line.Color = colours.GetColor(i);
                     line.LegendText = labels.GetValueOrDefault(t.Spec.Id, t.Spec.Id);
                 }
+                if (name == "retention.png" && withCurves.Select(t => t.Metrics?.BaseOld).FirstOrDefault(b => b is not null) is { } baseOld)
+                {
+                    var reference = single.Add.HorizontalLine(baseOld);
+                    reference.LinePattern = ScottPlot.LinePattern.Dashed;
+                    reference.Color = ScottPlot.Colors.Gray;
+                    reference.LegendText = "the frozen base";
+                }
                 single.Title($"{settings.Sweep}: {side} during training");
                 single.XLabel("step");
                 single.YLabel(side);

@@ -118,3 +118,9 @@ internal sealed class SynchronousProgress(Action<ExperimentProgress> report) : I
 {
     public void Report(ExperimentProgress value) => report(value);
 }
+
+/// <summary><see cref="SynchronousProgress"/> for any report type.</summary>
+internal sealed class SynchronousProgress<T>(Action<T> report) : IProgress<T>
+{
+    public void Report(T value) => report(value);
+}

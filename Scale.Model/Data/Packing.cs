@@ -6,7 +6,7 @@ namespace Scale.Model.Data;
 /// Token sequences for language-model training: documents joined by the end-of-text token and cut into
 /// windows of T + 1 tokens (inputs 0..T-1 predict targets 1..T). A trailing part shorter than a window is dropped.
 /// </summary>
-public sealed class PackedSequences
+public sealed class PackedSequences : ITokenWindows
 {
     private readonly int[] tokens;
 
@@ -74,9 +74,42 @@ public sealed class BatchSchedule
         {
             long position = step * batchSize + b;
             long epoch = position / sequences;
-            indices[b] = Order(epoch)[(int)(position % sequences)];
+            indices[b] = At(epoch, (int)(position % sequences));
         }
         return indices;
+    }
+
+    /// <summary>Above this many windows an epoch's order is computed per position, not held as an array (memory stays flat).</summary>
+    public const int MaterialisedLimit = 1 << 20;
+
+    private int At(long epoch, int position)
+        => sequences <= MaterialisedLimit ? Order(epoch)[position] : FeistelPermutation(position, sequences, seed * 1_000_003L + epoch * 7919L);
+
+    /// <summary>
+    /// A bijection of [0, n) keyed by <paramref name="key"/>: a 4-round Feistel network over the smallest even power of two
+    /// ≥ n, walked until it lands inside [0, n) (cycle walking keeps it a permutation of [0, n)).
+    /// </summary>
+    internal static int FeistelPermutation(int position, int n, long key)
+    {
+        int bits = 2;
+        while ((1L << bits) < n) bits += 2;
+        int half = bits / 2;
+        uint mask = (1u << half) - 1;
+        uint x = (uint)position;
+        do
+        {
+            uint left = x >> half, right = x & mask;
+            for (int round = 0; round < 4; round++)
+            {
+                ulong h = unchecked((ulong)key * 0x9E3779B97F4A7C15UL ^ ((ulong)round << 56) ^ right * 0xBF58476D1CE4E5B9UL);
+                h ^= h >> 31;
+                h *= 0x94D049BB133111EBUL;
+                h ^= h >> 29;
+                (left, right) = (right, (left ^ (uint)h) & mask);
+            }
+            x = (left << half) | right;
+        } while (x >= n);
+        return (int)x;
     }
 
     private int[] Order(long epoch)

@@ -56,7 +56,7 @@ public static class Metrics
     }
 
     /// <summary>exp(mean next-token negative log-likelihood) over every target token of the sequences.</summary>
-    public static double Perplexity(CausalLM model, PackedSequences sequences, int batchSize = 16)
+    public static double Perplexity(CausalLM model, ITokenWindows sequences, int batchSize = 16)
     {
         if (sequences.Count == 0) throw new ArgumentException("No held-out sequences to measure perplexity on.");
         double totalLoss = 0;

@@ -122,7 +122,7 @@ public sealed class TrialScoring(Func<CausalLM, Score> old, Func<CausalLM, Score
         => new(report.Recall, report.PerAttribute.ToDictionary(a => a.Attribute.ToString(), a => a.Recall), report.FirstTokenAccuracy);
 
     /// <summary>Held-out perplexity on the old and new corpora.</summary>
-    public static TrialScoring Perplexity(PackedSequences oldHeldOut, PackedSequences newHeldOut, double baseOld)
+    public static TrialScoring Perplexity(ITokenWindows oldHeldOut, ITokenWindows newHeldOut, double baseOld)
         => new(m => new Score(Metrics.Perplexity(m, oldHeldOut)), m => new Score(Metrics.Perplexity(m, newHeldOut)), baseOld, ScoreMetric.Perplexity);
 }
 
@@ -134,20 +134,20 @@ public sealed class TrialScoring(Func<CausalLM, Score> old, Func<CausalLM, Score
 /// uninterrupted one does. Two rolling checkpoints are kept, "latest" and "previous": when the one to resume from
 /// is damaged, the trial falls back to the other, then to the start, so a corrupt file costs steps, never the trial.
 /// </summary>
-public sealed class TrialRunner(Decoder baseModel, PackedSequences train, TrialScoring scoring)
+public sealed class TrialRunner(Decoder baseModel, ITokenWindows train, TrialScoring scoring)
 {
     public const string Latest = "latest";
     public const string Previous = "previous";
     public const string Final = "final";
 
-    public TrialRunner(Decoder baseModel, ITokenizer tokenizer, PackedSequences train,
+    public TrialRunner(Decoder baseModel, ITokenizer tokenizer, ITokenWindows train,
                        IReadOnlyList<BioPrompt> oldPrompts, IReadOnlyList<BioPrompt> newPrompts, double baseOld)
         : this(baseModel, train, TrialScoring.Recall(tokenizer, oldPrompts, newPrompts, baseOld))
     {
     }
 
     public Decoder Base => baseModel;
-    public PackedSequences TrainData => train;
+    public ITokenWindows TrainData => train;
     public TrialScoring Scoring => scoring;
 
     /// <summary>Trains and scores in one go.</summary>

@@ -57,7 +57,12 @@ public static class TwoPhaseExperiment
     {
         /// <summary>Documents the tokenizer also trains on (the old side's only), never the model.</summary>
         public IReadOnlyList<string> TokenizerExtra { get; init; } = [];
+        /// <summary>Token shards (`scale tokenize`) in place of documents: read batch by batch, never loaded whole.</summary>
+        public string? Shards { get; init; }
     }
+
+    /// <summary>Held-out windows scored from a shard set, at most: spread evenly over the split.</summary>
+    public const int MaxShardHeldOutWindows = 512;
 
     /// <summary>The `bio-qa` protocol's Task 0: the QA documents of the first half of A, and the questions it is measured on.</summary>
     private sealed record QaTask0(IReadOnlyList<string> Train, IReadOnlyList<BioPrompt> Measured);
@@ -93,13 +98,13 @@ public static class TwoPhaseExperiment
         else
         {
             // Held-out text is tokenised once, not at every evaluation.
-            var oldHeldOut = Pack(old.HeldOut, tokenizer, spec.Continual.SequenceLength);
-            var newHeldOut = Pack(@new.HeldOut, tokenizer, spec.Continual.SequenceLength);
+            var oldHeldOut = Windows(old, heldOut: true, tokenizer, spec.Continual.SequenceLength);
+            var newHeldOut = Windows(@new, heldOut: true, tokenizer, spec.Continual.SequenceLength);
             scoring = TrialScoring.Perplexity(oldHeldOut, newHeldOut, Metrics.Perplexity(baseModel, oldHeldOut));
         }
         double baseNew = scoring.New(baseModel);
         progress?.Report(new("evaluate", "base", 0, 0, 0, 0, $"base: old {scoring.BaseOld:0.000}, new {baseNew:0.000}"));
-        var newTrain = Pack(@new.Train, tokenizer, spec.Continual.SequenceLength);
+        var newTrain = Windows(@new, heldOut: false, tokenizer, spec.Continual.SequenceLength);
         return new ExperimentTask(spec, baseModel, tokenizer, new TrialRunner(baseModel, newTrain, scoring), baseNew,
                                   info.Seconds, info.BestStep, cached,
                                   bio ? old.Prompts : null, bio ? @new.Prompts : null);
@@ -163,6 +168,18 @@ public static class TwoPhaseExperiment
         var worlds = new Dictionary<(BioLanguage, long), BioWorld>();
         Side Make(DataSpec data, long seed)
         {
+            if (!data.IsBio && ShardIndex.IsShardDirectory(data.Folder!))
+            {
+                if (spec.BaseModel is null)
+                    throw new ArgumentException($"{data.Folder}: token shards need the model whose tokenizer made them as the base (base = DIR); " +
+                                                "a base Scale pre-trains tokenizes text folders with a tokenizer of its own.");
+                var index = ShardIndex.Read(data.Folder!);
+                var expected = ShardIndex.Hash(Path.Combine(spec.BaseModel, HfTokenizer.FileName));
+                if (index.TokenizerSha256 != expected)
+                    throw new ArgumentException($"{data.Folder}: the shards were made with another tokenizer than {spec.BaseModel}'s (SHA-256 {index.TokenizerSha256[..12]}…, the base's {expected[..12]}…); tokenize the corpus again with --model {spec.BaseModel}.");
+                if (index.HeldOut.Sum(f => f.Tokens) == 0) throw new ArgumentException($"{data.Folder}: no held-out shards; tokenize with a --held-out-fraction above 0.");
+                return new Side([], [], null) { Shards = data.Folder };
+            }
             if (!data.IsBio)
             {
                 var corpus = TextCorpus.Load(data.Folder!, data.HeldOutFraction);
@@ -239,6 +256,14 @@ public static class TwoPhaseExperiment
         progress?.Report(new("task0", "base", phase.Steps, phase.Steps, 0, 0, $"Task 0: best first-token accuracy {bestScore:0.000} at step {bestStep}"));
         SaveBase(model, tokenizer, directory, new BaseInfo(bestStep, bestScore, seconds));
         return (model, false);
+    }
+
+    /// <summary>A side's training or held-out windows: from its shards (held-out ones spread over at most <see cref="MaxShardHeldOutWindows"/>), or packed from its documents.</summary>
+    private static ITokenWindows Windows(Side side, bool heldOut, ITokenizer tokenizer, int sequenceLength)
+    {
+        if (side.Shards is not { } directory) return Pack(heldOut ? side.HeldOut : side.Train, tokenizer, sequenceLength);
+        var shards = TokenShards.Open(directory, ShardIndex.Read(directory), heldOut, sequenceLength);
+        return heldOut ? shards.Spread(MaxShardHeldOutWindows) : shards;
     }
 
     private static PackedSequences Pack(IReadOnlyList<string> documents, ITokenizer tokenizer, int sequenceLength)

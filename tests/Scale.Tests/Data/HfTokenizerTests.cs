@@ -22,7 +22,7 @@ public sealed class HfTokenizerReference : IDisposable
     public HfTokenizerReference()
     {
         DebianPackages.Ensure(() => File.Exists("/usr/bin/node") && File.Exists("/usr/bin/npm"), "nodejs", "npm");
-        string node = RepositoryFile("tests", "node");
+        string node = Repository.File("tests", "node");
         if (!System.IO.Directory.Exists(Path.Combine(node, "node_modules", "tokenizers")))
             Run("npm", "install --no-audit --no-fund", node, "installing tests/node's reference (npm, from the package registry)");
         var corpus = Directory.Combine("corpus.txt");
@@ -60,12 +60,6 @@ public sealed class HfTokenizerReference : IDisposable
         if (process.ExitCode != 0) throw new InvalidOperationException($"{what}: {program} {arguments} exited {process.ExitCode}: {stderr.Result}");
     }
 
-    private static string RepositoryFile(params string[] parts)
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            if (File.Exists(Path.Combine(dir.FullName, "Scale.sln"))) return Path.Combine([dir.FullName, .. parts]);
-        throw new InvalidOperationException("the repository root (Scale.sln) is not above the test's directory");
-    }
 
     public string Family(string name) => Directory.Combine(name);
 

@@ -10,17 +10,11 @@ namespace Scale.Tests.Experiments;
 
 public class TrialPlannerTests
 {
-    private static string RepositoryFile(params string[] parts)
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            if (File.Exists(Path.Combine(dir.FullName, "Scale.sln"))) return Path.Combine([dir.FullName, .. parts]);
-        throw new InvalidOperationException("the repository root (Scale.sln) is not above the test's directory");
-    }
 
     [Fact]
     public void The_docs_parameter_table_is_the_planners_table()
     {
-        var docs = File.ReadAllText(RepositoryFile("docs", "sweeps.md"));
+        var docs = File.ReadAllText(Repository.File("docs", "sweeps.md"));
         const string begin = "<!-- parameters:begin -->\n", end = "<!-- parameters:end -->";
 
         int from = docs.IndexOf(begin, StringComparison.Ordinal), to = docs.IndexOf(end, StringComparison.Ordinal);
