@@ -25,6 +25,8 @@ app.Configure(config =>
         .WithDescription("Score one of a trial's checkpoints (latest, previous, final or a directory) on retention and acquisition.");
     config.AddCommand<ReportCommand>("report")
         .WithDescription("Write a sweep's report: loss curves, retention vs acquisition with the Pareto front, recall per attribute (PNG) and report.md.");
+    config.AddCommand<ExportCommand>("export")
+        .WithDescription("Export a trained trial as a model directory: a Hugging Face checkpoint for the baselines (LoRA merged), the base plus the expansion for SCALE models.");
     config.AddCommand<TokenizeCommand>("tokenize")
         .WithDescription("Tokenize a corpus larger than memory (.txt, .jsonl, .gz) with a model's tokenizer into token shards that text experiments read batch by batch.");
     config.AddCommand<ExperimentCommand>("experiment")

@@ -54,7 +54,7 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
         }
         else prompt = ParseIds(settings.PromptIds!);
         var device = Devices.Parse(settings.Device);
-        using var model = HfCheckpoint.Load(settings.Model!);
+        using var model = TrialExport.Load(settings.Model!);   // a Hugging Face checkpoint, or a SCALE export (base + expansion)
         model.to(device);
         var continuation = Generation.Greedy(model, prompt, settings.MaxNewTokens, tokenizer?.EndOfTextId);
         if (settings.Ids || tokenizer is null)

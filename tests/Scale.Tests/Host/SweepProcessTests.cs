@@ -153,7 +153,7 @@ public class SweepProcessTests
     }
 
     [Fact]
-    public void A_routing_axis_scores_each_trained_expansion_under_every_rule_and_evaluate_routes_a_checkpoint_the_same_way()
+    public void A_routing_axis_scores_each_expansion_under_every_rule_evaluate_routes_a_checkpoint_the_same_way_and_export_takes_it_out()
     {
         using var dir = new TempDirectory();
         var file = dir.Combine("routes.hocon");
@@ -188,6 +188,16 @@ public class SweepProcessTests
         var refused = ScaleProcess.Run("evaluate", file, frozen.GetProperty("trial").GetString()!, "--route", "cosine", "--data-dir", dir.Combine("d"));
         Assert.Equal(2, refused.ExitCode);
         Assert.Contains("--route scores a SCALE trial", refused.Stderr);
+
+        // The trained Adapt trial taken out of Scale, and generating from there; exporting into an existing directory is refused.
+        var exported = ScaleProcess.Run("export", file, id, "--out", dir.Combine("adapt-model"), "--data-dir", dir.Combine("d"));
+        Assert.True(exported.ExitCode == 0, exported.Stderr + exported.Stdout);
+        Assert.Contains("scale.json", exported.Stdout);
+        var generated = ScaleProcess.Run("generate", "--model", dir.Combine("adapt-model"), "--prompt", "Anna was born", "--max-new-tokens", "4");
+        Assert.True(generated.ExitCode == 0, generated.Stderr);
+        var again = ScaleProcess.Run("export", file, id, "--out", dir.Combine("adapt-model"), "--data-dir", dir.Combine("d"));
+        Assert.Equal(2, again.ExitCode);
+        Assert.Contains("already exists", again.Stderr);
     }
 
     private static JsonElement[] Results(string dataDir)

@@ -1,0 +1,72 @@
+using System.ComponentModel;
+using Scale.Actors.Sweeps;
+using Scale.Host.Sweeps;
+using Scale.Model;
+using Scale.Model.Checkpoints;
+using Scale.Model.Data;
+using Scale.Model.Experiments;
+using Spectre.Console;
+using Spectre.Console.Cli;
+
+namespace Scale.Host.Commands;
+
+/// <summary>`scale export SWEEP TRIAL --out DIR`: a trained trial as a model directory (<see cref="TrialExport"/>).</summary>
+internal sealed class ExportCommand : Command<ExportCommand.Settings>
+{
+    public sealed class Settings : CommandSettings
+    {
+        [CommandArgument(0, "<SWEEP>"), Description("The sweep: a built-in name or its .hocon file (it plans the trial).")]
+        public string Sweep { get; init; } = "";
+
+        [CommandArgument(1, "<TRIAL>"), Description("The trial's id (see `scale results`).")]
+        public string Trial { get; init; } = "";
+
+        [CommandOption("--out <DIR>"), Description("A new directory for the exported model.")]
+        public string? Out { get; init; }
+
+        [CommandOption("--checkpoint <WHICH>"), Description("final (default), latest, previous, or a checkpoint directory."), DefaultValue("final")]
+        public string Checkpoint { get; init; } = "final";
+
+        [CommandOption("--data-dir <DIR>"), Description("Journal, cached bases and checkpoints (default ./scale-data)."), DefaultValue("scale-data")]
+        public string DataDir { get; init; } = "scale-data";
+
+        public override ValidationResult Validate()
+            => string.IsNullOrWhiteSpace(Out) ? ValidationResult.Error("--out DIR is required (a new directory for the model).") : ValidationResult.Success();
+    }
+
+    public override int Execute(CommandContext context, Settings settings, CancellationToken cancellation)
+    {
+        Devices.PreferPassiveWaiting();
+        var sweep = SweepFiles.Load(settings.Sweep);
+        var trial = sweep.Trials.FirstOrDefault(t => t.Id == settings.Trial)
+            ?? throw new ArgumentException($"Sweep '{sweep.Name}' has no trial '{settings.Trial}'; `scale results {sweep.Name}` lists them.");
+        var plan = sweep.PlanFor(trial);
+        string? checkpoint = null;
+        if (plan.Method.Kind != MethodKind.Frozen)
+        {
+            checkpoint = settings.Checkpoint is "latest" or "previous" or "final"
+                ? Path.Combine(SweepSystem.SweepDirectory(settings.DataDir, sweep.Name), "trials", trial.Id, settings.Checkpoint)
+                : settings.Checkpoint;
+            if (!Directory.Exists(checkpoint)) throw new ArgumentException($"No checkpoint {checkpoint}: the trial has not written it (yet).");
+        }
+        // The base as the trial trained on it: the imported model, or the sweep's cached base (pre-trained if missing).
+        using var task = TwoPhaseExperiment.Prepare(sweep.Experiment, settings.DataDir, null, cancellation);
+        var tokenizerDirectory = sweep.Experiment.BaseModel;
+        using var scratch = new ScratchDirectory();
+        if (tokenizerDirectory is null)
+        {
+            ((ByteBpeTokenizer)task.Tokenizer).Save(Path.Combine(scratch.Path, HfTokenizer.FileName));
+            tokenizerDirectory = scratch.Path;
+        }
+        var what = TrialExport.Write(task.Base, plan.Method, plan.Seed, checkpoint, tokenizerDirectory, settings.Out!);
+        Console.WriteLine($"Exported {trial.Id} to {settings.Out}: {what}. `scale generate --model {settings.Out} --prompt TEXT` generates with it.");
+        return 0;
+    }
+
+    private sealed class ScratchDirectory : IDisposable
+    {
+        public string Path { get; } = Directory.CreateDirectory(System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"scale-export-{Guid.NewGuid():N}")).FullName;
+
+        public void Dispose() => Directory.Delete(Path, recursive: true);
+    }
+}
