@@ -37,13 +37,8 @@ internal sealed class EvaluateCommand : AsyncCommand<EvaluateCommand.Settings>
     public override async Task<int> ExecuteAsync(CommandContext context, Settings settings, CancellationToken cancellation)
     {
         Devices.PreferPassiveWaiting();
-        var sweep = SweepFiles.Load(settings.Sweep);
-        var trial = sweep.Trials.FirstOrDefault(t => t.Id == settings.Trial)
-            ?? throw new ArgumentException($"Sweep '{sweep.Name}' has no trial '{settings.Trial}'; `scale results {sweep.Name}` lists them.");
-        var directory = settings.Checkpoint is "latest" or "previous" or "final"
-            ? Path.Combine(SweepSystem.SweepDirectory(settings.DataDir, sweep.Name), "trials", trial.Id, settings.Checkpoint)
-            : settings.Checkpoint;
-        var plan = sweep.PlanFor(trial);
+        var found = TrialLookup.Find(settings.Sweep, settings.Trial, settings.Checkpoint, settings.DataDir);
+        var (sweep, trial, plan, directory) = (found.Sweep, found.Trial, found.Plan, found.CheckpointDirectory);
         if (settings.Route is { } rule)
         {
             if (plan.Method.Expansion is not { } expansion)
@@ -59,8 +54,7 @@ internal sealed class EvaluateCommand : AsyncCommand<EvaluateCommand.Settings>
             }
             plan = plan with { Method = plan.Method with { Expansion = expansion with { Routing = routing } } };
         }
-        if (plan.Method.Kind != MethodKind.Frozen && !Directory.Exists(directory))
-            throw new ArgumentException($"No checkpoint {directory}: the trial has not written it (yet).");
+        found.ExistingCheckpoint(plan);
         Devices.UseThreads(settings.Threads);
         // The base under the data directory's lock, as trainers prepare it; an actor system of its own for the Evaluator:
         // evaluating reads checkpoints, never the sweep's journal, so no coordinator is started.

@@ -37,20 +37,12 @@ internal sealed class ExportCommand : Command<ExportCommand.Settings>
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellation)
     {
         Devices.PreferPassiveWaiting();
-        var sweep = SweepFiles.Load(settings.Sweep);
-        var trial = sweep.Trials.FirstOrDefault(t => t.Id == settings.Trial)
-            ?? throw new ArgumentException($"Sweep '{sweep.Name}' has no trial '{settings.Trial}'; `scale results {sweep.Name}` lists them.");
-        var plan = sweep.PlanFor(trial);
-        string? checkpoint = null;
-        if (plan.Method.Kind != MethodKind.Frozen)
-        {
-            checkpoint = settings.Checkpoint is "latest" or "previous" or "final"
-                ? Path.Combine(SweepSystem.SweepDirectory(settings.DataDir, sweep.Name), "trials", trial.Id, settings.Checkpoint)
-                : settings.Checkpoint;
-            if (!Directory.Exists(checkpoint)) throw new ArgumentException($"No checkpoint {checkpoint}: the trial has not written it (yet).");
-        }
-        // The base as the trial trained on it: the imported model, or the sweep's cached base (pre-trained if missing).
-        using var task = TwoPhaseExperiment.Prepare(sweep.Experiment, settings.DataDir, null, cancellation);
+        var found = TrialLookup.Find(settings.Sweep, settings.Trial, settings.Checkpoint, settings.DataDir);
+        var (sweep, trial, plan) = (found.Sweep, found.Trial, found.Plan);
+        var checkpoint = found.ExistingCheckpoint(plan);
+        // The base as the trial trained on it: the imported model, or the sweep's cached base (pre-trained if missing,
+        // under the data directory's lock, as trainers prepare it).
+        using var task = Scale.Actors.Trainers.BaseLock.Prepare(sweep.Experiment, settings.DataDir, null, cancellation);
         var tokenizerDirectory = sweep.Experiment.BaseModel;
         using var scratch = new ScratchDirectory();
         if (tokenizerDirectory is null)

@@ -100,6 +100,6 @@ public class CommandLineTests
 
         Assert.NotEqual(0, result.ExitCode);
         Assert.Contains("No experiment 'nonesuch'", result.Stderr);
-        Assert.Contains("bio, bio-ko, bio-validation, text", result.Stderr);
+        Assert.Contains("bio, bio-ko, bio-qa, bio-validation, text", result.Stderr);
     }
 }
