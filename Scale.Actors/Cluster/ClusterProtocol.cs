@@ -49,6 +49,6 @@ public static class SweepDefinitionJson
         {
             throw new ArgumentException($"not a sweep definition: {e.Message}", e);
         }
-        return sweep ?? throw new ArgumentException("not a sweep definition: empty");
+        return (sweep ?? throw new ArgumentException("not a sweep definition: empty")).Validate();
     }
 }

@@ -32,7 +32,19 @@ public sealed class SweepManager : ReceivePersistentActor, IWithTimers
         Recover<SweepSubmitted>(Add);
         Recover<RecoveryCompleted>(_ =>
         {
-            foreach (var id in order) Coordinator(id);
+            foreach (var id in order)
+            {
+                try
+                {
+                    SweepDefinitionJson.Read(sweeps[id].Definition);   // one journaled before submissions were validated may not pass now
+                    Coordinator(id);
+                }
+                catch (Exception e) when (e is ArgumentException or InvalidActorNameException)
+                {
+                    // One bad sweep must not disable the manager: it is left out, said in the log, and the others run.
+                    log.Error("sweep manager: sweep {0} is quarantined and will not run: {1}", id, e.Message);
+                }
+            }
             log.Info("sweep manager: {0} sweep(s) recovered from the journal", order.Count);
         });
         Command<SubmitSweep>(Submit);

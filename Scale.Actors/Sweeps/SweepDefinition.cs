@@ -32,6 +32,28 @@ public sealed record SweepDefinition
     public StartSweep StartCommand => new(Name, Trials, MaxConcurrent, RetryBudget) { Fingerprint = Fingerprint };
 
     /// <summary>
+    /// Checks a definition as fully as a sweep file is checked (for one that arrives over the wire, before anything of
+    /// it is persisted): the name and every trial id are safe path segments, ids are unique, the counts are in range,
+    /// the experiment validates, every trial plans and every routing rule parses. Throws ArgumentException with the reason.
+    /// </summary>
+    public SweepDefinition Validate()
+    {
+        if (!SweepFiles.NamePattern().IsMatch(Name ?? "")) throw new ArgumentException($"sweep name '{Name}' must be lower-case letters, digits, '-' and '_' (at most 64).");
+        if (Trials is null || Trials.Count == 0) throw new ArgumentException($"sweep '{Name}' has no trials.");
+        foreach (var trial in Trials) Trainers.SweepPaths.Segment(trial.Id ?? "", "trial id");
+        if (Trials.Select(t => t.Id).Distinct().Count() != Trials.Count) throw new ArgumentException($"sweep '{Name}' has two trials with one id.");
+        if (MaxConcurrent < 1) throw new ArgumentException($"max-concurrent must be at least 1, got {MaxConcurrent}.");
+        if (RetryBudget < 0) throw new ArgumentException($"retry-budget must be 0 or more, got {RetryBudget}.");
+        if (CheckpointEvery < 1) throw new ArgumentException($"checkpoint-every must be at least 1, got {CheckpointEvery}.");
+        if (EvaluateEvery < 0) throw new ArgumentException($"evaluate-every must be 0 or more, got {EvaluateEvery}.");
+        if (Experiment is null) throw new ArgumentException($"sweep '{Name}' has no experiment.");
+        Experiment.Validate(requireFolders: false);
+        foreach (var rule in Routing ?? []) Scale.Model.Upscaling.RoutingSpec.Parse(rule);
+        foreach (var trial in Trials) PlanFor(trial);
+        return this;
+    }
+
+    /// <summary>
     /// Refuses to resume a sweep that was started from another definition (a different experiment or checkpoint interval —
     /// its <see cref="Fingerprint"/> — or other trials): its finished trials would not be comparable. One check for both
     /// paths that resume a sweep: `scale run` on this machine and the cluster's sweep manager.
@@ -90,7 +112,7 @@ public static partial class SweepFiles
     private static readonly string[] AxisKeys = ["min", "max", "log", "integer"];
 
     [GeneratedRegex("^[a-z0-9][a-z0-9_-]{0,63}$")]
-    private static partial Regex NamePattern();
+    internal static partial Regex NamePattern();
 
     public static SweepDefinition Parse(string text, string source, string baseDirectory)
     {

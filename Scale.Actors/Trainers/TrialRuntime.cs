@@ -82,11 +82,38 @@ public sealed class TrialRuntime : IDisposable
     }
 }
 
-/// <summary>Where a sweep's files live under a data directory.</summary>
-public static class SweepPaths
+/// <summary>
+/// Where a sweep's files live under a data directory. Sweep names and trial ids become path segments, so each is
+/// checked to be one safe segment (no separator, no "." or "..", no absolute path) and the path it makes to stay
+/// inside the data directory: a name from a submitted sweep or a journal can never reach outside it.
+/// </summary>
+public static partial class SweepPaths
 {
+    [System.Text.RegularExpressions.GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9_.@:=-]{0,127}$")]
+    private static partial System.Text.RegularExpressions.Regex SegmentPattern();
+
     public static string DatabaseFile(string dataDirectory) => Path.Combine(dataDirectory, "sweeps.db");
-    public static string SweepDirectory(string dataDirectory, string sweep) => Path.Combine(dataDirectory, "sweeps", sweep);
+
+    public static string SweepDirectory(string dataDirectory, string sweep)
+        => Inside(Path.Combine(dataDirectory, "sweeps"), Segment(sweep, "sweep name"));
+
+    /// <summary>Where a trial keeps its checkpoints and log: {sweep}/trials/{trial}.</summary>
+    public static string TrialDirectory(string trialsRoot, string trial) => Inside(trialsRoot, Segment(trial, "trial id"));
+
+    /// <summary><paramref name="value"/> if it is one safe path segment; otherwise an ArgumentException naming <paramref name="what"/>.</summary>
+    public static string Segment(string value, string what)
+        => SegmentPattern().IsMatch(value) && value.Trim('.').Length > 0
+            ? value
+            : throw new ArgumentException($"{what} '{value}' is not a safe name: use letters, digits and _ . @ : = - (at most 128, starting with a letter or digit).");
+
+    private static string Inside(string root, string segment)
+    {
+        var full = Path.GetFullPath(Path.Combine(root, segment));
+        var rootFull = Path.GetFullPath(root).TrimEnd(Path.DirectorySeparatorChar) + Path.DirectorySeparatorChar;
+        return full.StartsWith(rootFull, StringComparison.Ordinal)
+            ? Path.Combine(root, segment)
+            : throw new ArgumentException($"'{segment}' would lead outside {root}.");
+    }
 }
 
 /// <summary>

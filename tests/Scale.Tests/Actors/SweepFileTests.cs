@@ -198,3 +198,49 @@ public class ImportedBaseSweepTests
         Assert.False(Directory.Exists(dir.Combine("data", "bases")));   // nothing was pre-trained
     }
 }
+
+/// <summary>A sweep that arrives over the wire is checked as fully as a file before the manager persists anything of it.</summary>
+public class SubmittedSweepValidationTests
+{
+    private static string Mutated(Func<System.Text.Json.Nodes.JsonObject, System.Text.Json.Nodes.JsonObject> edit)
+    {
+        var json = System.Text.Json.Nodes.JsonNode.Parse(Scale.Actors.Cluster.SweepDefinitionJson.Write(SweepFiles.Load("quickstart")))!.AsObject();
+        return edit(json).ToJsonString();
+    }
+
+    [Theory]
+    [InlineData("name", "../../escape", "sweep name '../../escape'")]
+    [InlineData("trial", "../../../etc", "trial id '../../../etc' is not a safe name")]
+    [InlineData("trial", "/abs/path", "trial id '/abs/path' is not a safe name")]
+    [InlineData("MaxConcurrent", "0", "max-concurrent must be at least 1")]
+    [InlineData("method", "magic", "Unknown method 'magic'")]
+    public void An_unsafe_or_impossible_submission_is_refused_with_the_reason(string field, string value, string message)
+    {
+        var json = Mutated(o =>
+        {
+            switch (field)
+            {
+                case "name": o["Name"] = value; break;
+                case "trial": o["Trials"]![0]!["Id"] = value; break;
+                case "method": o["Trials"]![0]!["Method"] = value; break;
+                default: o[field] = int.Parse(value); break;
+            }
+            return o;
+        });
+
+        var error = Assert.Throws<ArgumentException>(() => Scale.Actors.Cluster.SweepDefinitionJson.Read(json));
+
+        Assert.Contains(message, error.Message);
+    }
+
+    [Fact]
+    public void A_valid_submission_reads_back_and_paths_from_ids_stay_inside_the_data_directory()
+    {
+        var sweep = Scale.Actors.Cluster.SweepDefinitionJson.Read(Mutated(o => o));
+
+        Assert.Equal("quickstart", sweep.Name);
+        Assert.EndsWith(Path.Combine("sweeps", "quickstart"), Scale.Actors.Trainers.SweepPaths.SweepDirectory("/data", "quickstart"));
+        Assert.Throws<ArgumentException>(() => Scale.Actors.Trainers.SweepPaths.SweepDirectory("/data", ".."));
+        Assert.Throws<ArgumentException>(() => Scale.Actors.Trainers.SweepPaths.TrialDirectory("/data/sweeps/q/trials", "a/../../b"));
+    }
+}
