@@ -43,9 +43,31 @@ function build(name, setup, specials, template, edit, tokenizerConfig) {
   tok.save(file);
   const json = JSON.parse(fs.readFileSync(file, 'utf8'));
   if (edit) edit(json);
+  renumber(json);
   fs.writeFileSync(file, JSON.stringify(json));
   fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify(tokenizerConfig));
   return t.Tokenizer.fromFile(file);
+}
+
+// Hugging Face's loader takes the model's ids to run 0..n-1 and gives the added tokens the ids after them, whatever
+// the file says; so once symbols are added to a trained vocabulary, the ids are renumbered that way (the model's by
+// their order, then the added tokens, with the post-processor's note of their ids), as real tokenizer files have them.
+function renumber(json) {
+  const entries = Object.entries(json.model.vocab).sort((a, b) => a[1] - b[1]);
+  const vocab = {};
+  entries.forEach(([token], i) => { vocab[token] = i; });
+  json.model.vocab = vocab;
+  const moved = {};
+  let next = entries.length;
+  for (const added of json.added_tokens) {
+    const id = added.content in vocab ? vocab[added.content] : next++;
+    moved[added.id] = id;
+    added.id = id;
+  }
+  const processors = !json.post_processor ? [] : json.post_processor.type === 'Sequence' ? json.post_processor.processors : [json.post_processor];
+  for (const processor of processors)
+    for (const special of Object.values(processor.special_tokens || {}))
+      special.ids = special.ids.map(i => (i in moved ? moved[i] : i));
 }
 
 function withByteAlphabet(json) {
