@@ -35,18 +35,24 @@ public static class Metrics
     /// Attribute recall: for every prompt, greedy generation must reproduce " " + value exactly, and the value
     /// must end there (the next character, if any, is not a letter or digit, so "1952" does not pass for "19521").
     /// </summary>
-    public static RecallReport AttributeRecall(CausalLM model, ITokenizer tokenizer, IEnumerable<BioPrompt> prompts)
+    /// <remarks>
+    /// With <paramref name="particlesFollow"/> (Korean), a letter may follow the value. A particle attaches to the word
+    /// before it (부산시이다), and a byte-level BPE then merges the value's last syllables with the particle, so the
+    /// value's own tokens need not occur in the text and teacher forcing on them does not apply. The check is then on
+    /// the generated text, and only a digit may not follow the value.
+    /// </remarks>
+    public static RecallReport AttributeRecall(CausalLM model, ITokenizer tokenizer, IEnumerable<BioPrompt> prompts, bool particlesFollow = false)
     {
         var scores = new Dictionary<BioAttribute, (int Correct, int First, int Total)>();
         foreach (var prompt in prompts)
         {
             var promptIds = tokenizer.Encode(prompt.Prompt).Select(i => (long)i).ToList();
             var target = tokenizer.Encode(" " + prompt.Answer);
-            var generated = Generation.Greedy(model, promptIds, target.Count + 2, tokenizer.EndOfTextId);
+            var generated = Generation.Greedy(model, promptIds, target.Count + (particlesFollow ? 4 : 2), tokenizer.EndOfTextId);
             var text = tokenizer.Decode(generated.Select(i => (int)i));
             var expected = " " + prompt.Answer;
             bool exact = text.StartsWith(expected, StringComparison.Ordinal)
-                         && (text.Length == expected.Length || !char.IsLetterOrDigit(text[expected.Length]));
+                         && (text.Length == expected.Length || (particlesFollow ? !char.IsDigit(text[expected.Length]) : !char.IsLetterOrDigit(text[expected.Length])));
             bool first = generated.Length > 0 && target.Count > 0 && generated[0] == target[0];
             var (c, f, t) = scores.GetValueOrDefault(prompt.Attribute);
             scores[prompt.Attribute] = (c + (exact ? 1 : 0), f + (first ? 1 : 0), t + 1);

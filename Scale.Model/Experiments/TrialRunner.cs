@@ -103,9 +103,19 @@ public sealed class TrialScoring(Func<CausalLM, Score> old, Func<CausalLM, Score
     public double Forgetting(double retention) => ScoreMetric.Gain(Metric, BaseOld, retention);
 
     /// <summary>Attribute recall on the old and new populations' prompts.</summary>
-    public static TrialScoring Recall(ITokenizer tokenizer, IReadOnlyList<BioPrompt> oldPrompts, IReadOnlyList<BioPrompt> newPrompts, double baseOld)
-        => new(m => Detailed(TeacherForcedRecall.Measure(m, tokenizer, oldPrompts)),
-               m => Detailed(TeacherForcedRecall.Measure(m, tokenizer, newPrompts)), baseOld, ScoreMetric.Recall);
+    public static TrialScoring Recall(ITokenizer tokenizer, IReadOnlyList<BioPrompt> oldPrompts, IReadOnlyList<BioPrompt> newPrompts, double baseOld,
+                                      BioLanguage oldLanguage = BioLanguage.English, BioLanguage newLanguage = BioLanguage.English)
+        => new(m => Detailed(RecallOf(m, tokenizer, oldPrompts, oldLanguage)),
+               m => Detailed(RecallOf(m, tokenizer, newPrompts, newLanguage)), baseOld, ScoreMetric.Recall);
+
+    /// <summary>
+    /// Recall of one language's prompts: teacher-forced for English (exactly greedy decoding's answer, in one pass);
+    /// by generating the text for Korean, whose particles attach to the value and change its tokens (<see cref="Metrics.AttributeRecall"/>).
+    /// </summary>
+    public static RecallReport RecallOf(CausalLM model, ITokenizer tokenizer, IReadOnlyList<BioPrompt> prompts, BioLanguage language)
+        => language == BioLanguage.Korean
+            ? Metrics.AttributeRecall(model, tokenizer, prompts, particlesFollow: true)
+            : TeacherForcedRecall.Measure(model, tokenizer, prompts);
 
     /// <summary>
     /// Hard first-token accuracy on questions (the `bio-qa` protocol): Task 0's questions for retention, Task 1's for

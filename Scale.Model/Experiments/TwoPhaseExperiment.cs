@@ -92,8 +92,8 @@ public static class TwoPhaseExperiment
         }
         else if (bio)
         {
-            double baseOld = TeacherForcedRecall.Measure(baseModel, tokenizer, old.Prompts!).Recall;
-            scoring = TrialScoring.Recall(tokenizer, old.Prompts!, @new.Prompts!, baseOld);
+            double baseOld = TrialScoring.RecallOf(baseModel, tokenizer, old.Prompts!, spec.Old.Language).Recall;
+            scoring = TrialScoring.Recall(tokenizer, old.Prompts!, @new.Prompts!, baseOld, spec.Old.Language, spec.New.Language);
         }
         else
         {

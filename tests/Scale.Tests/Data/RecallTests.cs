@@ -36,4 +36,27 @@ public class RecallTests
         Assert.Equal(trained.PerAttribute, batched.PerAttribute);   // teacher forcing answers what greedy decoding does
         Assert.Equal(baseline.PerAttribute, TeacherForcedRecall.Measure(untrained, tokenizer, prompts).PerAttribute);
     }
+
+    [Fact]
+    public void Korean_recall_reads_the_generated_text_so_a_particle_may_follow_the_value()
+    {
+        // One Korean sentence learnt by heart: the value 부산시 is followed by the particle 이다 with no space between.
+        var person = new Person("김민준", new Dictionary<BioAttribute, string> { [BioAttribute.BirthCity] = "부산시" });
+        const string sentence = "김민준의 고향은 부산시이다.";
+        var corpus = Enumerable.Repeat(sentence, 40).ToList();
+        var tokenizer = ByteBpeTokenizer.Train(corpus, vocabSize: 300);
+        var packed = new PackedSequences(corpus.Select(tokenizer.Encode), tokenizer.EndOfTextId, sequenceLength: 32);
+        var config = new ModelConfig { VocabSize = tokenizer.VocabSize, HiddenSize = 32, NumLayers = 2, NumHeads = 2, IntermediateSize = 64 };
+        var model = MethodSpec.Preset("full").Build(Decoder.Create(config, seed: 3));
+        var schedule = new BatchSchedule(packed.Count, batchSize: 4, seed: 5);
+        using (var session = new TrainingSession(model, new TrainingOptions { LearningRate = 1e-2, WarmupSteps = 5, TotalSteps = 150 }))
+            for (int step = 0; step < 150; step++) session.TrainStep([packed.Batch(schedule.IndicesFor(step))]);
+        var prompt = new BioPrompt(person.Name, BioAttribute.BirthCity, "김민준의 고향은", "부산시");
+        var continuation = tokenizer.Decode(Generation.Greedy(model, tokenizer.Encode(prompt.Prompt).Select(i => (long)i).ToList(), 6).Select(i => (int)i));
+
+        Assert.StartsWith(" 부산시이다", continuation);                                                   // it has learnt the sentence
+        Assert.Equal(1.0, Metrics.AttributeRecall(model, tokenizer, [prompt], particlesFollow: true).Recall);
+        Assert.Equal(0.0, Metrics.AttributeRecall(model, tokenizer, [prompt]).Recall);                      // English's rule: no letter may follow
+        Assert.Equal(1.0, Scale.Model.Experiments.TrialScoring.RecallOf(model, tokenizer, [prompt], BioLanguage.Korean).Recall);
+    }
 }
