@@ -70,12 +70,18 @@ public static class TrialCheckpoint
     {
         var path = Path.Combine(directory, TrainableFile);
         if (!File.Exists(path)) throw new InvalidCheckpointException($"{directory}: not a trial checkpoint ({TrainableFile} is missing).");
+        LoadTrainable(path, model, $"trial checkpoint {directory}");
+    }
+
+    /// <summary>Copies a safetensors file of trainable tensors, by name, into <paramref name="model"/>'s trainable parameters, checked first.</summary>
+    internal static void LoadTrainable(string path, CausalLM model, string what)
+    {
         var trainable = SafetensorsFile.Load(path);
         try
         {
             var parameters = model.TrainableParameters();
             TensorLayout.CheckShapes(parameters.ToDictionary(p => p.Name, p => p.Parameter.shape),
-                trainable.ToDictionary(t => t.Key, t => t.Value.shape), $"trial checkpoint {directory}");
+                trainable.ToDictionary(t => t.Key, t => t.Value.shape), what);
             using (no_grad())
             {
                 foreach (var (name, parameter) in parameters) parameter.copy_(trainable[name]);

@@ -101,14 +101,7 @@ public static class TrialExport
         var model = saved.Method.Build(baseModel, saved.Seed);
         var expansionPath = Path.Combine(directory, ExpansionFile);
         if (!File.Exists(expansionPath)) throw new InvalidCheckpointException($"{directory}: {ExpansionFile} is missing.");
-        var tensors = SafetensorsFile.Load(expansionPath);
-        var parameters = model.TrainableParameters();
-        TensorLayout.CheckShapes(parameters.ToDictionary(p => p.Name, p => p.Parameter.shape), tensors.ToDictionary(t => t.Key, t => t.Value.shape), expansionPath);
-        using (no_grad())
-        {
-            foreach (var (name, parameter) in parameters) parameter.copy_(tensors[name]);
-        }
-        foreach (var t in tensors.Values) t.Dispose();
+        TrialCheckpoint.LoadTrainable(expansionPath, model, expansionPath);
         foreach (var (_, p) in model.DistinctParameters()) p.requires_grad = false;
         return model;
     }

@@ -189,13 +189,15 @@ public sealed class TrialRunner(Decoder baseModel, ITokenWindows train, TrialSco
             var schedule = new BatchSchedule(train.Count, plan.Phase.Batch, plan.Seed);
             double seconds = 0, checkpointSeconds = 0, scoringSeconds = 0, lastLoss = restored?.LastLoss ?? double.NaN;
             long trained = 0;
-            if (onScores is not null && plan.EvaluateEvery > 0 && session.Step == 0)
+            void ScoreNow()
             {
-                // The curve's first point: the trial before any step (for every method here, the base's own scores).
                 var scoringClock = Stopwatch.StartNew();
-                onScores(0, Score(model, scoringClock));
+                onScores!(session.Step, Score(model, scoringClock));
                 scoringSeconds += scoringClock.Elapsed.TotalSeconds;
             }
+            bool scoring = onScores is not null && plan.EvaluateEvery > 0;
+            // The curve's first point: the trial before any step (for every method here, the base's own scores).
+            if (scoring && session.Step == 0) ScoreNow();
             for (long step = session.Step; step < plan.Phase.Steps; step++)
             {
                 cancellation.ThrowIfCancellationRequested();
@@ -207,12 +209,7 @@ public sealed class TrialRunner(Decoder baseModel, ITokenWindows train, TrialSco
                 onStep?.Invoke(result);
                 // Scores during training: the weights as they are at this step, scored without autograd (nothing in the
                 // model or the optimiser changes, so the run goes on exactly as it would without them).
-                if (onScores is not null && plan.EvaluateEvery > 0 && session.Step % plan.EvaluateEvery == 0)
-                {
-                    var scoringClock = Stopwatch.StartNew();
-                    onScores(session.Step, Score(model, scoringClock));
-                    scoringSeconds += scoringClock.Elapsed.TotalSeconds;
-                }
+                if (scoring && session.Step % plan.EvaluateEvery == 0) ScoreNow();
                 if (session.Step % plan.CheckpointEvery != 0 || session.Step == plan.Phase.Steps) continue;
                 var saving = Stopwatch.StartNew();
                 var path = Path.Combine(checkpointDirectory, Latest);

@@ -57,8 +57,8 @@ public static class TwoPhaseExperiment
     {
         /// <summary>Documents the tokenizer also trains on (the old side's only), never the model.</summary>
         public IReadOnlyList<string> TokenizerExtra { get; init; } = [];
-        /// <summary>Token shards (`scale tokenize`) in place of documents: read batch by batch, never loaded whole.</summary>
-        public string? Shards { get; init; }
+        /// <summary>Token shards (`scale tokenize`) in place of documents, read and checked once: read batch by batch, never loaded whole.</summary>
+        public (string Directory, ShardIndex Index)? Shards { get; init; }
     }
 
     /// <summary>Held-out windows scored from a shard set, at most: spread evenly over the split.</summary>
@@ -178,7 +178,7 @@ public static class TwoPhaseExperiment
                 if (index.TokenizerSha256 != expected)
                     throw new ArgumentException($"{data.Folder}: the shards were made with another tokenizer than {spec.BaseModel}'s (SHA-256 {index.TokenizerSha256[..12]}…, the base's {expected[..12]}…); tokenize the corpus again with --model {spec.BaseModel}.");
                 if (index.HeldOut.Sum(f => f.Tokens) == 0) throw new ArgumentException($"{data.Folder}: no held-out shards; tokenize with a --held-out-fraction above 0.");
-                return new Side([], [], null) { Shards = data.Folder };
+                return new Side([], [], null) { Shards = (data.Folder!, index) };
             }
             if (!data.IsBio)
             {
@@ -261,8 +261,8 @@ public static class TwoPhaseExperiment
     /// <summary>A side's training or held-out windows: from its shards (held-out ones spread over at most <see cref="MaxShardHeldOutWindows"/>), or packed from its documents.</summary>
     private static ITokenWindows Windows(Side side, bool heldOut, ITokenizer tokenizer, int sequenceLength)
     {
-        if (side.Shards is not { } directory) return Pack(heldOut ? side.HeldOut : side.Train, tokenizer, sequenceLength);
-        var shards = TokenShards.Open(directory, ShardIndex.Read(directory), heldOut, sequenceLength);
+        if (side.Shards is not var (directory, index)) return Pack(heldOut ? side.HeldOut : side.Train, tokenizer, sequenceLength);
+        var shards = TokenShards.Open(directory, index, heldOut, sequenceLength);
         return heldOut ? shards.Spread(MaxShardHeldOutWindows) : shards;
     }
 
