@@ -3,13 +3,17 @@ using static TorchSharp.torch;
 
 namespace Scale.Model;
 
-/// <summary>Device selection, a runtime option: "cpu", "cuda" or "cuda:N".</summary>
+/// <summary>Device selection, a runtime option: "cpu", "cuda" or "cuda:N" (and "cpu:N" for a further trainer on the CPU).</summary>
 public static class Devices
 {
     public static Device Parse(string name)
     {
         var text = name.Trim().ToLowerInvariant();
         if (text == "cpu") return CPU;
+        if (text.StartsWith("cpu:", StringComparison.Ordinal))
+            return int.TryParse(text[4..], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out _)
+                ? CPU
+                : throw new ArgumentException($"Invalid device '{name}': expected cpu, cpu:N, cuda or cuda:N.");
         if (text == "cuda" || text.StartsWith("cuda:", StringComparison.Ordinal))
         {
             int index = 0;
@@ -23,8 +27,28 @@ public static class Devices
                 throw new ArgumentException($"Device '{name}' requested, but only {cuda.device_count()} CUDA device(s) are present.");
             return new Device(DeviceType.CUDA, index);
         }
-        throw new ArgumentException($"Invalid device '{name}': expected cpu, cuda or cuda:N.");
+        throw new ArgumentException($"Invalid device '{name}': expected cpu, cpu:N, cuda or cuda:N.");
     }
+
+    /// <summary>
+    /// A `--devices` list (comma-separated), one trainer per entry, each checked as <see cref="Parse"/> checks it: a
+    /// CPU build asked for CUDA is refused here, before anything starts. "cuda" means cuda:0. "cpu:1", "cpu:2", …
+    /// name further trainers on the CPU, which share the CPU's resident base (useful to split the cores between
+    /// trainers, and how the multi-trainer path is tested on machines without GPUs).
+    /// </summary>
+    public static IReadOnlyList<string> ParseList(string list)
+    {
+        var names = list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(n => n.ToLowerInvariant() == "cuda" ? "cuda:0" : n.ToLowerInvariant()).ToList();
+        if (names.Count == 0) throw new ArgumentException("--devices needs at least one device: cpu, cpu:N, cuda or cuda:N.");
+        foreach (var name in names) Parse(name);
+        if (names.GroupBy(n => n == "cpu:0" ? "cpu" : n).FirstOrDefault(g => g.Count() > 1) is { } twice)
+            throw new ArgumentException($"--devices names {twice.Key} twice: one trainer per device (use cpu:1, cpu:2, … for more trainers on the CPU).");
+        return names;
+    }
+
+    /// <summary>Where a device's tensors live, as a key: "cpu" for every CPU trainer, "cuda:N" for a GPU.</summary>
+    public static string Key(Device device) => device.type == DeviceType.CPU ? "cpu" : $"{device.type.ToString().ToLowerInvariant()}:{Math.Max(0, (int)device.index)}";
 
     [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "setenv")]
     private static extern int SetNativeEnvironment(string name, string value, int overwrite);

@@ -38,11 +38,11 @@ public sealed record TrialRuntimeOptions
 public sealed class TrialRuntime : IDisposable
 {
     private readonly ActorSystem system;
-    private readonly IActorRef evaluator;
+    private readonly IReadOnlyList<IActorRef> evaluators;
 
-    private TrialRuntime(ActorSystem system, ExperimentTask task, IActorRef evaluator, IReadOnlyList<IActorRef> trainers)
+    private TrialRuntime(ActorSystem system, ExperimentTask task, IReadOnlyList<IActorRef> evaluators, IReadOnlyList<IActorRef> trainers)
     {
-        (this.system, Task, this.evaluator, Trainers) = (system, task, evaluator, trainers);
+        (this.system, Task, this.evaluators, Trainers) = (system, task, evaluators, trainers);
         Done = System.Threading.Tasks.Task.WhenAll(trainers.Select(t => t.WatchAsync()));
     }
 
@@ -52,20 +52,41 @@ public sealed class TrialRuntime : IDisposable
     /// <summary>Completes when every trainer has stopped.</summary>
     public Task Done { get; }
 
+    /// <summary>
+    /// Starts one trainer per device of <paramref name="options"/>, each with an evaluator and the frozen base resident on
+    /// its device (copied there once, shared by the device's trials; every CPU trainer shares the CPU's base).
+    /// </summary>
     public static async Task<TrialRuntime> StartAsync(ActorSystem system, IActorRef dataLoader, SweepDefinition sweep, TrialRuntimeOptions options,
                                                       IProgress<ExperimentProgress>? progress, CancellationToken cancellation)
     {
+        var placement = options.Devices.Select(name => (Name: name, Device: Scale.Model.Devices.Parse(name))).ToList();
         var task = await System.Threading.Tasks.Task.Run(() => BaseLock.Prepare(sweep.Experiment, options.DataDirectory, progress, cancellation), cancellation);
-        string dataset = "new" + options.NameSuffix;
-        dataLoader.Tell(new RegisterDataset(dataset, task.Runner.TrainData));
-        var evaluator = system.ActorOf(Evaluator.Props(task.Runner, options.ThreadsPerTrial), "evaluator" + options.NameSuffix);
-        var executor = new SweepTrialExecutor(sweep, task.Runner, Path.Combine(SweepPaths.SweepDirectory(options.DataDirectory, sweep.Name), "trials"),
-                                              dataLoader, dataset, evaluator, system.EventStream, options.ThreadsPerTrial);
-        var trainers = options.Devices.Select(device => system.ActorOf(
-            Trainer.Props(options.Coordinator, options.TrainerId(device), executor, options.PollInterval, options.SlotsPerDevice,
-                          options.ReplyTimeout, options.Envelope),
-            $"trainer{options.NameSuffix}-{device.Replace(':', '-')}")).ToList();
-        return new TrialRuntime(system, task, evaluator, trainers);
+        try
+        {
+            string dataset = "new" + options.NameSuffix;
+            dataLoader.Tell(new RegisterDataset(dataset, task.Runner.TrainData));
+            var trialsRoot = Path.Combine(SweepPaths.SweepDirectory(options.DataDirectory, sweep.Name), "trials");
+            var evaluators = new List<IActorRef>();
+            var trainers = new List<IActorRef>();
+            foreach (var (name, device) in placement)
+            {
+                var runner = await System.Threading.Tasks.Task.Run(() => task.Runner.On(device), cancellation);
+                var actorName = name.Replace(':', '-');
+                var evaluator = system.ActorOf(Evaluator.Props(runner, options.ThreadsPerTrial), $"evaluator{options.NameSuffix}-{actorName}");
+                evaluators.Add(evaluator);
+                var executor = new SweepTrialExecutor(sweep, runner, trialsRoot, dataLoader, dataset, evaluator, system.EventStream, options.ThreadsPerTrial);
+                trainers.Add(system.ActorOf(
+                    Trainer.Props(options.Coordinator, options.TrainerId(name), executor, options.PollInterval, options.SlotsPerDevice,
+                                  options.ReplyTimeout, options.Envelope),
+                    $"trainer{options.NameSuffix}-{actorName}"));
+            }
+            return new TrialRuntime(system, task, evaluators, trainers);
+        }
+        catch
+        {
+            task.Dispose();
+            throw;
+        }
     }
 
     /// <summary>Stops the trainers (running trials stop at their next step and resume from their last checkpoint) and waits for them.</summary>
@@ -77,7 +98,8 @@ public sealed class TrialRuntime : IDisposable
 
     public void Dispose()
     {
-        if (!system.WhenTerminated.IsCompleted) system.Stop(evaluator);
+        if (!system.WhenTerminated.IsCompleted)
+            foreach (var evaluator in evaluators) system.Stop(evaluator);
         Task.Dispose();
     }
 }

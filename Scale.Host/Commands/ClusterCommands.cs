@@ -145,7 +145,7 @@ internal sealed class WorkerCommand : AsyncCommand<WorkerCommand.Settings>
 {
     public sealed class Settings : NodeSettings
     {
-        [CommandOption("--devices <DEVICES>"), Description("Comma-separated devices, one trainer each: cpu (sweeps train on the CPU for now)."), DefaultValue("cpu")]
+        [CommandOption("--devices <DEVICES>"), Description("Comma-separated devices, one trainer each: cpu, cpu:N (more trainers on the CPU), cuda or cuda:N (a CUDA build). Default cpu."), DefaultValue("cpu")]
         public string Devices { get; init; } = "cpu";
 
         [CommandOption("--threads <N>"), Description("Threads for this worker's trials; 0 = all cores."), DefaultValue(0)]
@@ -155,12 +155,7 @@ internal sealed class WorkerCommand : AsyncCommand<WorkerCommand.Settings>
     public override async Task<int> ExecuteAsync(CommandContext context, Settings settings, CancellationToken cancellation)
     {
         Model.Devices.PreferPassiveWaiting();   // before libtorch loads
-        var devices = settings.Devices.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList();
-        if (devices.Count == 0) throw new ArgumentException("--devices needs at least one device (cpu).");
-        foreach (var device in devices)
-            if (Model.Devices.Parse(device).type != TorchSharp.DeviceType.CPU)
-                throw new ArgumentException($"--devices {device}: sweeps train on the CPU for now; use --devices cpu.");
-        if (devices.Distinct().Count() != devices.Count) throw new ArgumentException("--devices names a device twice.");
+        var devices = Model.Devices.ParseList(settings.Devices);
         if (settings.Threads < 0) throw new ArgumentException($"--threads must be 0 (all cores) or more, got {settings.Threads}.");
         int threads = settings.Threads > 0 ? settings.Threads : Environment.ProcessorCount;
         var tls = settings.Tls();

@@ -34,8 +34,8 @@ internal sealed class ExperimentCommand : Command<ExperimentCommand.Settings>
         [CommandOption("--threads <N>"), Description("libtorch threads; 0 = all cores (default)."), DefaultValue(0)]
         public int Threads { get; init; }
 
-        [CommandOption("--device <DEVICE>"), Description("cpu (the experiment runner trains on the CPU for now)."), DefaultValue("cpu")]
-        public string Device { get; init; } = "cpu";
+        [CommandOption("--devices|--device <DEVICES>"), Description("Comma-separated devices, one trainer each, taking the methods in turn: cpu, cpu:N, cuda or cuda:N (a CUDA build). Default cpu."), DefaultValue("cpu")]
+        public string Devices { get; init; } = "cpu";
     }
 
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellation)
@@ -46,13 +46,15 @@ internal sealed class ExperimentCommand : Command<ExperimentCommand.Settings>
         if (settings.Methods is not null)
             spec = spec with { Methods = settings.Methods.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries) };
         spec.Validate();
-        if (Devices.Parse(settings.Device).type != TorchSharp.DeviceType.CPU)
-            throw new ArgumentException("The experiment runner trains on the CPU for now; use --device cpu.");
+        var devices = Devices.ParseList(settings.Devices).Select(Devices.Parse).ToList();
+        if (settings.Threads < 0) throw new ArgumentException($"--threads must be 0 (all cores) or more, got {settings.Threads}.");
         Devices.UseThreads(settings.Threads);
+        int threadsPerDevice = devices.Count == 1 ? 0 : Math.Max(1, (settings.Threads > 0 ? settings.Threads : Environment.ProcessorCount) / devices.Count);
         ExperimentResult result;
         if (settings.Json || Console.IsOutputRedirected)
         {
-            result = TwoPhaseExperiment.Run(spec, settings.DataDir, new SynchronousProgress(p => { if (p.Note is not null) Console.Error.WriteLine($"[{p.Phase}] {p.Note}"); }), cancellation);
+            result = TwoPhaseExperiment.Run(spec, settings.DataDir, new SynchronousProgress(p => { if (p.Note is not null) Console.Error.WriteLine($"[{p.Phase}] {p.Note}"); }),
+                                            cancellation, devices, threadsPerDevice);
         }
         else
         {
@@ -62,8 +64,10 @@ internal sealed class ExperimentCommand : Command<ExperimentCommand.Settings>
                 .Start(ctx =>
                 {
                     var tasks = new Dictionary<string, ProgressTask>();
+                    var gate = new Lock();
                     var reporter = new SynchronousProgress(p =>
                     {
+                        using var held = gate.EnterScope();   // several devices report at once
                         if (p.Note is not null) AnsiConsole.MarkupLine($"[grey]{Markup.Escape(p.Note)}[/]");
                         if (p.TotalSteps == 0) return;
                         var key = $"{p.Phase}:{p.Method}";
@@ -71,7 +75,7 @@ internal sealed class ExperimentCommand : Command<ExperimentCommand.Settings>
                         task.Value = p.Step;
                         task.Description = $"{p.Phase} [blue]{p.Method}[/] step {p.Step}/{p.TotalSteps} loss {p.Loss:0.000} {p.TokensPerSecond:N0} tok/s";
                     });
-                    result = TwoPhaseExperiment.Run(spec, settings.DataDir, reporter, cancellation);
+                    result = TwoPhaseExperiment.Run(spec, settings.DataDir, reporter, cancellation, devices, threadsPerDevice);
                 });
         }
         if (settings.Json)

@@ -30,8 +30,8 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
         [CommandOption("--threads <N>"), Description("The device's thread budget, shared by its concurrent trials; 0 = all cores (default)."), DefaultValue(0)]
         public int Threads { get; init; }
 
-        [CommandOption("--device <DEVICE>"), Description("cpu (sweeps train on the CPU for now)."), DefaultValue("cpu")]
-        public string Device { get; init; } = "cpu";
+        [CommandOption("--devices|--device <DEVICES>"), Description("Comma-separated devices, one trainer each: cpu, cpu:N (more trainers on the CPU), cuda or cuda:N (a CUDA build). Default cpu."), DefaultValue("cpu")]
+        public string Devices { get; init; } = "cpu";
 
         [CommandOption("--plain"), Description("Plain progress lines instead of live bars (the default when output is redirected).")]
         public bool Plain { get; init; }
@@ -73,11 +73,12 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
         }
         Devices.PreferPassiveWaiting();   // before libtorch loads
         var sweep = SweepFiles.Load(settings.Sweep);
-        if (Devices.Parse(settings.Device).type != TorchSharp.DeviceType.CPU)
-            throw new ArgumentException("Sweeps train on the CPU for now; use --device cpu.");
+        var devices = Devices.ParseList(settings.Devices);
         if (settings.Threads < 0) throw new ArgumentException($"--threads must be 0 (all cores) or more, got {settings.Threads}.");
         int budget = settings.Threads > 0 ? settings.Threads : Environment.ProcessorCount;
-        int slots = Math.Min(sweep.MaxConcurrent, budget);
+        // max-concurrent trials in all, split between the trainers; the thread budget split between every running trial.
+        int slotsPerDevice = Math.Max(1, Math.Min(sweep.MaxConcurrent, budget) / devices.Count);
+        int slots = slotsPerDevice * devices.Count;
         int threadsPerTrial = Math.Max(1, budget / slots);
         if (slots > 1) Devices.LimitMallocArenas(2);
         var sweepDirectory = SweepSystem.SweepDirectory(settings.DataDir, sweep.Name);
@@ -93,14 +94,16 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
         if (started is Accepted { EventsPersisted: 0 })
             Console.WriteLine($"Resuming sweep {sweep.Name} from {SweepSystem.DatabaseFile(settings.DataDir)}: {SweepReport.Counts(state)}.");
         else
-            Console.WriteLine($"Sweep {sweep.Name}: {sweep.Trials.Count} trials, up to {slots} at a time, {threadsPerTrial} thread(s) each, journal {SweepSystem.DatabaseFile(settings.DataDir)}.");
+            Console.WriteLine($"Sweep {sweep.Name}: {sweep.Trials.Count} trials, up to {slots} at a time" +
+                              (devices.Count > 1 ? $" ({slotsPerDevice} on each of {string.Join(", ", devices)})" : devices[0] == "cpu" ? "" : $" on {devices[0]}") +
+                              $", {threadsPerTrial} thread(s) each, journal {SweepSystem.DatabaseFile(settings.DataDir)}.");
         if (budget > Environment.ProcessorCount)
             Console.WriteLine($"Note: a thread budget of {budget} on {Environment.ProcessorCount} cores oversubscribes them; trials will run slower than they could.");
-        if (slots < sweep.MaxConcurrent)
+        if (slots < sweep.MaxConcurrent && sweep.MaxConcurrent > budget)
             Console.WriteLine($"Note: max-concurrent {sweep.MaxConcurrent} is above the thread budget {budget}; running {slots} at a time so the cores are not oversubscribed.");
 
-        var trainerId = $"{Environment.MachineName}/cpu/{Environment.ProcessId}";
-        using var telemetry = new SweepTelemetry(state, trainerId, system.Membership);
+        string TrainerId(string device) => $"{Environment.MachineName}/{device}/{Environment.ProcessId}";
+        using var telemetry = new SweepTelemetry(state, devices.Select(d => (TrainerId(d), d)).ToList(), system.Membership);
         await using var endpoint = await StartEndpoint(settings.Http, system, telemetry, sweepDirectory);
         var timing = new RunTiming();
         // Ctrl+C stops the trainer: running trials stop at their next step and resume from their last checkpoint next time.
@@ -119,11 +122,11 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
                 // Nothing of an earlier process runs any more (this process holds the sweep's lock): its trials are pending again.
                 await system.AskCoordinator(new RequeueOrphans([]));
                 telemetry.Reset(await system.StateAsync());
-                if (plain) await RunTrials(sweep, system, new PlainSweepView(Console.Out), trainerId, telemetry, budget, slots, threadsPerTrial, sweepDirectory, timing, interrupt.Token);
+                if (plain) await RunTrials(sweep, system, new PlainSweepView(Console.Out), devices, TrainerId, telemetry, budget, slotsPerDevice, threadsPerTrial, sweepDirectory, timing, interrupt.Token);
                 else
                     await AnsiConsole.Progress().HideCompleted(true).AutoClear(false)
                         .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn(), new SpinnerColumn())
-                        .StartAsync(ctx => RunTrials(sweep, system, new LiveSweepView(ctx), trainerId, telemetry, budget, slots, threadsPerTrial, sweepDirectory, timing, interrupt.Token));
+                        .StartAsync(ctx => RunTrials(sweep, system, new LiveSweepView(ctx), devices, TrainerId, telemetry, budget, slotsPerDevice, threadsPerTrial, sweepDirectory, timing, interrupt.Token));
             }
         }
         catch (OperationCanceledException) when (interrupt.IsCancellationRequested)
@@ -186,8 +189,8 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
         }
     }
 
-    private static async Task RunTrials(SweepDefinition sweep, SweepSystem system, ISweepView view, string trainerId, SweepTelemetry telemetry,
-                                        int budget, int slots, int threadsPerTrial, string sweepDirectory, RunTiming timing, CancellationToken cancellation)
+    private static async Task RunTrials(SweepDefinition sweep, SweepSystem system, ISweepView view, IReadOnlyList<string> devices,
+                                        Func<string, string> trainerId, SweepTelemetry telemetry, int budget, int slotsPerDevice, int threadsPerTrial, string sweepDirectory, RunTiming timing, CancellationToken cancellation)
     {
         var log = system.Logs.CreateLogger("Scale.Sweep");
         var channel = Channel.CreateUnbounded<object>(new UnboundedChannelOptions { SingleReader = true });
@@ -196,8 +199,8 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
         Devices.UseThreads(Math.Min(budget, Environment.ProcessorCount));
         using var runtime = await TrialRuntime.StartAsync(system.System, system.DataLoader, sweep, new TrialRuntimeOptions
         {
-            Coordinator = system.Coordinator, DataDirectory = system.DataDirectory, SlotsPerDevice = slots, ThreadsPerTrial = threadsPerTrial,
-            TrainerId = _ => trainerId, PollInterval = TimeSpan.FromMilliseconds(500),
+            Coordinator = system.Coordinator, DataDirectory = system.DataDirectory, Devices = devices, SlotsPerDevice = slotsPerDevice,
+            ThreadsPerTrial = threadsPerTrial, TrainerId = trainerId, PollInterval = TimeSpan.FromMilliseconds(500),
         }, new SynchronousProgress(view.Base), cancellation);
         timing.BaseSeconds = clock.Elapsed.TotalSeconds;
         var ended = runtime.Done;

@@ -90,18 +90,15 @@ internal sealed class OperatorEndpoint : IAsyncDisposable
                 unreachable = view.Unreachable,
             }, json);
         });
-        app.MapGet("/api/trainers", () => Results.Json(new[]
+        app.MapGet("/api/trainers", () => Results.Json(telemetry.Trainers.Select(t => new
         {
-            new
+            trainer = t.Trainer, device = t.Device,
+            trials = telemetry.RunningProgress().Where(p => telemetry.TrainerOf(p.TrialId) == t.Trainer).Select(p => new
             {
-                trainer = telemetry.Trainer, device = "cpu",
-                trials = telemetry.RunningProgress().Select(p => new
-                {
-                    trial = p.TrialId, attempt = p.Attempt, step = p.Step, total_steps = p.TotalSteps, loss = p.Loss,
-                    tokens_per_second = p.TokensPerSecond, eta_seconds = p.EtaSeconds,
-                }),
-            },
-        }, json));
+                trial = p.TrialId, attempt = p.Attempt, step = p.Step, total_steps = p.TotalSteps, loss = p.Loss,
+                tokens_per_second = p.TokensPerSecond, eta_seconds = p.EtaSeconds,
+            }),
+        }), json));
         app.MapGet("/api/sweeps/{name}/trials/{trial}/loss", (string name, string trial) =>
         {
             var state = telemetry.Snapshot();

@@ -15,15 +15,17 @@ internal sealed class SweepTelemetry : IDisposable
     private sealed record Progress(TrialProgress Last, DateTime At, double StepsPerSecond);
 
     private readonly Meter meter = new(SweepMetrics.MeterName);
-    private readonly string trainer;
+    private readonly IReadOnlyList<(string Trainer, string Device)> trainers;
     private readonly ConcurrentDictionary<string, Progress> progress = new();
     private readonly ConcurrentDictionary<string, DateTime> checkpoints = new();
     private readonly Lock gate = new();
     private SweepState state;
 
-    public SweepTelemetry(SweepState initial, string trainer, Scale.Actors.Telemetry.ClusterMembership membership)
+    /// <param name="trainers">This process's trainers, each with its device.</param>
+    public SweepTelemetry(SweepState initial, IReadOnlyList<(string Trainer, string Device)> trainers, Scale.Actors.Telemetry.ClusterMembership membership)
     {
-        (state, this.trainer, Membership) = (initial, trainer, membership);
+        if (trainers.Count == 0) throw new ArgumentException("A sweep's telemetry needs at least one trainer.");
+        (state, this.trainers, Membership) = (initial, trainers, membership);
         meter.CreateObservableGauge("scale_trials", () => Snapshot().Trials.Values.GroupBy(t => t.Status)
                 .Select(g => new Measurement<int>(g.Count(), new KeyValuePair<string, object?>("state", g.Key.ToString().ToLowerInvariant()))),
             description: "Trials of the sweep by state.");
@@ -94,13 +96,17 @@ internal sealed class SweepTelemetry : IDisposable
     /// <summary>The running trials' latest progress, for the dashboard.</summary>
     public IReadOnlyList<TrialProgress> RunningProgress() => Running().Select(p => p.Last).ToList();
 
-    public string Trainer => trainer;
+    /// <summary>This process's trainers and their devices.</summary>
+    public IReadOnlyList<(string Trainer, string Device)> Trainers => trainers;
+
+    /// <summary>The trainer a running trial is on (the journal's record; the first trainer until the start is observed).</summary>
+    public string TrainerOf(string trial) => Snapshot().Trials.GetValueOrDefault(trial)?.Trainer ?? trainers[0].Trainer;
 
     private IEnumerable<string> RunningIds() => Snapshot().Trials.Values.Where(t => t.Status == TrialStatus.Running).Select(t => t.Spec.Id);
 
     private IEnumerable<Progress> Running() => RunningIds().Select(id => progress.GetValueOrDefault(id)).OfType<Progress>();
 
-    private KeyValuePair<string, object?>[] Tags(string trial) => [new("trainer", trainer), new("trial", trial)];
+    private KeyValuePair<string, object?>[] Tags(string trial) => [new("trainer", TrainerOf(trial)), new("trial", trial)];
 
     public void Dispose() => meter.Dispose();
 }

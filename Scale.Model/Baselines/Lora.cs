@@ -49,8 +49,8 @@ internal sealed class LoraLinear : nn.Module<Tensor, Tensor>
         // A as PEFT initialises it: Kaiming-uniform with a = sqrt(5), i.e. U(-1/sqrt(in), 1/sqrt(in)).
         var bound = 1.0 / Math.Sqrt(inFeatures);
         using (var held = Scalars.Scope())
-            lora_A = new Parameter(torch.rand([spec.Rank, inFeatures], generator: g).mul_(held.Of(2 * bound)).sub_(held.Of(bound)));
-        lora_B = new Parameter(torch.zeros(outFeatures, spec.Rank));
+            lora_A = new Parameter(Ops.Place(torch.rand([spec.Rank, inFeatures], generator: g).mul_(held.Of(2 * bound)).sub_(held.Of(bound)), weight.device));
+        lora_B = new Parameter(torch.zeros(outFeatures, spec.Rank, device: weight.device));
         scaling = spec.Scaling.ToScalar();
         RegisterComponents();
     }

@@ -160,6 +160,26 @@ public sealed class TrialRunner(Decoder baseModel, ITokenWindows train, TrialSco
     public ITokenWindows TrainData => train;
     public TrialScoring Scoring => scoring;
 
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, Lazy<TrialRunner>> placed = new();
+
+    /// <summary>
+    /// This runner with its frozen base resident on <paramref name="device"/>: the same runner on the base's own device,
+    /// else one whose base is copied there once and shared by every trial and evaluation on that device. Trials build
+    /// their tensors on their runner's device; batches and scoring inputs follow the model.
+    /// </summary>
+    public TrialRunner On(Device device)
+    {
+        if (Devices.Key(device) == Devices.Key(baseModel.Device)) return this;
+        return placed.GetOrAdd(Devices.Key(device), _ => new Lazy<TrialRunner>(() => new TrialRunner(baseModel.On(device), train, scoring))).Value;
+    }
+
+    /// <summary>Frees the base copies made by <see cref="On"/> (the runner's own base belongs to whoever gave it).</summary>
+    public void ReleaseDevices()
+    {
+        foreach (var runner in placed.Values.Where(r => r.IsValueCreated)) runner.Value.Base.Dispose();
+        placed.Clear();
+    }
+
     /// <summary>Trains and scores in one go.</summary>
     public TrialOutcome Run(TrialPlan plan, string checkpointDirectory, string? resumeFrom = null,
                             Action<StepResult>? onStep = null, Action<string, long>? onCheckpoint = null,

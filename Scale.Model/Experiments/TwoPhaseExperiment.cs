@@ -36,6 +36,7 @@ public sealed class ExperimentTask(ExperimentSpec spec, Decoder baseModel, IToke
 
     public void Dispose()
     {
+        Runner.ReleaseDevices();
         Base.Dispose();
         (Tokenizer as IDisposable)?.Dispose();
     }
@@ -117,41 +118,41 @@ public static class TwoPhaseExperiment
     /// <summary>
     /// Phase 2 for every method of the experiment, each as one trial: planned by <see cref="TrialPlanner"/> and trained
     /// and scored by the same <see cref="TrialRunner"/> (same seeds, same batches) as a sweep's trial with the same
-    /// settings, so both give the same numbers.
+    /// settings, so both give the same numbers. With several <paramref name="devices"/>, one trainer per device takes
+    /// the next method in turn (the base resident once per device, <paramref name="threadsPerDevice"/> libtorch threads
+    /// each; 0 keeps the process's setting); the results keep the experiment's order of methods.
     /// </summary>
     public static ExperimentResult Run(ExperimentSpec spec, string dataDirectory, IProgress<ExperimentProgress>? progress = null,
-                                       CancellationToken cancellation = default)
+                                       CancellationToken cancellation = default, IReadOnlyList<Device>? devices = null, int threadsPerDevice = 0)
     {
         var wall = Stopwatch.StartNew();
+        devices = devices is { Count: > 0 } ? devices : [CPU];
         using var task = Prepare(spec, dataDirectory, progress, cancellation);
-        var results = new List<MethodResult>();
-        foreach (var name in spec.Methods)
+        var results = new MethodResult?[spec.Methods.Count];
+        int next = -1;
+        void Train(Device device)
         {
-            cancellation.ThrowIfCancellationRequested();
-            var plan = TrialPlanner.Plan(spec, name);
-            var directory = MethodDirectory(dataDirectory, spec, name);
-            if (Directory.Exists(directory)) Directory.Delete(directory, recursive: true);   // a new run of the experiment starts each method afresh
-            var clock = Stopwatch.StartNew();
-            var trained = task.Runner.Train(plan, directory, cancellation: cancellation,
-                onStep: step => progress?.Report(new("continual", name, step.Step, plan.Phase.Steps, step.Loss,
-                                                     plan.Phase.TokensPerStep * step.Step / Math.Max(clock.Elapsed.TotalSeconds, 1e-9))));
-            var scores = task.Runner.Evaluate(plan, trained.FinalCheckpoint);
-            results.Add(new MethodResult
+            if (threadsPerDevice > 0) TorchSharp.torch.set_num_threads(threadsPerDevice);
+            var runner = task.Runner.On(device);
+            int index;
+            while ((index = Interlocked.Increment(ref next)) < spec.Methods.Count)
             {
-                Method = name,
-                TrainableParams = trained.TrainableParameters,
-                Retention = scores.Retention,
-                Acquisition = scores.Acquisition,
-                Forgetting = scores.Forgetting,
-                TokensPerSecond = trained.TokensPerSecond,
-                TrainSeconds = trained.TrainSeconds,
-                FinalLoss = trained.FinalCheckpoint is null ? null : trained.FinalLoss,
-                RetentionByAttribute = scores.RetentionByAttribute,
-                AcquisitionByAttribute = scores.AcquisitionByAttribute,
-                RetentionFirstToken = scores.RetentionFirstToken,
-                AcquisitionFirstToken = scores.AcquisitionFirstToken,
-            });
-            progress?.Report(new("evaluate", name, 0, 0, 0, trained.TokensPerSecond, $"{name}: retention {scores.Retention:0.000}, acquisition {scores.Acquisition:0.000}"));
+                cancellation.ThrowIfCancellationRequested();
+                results[index] = RunMethod(spec, spec.Methods[index], runner, dataDirectory, progress, cancellation);
+            }
+        }
+        if (devices.Count == 1) Train(devices[0]);
+        else
+        {
+            var trainers = devices.Select(d => Task.Factory.StartNew(() => Train(d), cancellation, TaskCreationOptions.LongRunning, TaskScheduler.Default)).ToArray();
+            try
+            {
+                Task.WaitAll(trainers, CancellationToken.None);
+            }
+            catch (AggregateException e) when (e.InnerExceptions.Count >= 1)
+            {
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e.InnerExceptions[0]).Throw();
+            }
         }
         return new ExperimentResult
         {
@@ -159,7 +160,36 @@ public static class TwoPhaseExperiment
             Metric = task.Metric,
             BaseOld = task.BaseOld, BaseNew = task.BaseNew, BaseParams = task.Base.ParameterCount(),
             BasePretrainSeconds = task.BasePretrainSeconds, BaseBestStep = task.BaseBestStep, BaseCached = task.BaseCached,
-            Methods = results, WallSeconds = wall.Elapsed.TotalSeconds,
+            Methods = results.Select(r => r!).ToList(), WallSeconds = wall.Elapsed.TotalSeconds,
+        };
+    }
+
+    private static MethodResult RunMethod(ExperimentSpec spec, string name, TrialRunner runner, string dataDirectory,
+                                          IProgress<ExperimentProgress>? progress, CancellationToken cancellation)
+    {
+        var plan = TrialPlanner.Plan(spec, name);
+        var directory = MethodDirectory(dataDirectory, spec, name);
+        if (Directory.Exists(directory)) Directory.Delete(directory, recursive: true);   // a new run of the experiment starts each method afresh
+        var clock = Stopwatch.StartNew();
+        var trained = runner.Train(plan, directory, cancellation: cancellation,
+            onStep: step => progress?.Report(new("continual", name, step.Step, plan.Phase.Steps, step.Loss,
+                                                 plan.Phase.TokensPerStep * step.Step / Math.Max(clock.Elapsed.TotalSeconds, 1e-9))));
+        var scores = runner.Evaluate(plan, trained.FinalCheckpoint);
+        progress?.Report(new("evaluate", name, 0, 0, 0, trained.TokensPerSecond, $"{name}: retention {scores.Retention:0.000}, acquisition {scores.Acquisition:0.000}"));
+        return new MethodResult
+        {
+            Method = name,
+            TrainableParams = trained.TrainableParameters,
+            Retention = scores.Retention,
+            Acquisition = scores.Acquisition,
+            Forgetting = scores.Forgetting,
+            TokensPerSecond = trained.TokensPerSecond,
+            TrainSeconds = trained.TrainSeconds,
+            FinalLoss = trained.FinalCheckpoint is null ? null : trained.FinalLoss,
+            RetentionByAttribute = scores.RetentionByAttribute,
+            AcquisitionByAttribute = scores.AcquisitionByAttribute,
+            RetentionFirstToken = scores.RetentionFirstToken,
+            AcquisitionFirstToken = scores.AcquisitionFirstToken,
         };
     }
 

@@ -22,11 +22,13 @@ public sealed class NonFiniteLossException(long step, double loss)
 public sealed class TrainingSession : IDisposable
 {
     private readonly AdamW optimizer;
+    private readonly Device device;
     private readonly IReadOnlyList<(string Name, TorchSharp.Modules.Parameter Parameter)> trainable;
 
     public TrainingSession(CausalLM model, TrainingOptions options)
     {
         Model = model;
+        device = model.Device;
         Options = options.Validate();
         trainable = model.TrainableParameters();
         if (trainable.Count == 0)
@@ -46,7 +48,7 @@ public sealed class TrainingSession : IDisposable
 
     /// <summary>
     /// One optimiser step over <see cref="TrainingOptions.AccumulationSteps"/> micro-batches of tokens (B, T+1):
-    /// each predicts tokens 1..T from tokens 0..T-1.
+    /// each predicts tokens 1..T from tokens 0..T-1. Batches may come from the CPU: each is placed on the model's device.
     /// </summary>
     public StepResult TrainStep(IReadOnlyList<Tensor> microBatches)
     {
@@ -55,8 +57,9 @@ public sealed class TrainingSession : IDisposable
         using var scope = NewDisposeScope();
         optimizer.ZeroGrad();
         double lossSum = 0, auxSum = 0;
-        foreach (var batch in microBatches)
+        foreach (var given in microBatches)
         {
+            var batch = Ops.IsOn(given, device) ? given : given.to(device);
             var (inputs, targets) = Split(batch);
             var (logits, auxiliary) = Model.ForwardForTraining(inputs);
             var lmLoss = Ops.LanguageModelLoss(logits, targets);
@@ -91,7 +94,7 @@ public sealed class TrainingSession : IDisposable
     {
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        var (inputs, targets) = Split(batch);
+        var (inputs, targets) = Split(batch.to(model.Device));
         return Ops.LanguageModelLoss(model.forward(inputs), targets).item<float>();
     }
 

@@ -178,13 +178,19 @@ public sealed class Decoder : CausalLM
         return this;
     }
 
-    /// <summary>An independent copy of every tensor (for full fine-tuning, which must not touch a shared base).</summary>
-    public Decoder DeepClone()
+    /// <summary>An independent copy of every tensor (for full fine-tuning, which must not touch a shared base), on <paramref name="device"/> when given.</summary>
+    public Decoder DeepClone(Device? device = null)
     {
-        var embedding = new TokenEmbedding(new Parameter(embed_tokens.Weight.detach().clone()));
-        return new Decoder(Config, embedding, layers.Select(b => b.DeepClone()), Linears.CloneNorm(norm),
-                           lm_head is null ? null : Linears.Clone(lm_head));
+        var embedding = new TokenEmbedding(new Parameter(Linears.Copy(embed_tokens.Weight, device)));
+        return new Decoder(Config, embedding, layers.Select(b => b.DeepClone(device)), Linears.CloneNorm(norm, device),
+                           lm_head is null ? null : Linears.Clone(lm_head, device));
     }
+
+    /// <summary>
+    /// This frozen base on <paramref name="device"/>: itself when it lives there, else a frozen copy made there (a trainer's
+    /// resident base: one per device, shared by every trial that device trains).
+    /// </summary>
+    public Decoder On(Device device) => Ops.IsOn(embed_tokens.Weight, device) ? this : DeepClone(device).Freeze();
 
     /// <summary>A decoder that shares this one's embedding, norms and head, with a different list of blocks.</summary>
     internal Decoder WithBlocks(IEnumerable<Block> blocks, ModelConfig? config = null)

@@ -139,12 +139,12 @@ internal sealed class Block : nn.Module
             new Mlp(m["gate_proj"], m["up_proj"], m["down_proj"]));
     }
 
-    /// <summary>An independent copy with its own tensors (values equal, gradients off).</summary>
-    internal Block DeepClone()
+    /// <summary>An independent copy with its own tensors (values equal, gradients off), on <paramref name="device"/> when given.</summary>
+    internal Block DeepClone(Device? device = null)
     {
-        var copy = MapLinears((_, linear) => Linears.Clone(Linears.Require(linear)));
-        return new Block(Linears.CloneNorm(input_layernorm), copy.self_attn,
-                         Linears.CloneNorm(post_attention_layernorm), copy.mlp);
+        var copy = MapLinears((_, linear) => Linears.Clone(Linears.Require(linear), device));
+        return new Block(Linears.CloneNorm(input_layernorm, device), copy.self_attn,
+                         Linears.CloneNorm(post_attention_layernorm, device), copy.mlp);
     }
 }
 
@@ -159,10 +159,14 @@ internal static class Linears
         return linear;
     }
 
-    public static Linear Clone(Linear linear)
-        => FromTensors(linear.weight!.detach().clone(), linear.bias?.detach().clone());
+    public static Linear Clone(Linear linear, Device? device = null)
+        => FromTensors(Copy(linear.weight!, device), linear.bias is null ? null : Copy(linear.bias, device));
 
-    public static RmsNorm CloneNorm(RmsNorm norm) => new(new Parameter(norm.Weight.detach().clone()), norm.Eps);
+    public static RmsNorm CloneNorm(RmsNorm norm, Device? device = null) => new(new Parameter(Copy(norm.Weight, device)), norm.Eps);
+
+    /// <summary>A tensor's own copy: on its device, or on <paramref name="device"/> when given (copied there directly, one tensor at a time).</summary>
+    public static Tensor Copy(Tensor t, Device? device = null)
+        => device is null || Ops.IsOn(t, device) ? t.detach().clone() : t.detach().to(device);
 
     public static Linear Require(nn.Module<Tensor, Tensor> module)
         => module as Linear ?? throw new InvalidOperationException(

@@ -94,6 +94,23 @@ internal static class Ops
         using var held = Scalars.Scope();
         return torch.randn(shape, generator: generator).mul_(held.Of(std));
     }
+
+    /// <summary>Whether <paramref name="t"/> lives on <paramref name="device"/> (the CPU has one device, whatever its index).</summary>
+    public static bool IsOn(Tensor t, Device device)
+        => t.device_type == device.type && (device.type == DeviceType.CPU || t.device_index == device.index);
+
+    /// <summary>
+    /// <paramref name="t"/> on <paramref name="device"/>: itself when it is there already, else a copy there, the original
+    /// freed. A trial's new tensors are initialised on the CPU from its seed and then placed on its trainer's device,
+    /// so a trial starts from the same weights on every device.
+    /// </summary>
+    public static Tensor Place(Tensor t, Device device)
+    {
+        if (IsOn(t, device)) return t;
+        var moved = t.to(device);
+        t.Dispose();
+        return moved;
+    }
 }
 
 /// <summary>

@@ -14,7 +14,7 @@ internal sealed class ScaleEmbedding : nn.Module
     public ScaleEmbedding(Parameter baseWeight, long widthUp, bool train, double initScale, Generator g) : base(nameof(ScaleEmbedding))
     {
         weight = baseWeight;
-        weight_u = new Parameter(Ops.Normal([baseWeight.shape[0], widthUp], initScale, g), train);
+        weight_u = new Parameter(Ops.Place(Ops.Normal([baseWeight.shape[0], widthUp], initScale, g), baseWeight.device), train);
         RegisterComponents();
     }
 
@@ -31,7 +31,7 @@ internal sealed class ScaleHead : nn.Module
     public ScaleHead(Parameter baseWeight, long widthUp, bool train) : base(nameof(ScaleHead))
     {
         weight = baseWeight;
-        weight_u = new Parameter(torch.zeros(baseWeight.shape[0], widthUp), train);
+        weight_u = new Parameter(torch.zeros(baseWeight.shape[0], widthUp, device: baseWeight.device), train);
         RegisterComponents();
     }
 

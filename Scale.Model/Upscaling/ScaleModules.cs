@@ -30,12 +30,13 @@ internal sealed class ScaleLinear : nn.Module
         weight = baseLinear.weight!;
         bias = baseLinear.bias;
         var (outFeatures, inFeatures) = (weight.shape[0], weight.shape[1]);
-        w12 = train.W12 ? new Parameter(torch.zeros(outFeatures, inUp)) : null;
+        var device = weight.device;
+        w12 = train.W12 ? new Parameter(torch.zeros(outFeatures, inUp, device: device)) : null;
         var (w21Init, w22Init) = init == ExpansionInit.Svd
             ? SvdInit(weight, inUp, outUp, initScale, g)
             : (Ops.Normal([outUp, inFeatures], initScale, g), Ops.Normal([outUp, inUp], initScale, g));
-        w21 = new Parameter(w21Init, train.W21);
-        w22 = new Parameter(w22Init, train.W22);
+        w21 = new Parameter(Ops.Place(w21Init, device), train.W21);
+        w22 = new Parameter(Ops.Place(w22Init, device), train.W22);
         RegisterComponents();
     }
 
@@ -43,6 +44,7 @@ internal sealed class ScaleLinear : nn.Module
     /// SCALE's SVD initialisation as this project reads it (docs/method.md): with W = U Σ Vᵀ, row i of W21 is vᵢ·InitScale·√in
     /// (the norm a normal(0, InitScale) row has on average), so new output i reads the base input's i-th leading direction;
     /// W22 is InitScale·√in_u·σᵢ/σ₁ on its leading diagonal, zero elsewhere. Rows of W21 past W's rank are normal.
+    /// Computed on the CPU whatever W's device, so the initial blocks are the same bits on every device.
     /// </summary>
     internal static (Tensor W21, Tensor W22) SvdInit(Tensor weight, long inUp, long outUp, double initScale, Generator g)
     {
@@ -50,7 +52,7 @@ internal sealed class ScaleLinear : nn.Module
         using var noGrad = no_grad();
         using var held = Scalars.Scope();
         long inFeatures = weight.shape[1];
-        var (_, sigma, vh) = torch.linalg.svd(weight.detach(), fullMatrices: false);   // Σ (r), Vᵀ (r, in)
+        var (_, sigma, vh) = torch.linalg.svd(weight.detach().cpu(), fullMatrices: false);   // Σ (r), Vᵀ (r, in)
         long rank = sigma.shape[0], rows = Math.Min(outUp, rank);
         var w21 = Ops.Normal([outUp, inFeatures], initScale, g);
         w21.narrow(0, 0, rows).copy_(vh.narrow(0, 0, rows).mul(held.Of(initScale * Math.Sqrt(inFeatures))));
@@ -109,7 +111,7 @@ internal sealed class SplitRmsNorm : nn.Module
     public SplitRmsNorm(RmsNorm baseNorm, long widthUp, bool trainUp) : base(nameof(SplitRmsNorm))
     {
         weight = baseNorm.Weight;
-        weight_u = new Parameter(torch.ones(widthUp), trainUp);
+        weight_u = new Parameter(torch.ones(widthUp, device: weight.device), trainUp);
         eps = baseNorm.Eps;
         RegisterComponents();
     }

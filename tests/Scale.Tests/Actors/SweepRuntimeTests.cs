@@ -129,6 +129,45 @@ public sealed class SweepRuntimeTests() : SqliteTestKit("runtime-tests")
         Assert.Contains("No data set 'missing'", ExpectMsg<Status.Failure>().Cause.Message);
     }
 
+    [Fact]
+    public async Task Two_trainers_in_one_process_train_every_trial_once_and_score_it_exactly_as_one_trainer_does()
+    {
+        var experiment = ExperimentFiles.Parse(ExperimentTests.TinyBio, "devices");
+        TrialSpec[] trials = [Trial("p", "preserve"), Trial("a", "adapt"), Trial("f", "full"), Trial("l", "lora")];
+        var starts = CreateTestProbe();
+        Sys.EventStream.Subscribe(starts.Ref, typeof(TrialStarted));
+
+        async Task<SweepState> RunOn(string name, IReadOnlyList<string> devices)
+        {
+            var sweep = new SweepDefinition { Name = name, Experiment = experiment, Trials = trials, MaxConcurrent = 2, RetryBudget = 0, CheckpointEvery = 4 };
+            var coordinator = Sys.ActorOf(SweepCoordinator.Props(sweep.Name));
+            Assert.IsType<Accepted>(await coordinator.Ask<object>(sweep.StartCommand, TimeSpan.FromSeconds(60)));
+            using var runtime = await TrialRuntime.StartAsync(Sys, Sys.ActorOf(DataLoader.Props()), sweep, new TrialRuntimeOptions
+            {
+                Coordinator = coordinator, DataDirectory = Root, Devices = devices, SlotsPerDevice = 1, ThreadsPerTrial = 1,
+                TrainerId = device => $"{name}/{device}", PollInterval = TimeSpan.FromMilliseconds(200), NameSuffix = "-" + name,
+            }, null, CancellationToken.None);
+            Assert.Equal(devices.Count, runtime.Trainers.Count);
+            // Every CPU trainer shares the CPU's resident base: no copy is made for cpu:1.
+            Assert.All(devices, d => Assert.Same(runtime.Task.Runner, runtime.Task.Runner.On(Scale.Model.Devices.Parse(d))));
+            await runtime.Done.WaitAsync(TimeSpan.FromMinutes(10));
+            return await coordinator.Ask<SweepState>(GetSweepState.Instance, TimeSpan.FromSeconds(60));
+        }
+
+        var two = await RunOn("two-trainers", ["cpu", "cpu:1"]);
+        var startedOn = starts.ReceiveN(trials.Length, TimeSpan.FromSeconds(30)).Cast<TrialStarted>().ToList();
+        var one = await RunOn("one-trainer", ["cpu"]);
+
+        Assert.All(two.Trials.Values, t => Assert.Equal((TrialStatus.Completed, 1), (t.Status, t.Attempt)));
+        Assert.Equal(trials.Select(t => t.Id).Order(), startedOn.Select(s => s.TrialId).Order());   // each trial started once
+        Assert.Equal(["two-trainers/cpu", "two-trainers/cpu:1"], startedOn.Select(s => s.TrainerId).Distinct().Order());   // on both trainers
+        foreach (var trial in trials)
+        {
+            var (a, b) = (two.Trials[trial.Id].Metrics!, one.Trials[trial.Id].Metrics!);
+            Assert.Equal((b.Retention, b.Acquisition, b.FinalLoss), (a.Retention, a.Acquisition, a.FinalLoss));   // bit for bit
+        }
+    }
+
     private sealed class TrialStateComparer : IEqualityComparer<TrialState>
     {
         public bool Equals(TrialState? a, TrialState? b)

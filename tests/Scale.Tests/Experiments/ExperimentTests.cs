@@ -8,7 +8,7 @@ namespace Scale.Tests.Experiments;
 
 public class ExperimentTests
 {
-    private const string TinyBio = """
+    internal const string TinyBio = """
         experiment {
           name = tiny
           seed = 3
@@ -110,6 +110,20 @@ public class ExperimentTests
         Assert.All(first.Methods, m => Assert.Equal(first.BaseOld - m.Retention, m.Forgetting, 12));
         Assert.All(first.Methods.Skip(1), m => Assert.True(m.TokensPerSecond > 0 && m.TrainableParams > 0, m.Method));
         Assert.Single(Directory.GetDirectories(Path.Combine(dir.Path, "bases")));
+    }
+
+    [Fact]
+    public void An_experiment_on_two_trainers_gives_the_methods_in_order_with_the_numbers_one_trainer_gives()
+    {
+        using var dir = new TempDirectory();
+        var spec = ExperimentFiles.Parse(TinyBio, "tiny") with { Methods = ["preserve", "full", "lora", "frozen", "route"] };
+
+        var two = TwoPhaseExperiment.Run(spec, dir.Path, devices: [TorchSharp.torch.CPU, Scale.Model.Devices.Parse("cpu:1")], threadsPerDevice: 1);
+        var one = TwoPhaseExperiment.Run(spec, dir.Path, devices: [TorchSharp.torch.CPU], threadsPerDevice: 1);
+
+        Assert.Equal(spec.Methods, two.Methods.Select(m => m.Method));
+        foreach (var (a, b) in two.Methods.Zip(one.Methods))
+            Assert.Equal((b.Retention, b.Acquisition, b.FinalLoss), (a.Retention, a.Acquisition, a.FinalLoss));   // bit for bit
     }
 
     [Fact]

@@ -102,4 +102,19 @@ public class CommandLineTests
         Assert.Contains("No experiment 'nonesuch'", result.Stderr);
         Assert.Contains("bio, bio-ko, bio-qa, bio-validation, text", result.Stderr);
     }
+
+    [Theory]
+    [InlineData("run", "quickstart", "--devices", "cuda")]
+    [InlineData("experiment", "bio", "--devices", "cpu,cuda:1")]
+    [InlineData("worker", "--devices", "cuda:0", "--seeds", "127.0.0.1:1")]
+    public void A_cpu_build_asked_for_cuda_says_so_in_one_line_and_exits_2(params string[] arguments)
+    {
+        using var dir = new TempDirectory();
+        var result = ScaleProcess.Run([.. arguments, "--data-dir", dir.Path]);
+
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains("CUDA is not available", result.Stderr);
+        Assert.Single(result.Stderr.Trim().Split('\n'));
+        Assert.Empty(Directory.EnumerateFileSystemEntries(dir.Path));   // refused before anything was written
+    }
 }
