@@ -47,6 +47,24 @@ public static class Devices
         return names;
     }
 
+    /// <summary>
+    /// A `--precision` value for trainers on <paramref name="devices"/>: fp32 (null: full precision, the default) or bf16,
+    /// autocast of the linear maps (<see cref="Transformer.Autocast"/>), which is for CUDA devices only: CPUs without bf16
+    /// units run it slower than fp32, so a CPU trainer asked for it is refused.
+    /// </summary>
+    public static ScalarType? ParsePrecision(string precision, IReadOnlyList<string> devices)
+    {
+        switch (precision.Trim().ToLowerInvariant())
+        {
+            case "fp32" or "float32": return null;
+            case "bf16" or "bfloat16":
+                if (devices.FirstOrDefault(d => Parse(d).type == DeviceType.CPU) is { } cpu)
+                    throw new ArgumentException($"--precision bf16 is autocast for CUDA devices, and {cpu} is the CPU; use --precision fp32 there.");
+                return ScalarType.BFloat16;
+            default: throw new ArgumentException($"Invalid precision '{precision}': expected fp32 or bf16.");
+        }
+    }
+
     /// <summary>Where a device's tensors live, as a key: "cpu" for every CPU trainer, "cuda:N" for a GPU.</summary>
     public static string Key(Device device) => device.type == DeviceType.CPU ? "cpu" : $"{device.type.ToString().ToLowerInvariant()}:{Math.Max(0, (int)device.index)}";
 

@@ -17,6 +17,8 @@ public sealed record TrialRuntimeOptions
     /// <summary>One trainer per device; each gets <see cref="SlotsPerDevice"/> concurrent trials.</summary>
     public IReadOnlyList<string> Devices { get; init; } = ["cpu"];
     public int SlotsPerDevice { get; init; } = 1;
+    /// <summary>Autocast type of the trainers' linear maps (bf16 on CUDA), or null for fp32.</summary>
+    public TorchSharp.torch.ScalarType? Precision { get; init; }
     /// <summary>libtorch threads of each running trial and of the evaluator.</summary>
     public int ThreadsPerTrial { get; init; } = 1;
     /// <summary>A trainer's id from its device: unique among the sweep's trainers (the coordinator hands trials to ids).</summary>
@@ -70,7 +72,7 @@ public sealed class TrialRuntime : IDisposable
             var trainers = new List<IActorRef>();
             foreach (var (name, device) in placement)
             {
-                var runner = await System.Threading.Tasks.Task.Run(() => task.Runner.On(device), cancellation);
+                var runner = await System.Threading.Tasks.Task.Run(() => task.Runner.On(device, options.Precision), cancellation);
                 var actorName = name.Replace(':', '-');
                 var evaluator = system.ActorOf(Evaluator.Props(runner, options.ThreadsPerTrial), $"evaluator{options.NameSuffix}-{actorName}");
                 evaluators.Add(evaluator);

@@ -40,6 +40,9 @@ internal sealed class WorkerLoop(ClusterNode node, string dataDirectory, IReadOn
     private readonly ILogger log = node.Logs.CreateLogger("Scale.Worker");
     private int generation;
 
+    /// <summary>Autocast type of this worker's trainers (bf16 on CUDA), or null for fp32.</summary>
+    public TorchSharp.torch.ScalarType? Precision { get; init; }
+
     public async Task RunAsync(CancellationToken stop)
     {
         node.System.ActorOf(Akka.Actor.Props.Create(() => new WorkerProgress(new PlainSweepView(output))), "progress");
@@ -84,7 +87,7 @@ internal sealed class WorkerLoop(ClusterNode node, string dataDirectory, IReadOn
         Devices.UseThreads(threads);
         using var runtime = await TrialRuntime.StartAsync(node.System, dataLoader, sweep, new TrialRuntimeOptions
         {
-            Coordinator = node.Manager, DataDirectory = dataDirectory, Devices = devices, ThreadsPerTrial = Math.Max(1, threads / devices.Count),
+            Coordinator = node.Manager, DataDirectory = dataDirectory, Devices = devices, Precision = Precision, ThreadsPerTrial = Math.Max(1, threads / devices.Count),
             TrainerId = device => $"{node.SelfAddress}/{device}", PollInterval = TimeSpan.FromSeconds(1), ReplyTimeout = AskTimeout,
             Envelope = command => new ToSweep(sweep.Name, command), NameSuffix = $"-{g}",
         }, new SynchronousProgress(view.Base), stop);

@@ -148,6 +148,9 @@ internal sealed class WorkerCommand : AsyncCommand<WorkerCommand.Settings>
         [CommandOption("--devices <DEVICES>"), Description("Comma-separated devices, one trainer each: cpu, cpu:N (more trainers on the CPU), cuda or cuda:N (a CUDA build). Default cpu."), DefaultValue("cpu")]
         public string Devices { get; init; } = "cpu";
 
+        [CommandOption("--precision <TYPE>"), Description("fp32 (default), or bf16: autocast of the linear maps, for CUDA devices."), DefaultValue("fp32")]
+        public string Precision { get; init; } = "fp32";
+
         [CommandOption("--threads <N>"), Description("Threads for this worker's trials; 0 = all cores."), DefaultValue(0)]
         public int Threads { get; init; }
     }
@@ -156,6 +159,7 @@ internal sealed class WorkerCommand : AsyncCommand<WorkerCommand.Settings>
     {
         Model.Devices.PreferPassiveWaiting();   // before libtorch loads
         var devices = Model.Devices.ParseList(settings.Devices);
+        var precision = Model.Devices.ParsePrecision(settings.Precision, devices);
         if (settings.Threads < 0) throw new ArgumentException($"--threads must be 0 (all cores) or more, got {settings.Threads}.");
         int threads = settings.Threads > 0 ? settings.Threads : Environment.ProcessorCount;
         var tls = settings.Tls();
@@ -167,7 +171,7 @@ internal sealed class WorkerCommand : AsyncCommand<WorkerCommand.Settings>
         var output = TextWriter.Synchronized(Console.Out);
         try
         {
-            await new WorkerLoop(node, settings.DataDir, devices, threads, output).RunAsync(stop.Token);
+            await new WorkerLoop(node, settings.DataDir, devices, threads, output) { Precision = precision }.RunAsync(stop.Token);
         }
         catch (OperationCanceledException) when (stop.IsCancellationRequested)
         {

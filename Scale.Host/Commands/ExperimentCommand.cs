@@ -36,6 +36,9 @@ internal sealed class ExperimentCommand : Command<ExperimentCommand.Settings>
 
         [CommandOption("--devices|--device <DEVICES>"), Description("Comma-separated devices, one trainer each, taking the methods in turn: cpu, cpu:N, cuda or cuda:N (a CUDA build). Default cpu."), DefaultValue("cpu")]
         public string Devices { get; init; } = "cpu";
+
+        [CommandOption("--precision <TYPE>"), Description("fp32 (default), or bf16: autocast of the linear maps, for CUDA devices."), DefaultValue("fp32")]
+        public string Precision { get; init; } = "fp32";
     }
 
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellation)
@@ -46,7 +49,9 @@ internal sealed class ExperimentCommand : Command<ExperimentCommand.Settings>
         if (settings.Methods is not null)
             spec = spec with { Methods = settings.Methods.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries) };
         spec.Validate();
-        var devices = Devices.ParseList(settings.Devices).Select(Devices.Parse).ToList();
+        var names = Devices.ParseList(settings.Devices);
+        var precision = Devices.ParsePrecision(settings.Precision, names);
+        var devices = names.Select(Devices.Parse).ToList();
         if (settings.Threads < 0) throw new ArgumentException($"--threads must be 0 (all cores) or more, got {settings.Threads}.");
         Devices.UseThreads(settings.Threads);
         int threadsPerDevice = devices.Count == 1 ? 0 : Math.Max(1, (settings.Threads > 0 ? settings.Threads : Environment.ProcessorCount) / devices.Count);
@@ -54,7 +59,7 @@ internal sealed class ExperimentCommand : Command<ExperimentCommand.Settings>
         if (settings.Json || Console.IsOutputRedirected)
         {
             result = TwoPhaseExperiment.Run(spec, settings.DataDir, new SynchronousProgress(p => { if (p.Note is not null) Console.Error.WriteLine($"[{p.Phase}] {p.Note}"); }),
-                                            cancellation, devices, threadsPerDevice);
+                                            cancellation, devices, threadsPerDevice, precision);
         }
         else
         {
@@ -75,7 +80,7 @@ internal sealed class ExperimentCommand : Command<ExperimentCommand.Settings>
                         task.Value = p.Step;
                         task.Description = $"{p.Phase} [blue]{p.Method}[/] step {p.Step}/{p.TotalSteps} loss {p.Loss:0.000} {p.TokensPerSecond:N0} tok/s";
                     });
-                    result = TwoPhaseExperiment.Run(spec, settings.DataDir, reporter, cancellation, devices, threadsPerDevice);
+                    result = TwoPhaseExperiment.Run(spec, settings.DataDir, reporter, cancellation, devices, threadsPerDevice, precision);
                 });
         }
         if (settings.Json)

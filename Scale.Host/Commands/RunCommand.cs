@@ -33,6 +33,9 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
         [CommandOption("--devices|--device <DEVICES>"), Description("Comma-separated devices, one trainer each: cpu, cpu:N (more trainers on the CPU), cuda or cuda:N (a CUDA build). Default cpu."), DefaultValue("cpu")]
         public string Devices { get; init; } = "cpu";
 
+        [CommandOption("--precision <TYPE>"), Description("fp32 (default), or bf16: autocast of the linear maps, for CUDA devices."), DefaultValue("fp32")]
+        public string Precision { get; init; } = "fp32";
+
         [CommandOption("--plain"), Description("Plain progress lines instead of live bars (the default when output is redirected).")]
         public bool Plain { get; init; }
 
@@ -74,6 +77,7 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
         Devices.PreferPassiveWaiting();   // before libtorch loads
         var sweep = SweepFiles.Load(settings.Sweep);
         var devices = Devices.ParseList(settings.Devices);
+        var precision = Devices.ParsePrecision(settings.Precision, devices);
         if (settings.Threads < 0) throw new ArgumentException($"--threads must be 0 (all cores) or more, got {settings.Threads}.");
         int budget = settings.Threads > 0 ? settings.Threads : Environment.ProcessorCount;
         // max-concurrent trials in all, split between the trainers; the thread budget split between every running trial.
@@ -122,11 +126,11 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
                 // Nothing of an earlier process runs any more (this process holds the sweep's lock): its trials are pending again.
                 await system.AskCoordinator(new RequeueOrphans([]));
                 telemetry.Reset(await system.StateAsync());
-                if (plain) await RunTrials(sweep, system, new PlainSweepView(Console.Out), devices, TrainerId, telemetry, budget, slotsPerDevice, threadsPerTrial, sweepDirectory, timing, interrupt.Token);
+                if (plain) await RunTrials(sweep, system, new PlainSweepView(Console.Out), devices, precision, TrainerId, telemetry, budget, slotsPerDevice, threadsPerTrial, sweepDirectory, timing, interrupt.Token);
                 else
                     await AnsiConsole.Progress().HideCompleted(true).AutoClear(false)
                         .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn(), new SpinnerColumn())
-                        .StartAsync(ctx => RunTrials(sweep, system, new LiveSweepView(ctx), devices, TrainerId, telemetry, budget, slotsPerDevice, threadsPerTrial, sweepDirectory, timing, interrupt.Token));
+                        .StartAsync(ctx => RunTrials(sweep, system, new LiveSweepView(ctx), devices, precision, TrainerId, telemetry, budget, slotsPerDevice, threadsPerTrial, sweepDirectory, timing, interrupt.Token));
             }
         }
         catch (OperationCanceledException) when (interrupt.IsCancellationRequested)
@@ -189,7 +193,7 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
         }
     }
 
-    private static async Task RunTrials(SweepDefinition sweep, SweepSystem system, ISweepView view, IReadOnlyList<string> devices,
+    private static async Task RunTrials(SweepDefinition sweep, SweepSystem system, ISweepView view, IReadOnlyList<string> devices, TorchSharp.torch.ScalarType? precision,
                                         Func<string, string> trainerId, SweepTelemetry telemetry, int budget, int slotsPerDevice, int threadsPerTrial, string sweepDirectory, RunTiming timing, CancellationToken cancellation)
     {
         var log = system.Logs.CreateLogger("Scale.Sweep");
@@ -199,7 +203,7 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
         Devices.UseThreads(Math.Min(budget, Environment.ProcessorCount));
         using var runtime = await TrialRuntime.StartAsync(system.System, system.DataLoader, sweep, new TrialRuntimeOptions
         {
-            Coordinator = system.Coordinator, DataDirectory = system.DataDirectory, Devices = devices, SlotsPerDevice = slotsPerDevice,
+            Coordinator = system.Coordinator, DataDirectory = system.DataDirectory, Devices = devices, Precision = precision, SlotsPerDevice = slotsPerDevice,
             ThreadsPerTrial = threadsPerTrial, TrainerId = trainerId, PollInterval = TimeSpan.FromMilliseconds(500),
         }, new SynchronousProgress(view.Base), cancellation);
         timing.BaseSeconds = clock.Elapsed.TotalSeconds;

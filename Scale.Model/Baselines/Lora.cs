@@ -59,8 +59,8 @@ internal sealed class LoraLinear : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x)
         => merged is not null
-            ? nn.functional.linear(x, merged, bias)
-            : nn.functional.linear(x, weight, bias).Plus(nn.functional.linear(nn.functional.linear(x, lora_A), lora_B) * scaling);
+            ? Ops.Linear(x, merged, bias)
+            : Ops.Linear(x, weight, bias).Plus(Ops.Linear(Ops.Linear(x, lora_A), lora_B) * scaling);
 
     /// <summary>The merged weight W + (alpha/r)·B·A.</summary>
     public Tensor MergedWeight()

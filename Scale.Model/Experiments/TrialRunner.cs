@@ -160,23 +160,29 @@ public sealed class TrialRunner(Decoder baseModel, ITokenWindows train, TrialSco
     public ITokenWindows TrainData => train;
     public TrialScoring Scoring => scoring;
 
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, Lazy<TrialRunner>> placed = new();
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, Lazy<Decoder>> placed = new();
+
+    /// <summary>The reduced type this runner's linear maps compute in (<see cref="Autocast"/>), or null for fp32.</summary>
+    public ScalarType? Precision { get; private init; }
 
     /// <summary>
-    /// This runner with its frozen base resident on <paramref name="device"/>: the same runner on the base's own device,
-    /// else one whose base is copied there once and shared by every trial and evaluation on that device. Trials build
-    /// their tensors on their runner's device; batches and scoring inputs follow the model.
+    /// This runner with its frozen base resident on <paramref name="device"/>: the same runner on the base's own device
+    /// (at full precision), else one whose base is copied there once and shared by every trial and evaluation on that
+    /// device. Trials build their tensors on their runner's device; batches and scoring inputs follow the model.
+    /// With <paramref name="precision"/> (bf16), its trials train and score under <see cref="Autocast"/>.
     /// </summary>
-    public TrialRunner On(Device device)
+    public TrialRunner On(Device device, ScalarType? precision = null)
     {
-        if (Devices.Key(device) == Devices.Key(baseModel.Device)) return this;
-        return placed.GetOrAdd(Devices.Key(device), _ => new Lazy<TrialRunner>(() => new TrialRunner(baseModel.On(device), train, scoring))).Value;
+        bool here = Devices.Key(device) == Devices.Key(baseModel.Device);
+        if (here && precision == Precision) return this;
+        var resident = here ? baseModel : placed.GetOrAdd(Devices.Key(device), _ => new Lazy<Decoder>(() => baseModel.On(device))).Value;
+        return new TrialRunner(resident, train, scoring) { Precision = precision };
     }
 
     /// <summary>Frees the base copies made by <see cref="On"/> (the runner's own base belongs to whoever gave it).</summary>
     public void ReleaseDevices()
     {
-        foreach (var runner in placed.Values.Where(r => r.IsValueCreated)) runner.Value.Base.Dispose();
+        foreach (var copy in placed.Values.Where(r => r.IsValueCreated)) copy.Value.Dispose();
         placed.Clear();
     }
 
@@ -199,6 +205,7 @@ public sealed class TrialRunner(Decoder baseModel, ITokenWindows train, TrialSco
                                CancellationToken cancellation = default, Action<string>? onNotice = null, Action<long, TrialScores>? onScores = null)
     {
         if (plan.CheckpointEvery < 1) throw new ArgumentException($"checkpoint_every must be at least 1, got {plan.CheckpointEvery}.");
+        using var cast = Autocast.Enter(Precision);
         var model = plan.Method.Build(baseModel, plan.Seed);
         try
         {
@@ -264,6 +271,7 @@ public sealed class TrialRunner(Decoder baseModel, ITokenWindows train, TrialSco
     public TrialScores Evaluate(TrialPlan plan, string? checkpoint)
     {
         var clock = Stopwatch.StartNew();
+        using var cast = Autocast.Enter(Precision);
         var model = plan.Method.Build(baseModel, plan.Seed);
         try
         {

@@ -120,10 +120,12 @@ public static class TwoPhaseExperiment
     /// and scored by the same <see cref="TrialRunner"/> (same seeds, same batches) as a sweep's trial with the same
     /// settings, so both give the same numbers. With several <paramref name="devices"/>, one trainer per device takes
     /// the next method in turn (the base resident once per device, <paramref name="threadsPerDevice"/> libtorch threads
-    /// each; 0 keeps the process's setting); the results keep the experiment's order of methods.
+    /// each; 0 keeps the process's setting), with linear maps in <paramref name="precision"/> when given (bf16 autocast on
+    /// CUDA); the results keep the experiment's order of methods.
     /// </summary>
     public static ExperimentResult Run(ExperimentSpec spec, string dataDirectory, IProgress<ExperimentProgress>? progress = null,
-                                       CancellationToken cancellation = default, IReadOnlyList<Device>? devices = null, int threadsPerDevice = 0)
+                                       CancellationToken cancellation = default, IReadOnlyList<Device>? devices = null, int threadsPerDevice = 0,
+                                       ScalarType? precision = null)
     {
         var wall = Stopwatch.StartNew();
         devices = devices is { Count: > 0 } ? devices : [CPU];
@@ -133,7 +135,7 @@ public static class TwoPhaseExperiment
         void Train(Device device)
         {
             if (threadsPerDevice > 0) TorchSharp.torch.set_num_threads(threadsPerDevice);
-            var runner = task.Runner.On(device);
+            var runner = task.Runner.On(device, precision);
             int index;
             while ((index = Interlocked.Increment(ref next)) < spec.Methods.Count)
             {

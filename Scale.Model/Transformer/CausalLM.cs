@@ -168,7 +168,7 @@ public sealed class Decoder : CausalLM
     private Tensor Head(Tensor x)
     {
         var h = norm.call(x);
-        return lm_head is null ? nn.functional.linear(h, embed_tokens.Weight) : lm_head.call(h);   // (B, T, V)
+        return Ops.FullPrecision(lm_head is null ? Ops.Linear(h, embed_tokens.Weight) : Ops.Project(lm_head, h));   // (B, T, V)
     }
 
     /// <summary>Marks every parameter frozen: a base shared by variants never trains.</summary>

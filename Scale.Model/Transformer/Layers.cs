@@ -72,7 +72,7 @@ internal sealed class Attention : nn.Module
     internal int KvHeads => kvHeads;
 
     internal Tensor Forward(Tensor h, Rotary rope, KvCache? cache)
-        => o_proj.call(Ops.Attend(q_proj.call(h), k_proj.call(h), v_proj.call(h), heads, kvHeads, rope, cache));
+        => Ops.Project(o_proj, Ops.Attend(Ops.Project(q_proj, h), Ops.Project(k_proj, h), Ops.Project(v_proj, h), heads, kvHeads, rope, cache));
 }
 
 /// <summary>SwiGLU feed-forward: down(silu(gate(h)) ⊙ up(h)).</summary>
@@ -94,7 +94,7 @@ internal sealed class Mlp : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor h)
     {
         using var scope = NewDisposeScope();
-        return down_proj.call(Ops.SwiGlu(gate_proj.call(h), up_proj.call(h))).MoveToOuterDisposeScope();
+        return Ops.Project(down_proj, Ops.SwiGlu(Ops.Project(gate_proj, h), Ops.Project(up_proj, h))).MoveToOuterDisposeScope();
     }
 }
 

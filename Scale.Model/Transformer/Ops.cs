@@ -66,6 +66,7 @@ internal static class Ops
         var qh = rope.Apply(SplitHeads(q, heads));        // (B, h, T, hs)
         var kh = rope.Apply(SplitHeads(k, kvHeads));      // (B, kv, T, hs)
         var vh = SplitHeads(v, kvHeads);                  // (B, kv, T, hs)
+        if (Autocast.Type is { } reduced) (qh, kh, vh) = (qh.to(reduced), kh.to(reduced), vh.to(reduced));   // attention in bf16, as CUDA autocast runs it
         if (cache is not null) (kh, vh) = cache.Append(kh, vh);   // (B, kv, S, hs)
         kh = RepeatKv(kh, heads / kvHeads);               // (B, h, S, hs)
         vh = RepeatKv(vh, heads / kvHeads);
@@ -83,6 +84,23 @@ internal static class Ops
         }
         return MergeHeads(attended).MoveToOuterDisposeScope();   // (B, T, h·hs)
     }
+
+    /// <summary>
+    /// A linear map x Wᵀ + b; under <see cref="Autocast"/>, computed in its reduced type from cast copies (the fp32 tensors
+    /// stay as they are and get fp32 gradients). Every linear map of every method goes through here or <see cref="Project"/>.
+    /// </summary>
+    public static Tensor Linear(Tensor x, Tensor weight, Tensor? bias = null)
+    {
+        if (Autocast.Type is not { } reduced) return nn.functional.linear(x, weight, bias);
+        return nn.functional.linear(x.to(reduced), weight.to(reduced), bias?.to(reduced));
+    }
+
+    /// <summary>A projection module applied to x: a plain linear layer as <see cref="Linear"/> computes it, an adapted one (expansion, adapter) as itself.</summary>
+    public static Tensor Project(nn.Module<Tensor, Tensor> projection, Tensor x)
+        => Autocast.Type is not null && projection is TorchSharp.Modules.Linear plain ? Linear(x, plain.weight!, plain.bias) : projection.call(x);
+
+    /// <summary>Logits in fp32 whatever the autocast: the loss, the routing rules and the scores read them in full precision.</summary>
+    public static Tensor FullPrecision(Tensor logits) => logits.dtype == ScalarType.Float32 ? logits : logits.to(ScalarType.Float32);
 
     /// <summary>Mean token cross-entropy of logits (B, T, V) against targets (B, T).</summary>
     public static Tensor LanguageModelLoss(Tensor logits, Tensor targets)
@@ -110,6 +128,33 @@ internal static class Ops
         var moved = t.to(device);
         t.Dispose();
         return moved;
+    }
+}
+
+/// <summary>
+/// Mixed precision for the linear maps, a thread's setting (a trial trains and scores on one thread): inside
+/// <see cref="Enter"/> with bf16, every linear map multiplies bf16 copies of its input and weights, while the weights,
+/// the optimiser, norms, attention softmax and the logits stay fp32 — what CUDA autocast does for matmuls. TorchSharp
+/// has no autocast of its own, hence this. Outside, nothing changes: fp32 bit for bit as before.
+/// </summary>
+public static class Autocast
+{
+    [ThreadStatic] private static ScalarType? current;
+
+    /// <summary>The reduced type linear maps compute in on this thread, or null for full precision.</summary>
+    public static ScalarType? Type => current;
+
+    /// <summary>Computes linear maps in <paramref name="type"/> (null: full precision) on this thread until disposed.</summary>
+    public static IDisposable Enter(ScalarType? type)
+    {
+        var previous = current;
+        current = type;
+        return new Restore(previous);
+    }
+
+    private sealed class Restore(ScalarType? previous) : IDisposable
+    {
+        public void Dispose() => current = previous;
     }
 }
 

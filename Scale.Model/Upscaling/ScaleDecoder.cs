@@ -35,10 +35,10 @@ internal sealed class ScaleHead : nn.Module
         RegisterComponents();
     }
 
-    public Tensor Forward(Tensor h, Tensor hu) => Original(h).Plus(nn.functional.linear(hu, weight_u));   // (B, T, V)
+    public Tensor Forward(Tensor h, Tensor hu) => Ops.FullPrecision(Ops.Linear(h, weight).Plus(Ops.Linear(hu, weight_u)));   // (B, T, V)
 
     /// <summary>H·norm(x) alone: the base's logits when x is the base's stream.</summary>
-    public Tensor Original(Tensor h) => nn.functional.linear(h, weight);                                    // (B, T, V)
+    public Tensor Original(Tensor h) => Ops.FullPrecision(Ops.Linear(h, weight));                           // (B, T, V)
 }
 
 /// <summary>The frozen base itself, for the preservation head's continuation above the first W12 (a plain holder, so the

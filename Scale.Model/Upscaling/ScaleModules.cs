@@ -74,13 +74,13 @@ internal sealed class ScaleLinear : nn.Module
 
     /// <summary>W21 x + W22 x_u, the second product added in place (a linear map's backward never needs its output).</summary>
     private static Tensor Upscaled(Tensor x, Tensor xu, Tensor w21, Tensor w22)
-        => nn.functional.linear(x, w21).PlusInPlace(nn.functional.linear(xu, w22));
+        => Ops.Linear(x, w21).PlusInPlace(Ops.Linear(xu, w22));
 
     /// <summary>y = W x + W12 x_u: exactly the base's operation when W12 is absent.</summary>
     private Tensor Original(Tensor x, Tensor xu)
     {
-        var y = nn.functional.linear(x, weight, bias);
-        return w12 is null ? y : y.Plus(nn.functional.linear(xu, w12));
+        var y = Ops.Linear(x, weight, bias);
+        return w12 is null ? y : y.Plus(Ops.Linear(xu, w12));
     }
 
     /// <summary>

@@ -1,5 +1,7 @@
 using Scale.Model;
+using Scale.Model.Training;
 using Scale.Model.Transformer;
+using Scale.Model.Upscaling;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -82,5 +84,90 @@ public class DevicePlacementTests
         Assert.Same(t, Ops.Place(t, CPU));
         Assert.True(Ops.IsOn(t, new Device(DeviceType.CPU, 0)));
         Assert.Equal("cpu", Devices.Key(Devices.Parse("cpu:3")));
+    }
+
+    // bf16 autocast is for CUDA trainers; its arithmetic is the same on the CPU, which libtorch also computes in bf16,
+    // so these tests check what autocast does to each method here. Its speed on a GPU cannot be measured here.
+
+    [Theory]
+    [InlineData("full")]
+    [InlineData("lora")]
+    [InlineData("depth")]
+    [InlineData("adapt")]
+    public void Under_bf16_autocast_logits_stay_fp32_close_to_full_precision_and_training_gives_fp32_gradients(string method)
+    {
+        using var baseModel = Decoder.Create(Tiny.Gqa, seed: 2).Freeze();
+        var model = MethodSpec.Preset(method).Build(baseModel, seed: 4);
+        try
+        {
+            Tiny.Randomise(model, baseModel, seed: 8);
+            using var tokens = Tiny.Tokens(Tiny.Gqa, batch: 2, length: 8);
+            using var full = model.forward(tokens);
+            Tensor reduced;
+            using (Autocast.Enter(ScalarType.BFloat16)) reduced = model.forward(tokens);
+            Assert.Equal(ScalarType.Float32, reduced.dtype);
+            Assert.False(Tiny.BitEqual(full, reduced), "autocast must change the arithmetic");
+            Assert.True(Tiny.MaxAbsDiff(full, reduced) < 0.1, $"max abs diff {Tiny.MaxAbsDiff(full, reduced)}");
+
+            using var session = new TrainingSession(model, new TrainingOptions { LearningRate = 1e-2, WarmupSteps = 1, TotalSteps = 3 });
+            using (Autocast.Enter(ScalarType.BFloat16))
+            {
+                var first = session.TrainStep([Tiny.Tokens(Tiny.Gqa, batch: 4, length: 9, seed: 11)]);
+                Assert.True(double.IsFinite(first.Loss) && double.IsFinite(first.GradientNorm) && first.GradientNorm > 0);
+            }
+            Assert.All(session.Trainable, p => Assert.Equal(ScalarType.Float32, p.Parameter.dtype));
+            Assert.Null(Autocast.Type);   // restored on leaving
+        }
+        finally
+        {
+            TrialModels.ReleaseOwnTensors(model, baseModel);
+        }
+    }
+
+    [Fact]
+    public void Under_bf16_autocast_Preserve_keeps_the_bf16_base_stream_and_Route_preserving_gives_its_logits_bit_for_bit()
+    {
+        using var baseModel = Decoder.Create(Tiny.Gqa, seed: 2).Freeze();
+        var preserve = (ScaleDecoder)MethodSpec.Preset("preserve").Build(baseModel, seed: 4);
+        var adapt = (ScaleDecoder)new MethodSpec { Kind = MethodKind.Adapt, Expansion = ExpansionSpec.Adapt(headsUp: 2, firstLayer: 1) }.Build(baseModel, seed: 4);
+        try
+        {
+            Tiny.Randomise(preserve, baseModel, seed: 8);
+            Tiny.Randomise(adapt, baseModel, seed: 8);
+            adapt.Routing = new RoutingSpec(RouteRule.Cosine, -2);   // always the preservation head
+            using var tokens = Tiny.Tokens(Tiny.Gqa, batch: 2, length: 8);
+            using var cast = Autocast.Enter(ScalarType.BFloat16);
+            using var baseLogits = baseModel.forward(tokens);
+            var (baseStates, originalStream) = (baseModel.HiddenStates(tokens), preserve.OriginalStreamStates(tokens));
+            for (int layer = 0; layer < baseStates.Count; layer++)
+                Assert.True(Tiny.BitEqual(baseStates[layer], originalStream[layer]), $"Preserve's original stream differs from the bf16 base's after layer {layer}");
+            Assert.True(Tiny.BitEqual(baseLogits, adapt.forward(tokens)), "the preservation head must be the base's bf16 logits");
+        }
+        finally
+        {
+            TrialModels.ReleaseOwnTensors(preserve, baseModel);
+            TrialModels.ReleaseOwnTensors(adapt, baseModel);
+        }
+    }
+
+    [Fact]
+    public void A_runner_asked_for_bf16_trains_and_scores_its_trials_under_autocast_and_leaves_fp32_runs_as_they_were()
+    {
+        using var dir = new TempDirectory();
+        using var task = new Scale.Tests.Experiments.TinyBioTask();
+        var plan = new Scale.Model.Experiments.TrialPlan(MethodSpec.Preset("adapt"), new Scale.Model.Experiments.PhaseSpec { Steps = 6, Batch = 4, SequenceLength = 32, WarmupSteps = 1 },
+                                                         Seed: 9, CheckpointEvery: 3);
+        var bf16 = task.Runner.On(CPU, ScalarType.BFloat16);
+        Assert.NotSame(task.Runner, bf16);
+        Assert.Same(task.Base, bf16.Base);   // the same resident base: autocast casts copies, never the base
+
+        var full = task.Runner.Run(plan, dir.Combine("fp32"));
+        var reduced = bf16.Run(plan, dir.Combine("bf16"));
+        var again = task.Runner.Run(plan, dir.Combine("fp32-again"));
+
+        Assert.NotEqual(full.FinalLoss, reduced.FinalLoss);
+        Assert.True(Math.Abs(full.FinalLoss - reduced.FinalLoss) < 0.05 * full.FinalLoss, $"fp32 {full.FinalLoss}, bf16 {reduced.FinalLoss}");
+        Assert.Equal(full.FinalLoss, again.FinalLoss);   // fp32 bit for bit, with a bf16 run in between
+        Assert.Equal(full.Retention, again.Retention);
     }
 }
