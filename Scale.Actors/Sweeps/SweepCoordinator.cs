@@ -75,7 +75,7 @@ public sealed class SweepCoordinator : ReceivePersistentActor
         IReadOnlyList<ISweepEvent> events;
         try
         {
-            events = state.Decide(command);
+            events = state.Decide(command, DateTime.UtcNow);
         }
         catch (ArgumentException e)
         {

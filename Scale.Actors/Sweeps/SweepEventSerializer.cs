@@ -49,6 +49,7 @@ public sealed class SweepEventSerializer(ExtendedActorSystem system) : Serialize
         [typeof(TrialRetrying)] = "trial-retrying.v1",
         [typeof(TrialFailed)] = "trial-failed.v1",
         [typeof(TrialRequeued)] = "trial-requeued.v1",
+        [typeof(TrialPaused)] = "trial-paused.v1",
         [typeof(SweepSnapshot)] = "sweep-snapshot.v1",
         [typeof(Cluster.SweepSubmitted)] = "sweep-submitted.v1",
     };

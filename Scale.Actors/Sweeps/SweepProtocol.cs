@@ -75,7 +75,11 @@ public interface ITrialReport : ISweepCommand
 public sealed record ReportCheckpoint(string TrialId, int Attempt, long Step, string Path) : ITrialReport;
 public sealed record ReportScores(string TrialId, int Attempt, ScorePoint Point) : ITrialReport;
 public sealed record ReportCompleted(string TrialId, int Attempt, TrialMetrics Metrics) : ITrialReport;
-public sealed record ReportFailed(string TrialId, int Attempt, string Reason) : ITrialReport;
+public sealed record ReportFailed(string TrialId, int Attempt, string Reason) : ITrialReport
+{
+    /// <summary>The attempt failed for a reason outside the trial (disk full, an I/O error: <see cref="Trainers.Faults"/>), not because of what it trains.</summary>
+    public bool Infrastructure { get; init; }
+}
 public sealed record TrainerLost(string TrainerId) : ISweepCommand;
 /// <summary>Every running trial whose trainer is not among <paramref name="LiveTrainers"/> is pending again (a restarted process).</summary>
 public sealed record RequeueOrphans(IReadOnlyList<string> LiveTrainers) : ISweepCommand;
@@ -102,5 +106,10 @@ public sealed record TrialCompleted(string TrialId, int Attempt, TrialMetrics Me
 public sealed record TrialRetrying(string TrialId, int Attempt, string Reason) : ISweepEvent;
 /// <summary>A failed attempt that used the last of the trial's budget: the trial is failed for good.</summary>
 public sealed record TrialFailed(string TrialId, int Attempt, string Reason) : ISweepEvent;
+/// <summary>
+/// An attempt hit an infrastructure fault (disk full, an I/O error): the trial is paused — pending again, but given to no
+/// trainer before <paramref name="RetryAt"/> (backoff doubling per fault in a row) — without spending its retry budget.
+/// </summary>
+public sealed record TrialPaused(string TrialId, int Attempt, string Reason, DateTime RetryAt) : ISweepEvent;
 /// <summary>The trainer running the trial was lost (process or node): pending again, without spending the trial's budget.</summary>
 public sealed record TrialRequeued(string TrialId, int Attempt, string TrainerId) : ISweepEvent;

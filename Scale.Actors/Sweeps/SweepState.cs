@@ -9,10 +9,21 @@ public sealed record TrialState(TrialSpec Spec, TrialStatus Status, int Attempt,
     /// <summary>Scores during training by step (ascending; one point per step, the latest attempt's).</summary>
     public IReadOnlyList<ScorePoint> Curve { get; init; } = new List<ScorePoint>();   // a list, as it reads back from JSON
 
+    /// <summary>Infrastructure faults in a row (disk full, I/O errors): they pause the trial and never spend its retry budget.</summary>
+    public int InfrastructureFaults { get; init; }
+    /// <summary>A paused trial is given to no trainer before this time (UTC).</summary>
+    public DateTime? RetryAt { get; init; }
+    /// <summary>The last infrastructure fault's reason.</summary>
+    public string? PauseReason { get; init; }
+
+    /// <summary>Whether the trial waits out an infrastructure fault's backoff at <paramref name="now"/>.</summary>
+    public bool PausedAt(DateTime now) => Status == TrialStatus.Pending && RetryAt is { } at && at > now;
+
     // Equal states have equal curves point for point (a record would compare the lists by reference).
     public bool Equals(TrialState? other)
         => other is not null && Spec == other.Spec && Status == other.Status && Attempt == other.Attempt && FailedAttempts == other.FailedAttempts
            && Trainer == other.Trainer && LastCheckpoint == other.LastCheckpoint && Metrics == other.Metrics && FailureReason == other.FailureReason
+           && InfrastructureFaults == other.InfrastructureFaults && RetryAt == other.RetryAt && PauseReason == other.PauseReason
            && Curve.SequenceEqual(other.Curve);
 
     public override int GetHashCode() => HashCode.Combine(Spec, Status, Attempt, Trainer, LastCheckpoint, Curve.Count);
@@ -41,10 +52,20 @@ public sealed record SweepState
     public int Running => Trials.Values.Count(t => t.Status == TrialStatus.Running);
     public bool Finished => Started && Trials.Values.All(t => t.Status is TrialStatus.Completed or TrialStatus.Failed);
 
-    public IReadOnlyList<ISweepEvent> Decide(ISweepCommand command) => command switch
+    /// <summary>The first pause after an infrastructure fault; it doubles with each fault in a row, up to <see cref="MaxPause"/>.</summary>
+    public static readonly TimeSpan FirstPause = TimeSpan.FromSeconds(5);
+    public static readonly TimeSpan MaxPause = TimeSpan.FromMinutes(5);
+
+    public static TimeSpan PauseAfter(int faultsInARow)
+        => TimeSpan.FromSeconds(Math.Min(MaxPause.TotalSeconds, FirstPause.TotalSeconds * Math.Pow(2, Math.Max(0, faultsInARow - 1))));
+
+    /// <summary>The events <paramref name="command"/> causes at <paramref name="now"/> (UTC; the clock when not given), which pauses are measured against.</summary>
+    public IReadOnlyList<ISweepEvent> Decide(ISweepCommand command, DateTime? now = null) => command switch
     {
         StartSweep start => DecideStart(start),
-        RequestWork request => DecideWork(request),
+        RequestWork request => DecideWork(request, now ?? DateTime.UtcNow),
+        ReportFailed { Infrastructure: true } f when IsCurrent(f.TrialId, f.Attempt)
+            => [new TrialPaused(f.TrialId, f.Attempt, f.Reason, (now ?? DateTime.UtcNow) + PauseAfter(Trials[f.TrialId].InfrastructureFaults + 1))],
         ReportCheckpoint c when IsCurrent(c.TrialId, c.Attempt) && c.Step > (Trials[c.TrialId].LastCheckpoint?.Step ?? -1)
             => [new TrialCheckpointed(c.TrialId, c.Attempt, c.Step, c.Path)],
         ReportScores s when IsCurrent(s.TrialId, s.Attempt) => [new TrialScored(s.TrialId, s.Attempt, s.Point)],
@@ -67,7 +88,12 @@ public sealed record SweepState
             Trials = s.Trials.ToImmutableDictionary(t => t.Id, t => new TrialState(t, TrialStatus.Pending, 0, 0, null, null, null, null)),
         },
         TrialStarted s => Update(s.TrialId, t => t with { Status = TrialStatus.Running, Attempt = s.Attempt, Trainer = s.TrainerId }),
-        TrialCheckpointed c => Update(c.TrialId, t => t with { LastCheckpoint = new CheckpointRef(c.Step, c.Path) }),
+        TrialPaused p => Update(p.TrialId, t => t with
+        {
+            Status = TrialStatus.Pending, Trainer = null, InfrastructureFaults = t.InfrastructureFaults + 1, RetryAt = p.RetryAt, PauseReason = p.Reason,
+        }),
+        // A checkpoint written means the storage works again: the next fault starts the backoff afresh.
+        TrialCheckpointed c => Update(c.TrialId, t => t with { LastCheckpoint = new CheckpointRef(c.Step, c.Path), InfrastructureFaults = 0 }),
         TrialScored s => Update(s.TrialId, t => t with
         {
             Curve = t.Curve.Where(p => p.Step != s.Point.Step).Append(s.Point).OrderBy(p => p.Step).ToList(),
@@ -103,8 +129,11 @@ public sealed record SweepState
             .Where(t => t.Status == TrialStatus.Running && lost(t))
             .Select(t => (ISweepEvent)new TrialRequeued(t.Spec.Id, t.Attempt, t.Trainer!)).ToList();
 
-    /// <summary>The first pending trial in sweep order, if the sweep's concurrency limit and the trainer's free slots allow one more.</summary>
-    private IReadOnlyList<ISweepEvent> DecideWork(RequestWork request)
+    /// <summary>
+    /// The first pending trial in sweep order that is not paused at <paramref name="now"/>, if the sweep's concurrency limit
+    /// and the trainer's free slots allow one more.
+    /// </summary>
+    private IReadOnlyList<ISweepEvent> DecideWork(RequestWork request, DateTime now)
     {
         if (request.Running is { } running)
         {
@@ -113,12 +142,12 @@ public sealed record SweepState
             if (forgotten.Count > 0)
             {
                 var after = forgotten.Aggregate(this, (state, e) => state.Apply(e));
-                return [.. forgotten, .. after.DecideWork(request with { Running = null })];
+                return [.. forgotten, .. after.DecideWork(request with { Running = null }, now)];
             }
         }
         if (!Started || Running >= MaxConcurrent) return [];
         if (Trials.Values.Count(t => t.Status == TrialStatus.Running && t.Trainer == request.TrainerId) >= request.Slots) return [];
-        var next = Order.Select(id => Trials[id]).FirstOrDefault(t => t.Status == TrialStatus.Pending);
+        var next = Order.Select(id => Trials[id]).FirstOrDefault(t => t.Status == TrialStatus.Pending && !t.PausedAt(now));
         return next is null ? [] : [new TrialStarted(next.Spec.Id, next.Attempt + 1, request.TrainerId)];
     }
 

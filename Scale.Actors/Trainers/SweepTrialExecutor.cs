@@ -62,7 +62,8 @@ public sealed class SweepTrialExecutor(SweepDefinition sweep, TrialRunner runner
                 {
                     RetentionFirstToken = scores.RetentionFirstToken, AcquisitionFirstToken = scores.AcquisitionFirstToken,
                 });
-            });
+            },
+            attempt: attempt);
         var scored = evaluator.Ask<CheckpointEvaluated>(new EvaluateCheckpoint(trial.Id, plan, trained.FinalCheckpoint), TimeSpan.FromHours(2), cancellation)
             .GetAwaiter().GetResult();
         log.Write("scored", new { retention = scored.Scores.Retention, acquisition = scored.Scores.Acquisition, forgetting = scored.Scores.Forgetting });

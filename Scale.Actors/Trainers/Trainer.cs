@@ -15,6 +15,32 @@ public interface ITrialExecutor
         => Execute(trial, attempt, resume, onCheckpoint, cancellation);
 }
 
+/// <summary>
+/// Which failures are the infrastructure's, not the trial's: storage that is full, read-only, gone or failing (disk full,
+/// quota, I/O errors, a stale or disconnected network mount). They pause a trial without spending its retry budget;
+/// everything else (a NaN loss, a bug, bad settings) is the trial's own failure and spends it.
+/// </summary>
+public static class Faults
+{
+    // errno values on Linux: EIO, ENOSPC, EROFS, ENOTCONN, ETIMEDOUT, ESTALE, EDQUOT.
+    private static readonly HashSet<int> InfrastructureErrnos = [5, 28, 30, 107, 110, 116, 122];
+
+    private static readonly string[] InfrastructureMessages =
+        ["No space left on device", "Disk quota exceeded", "Input/output error", "Read-only file system", "Stale file handle",
+         "Transport endpoint is not connected"];
+
+    public static bool IsInfrastructure(Exception error)
+    {
+        for (var e = error; e is not null; e = e.InnerException)
+        {
+            if (e is IOException io && InfrastructureErrnos.Contains(io.HResult & 0xFFFF)) return true;
+            if ((e is IOException or System.Runtime.InteropServices.ExternalException or UnauthorizedAccessException)
+                && InfrastructureMessages.Any(m => e.Message.Contains(m, StringComparison.OrdinalIgnoreCase))) return true;
+        }
+        return false;
+    }
+}
+
 // Published on the actor system's event stream while trials run (for progress displays and status views).
 public sealed record TrialProgress(string TrialId, int Attempt, long Step, long TotalSteps, double Loss, double TokensPerSecond, double EtaSeconds);
 public sealed record TrialNotice(string TrialId, string Message);
@@ -32,7 +58,7 @@ public sealed record TrialNotice(string TrialId, string Message);
 public sealed class Trainer : ReceiveActor, IWithTimers
 {
     private sealed record Finished(string TrialId, int Attempt, TrialMetrics Metrics);
-    private sealed record Crashed(string TrialId, int Attempt, string Reason);
+    private sealed record Crashed(string TrialId, int Attempt, string Reason, bool Infrastructure);
     private sealed record Cancelled(string TrialId, int Attempt);
     private sealed record CheckpointWritten(string TrialId, int Attempt, string Path, long Step);
     private sealed record Scored(string TrialId, int Attempt, ScorePoint Point);
@@ -72,7 +98,7 @@ public sealed class Trainer : ReceiveActor, IWithTimers
         Receive<CheckpointWritten>(c => Send(new ReportCheckpoint(c.TrialId, c.Attempt, c.Step, c.Path), 0));
         Receive<Scored>(s => Send(new ReportScores(s.TrialId, s.Attempt, s.Point), 0));
         Receive<Finished>(f => End(f.TrialId, new ReportCompleted(f.TrialId, f.Attempt, f.Metrics)));
-        Receive<Crashed>(c => End(c.TrialId, new ReportFailed(c.TrialId, c.Attempt, c.Reason)));
+        Receive<Crashed>(c => End(c.TrialId, new ReportFailed(c.TrialId, c.Attempt, c.Reason) { Infrastructure = c.Infrastructure }));
         Receive<Cancelled>(c =>
         {
             if (running.TryGetValue(c.TrialId, out var r) && r.Attempt == c.Attempt) running.Remove(c.TrialId);
@@ -150,10 +176,17 @@ public sealed class Trainer : ReceiveActor, IWithTimers
             {
                 return new Cancelled(trial.Id, attempt);
             }
+            catch (Scale.Model.Checkpoints.CheckpointFencedException e)
+            {
+                // A later attempt owns the trial (this node was taken for lost while it trained): stop, writing nothing more.
+                log.Warning("trainer {0}: {1}", trainerId, e.Message);
+                return new Cancelled(trial.Id, attempt);
+            }
             catch (Exception e)
             {
                 var inner = e is AggregateException { InnerException: { } first } ? first : e;
-                return new Crashed(trial.Id, attempt, $"{inner.GetType().Name}: {inner.Message}");
+                bool infrastructure = Faults.IsInfrastructure(inner);
+                return new Crashed(trial.Id, attempt, (infrastructure ? "infrastructure fault: " : "") + $"{inner.GetType().Name}: {inner.Message}", infrastructure);
             }
         }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).PipeTo(self);
         Self.Tell(AskForWork.Instance);   // another slot may be free

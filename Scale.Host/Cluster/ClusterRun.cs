@@ -91,7 +91,8 @@ internal static class ClusterRun
                 Console.WriteLine($"  {t.Spec.Id,-22} {t.Spec.Method,-9} {t.Status.ToString().ToLowerInvariant(),-11} attempt {t.Attempt}" +
                                   (t.Trainer is { } trainer ? $" on {trainer}" : "") +
                                   (t.LastCheckpoint is { } c ? $", checkpoint at step {c.Step}" : "") +
-                                  (t.Status == TrialStatus.Failed ? $", {t.FailureReason}" : ""));
+                                  (t.Status == TrialStatus.Failed ? $", {t.FailureReason}" : "") +
+                                  (t.PausedAt(DateTime.UtcNow) ? $", paused by an {t.PauseReason}; resumes after {t.RetryAt:HH:mm:ss} UTC" : ""));
         }
         return 0;
     }

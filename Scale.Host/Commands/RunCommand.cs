@@ -271,6 +271,7 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
                                    c.TrialId, c.Metrics.Retention, c.Metrics.Acquisition, c.Metrics.Forgetting);
                 break;
             case TrialRetrying r: log.LogWarning("Trial {trial} attempt {attempt} failed, retrying: {reason}", r.TrialId, r.Attempt, r.Reason); break;
+            case TrialPaused p: log.LogWarning("Trial {trial} attempt {attempt} paused until {retryAt:u} by an {reason}", p.TrialId, p.Attempt, p.RetryAt, p.Reason); break;
             case TrialFailed f: log.LogError("Trial {trial} failed for good after attempt {attempt}: {reason}", f.TrialId, f.Attempt, f.Reason); break;
             case TrialRequeued q: log.LogWarning("Trial {trial} re-queued: its trainer {trainer} is gone", q.TrialId, q.TrainerId); break;
         }

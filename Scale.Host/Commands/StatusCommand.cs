@@ -50,7 +50,7 @@ internal sealed class StatusCommand : AsyncCommand<StatusCommand.Settings>
             foreach (var t in trials)
                 Console.WriteLine($"  {t.Trial,-22} {t.Method,-9} {(t.State == "running" && !active[name] ? "interrupted" : t.State),-11} " +
                                   $"attempt {t.Attempts}" + (t.LastCheckpointStep is { } step ? $", checkpoint at step {step}" : "") +
-                                  (t.State == "failed" ? $", {t.Failure}" : ""));
+                                  (t.State is "failed" or "paused" ? $", {t.Failure}" : ""));
         }
         return 0;
     }

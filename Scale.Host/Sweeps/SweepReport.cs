@@ -66,13 +66,18 @@ internal static class SweepReport
             Attempts = t.Attempt, Metric = t.Metrics!.Metric ?? ScoreMetric.Recall, From = t.Spec.Id,
         });
 
-    private static TrialRow Row(TrialState t) => new()
+    private static TrialRow Row(TrialState t) => Row(t, t.PausedAt(DateTime.UtcNow));
+
+    /// <summary>A paused trial (waiting out an infrastructure fault's backoff) reads "paused", with the fault and when it resumes.</summary>
+    private static TrialRow Row(TrialState t, bool paused) => new()
     {
-        Trial = t.Spec.Id, Method = t.Spec.Method, Params = t.Spec.Parameters, State = t.Status.ToString().ToLowerInvariant(),
+        Trial = t.Spec.Id, Method = t.Spec.Method, Params = t.Spec.Parameters, State = paused ? "paused" : t.Status.ToString().ToLowerInvariant(),
         Retention = t.Metrics?.Retention, Acquisition = t.Metrics?.Acquisition, Forgetting = t.Metrics?.Forgetting,
         Attempts = t.Attempt, FinalLoss = t.Metrics?.FinalLoss, TrainableParams = t.Metrics?.TrainableParameters,
         TokensPerSecond = t.Metrics?.TokensPerSecond, LastCheckpointStep = t.LastCheckpoint?.Step,
-        Failure = t.Status == TrialStatus.Failed ? t.FailureReason : null, Metric = t.Metrics?.Metric ?? (t.Metrics is null ? null : ScoreMetric.Recall),
+        Failure = t.Status == TrialStatus.Failed ? t.FailureReason
+                  : paused ? $"{t.PauseReason}; resumes after {t.RetryAt:yyyy-MM-dd HH:mm:ss} UTC" : null,
+        Metric = t.Metrics?.Metric ?? (t.Metrics is null ? null : ScoreMetric.Recall),
         Curve = t.Curve.Count == 0 ? null : t.Curve,
         BestStep = t.Curve.Count == 0 ? null
             : t.Curve.MaxBy(p => ScoreMetric.Gain(t.Metrics?.Metric, p.Acquisition, 0) - p.Forgetting)!.Step,
@@ -154,7 +159,8 @@ internal static class SweepReport
     public static string Counts(IReadOnlyCollection<TrialRow> trials)
     {
         int Count(string s) => trials.Count(t => t.State == s);
-        return $"{trials.Count} trials: {Count("completed")} completed, {Count("running")} running, {Count("pending")} pending, {Count("failed")} failed";
+        return $"{trials.Count} trials: {Count("completed")} completed, {Count("running")} running, {Count("pending")} pending, " +
+               (Count("paused") > 0 ? $"{Count("paused")} paused by infrastructure faults, " : "") + $"{Count("failed")} failed";
     }
 
     public static string Counts(SweepState state) => Counts(Rows(state).Where(r => r.From is null).ToList());

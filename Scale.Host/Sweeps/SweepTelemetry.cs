@@ -83,9 +83,13 @@ internal sealed class SweepTelemetry : IDisposable
                 lock (gate) state = state.Apply(e);
                 if (e is TrialStarted started) checkpoints[started.TrialId] = DateTime.UtcNow;
                 if (e is TrialCheckpointed c) checkpoints[c.TrialId] = DateTime.UtcNow;
-                if (e is TrialCompleted or TrialFailed or TrialRetrying or TrialRequeued)
+                if (e is TrialCompleted or TrialFailed or TrialRetrying or TrialRequeued or TrialPaused)
                 {
-                    var id = e switch { TrialCompleted x => x.TrialId, TrialFailed x => x.TrialId, TrialRetrying x => x.TrialId, TrialRequeued x => x.TrialId, _ => "" };
+                    var id = e switch
+                    {
+                        TrialCompleted x => x.TrialId, TrialFailed x => x.TrialId, TrialRetrying x => x.TrialId, TrialRequeued x => x.TrialId,
+                        TrialPaused x => x.TrialId, _ => "",
+                    };
                     progress.TryRemove(id, out _);
                     checkpoints.TryRemove(id, out _);
                 }

@@ -47,6 +47,7 @@ internal sealed class PlainSweepView(TextWriter output) : ISweepView
                 break;
             case TrialRetrying r: output.WriteLine($"trial {r.TrialId} attempt {r.Attempt} failed, retrying from its last checkpoint: {r.Reason}"); break;
             case TrialFailed f: output.WriteLine($"trial {f.TrialId} failed for good after attempt {f.Attempt}: {f.Reason}"); break;
+            case TrialPaused p: output.WriteLine($"trial {p.TrialId} paused by an {p.Reason}; it resumes from its last checkpoint after {p.RetryAt:HH:mm:ss} UTC, its retry budget untouched"); break;
             case TrialRequeued q: output.WriteLine($"trial {q.TrialId} re-queued (its trainer {q.TrainerId} is gone)"); break;
         }
         output.Flush();
@@ -97,6 +98,9 @@ internal sealed class LiveSweepView(ProgressContext context) : ISweepView
                 break;
             case TrialRetrying r:
                 AnsiConsole.MarkupLine($"[yellow]{Markup.Escape(r.TrialId)} attempt {r.Attempt} failed, retrying: {Markup.Escape(r.Reason)}[/]");
+                break;
+            case TrialPaused p:
+                AnsiConsole.MarkupLine($"[yellow]{Markup.Escape(p.TrialId)} paused by an {Markup.Escape(p.Reason)}; resumes after {p.RetryAt:HH:mm:ss} UTC (retry budget untouched)[/]");
                 break;
             case TrialFailed f:
                 if (bars.TryGetValue(f.TrialId, out var failed)) failed.StopTask();

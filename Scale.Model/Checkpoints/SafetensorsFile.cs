@@ -75,13 +75,14 @@ public static class SafetensorsFile
         }
     }
 
-    /// <summary>Writes the tensors to <paramref name="path"/>, atomically: readers see the old file or the whole new one.</summary>
+    /// <summary>Writes the tensors to <paramref name="path"/>, atomically and durably: readers see the old file or the whole new one (its data flushed to the disk before the rename).</summary>
     public static void Save(string path, IReadOnlyDictionary<string, Tensor> tensors)
     {
         var temp = path + ".partial";
         try
         {
             Safetensors.SaveStateDict(temp, tensors.ToDictionary(t => t.Key, t => t.Value.detach().contiguous().cpu()));
+            Durable.SyncFile(temp);
             File.Move(temp, path, overwrite: true);
         }
         finally

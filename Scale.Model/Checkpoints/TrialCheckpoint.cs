@@ -16,6 +16,8 @@ public sealed record TrialCheckpointState
     [JsonPropertyName("trainable_parameters")] public long TrainableParameters { get; init; }
     /// <summary>Loss of the step that ended at this checkpoint, so a trial resumed at its end reports the same final loss.</summary>
     [JsonPropertyName("last_loss")] public double? LastLoss { get; init; }
+    /// <summary>The attempt that wrote it (sweep trials; none for an experiment's methods).</summary>
+    [JsonPropertyName("attempt")] public int? Attempt { get; init; }
 }
 
 /// <summary>
@@ -31,34 +33,57 @@ public static class TrialCheckpoint
     public const string StateFile = "state.json";
     private const string RngTensor = "rng.cpu";
 
-    public static void Save(string directory, TrainingSession session, long dataPosition, double? lastLoss = null)
+    /// <summary>
+    /// Writes a checkpoint of <paramref name="session"/> to <paramref name="directory"/>: staged beside it under a name of the
+    /// attempt's own, every file flushed to the disk, then renamed into place (the directory flushed after), so a reader
+    /// sees the old checkpoint or the whole new one, also after a power cut. With <paramref name="rotateTo"/>, the checkpoint
+    /// it replaces is kept there. With <paramref name="fence"/>, the rename happens only while the fence's attempt owns the
+    /// trial (<see cref="CheckpointFencedException"/> otherwise, and nothing of the current owner's is touched).
+    /// </summary>
+    public static void Save(string directory, TrainingSession session, long dataPosition, double? lastLoss = null,
+                            CheckpointFence? fence = null, string? rotateTo = null)
     {
         var full = Path.GetFullPath(directory);
-        var partial = full + ".partial";
-        var old = full + ".old";
-        if (Directory.Exists(partial)) Directory.Delete(partial, recursive: true);
-        Directory.CreateDirectory(partial);
+        var parent = Path.GetDirectoryName(full)!;
+        Directory.CreateDirectory(parent);
+        var staging = CheckpointFence.StagingFor(full, fence?.Attempt ?? 0);
+        Directory.CreateDirectory(staging);
         try
         {
-            SafetensorsFile.Save(Path.Combine(partial, TrainableFile),
+            SafetensorsFile.Save(Path.Combine(staging, TrainableFile),
                 session.Trainable.ToDictionary(p => p.Name, p => (Tensor)p.Parameter));
             var optimizerState = session.Optimizer.StateTensors();
             optimizerState[RngTensor] = random.get_rng_state();
-            SafetensorsFile.Save(Path.Combine(partial, OptimizerFile), optimizerState);
+            SafetensorsFile.Save(Path.Combine(staging, OptimizerFile), optimizerState);
             var state = new TrialCheckpointState
             {
                 Step = session.Step, DataPosition = dataPosition, TrainableParameters = session.Model.TrainableParameterCount(),
-                LastLoss = lastLoss is { } loss && double.IsFinite(loss) ? loss : null,
+                LastLoss = lastLoss is { } loss && double.IsFinite(loss) ? loss : null, Attempt = fence?.Attempt,
             };
-            File.WriteAllText(Path.Combine(partial, StateFile), JsonSerializer.Serialize(state, new JsonSerializerOptions { WriteIndented = true }));
-            if (Directory.Exists(old)) Directory.Delete(old, recursive: true);
-            if (Directory.Exists(full)) Directory.Move(full, old);
-            Directory.Move(partial, full);
-            if (Directory.Exists(old)) Directory.Delete(old, recursive: true);
+            var statePath = Path.Combine(staging, StateFile);
+            File.WriteAllText(statePath, JsonSerializer.Serialize(state, new JsonSerializerOptions { WriteIndented = true }));
+            Durable.SyncFile(statePath);
+            Durable.SyncDirectory(staging);
+            void Publish()
+            {
+                var replaced = full + ".old";
+                if (rotateTo is not null && Directory.Exists(full))
+                {
+                    if (Directory.Exists(rotateTo)) Directory.Delete(rotateTo, recursive: true);
+                    Directory.Move(full, rotateTo);
+                }
+                if (Directory.Exists(replaced)) Directory.Delete(replaced, recursive: true);
+                if (Directory.Exists(full)) Directory.Move(full, replaced);
+                Directory.Move(staging, full);
+                Durable.SyncDirectory(parent);
+                if (Directory.Exists(replaced)) Directory.Delete(replaced, recursive: true);
+            }
+            if (fence is null) Publish();
+            else fence.Publish(Publish);
         }
         finally
         {
-            if (Directory.Exists(partial)) Directory.Delete(partial, recursive: true);
+            if (Directory.Exists(staging)) Directory.Delete(staging, recursive: true);
         }
     }
 

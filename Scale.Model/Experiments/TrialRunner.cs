@@ -202,9 +202,17 @@ public sealed class TrialRunner(Decoder baseModel, ITokenWindows train, TrialSco
 
     public TrialTraining Train(TrialPlan plan, string checkpointDirectory, string? resumeFrom = null, IBatchSource? batches = null,
                                Action<StepResult>? onStep = null, Action<string, long>? onCheckpoint = null,
-                               CancellationToken cancellation = default, Action<string>? onNotice = null, Action<long, TrialScores>? onScores = null)
+                               CancellationToken cancellation = default, Action<string>? onNotice = null, Action<long, TrialScores>? onScores = null,
+                               int? attempt = null)
     {
         if (plan.CheckpointEvery < 1) throw new ArgumentException($"checkpoint_every must be at least 1, got {plan.CheckpointEvery}.");
+        // A sweep's attempt claims the trial's directory: a superseded attempt still running elsewhere can no longer publish there.
+        CheckpointFence? fence = null;
+        if (attempt is { } current)
+        {
+            fence = new CheckpointFence(checkpointDirectory, current);
+            fence.Claim();
+        }
         using var cast = Autocast.Enter(Precision);
         var model = plan.Method.Build(baseModel, plan.Seed);
         try
@@ -240,13 +248,7 @@ public sealed class TrialRunner(Decoder baseModel, ITokenWindows train, TrialSco
                 if (session.Step % plan.CheckpointEvery != 0 || session.Step == plan.Phase.Steps) continue;
                 var saving = Stopwatch.StartNew();
                 var path = Path.Combine(checkpointDirectory, Latest);
-                var previous = Path.Combine(checkpointDirectory, Previous);
-                if (Directory.Exists(path))
-                {
-                    if (Directory.Exists(previous)) Directory.Delete(previous, recursive: true);
-                    Directory.Move(path, previous);
-                }
-                TrialCheckpoint.Save(path, session, dataPosition: session.Step, lastLoss);
+                TrialCheckpoint.Save(path, session, dataPosition: session.Step, lastLoss, fence, rotateTo: Path.Combine(checkpointDirectory, Previous));
                 checkpointSeconds += saving.Elapsed.TotalSeconds;
                 onCheckpoint?.Invoke(path, session.Step);
             }
@@ -254,7 +256,7 @@ public sealed class TrialRunner(Decoder baseModel, ITokenWindows train, TrialSco
             bool resumedAtFinal = resumeFrom is not null && Path.GetFullPath(final) == Path.GetFullPath(resumeFrom);
             var finalClock = Stopwatch.StartNew();
             if (!resumedAtFinal || trained > 0)
-                TrialCheckpoint.Save(final, session, dataPosition: session.Step, lastLoss);
+                TrialCheckpoint.Save(final, session, dataPosition: session.Step, lastLoss, fence);
             checkpointSeconds += finalClock.Elapsed.TotalSeconds;
             onCheckpoint?.Invoke(final, session.Step);
             return new TrialTraining(plan.Phase.Steps, lastLoss, trainable,

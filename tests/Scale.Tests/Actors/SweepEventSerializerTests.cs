@@ -19,6 +19,7 @@ public sealed class SweepEventSerializerTests : IDisposable
         new TrialRetrying("t1", 1, "NaN loss at step 31"),
         new TrialFailed("t1", 3, "corrupt checkpoint"),
         new TrialRequeued("t1", 2, "cpu@node-a"),
+        new TrialPaused("t1", 2, "infrastructure fault: IOException: No space left on device", new DateTime(2026, 12, 1, 12, 0, 5, DateTimeKind.Utc)),
     };
 
     [Theory]

@@ -15,6 +15,41 @@ public class SweepStateTests
         return (events, events.Aggregate(state, (s, e) => s.Apply(e)));
     }
 
+    private static (IReadOnlyList<ISweepEvent> Events, SweepState State) HandleAt(SweepState state, ISweepCommand command, DateTime now)
+    {
+        var events = state.Decide(command, now);
+        return (events, events.Aggregate(state, (s, e) => s.Apply(e)));
+    }
+
+    [Fact]
+    public void An_infrastructure_fault_pauses_the_trial_with_a_doubling_backoff_and_never_spends_its_retry_budget()
+    {
+        var t0 = new DateTime(2026, 12, 1, 12, 0, 0, DateTimeKind.Utc);
+        var state = HandleAt(Started(trials: 2, maxConcurrent: 1, retryBudget: 0), new RequestWork("w1"), t0).State;
+        state = HandleAt(state, new ReportCheckpoint("t1", 1, 3, "/c/latest"), t0).State;
+
+        var (paused, afterFault) = HandleAt(state, new ReportFailed("t1", 1, "infrastructure fault: IOException: No space left on device") { Infrastructure = true }, t0);
+
+        Assert.Equal([new TrialPaused("t1", 1, "infrastructure fault: IOException: No space left on device", t0 + TimeSpan.FromSeconds(5))], paused);
+        var t1 = afterFault.Trials["t1"];
+        Assert.Equal((TrialStatus.Pending, 0, 1), (t1.Status, t1.FailedAttempts, t1.InfrastructureFaults));   // the budget of 0 is untouched
+        // While t1 waits out its pause, the next trial is handed out; after it, t1 resumes from its checkpoint.
+        Assert.Equal([new TrialStarted("t2", 1, "w2")], HandleAt(afterFault, new RequestWork("w2"), t0.AddSeconds(4)).Events);
+        var (resumed, running) = HandleAt(afterFault, new RequestWork("w2"), t0.AddSeconds(5));
+        Assert.Equal([new TrialStarted("t1", 2, "w2")], resumed);
+        Assert.Equal(new CheckpointRef(3, "/c/latest"), running.Trials["t1"].LastCheckpoint);
+
+        // A second fault in a row waits twice as long; a checkpoint written in between would start the backoff afresh.
+        var second = HandleAt(running, new ReportFailed("t1", 2, "again") { Infrastructure = true }, t0.AddSeconds(6)).Events;
+        Assert.Equal(t0.AddSeconds(6 + 10), Assert.IsType<TrialPaused>(Assert.Single(second)).RetryAt);
+        var recovered = HandleAt(running, new ReportCheckpoint("t1", 2, 6, "/c/latest"), t0.AddSeconds(6)).State;
+        Assert.Equal(0, recovered.Trials["t1"].InfrastructureFaults);
+        Assert.Equal(TimeSpan.FromMinutes(5), SweepState.PauseAfter(20));
+
+        // A failure of the trial's own still spends the budget: with none left, it fails for good.
+        Assert.IsType<TrialFailed>(Assert.Single(HandleAt(running, new ReportFailed("t1", 2, "NonFiniteLossException"), t0.AddSeconds(6)).Events));
+    }
+
     private static SweepState Started(int trials = 3, int maxConcurrent = 2, int retryBudget = 1)
         => Handle(SweepState.Empty, new StartSweep("s1", Enumerable.Range(1, trials).Select(i => Trial($"t{i}")).ToList(), maxConcurrent, retryBudget)).State;
 
