@@ -25,6 +25,8 @@ public sealed record ClusterConfig(string Host, int Port, IReadOnlyList<string> 
     public TimeSpan StableAfter { get; init; } = TimeSpan.FromSeconds(7);
     /// <summary>How long a node may miss heartbeats before it is unreachable.</summary>
     public TimeSpan HeartbeatPause { get; init; } = TimeSpan.FromSeconds(4);
+    /// <summary>The largest remote message (Akka's default is 128,000 bytes): a sweep's state crosses whole, and a 1,000-trial sweep's is megabytes.</summary>
+    public const int MaxFrameBytes = 32 * 1024 * 1024;
 
     public static string Protocol(bool tls) => tls ? "akka.ssl.tcp" : "akka.tcp";
 
@@ -81,6 +83,10 @@ public sealed record ClusterConfig(string Host, int Port, IReadOnlyList<string> 
                 dot-netty.tcp {
                   hostname = {{Quote(Host)}}
                   port = {{Port}}
+                  # A sweep's state (every trial with its curve and scores) crosses as one message: 1,000 trials are a few MB.
+                  maximum-frame-size = {{MaxFrameBytes}}b
+                  send-buffer-size = {{MaxFrameBytes}}b
+                  receive-buffer-size = {{MaxFrameBytes}}b
                   {{(PublicHost is null ? "" : $"public-hostname = {Quote(PublicHost)}")}}
                   {{tls}}
                 }

@@ -169,7 +169,7 @@ public static class ExperimentFiles
                 TokenizerCoversNew = Get("tokenizer.covers-new", p => c.GetBoolean(p), false),
                 Methods = Get("methods", p => (IReadOnlyList<string>)c.GetStringList(p).ToList(), defaults.Methods),
                 Settings = Settings(c, source, prefix),
-            }.Validate(requireFolders: false);
+            }.Validate(requireFolders: false, checkLimits: false);
         }
         catch (ArgumentException e) when (!e.Message.StartsWith(source, StringComparison.Ordinal))
         {

@@ -36,6 +36,18 @@ public sealed record SearchSpace
     public int Samples { get; init; } = 1;
     public long Seed { get; init; }
 
+    /// <summary>How many points <see cref="Expand"/> gives, computed without expanding (saturates at long.MaxValue).</summary>
+    public long Size
+    {
+        get
+        {
+            long size = Random.Count > 0 ? Math.Max(1, Samples) : 1;
+            foreach (var values in Grid.Values)
+                size = values.Count == 0 ? 0 : size > long.MaxValue / values.Count ? long.MaxValue : size * values.Count;
+            return size;
+        }
+    }
+
     public IReadOnlyList<IReadOnlyDictionary<string, string>> Expand()
     {
         foreach (var (name, values) in Grid)

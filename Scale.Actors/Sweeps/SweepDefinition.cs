@@ -19,6 +19,9 @@ public sealed record SweepDefinition
     public int CheckpointEvery { get; init; } = 25;
     /// <summary>Steps between a trial's scores during training (journaled, drawn as curves); 0: scored only at the end.</summary>
     public int EvaluateEvery { get; init; }
+    /// <summary>The most trials the sweep may have (the file's `max-trials`): a grid that multiplies out beyond it is refused.</summary>
+    public int MaxTrials { get; init; } = DefaultMaxTrials;
+    public const int DefaultMaxTrials = 1000;
     /// <summary>
     /// Routing rules to score every trained SCALE trial under, besides its own answer (an evaluation-only axis): one
     /// trained expansion gives a row per rule, at no training cost. Canonical text, e.g. "cosine:0.5".
@@ -46,8 +49,11 @@ public sealed record SweepDefinition
         if (RetryBudget < 0) throw new ArgumentException($"retry-budget must be 0 or more, got {RetryBudget}.");
         if (CheckpointEvery < 1) throw new ArgumentException($"checkpoint-every must be at least 1, got {CheckpointEvery}.");
         if (EvaluateEvery < 0) throw new ArgumentException($"evaluate-every must be 0 or more, got {EvaluateEvery}.");
+        if (MaxTrials < 1) throw new ArgumentException($"max-trials must be at least 1, got {MaxTrials}.");
+        if (Trials.Count > MaxTrials)
+            throw new ArgumentException($"sweep '{Name}' has {Trials.Count:N0} trials, above its max-trials of {MaxTrials:N0}; raise max-trials in the sweep to run it.");
         if (Experiment is null) throw new ArgumentException($"sweep '{Name}' has no experiment.");
-        Experiment.Validate(requireFolders: false);
+        Experiment.Validate(requireFolders: false, checkLimits: false).CheckFinal(MaxConcurrent);
         foreach (var rule in Routing ?? []) Scale.Model.Upscaling.RoutingSpec.Parse(rule);
         foreach (var trial in Trials) PlanFor(trial);
         return this;
@@ -107,7 +113,7 @@ public static partial class SweepFiles
         return Parse(text, $"built-in sweep '{nameOrPath}'", Directory.GetCurrentDirectory());
     }
 
-    private static readonly string[] SweepKeys = ["name", "experiment", "base", "methods", "search", "routing", "max-concurrent", "retry-budget", "checkpoint-every", "evaluate-every"];
+    private static readonly string[] SweepKeys = ["name", "experiment", "base", "methods", "search", "routing", "max-concurrent", "retry-budget", "checkpoint-every", "evaluate-every", "max-trials"];
     private static readonly string[] SearchKeys = ["methods", "fixed", "grid", "random", "samples", "seed"];
     private static readonly string[] AxisKeys = ["min", "max", "log", "integer"];
 
@@ -176,10 +182,19 @@ public static partial class SweepFiles
         {
             Name = name, Experiment = experiment, Trials = [], Source = source, Routing = routing.Distinct().ToList(),
             MaxConcurrent = Int("max-concurrent", 1, 1), RetryBudget = Int("retry-budget", 2, 0), CheckpointEvery = Int("checkpoint-every", 25, 1),
-            EvaluateEvery = Int("evaluate-every", 0, 0),
+            EvaluateEvery = Int("evaluate-every", 0, 0), MaxTrials = Int("max-trials", SweepDefinition.DefaultMaxTrials, 1),
         };
 
         var trials = new List<TrialSpec>();
+        long planned = 0;
+        // Counted before a grid is multiplied out, so that a grid of millions is refused without building it.
+        void Count(string where, long more)
+        {
+            planned = more > long.MaxValue - planned ? long.MaxValue : planned + more;
+            if (planned > definition.MaxTrials)
+                throw new ArgumentException($"{source}: '{where}' brings the sweep to {planned:N0} trials, above max-trials ({definition.MaxTrials:N0}); " +
+                                            $"set sweep.max-trials = {planned} (or more) to run a sweep this large.");
+        }
         void Add(string where, string method, IReadOnlyDictionary<string, string> parameters)
         {
             var trial = new TrialSpec(SearchSpace.TrialId(method, parameters), method, parameters);
@@ -202,7 +217,9 @@ public static partial class SweepFiles
                     throw new ArgumentException($"{source}: '{where}methods': unknown method '{m}'; choose from {string.Join(", ", MethodSpec.PresetNames)}.");
             return methods;
         }
-        foreach (var method in Methods(c, "sweep.")) Add("sweep.methods", method, new Dictionary<string, string>());
+        var plain = Methods(c, "sweep.");
+        Count("sweep.methods", plain.Count);
+        foreach (var method in plain) Add("sweep.methods", method, new Dictionary<string, string>());
 
         if (c.HasPath("search"))
         {
@@ -235,6 +252,7 @@ public static partial class SweepFiles
                     Seed = Hocon.Get(block, "seed", p => block.GetLong(p), 0L, source, where),
                 };
                 IReadOnlyList<IReadOnlyDictionary<string, string>> points;
+                Count(where.TrimEnd('.'), space.Size > long.MaxValue / methods.Count ? long.MaxValue : methods.Count * space.Size);
                 try
                 {
                     points = space.Expand();
@@ -249,6 +267,14 @@ public static partial class SweepFiles
             }
         }
         if (trials.Count == 0) Fail("methods", "the sweep has no trials: list methods, or add a search.");
+        try
+        {
+            experiment.CheckFinal(definition.MaxConcurrent);
+        }
+        catch (ArgumentException e)
+        {
+            Fail("experiment", e.Message);
+        }
         return definition with { Trials = trials };
     }
 

@@ -102,8 +102,8 @@ internal sealed class SeedCommand : AsyncCommand<SeedCommand.Settings>
     public override async Task<int> ExecuteAsync(CommandContext context, Settings settings, CancellationToken cancellation)
     {
         var tls = settings.Tls();
+        var (host, port) = ClusterConfig.ParseBind(settings.Bind ?? "127.0.0.1:4053");   // every flag checked before the journal is created
         var journal = Journal(settings);
-        var (host, port) = ClusterConfig.ParseBind(settings.Bind ?? "127.0.0.1:4053");
         var seeds = settings.SeedList(required: false, tls is not null);
         if (seeds.Count == 0)
         {

@@ -30,7 +30,7 @@ internal sealed class EvaluateCommand : AsyncCommand<EvaluateCommand.Settings>
         [CommandOption("--threads <N>"), Description("libtorch threads; 0 = all cores."), DefaultValue(0)]
         public int Threads { get; init; }
 
-        [CommandOption("--route <RULE>"), Description("Score a SCALE trial's weights routed by this rule instead of as trained: cosine[:τ], cosine-prob[:τ], confidence[:θ], novelty[:s[:window]]. No training.")]
+        [CommandOption("--route <RULE>"), Description("Score a SCALE trial's weights routed by this rule instead of as trained: cosine[[:τ]], cosine-prob[[:τ]], confidence[[:θ]], novelty[[:s[[:window]]]]. No training.")]
         public string? Route { get; init; }
     }
 

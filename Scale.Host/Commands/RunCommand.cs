@@ -76,6 +76,7 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
         }
         Devices.PreferPassiveWaiting();   // before libtorch loads
         var sweep = SweepFiles.Load(settings.Sweep);
+        CheckHttp(settings.Http);   // every flag checked before the journal is created
         var devices = Devices.ParseList(settings.Devices);
         var precision = Devices.ParsePrecision(settings.Precision, devices);
         if (settings.Threads < 0) throw new ArgumentException($"--threads must be 0 (all cores) or more, got {settings.Threads}.");
@@ -172,13 +173,19 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
         public int Trials;
     }
 
+    private static void CheckHttp(string address)
+    {
+        if (address.Equals("off", StringComparison.OrdinalIgnoreCase)) return;
+        var parts = address.Split(':');
+        if (parts.Length != 2 || parts[0].Length == 0 || !int.TryParse(parts[1], out int port) || port is < 0 or > 65535)
+            throw new ArgumentException($"--http must be host:port (e.g. 127.0.0.1:8787) or off, got '{address}'.");
+    }
+
     /// <summary>The operators' endpoint, unless turned off; a busy port is reported and the sweep runs without it.</summary>
     private static async Task<OperatorEndpoint?> StartEndpoint(string address, SweepSystem system, SweepTelemetry telemetry, string sweepDirectory)
     {
         if (address.Equals("off", StringComparison.OrdinalIgnoreCase)) return null;
-        var parts = address.Split(':');
-        if (parts.Length != 2 || !int.TryParse(parts[1], out int port) || port is < 0 or > 65535)
-            throw new ArgumentException($"--http must be host:port (e.g. 127.0.0.1:8787) or off, got '{address}'.");
+        CheckHttp(address);
         try
         {
             var endpoint = await OperatorEndpoint.StartAsync(address, system, telemetry, sweepDirectory);

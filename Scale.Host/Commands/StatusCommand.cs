@@ -173,7 +173,9 @@ internal static class SweepJournal
     {
         var database = SweepSystem.DatabaseFile(dataDirectory);
         if (!File.Exists(database))
-            throw new ArgumentException($"No sweeps in {dataDirectory} ({database} does not exist).");
+            throw new ArgumentException(sweeps.Count == 1
+                ? $"No sweep '{sweeps[0]}' in {dataDirectory}: it has no sweeps yet ({database} does not exist)."
+                : $"No sweeps in {dataDirectory} ({database} does not exist).");
         var config = AkkaDefaults.Config("WARNING").WithFallback(Scale.Actors.Persistence.PersistenceConfig.SqliteReadOnly(database));
         using var system = Akka.Actor.ActorSystem.Create("scale-read", config);
         var states = new List<SweepState>();

@@ -26,7 +26,15 @@ internal sealed record TrialLookup(SweepDefinition Sweep, TrialSpec Trial, Trial
     public string? ExistingCheckpoint(TrialPlan plan)
     {
         if (plan.Method.Kind == MethodKind.Frozen) return null;
-        return Directory.Exists(CheckpointDirectory) ? CheckpointDirectory
-            : throw new ArgumentException($"No checkpoint {CheckpointDirectory}: the trial has not written it (yet).");
+        if (!Directory.Exists(CheckpointDirectory)) throw new ArgumentException($"No checkpoint {CheckpointDirectory}: the trial has not written it (yet).");
+        try
+        {
+            Scale.Model.Checkpoints.TrialCheckpoint.ReadState(CheckpointDirectory);   // before a base is prepared for it
+        }
+        catch (Scale.Model.Transformer.InvalidCheckpointException e)
+        {
+            throw new ArgumentException(e.Message);
+        }
+        return CheckpointDirectory;
     }
 }

@@ -19,6 +19,12 @@ public static class HfCheckpoint
 
     public static readonly IReadOnlyList<string> SupportedArchitectures = ["LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM"];
 
+    /// <summary>config.json's model_type → the architecture that family's checkpoints name.</summary>
+    private static readonly IReadOnlyDictionary<string, string> SupportedModelTypes = new Dictionary<string, string>
+    {
+        ["llama"] = "LlamaForCausalLM", ["qwen2"] = "Qwen2ForCausalLM", ["mistral"] = "MistralForCausalLM",
+    };
+
     /// <summary>HF tensor name → Scale name.</summary>
     public static string FromHfName(string name) => name.StartsWith("model.", StringComparison.Ordinal) ? name["model.".Length..] : name;
 
@@ -73,6 +79,12 @@ public static class HfCheckpoint
         {
             if (unsupported) throw new InvalidCheckpointException($"{path}: {reason} is not supported.");
         }
+        // model_type names the family Hugging Face builds; it must be one Scale computes, and agree with the architecture.
+        var modelType = json["model_type"]?.GetValue<string>();
+        if (modelType is not null && !SupportedModelTypes.TryGetValue(modelType, out _))
+            throw new InvalidCheckpointException($"{path}: model_type '{modelType}' is not supported; Scale imports {string.Join(", ", SupportedModelTypes.Keys)}.");
+        if (modelType is not null && SupportedModelTypes[modelType] != architecture)
+            throw new InvalidCheckpointException($"{path}: model_type '{modelType}' does not match architecture '{architecture}' (expected {SupportedModelTypes[modelType]}).");
         var act = json["hidden_act"]?.GetValue<string>() ?? "silu";
         Reject(act != "silu", $"hidden_act '{act}' (only silu, SwiGLU)");
         Reject(json["partial_rotary_factor"] is JsonValue partial && partial.GetValue<double>() != 1.0, "partial_rotary_factor other than 1");

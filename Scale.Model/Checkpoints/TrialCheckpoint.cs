@@ -88,6 +88,32 @@ public static class TrialCheckpoint
     }
 
     /// <summary>
+    /// A checkpoint's state.json, read and checked (format version), after checking that its tensor files are there: what
+    /// can be told about a checkpoint without loading a model (a command checks it before it prepares anything).
+    /// </summary>
+    public static TrialCheckpointState ReadState(string directory)
+    {
+        if (!Directory.Exists(directory)) throw new InvalidCheckpointException($"{directory}: no such checkpoint directory.");
+        var statePath = Path.Combine(directory, StateFile);
+        if (!File.Exists(statePath)) throw new InvalidCheckpointException($"{directory}: not a trial checkpoint ({StateFile} is missing).");
+        TrialCheckpointState state;
+        try
+        {
+            state = JsonSerializer.Deserialize<TrialCheckpointState>(File.ReadAllText(statePath))
+                    ?? throw new JsonException("empty");
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidCheckpointException($"{statePath}: unreadable ({e.Message}).");
+        }
+        if (state.FormatVersion != FormatVersion)
+            throw new InvalidCheckpointException($"{statePath}: format version {state.FormatVersion}, this Scale reads {FormatVersion}.");
+        foreach (var file in new[] { TrainableFile, OptimizerFile })
+            if (!File.Exists(Path.Combine(directory, file))) throw new InvalidCheckpointException($"{directory}: not a whole trial checkpoint ({file} is missing).");
+        return state;
+    }
+
+    /// <summary>
     /// Loads only the trainable tensors of a checkpoint into <paramref name="model"/> (for evaluation: no optimiser,
     /// no RNG). Shapes and names are checked before anything is copied.
     /// </summary>
@@ -125,20 +151,7 @@ public static class TrialCheckpoint
     /// </summary>
     public static TrialCheckpointState Load(string directory, TrainingSession session)
     {
-        var statePath = Path.Combine(directory, StateFile);
-        if (!File.Exists(statePath)) throw new InvalidCheckpointException($"{directory}: not a trial checkpoint ({StateFile} is missing).");
-        TrialCheckpointState state;
-        try
-        {
-            state = JsonSerializer.Deserialize<TrialCheckpointState>(File.ReadAllText(statePath))
-                    ?? throw new JsonException("empty");
-        }
-        catch (JsonException e)
-        {
-            throw new InvalidCheckpointException($"{statePath}: unreadable ({e.Message}).");
-        }
-        if (state.FormatVersion != FormatVersion)
-            throw new InvalidCheckpointException($"{statePath}: format version {state.FormatVersion}, this Scale reads {FormatVersion}.");
+        var state = ReadState(directory);
 
         var trainable = SafetensorsFile.Load(Path.Combine(directory, TrainableFile));
         var optimizer = SafetensorsFile.Load(Path.Combine(directory, OptimizerFile));

@@ -145,7 +145,15 @@ public static class CorpusFiles
         private bool Fill()
         {
             if (ended) return false;
-            int read = stream.Read(bytes, 0, bytes.Length);
+            int read;
+            try
+            {
+                read = stream.Read(bytes, 0, bytes.Length);
+            }
+            catch (InvalidDataException e)
+            {
+                throw new ArgumentException($"{file}: not a valid gzip stream after {offset} bytes of text ({e.Message}).");
+            }
             try
             {
                 int decoded = decoder.GetChars(bytes, 0, read, chars, 0, flush: read == 0);

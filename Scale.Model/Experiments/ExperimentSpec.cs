@@ -145,8 +145,12 @@ public sealed record ExperimentSpec
     /// </summary>
     public IReadOnlyDictionary<string, string> Settings { get; init; } = new SortedDictionary<string, string>(StringComparer.Ordinal);
 
-    /// <summary>Checks every field; <paramref name="requireFolders"/> false allows a text experiment whose folders come later (the command line).</summary>
-    public ExperimentSpec Validate(bool requireFolders = true)
+    /// <summary>
+    /// Checks every field; <paramref name="requireFolders"/> false allows a text experiment whose folders come later (the command
+    /// line), <paramref name="checkLimits"/> false leaves the size limits (<see cref="ExperimentLimits"/>) to a later check, for an
+    /// experiment that is not final yet (a sweep's, before its `base` and max-concurrent apply).
+    /// </summary>
+    public ExperimentSpec Validate(bool requireFolders = true, bool checkLimits = true)
     {
         if (VocabSize < 257) throw new ArgumentException($"vocab_size must be at least 257 (the bytes and end-of-text), got {VocabSize}.");
         Old.Validate("old", requireFolders);
@@ -170,6 +174,30 @@ public sealed record ExperimentSpec
         if (Methods.Count == 0) throw new ArgumentException("methods is empty.");
         (Model with { VocabSize = Math.Max(VocabSize, 1) }).Validate();
         TrialPlanner.ValidateSettings(this);
+        if (checkLimits) CheckFinal();
+        return this;
+    }
+
+    /// <summary>
+    /// The checks a final experiment gets before anything of it runs: the size limits with <paramref name="concurrentTrials"/>
+    /// trials at once (<see cref="ExperimentLimits"/>), and every token-shard folder's index (sizes, paths inside it), so that a
+    /// damaged shard set is refused here rather than after a sweep has been journaled.
+    /// </summary>
+    public ExperimentSpec CheckFinal(int concurrentTrials = 1)
+    {
+        ExperimentLimits.Check(this, concurrentTrials);
+        foreach (var (side, data) in new[] { ("old", Old), ("new", New) })
+        {
+            if (data.IsBio || data.Folder is null || !ShardIndex.IsShardDirectory(data.Folder)) continue;
+            try
+            {
+                ShardIndex.Read(data.Folder);
+            }
+            catch (InvalidCheckpointException e)
+            {
+                throw new ArgumentException($"{side}.folder: {e.Message}");
+            }
+        }
         return this;
     }
 }
