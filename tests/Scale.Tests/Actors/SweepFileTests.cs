@@ -36,6 +36,31 @@ public class SweepFileTests
     }
 
     [Fact]
+    public void A_grid_is_counted_before_it_is_expanded_and_refused_above_max_trials_unless_the_file_raises_it()
+    {
+        static string Grid(int a, int b, string more = "") => $$"""
+            search {
+              g {
+                methods = [preserve]
+                grid { lr = [{{string.Join(", ", Enumerable.Range(1, a).Select(i => $"{i}e-4"))}}], warmup = [{{string.Join(", ", Enumerable.Range(0, b))}}] }
+              }
+            }
+            {{more}}
+            """;
+
+        Assert.Equal(1000, Parse(Grid(40, 25)).Trials.Count);   // exactly the default cap
+        var refused = Assert.Throws<ArgumentException>(() => Parse(Grid(41, 25)));
+        Assert.Contains("1,025 trials, above max-trials (1,000)", refused.Message);
+        Assert.Contains("max-trials = 1025", refused.Message);
+        Assert.Equal(1025, Parse(Grid(41, 25, "max-trials = 1025")).Trials.Count);
+        // A grid of 10^12 points is refused from its size alone, without building it.
+        var huge = new SearchSpace { Grid = Enumerable.Range(0, 6).ToDictionary(i => $"k{i}", _ => (IReadOnlyList<string>)Enumerable.Range(0, 100).Select(v => $"{v}").ToList()) };
+        Assert.Equal(1_000_000_000_000, huge.Size);
+        var sweep = Parse(Grid(2, 2));
+        Assert.Contains("above its max-trials", Assert.Throws<ArgumentException>(() => (sweep with { MaxTrials = 3 }).Validate()).Message);
+    }
+
+    [Fact]
     public void Grid_and_random_searches_expand_to_planned_trials()
     {
         var sweep = Parse("""

@@ -276,5 +276,33 @@ public sealed class ClusterProcessTests(PostgresServer postgres, ITestOutputHelp
         Assert.Contains("does the cluster use TLS", plain.Stderr);
     }
 
+    [Fact]
+    public void A_sweep_of_1000_trials_is_submitted_followed_and_trained_over_the_cluster()
+    {
+        using var dir = new TempDirectory();
+        string shared = dir.Combine("shared"), seed = $"127.0.0.1:{FreePorts.Next()}";
+        var file = dir.Combine("thousand.hocon");
+        // 40 rates × 25 warm-ups of Preserve: 1,000 trials, the default max-trials. Its definition and its state cross
+        // remoting whole (the state on every poll of the client), megabytes against Akka's default frame of 128,000 bytes.
+        File.WriteAllText(file, SweepProcessTests.TinySweepText.Replace("name = recover", "name = thousand")
+            .Replace("methods = [frozen, preserve, route, full]",
+                     "methods = []\n search { g { methods = [preserve], grid { lr = [" + string.Join(", ", Enumerable.Range(1, 40).Select(i => $"{i}e-4")) +
+                     "], warmup = [" + string.Join(", ", Enumerable.Range(0, 25)) + "] } } }"));
+
+        using var seedNode = new NodeProcess("seed", ["seed", "--bind", seed, "--data-dir", shared]);
+        seedNode.WaitFor(l => l.StartsWith("Seed ", StringComparison.Ordinal), Start, "seed up");
+        using var worker = new NodeProcess("worker", ["worker", "--seeds", seed, "--data-dir", shared, "--threads", "1"]);
+        worker.WaitFor(l => l.StartsWith("Worker ", StringComparison.Ordinal), Start, "worker up");
+        using var client = new NodeProcess("run --cluster", ["run", "--cluster", seed, file, "--plain"]);
+        client.WaitFor(l => l.Contains(" completed: retention "), Sweep, "a trial of the 1,000 completed");
+        var status = ScaleProcess.Run("status", "--cluster", seed, "thousand");
+
+        Assert.True(status.ExitCode == 0, status.Stderr + status.Stdout);
+        Assert.Contains("thousand: 1000 trials: ", status.Stdout);
+        Assert.DoesNotContain(" 0 completed", status.Stdout.Split('\n')[0]);
+        Assert.Equal(1000, status.Stdout.Split('\n').Count(l => l.TrimStart().StartsWith("preserve-", StringComparison.Ordinal)));
+        output.WriteLine(status.Stdout.Split('\n')[0]);
+    }
+
     private static string Address(string upLine) => upLine.Split(' ')[1];
 }
