@@ -22,7 +22,11 @@ public sealed record GetSweeps
 public sealed record SubmittedSweep(string SweepId, string Definition);
 
 /// <summary>The sweeps submitted to the cluster, oldest first.</summary>
-public sealed record SweepList(IReadOnlyList<SubmittedSweep> Sweeps);
+public sealed record SweepList(IReadOnlyList<SubmittedSweep> Sweeps)
+{
+    /// <summary>Sweeps that do not run, by id, with the reason (a journal that cannot be recovered, a definition that no longer validates).</summary>
+    public IReadOnlyDictionary<string, string> Quarantined { get; init; } = new Dictionary<string, string>();
+}
 
 /// <summary>The sweep manager's persisted event: a sweep was submitted (its coordinator journals the rest).</summary>
 public sealed record SweepSubmitted(string SweepId, string Definition) : ISweepEvent;

@@ -23,6 +23,8 @@ public sealed class SweepManager : ReceivePersistentActor, IWithTimers
     private readonly Dictionary<string, SubmittedSweep> sweeps = new();
     private readonly List<string> order = new();
     private readonly Dictionary<string, IActorRef> coordinators = new();
+    /// <summary>Sweeps left out, with the reason: they answer with it, and the others run.</summary>
+    private readonly Dictionary<string, string> quarantined = new();
     private readonly TimeSpan memberCheck;
     private readonly ILoggingAdapter log = Context.GetLogger();
 
@@ -42,7 +44,7 @@ public sealed class SweepManager : ReceivePersistentActor, IWithTimers
                 catch (Exception e) when (e is ArgumentException or InvalidActorNameException)
                 {
                     // One bad sweep must not disable the manager: it is left out, said in the log, and the others run.
-                    log.Error("sweep manager: sweep {0} is quarantined and will not run: {1}", id, e.Message);
+                    Quarantine(id, $"its definition no longer validates: {e.Message}");
                 }
             }
             log.Info("sweep manager: {0} sweep(s) recovered from the journal", order.Count);
@@ -50,10 +52,19 @@ public sealed class SweepManager : ReceivePersistentActor, IWithTimers
         Command<SubmitSweep>(Submit);
         Command<ToSweep>(to =>
         {
-            if (sweeps.ContainsKey(to.SweepId)) Coordinator(to.SweepId).Forward(to.Message);
+            if (quarantined.TryGetValue(to.SweepId, out var why))
+                Sender.Tell(new Status.Failure(new ArgumentException($"Sweep '{to.SweepId}' is quarantined and does not run: {why}")));
+            else if (sweeps.ContainsKey(to.SweepId)) Coordinator(to.SweepId).Forward(to.Message);
             else Sender.Tell(new Status.Failure(new ArgumentException($"No sweep '{to.SweepId}' was submitted to this cluster.")));
         });
-        Command<GetSweeps>(_ => Sender.Tell(new SweepList(order.Select(id => sweeps[id]).ToList())));
+        Command<GetSweeps>(_ => Sender.Tell(new SweepList(order.Select(id => sweeps[id]).ToList()) { Quarantined = new Dictionary<string, string>(quarantined) }));
+        // A coordinator whose journal holds an event it cannot read stops and says so: its sweep is left out, the others run.
+        Command<SweepQuarantined>(q =>
+        {
+            if (!sweeps.ContainsKey(q.SweepId)) return;
+            if (coordinators.Remove(q.SweepId, out var supervisor)) Context.Stop(supervisor);
+            Quarantine(q.SweepId, q.Reason);
+        });
         Command<CheckMembers>(_ => RequeueLostNodes());
         Command<Akka.Cluster.ClusterEvent.MemberRemoved>(_ => RequeueLostNodes());
         Command<Akka.Cluster.ClusterEvent.IMemberEvent>(_ => { });
@@ -77,12 +88,14 @@ public sealed class SweepManager : ReceivePersistentActor, IWithTimers
         base.PreStart();
         Akka.Cluster.Cluster.Get(Context.System).Subscribe(Self, Akka.Cluster.ClusterEvent.SubscriptionInitialStateMode.InitialStateAsSnapshot,
                                                           typeof(Akka.Cluster.ClusterEvent.IMemberEvent));
+        Context.System.EventStream.Subscribe(Self, typeof(SweepQuarantined));
         Timers.StartPeriodicTimer("members", CheckMembers.Instance, memberCheck);
     }
 
     protected override void PostStop()
     {
         Akka.Cluster.Cluster.Get(Context.System).Unsubscribe(Self);
+        Context.System.EventStream.Unsubscribe(Self);
         base.PostStop();
     }
 
@@ -122,6 +135,12 @@ public sealed class SweepManager : ReceivePersistentActor, IWithTimers
             log.Info("sweep manager: sweep {0} submitted ({1} trials)", e.SweepId, definition.Trials.Count);
             Coordinator(e.SweepId).Tell(definition.StartCommand, sender);
         });
+    }
+
+    private void Quarantine(string sweepId, string reason)
+    {
+        quarantined[sweepId] = reason;
+        log.Error("sweep manager: sweep {0} is quarantined and will not run: {1}", sweepId, reason);
     }
 
     private void Add(SweepSubmitted e)

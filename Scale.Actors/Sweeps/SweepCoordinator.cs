@@ -19,6 +19,13 @@ public sealed record Accepted(int EventsPersisted);
 /// </summary>
 public sealed record AttemptSuperseded(string TrialId, int Attempt);
 
+/// <summary>
+/// A sweep whose journal cannot be recovered (an event that cannot be read: damaged, or written by a newer Scale): its
+/// coordinator stops and says why, on the event stream, so that the process reports it and the others go on. The
+/// journal is left as it is.
+/// </summary>
+public sealed record SweepQuarantined(string SweepId, string Reason);
+
 /// <summary>Asks for the coordinator's current state.</summary>
 public sealed record GetSweepState
 {
@@ -32,18 +39,42 @@ public sealed record GetSweepState
 /// </summary>
 public sealed class SweepCoordinator : ReceivePersistentActor
 {
+    /// <summary>Thrown (restarting the coordinator) once an unreadable snapshot is deleted, so that recovery replays the events.</summary>
+    private sealed class SnapshotDiscardedException(string sweepId, Exception? cause = null)
+        : Exception($"sweep {sweepId}: an unreadable snapshot was discarded; recovering again from the events", cause);
+
     private SweepState state = SweepState.Empty;
     private readonly int snapshotEvery;
+    private readonly string sweepId;
+    private (long SequenceNr, string Reason)? unreadableSnapshot;
 
     public SweepCoordinator(string sweepId, int snapshotEvery = 100)
     {
+        this.sweepId = sweepId;
         PersistenceId = PersistenceIdOf(sweepId);
         this.snapshotEvery = snapshotEvery;
         Recover<SnapshotOffer>(offer =>
         {
             if (offer.Snapshot is SweepSnapshot snapshot) state = snapshot.ToState();
+            else if (offer.Snapshot is UnreadableSnapshot bad) unreadableSnapshot = (offer.Metadata.SequenceNr, bad.Reason);
         });
-        Recover<ISweepEvent>(e => state = state.Apply(e));
+        Recover<ISweepEvent>(e =>
+        {
+            if (unreadableSnapshot is null) state = state.Apply(e);   // after an unreadable snapshot the events alone are not the state
+        });
+        Recover<RecoveryCompleted>(_ =>
+        {
+            if (unreadableSnapshot is not { } bad) return;
+            // The snapshot is only a shortcut: it is deleted, and the coordinator restarts and replays the events from the start.
+            Context.GetLogger().Warning("sweep {0}: snapshot at event {1} is unreadable ({2}); deleting it and recovering from the events", sweepId, bad.SequenceNr, bad.Reason);
+            DeleteSnapshot(bad.SequenceNr);
+            Become(() =>
+            {
+                Command<DeleteSnapshotSuccess>(_ => throw new SnapshotDiscardedException(sweepId));
+                Command<DeleteSnapshotFailure>(f => throw new SnapshotDiscardedException(sweepId, f.Cause));
+                CommandAny(_ => Stash.Stash());   // answered after the restart, from the state the events give
+            });
+        });
         Command<SaveSnapshotSuccess>(success => DeleteSnapshots(new SnapshotSelectionCriteria(success.Metadata.SequenceNr - 1)));
         Command<SaveSnapshotFailure>(failure => Context.GetLogger().Warning("sweep {0}: snapshot failed ({1}); recovery replays more events", PersistenceId, failure.Cause.Message));
         Command<DeleteSnapshotsSuccess>(_ => { });
@@ -53,6 +84,30 @@ public sealed class SweepCoordinator : ReceivePersistentActor
     }
 
     public override string PersistenceId { get; }
+
+    /// <summary>
+    /// An event that cannot be read quarantines the sweep (said on the event stream, with the reason); any other recovery
+    /// failure (the database cannot be reached) stops the coordinator as before, for its supervisor to start it again.
+    /// </summary>
+    protected override void OnRecoveryFailure(Exception reason, object? message = null)
+    {
+        var unreadable = Unreadable(reason);
+        if (unreadable is not null)
+        {
+            var why = $"event {LastSequenceNr + 1} of its journal cannot be read: {unreadable.Message}";
+            Context.GetLogger().Error("sweep {0} is quarantined: {1}; its journal is kept as it is", sweepId, why);
+            Context.System.EventStream.Publish(new SweepQuarantined(sweepId, why));
+        }
+        base.OnRecoveryFailure(reason, message);
+    }
+
+    /// <summary>The serialization failure behind a recovery failure, if that is what it was.</summary>
+    public static Exception? Unreadable(Exception? error)
+    {
+        for (var e = error; e is not null; e = e.InnerException)
+            if (e is System.Runtime.Serialization.SerializationException or System.Text.Json.JsonException) return e;
+        return error is AggregateException aggregate ? aggregate.InnerExceptions.Select(Unreadable).FirstOrDefault(x => x is not null) : null;
+    }
 
     public static string PersistenceIdOf(string sweepId) => $"sweep-{sweepId}";
 

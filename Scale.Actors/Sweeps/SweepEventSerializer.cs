@@ -10,6 +10,9 @@ namespace Scale.Actors.Sweeps;
 /// and a JSON body, never a CLR type name, so renaming a type or an assembly cannot break the recovery of a
 /// journal written before. A new version of an event gets a new manifest and a reader for the old one.
 /// </summary>
+/// <summary>A coordinator snapshot whose body could not be read: recovery discards it and replays the events.</summary>
+public sealed record UnreadableSnapshot(string Reason);
+
 /// <summary>A coordinator snapshot: the state as plain data (trials in sweep order).</summary>
 public sealed record SweepSnapshot(string SweepId, int MaxConcurrent, int RetryBudget, IReadOnlyList<TrialState> Trials)
 {
@@ -70,7 +73,16 @@ public sealed class SweepEventSerializer(ExtendedActorSystem system) : Serialize
         if (!Types.TryGetValue(manifest, out var type))
             throw new System.Runtime.Serialization.SerializationException(
                 $"Unknown sweep event manifest '{manifest}': the journal was written by a newer Scale, or is damaged.");
-        return JsonSerializer.Deserialize(bytes, type, Json)
-               ?? throw new System.Runtime.Serialization.SerializationException($"Empty body for sweep event '{manifest}'.");
+        try
+        {
+            return JsonSerializer.Deserialize(bytes, type, Json)
+                   ?? throw new JsonException("empty body");
+        }
+        catch (Exception e) when (e is JsonException or NotSupportedException or ArgumentException or InvalidOperationException)
+        {
+            // A snapshot is only a shortcut: an unreadable one is offered as such, and the coordinator replays the events instead.
+            if (type == typeof(SweepSnapshot)) return new UnreadableSnapshot($"{manifest}: {e.Message}");
+            throw new System.Runtime.Serialization.SerializationException($"Unreadable sweep event '{manifest}': {e.Message}", e);
+        }
     }
 }

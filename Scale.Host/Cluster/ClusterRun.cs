@@ -84,6 +84,11 @@ internal static class ClusterRun
         if (names.Count == 0) Console.WriteLine("No sweeps were submitted to this cluster.");
         foreach (var name in names)
         {
+            if (list.Quarantined.TryGetValue(name, out var why))
+            {
+                Console.WriteLine($"{name}: quarantined, does not run: {why}");
+                continue;
+            }
             var state = (SweepState)await connection.AskAsync(new ToSweep(name, GetSweepState.Instance), AskTimeout, cancellation);
             Console.WriteLine($"{name}: {SweepReport.Counts(state)}; {(state.Finished ? "finished" : "in progress")}");
             if (sweepName is null) continue;

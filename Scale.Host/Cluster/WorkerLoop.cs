@@ -66,7 +66,7 @@ internal sealed class WorkerLoop(ClusterNode node, string dataDirectory, IReadOn
         try
         {
             var list = (SweepList)await node.Manager.Ask<object>(GetSweeps.Instance, AskTimeout, stop);
-            foreach (var sweep in list.Sweeps)
+            foreach (var sweep in list.Sweeps.Where(s => !list.Quarantined.ContainsKey(s.SweepId)))
             {
                 var state = await node.Manager.Ask<object>(new ToSweep(sweep.SweepId, GetSweepState.Instance), AskTimeout, stop);
                 if (state is SweepState { Started: true, Finished: false }) return SweepDefinitionJson.Read(sweep.Definition);

@@ -37,11 +37,17 @@ internal sealed class StatusCommand : AsyncCommand<StatusCommand.Settings>
         foreach (var name in names.Where(n => active[n]))
             if (await LiveRows(SweepSystem.SweepDirectory(settings.DataDir, name), name) is { } live) rows[name] = live;
         var fromJournal = names.Where(n => !rows.ContainsKey(n)).ToList();
+        var quarantined = new Dictionary<string, string>();
         if (fromJournal.Count > 0)
-            foreach (var (name, state) in fromJournal.Zip(await SweepJournal.ReadAll(settings.DataDir, fromJournal)))
-                rows[name] = SweepReport.Rows(state);
+            foreach (var state in await SweepJournal.ReadAll(settings.DataDir, fromJournal, quarantined))
+                rows[state.SweepId!] = SweepReport.Rows(state);
         foreach (var name in names)
         {
+            if (quarantined.TryGetValue(name, out var why))
+            {
+                Console.WriteLine($"{name}: quarantined, does not run: {why}");
+                continue;
+            }
             var trials = rows[name].Where(r => r.From is null).ToList();
             bool finished = trials.All(r => r.State is "completed" or "failed");
             Console.WriteLine($"{name}: {SweepReport.Counts(trials)}; {(finished ? "finished" : active[name] ? "running now" : "interrupted (resumes with `scale run`)")}");
@@ -169,7 +175,11 @@ internal static class SweepJournal
     public static async Task<SweepState> Read(string dataDirectory, string sweep)
         => (await ReadAll(dataDirectory, [sweep]))[0];
 
-    public static async Task<IReadOnlyList<SweepState>> ReadAll(string dataDirectory, IReadOnlyList<string> sweeps)
+    /// <summary>
+    /// The sweeps' states from the journal. A sweep whose journal holds an event that cannot be read is refused with the
+    /// reason, or, given <paramref name="quarantined"/>, recorded there and left out (the others are read).
+    /// </summary>
+    public static async Task<IReadOnlyList<SweepState>> ReadAll(string dataDirectory, IReadOnlyList<string> sweeps, IDictionary<string, string>? quarantined = null)
     {
         var database = SweepSystem.DatabaseFile(dataDirectory);
         if (!File.Exists(database))
@@ -181,7 +191,18 @@ internal static class SweepJournal
         var states = new List<SweepState>();
         foreach (var sweep in sweeps)
         {
-            var state = await Scale.Actors.Persistence.SweepReadModel.ReadAsync(system, sweep);
+            SweepState state;
+            try
+            {
+                state = await Scale.Actors.Persistence.SweepReadModel.ReadAsync(system, sweep);
+            }
+            catch (Exception e) when (SweepCoordinator.Unreadable(e) is { } unreadable)
+            {
+                var why = $"its journal holds an event that cannot be read: {unreadable.Message}";
+                if (quarantined is null) throw new ArgumentException($"Sweep '{sweep}' is quarantined: {why}");
+                quarantined[sweep] = why;
+                continue;
+            }
             if (!state.Started)
             {
                 var known = StatusCommand.KnownSweeps(dataDirectory);

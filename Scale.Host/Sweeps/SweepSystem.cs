@@ -51,6 +51,19 @@ internal sealed class SweepSystem : IAsyncDisposable
         var registry = host.Services.GetRequiredService<ActorRegistry>();
         Coordinator = registry.Get<CoordinatorKey>();
         DataLoader = registry.Get<DataLoader>();
+        System.ActorOf(Props.Create(() => new QuarantineTap(quarantined)), "quarantine-tap");
+    }
+
+    private readonly TaskCompletionSource<SweepQuarantined> quarantined = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>Hears the coordinator say its sweep is quarantined (an event of its journal cannot be read).</summary>
+    private sealed class QuarantineTap : ReceiveActor
+    {
+        public QuarantineTap(TaskCompletionSource<SweepQuarantined> heard)
+        {
+            Context.System.EventStream.Subscribe(Self, typeof(SweepQuarantined));
+            Receive<SweepQuarantined>(q => heard.TrySetResult(q));
+        }
     }
 
     public string DataDirectory { get; }
@@ -140,6 +153,10 @@ internal sealed class SweepSystem : IAsyncDisposable
         coordinatorStopped ??= Coordinator.WatchAsync();
         var answer = Coordinator.Ask(message, TimeSpan.FromMinutes(2));
         if (await Task.WhenAny(answer, coordinatorStopped) == answer) return await answer;
+        if (await Task.WhenAny(quarantined.Task, Task.Delay(TimeSpan.FromSeconds(2))) == quarantined.Task)
+            throw new Commands.CommandFailedException(
+                $"sweep {quarantined.Task.Result.SweepId} cannot be recovered: {quarantined.Task.Result.Reason}. Its journal {DatabaseFile(DataDirectory)} is kept as it is; " +
+                "restore it from a backup, or run the sweep under a new name.", new InvalidOperationException(quarantined.Task.Result.Reason));
         throw new InvalidOperationException(
             $"the sweep coordinator stopped: its journal {DatabaseFile(DataDirectory)} could not be read or written (the errors above say why)");
     }
