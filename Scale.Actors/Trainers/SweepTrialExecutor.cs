@@ -28,7 +28,7 @@ public sealed class SweepTrialExecutor(SweepDefinition sweep, TrialRunner runner
     {
         TorchSharp.torch.set_num_threads(threadsPerTrial);
         var plan = sweep.PlanFor(trial);
-        using var log = new TrialLog(Path.Combine(SweepPaths.TrialDirectory(checkpointRoot, trial.Id), TrialLog.FileName), sweep.Name, trial.Id, attempt);
+        using var log = new TrialLog(SweepPaths.TrialDirectory(checkpointRoot, trial.Id), sweep.Name, trial.Id, attempt);
         log.Write("started", new { method = trial.Method, parameters = trial.Parameters, resume_step = resume?.Step });
         using var batches = new PrefetchingBatches(dataLoader, dataset, plan.Seed, plan.Phase.Batch, PrefetchDepth, TimeSpan.FromMinutes(5));
         var clock = System.Diagnostics.Stopwatch.StartNew();

@@ -36,6 +36,9 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
         [CommandOption("--precision <TYPE>"), Description("fp32 (default), or bf16: autocast of the linear maps, for CUDA devices."), DefaultValue("fp32")]
         public string Precision { get; init; } = "fp32";
 
+        [CommandOption("--snapshot-every <N>"), Description("Events between snapshots of the sweep's state in the journal (recovery replays at most this many; default 100)."), DefaultValue(100)]
+        public int SnapshotEvery { get; init; } = 100;
+
         [CommandOption("--plain"), Description("Plain progress lines instead of live bars (the default when output is redirected).")]
         public bool Plain { get; init; }
 
@@ -77,6 +80,7 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
         Devices.PreferPassiveWaiting();   // before libtorch loads
         var sweep = SweepFiles.Load(settings.Sweep);
         CheckHttp(settings.Http);   // every flag checked before the journal is created
+        if (settings.SnapshotEvery < 1) throw new ArgumentException($"--snapshot-every must be at least 1, got {settings.SnapshotEvery}.");
         var devices = Devices.ParseList(settings.Devices);
         var precision = Devices.ParsePrecision(settings.Precision, devices);
         if (settings.Threads < 0) throw new ArgumentException($"--threads must be 0 (all cores) or more, got {settings.Threads}.");
@@ -89,7 +93,7 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
         var sweepDirectory = SweepSystem.SweepDirectory(settings.DataDir, sweep.Name);
         using var runLock = SweepLock.Acquire(sweepDirectory, sweep.Name);
         var wall = Stopwatch.StartNew();
-        await using var system = await SweepSystem.StartAsync(settings.DataDir, sweep.Name, keepLog: true);
+        await using var system = await SweepSystem.StartAsync(settings.DataDir, sweep.Name, settings.SnapshotEvery, keepLog: true);
 
         var started = await system.AskCoordinator(sweep.StartCommand);
         if (started is Akka.Actor.Status.Failure failure) throw new ArgumentException($"{sweep.Source}: {failure.Cause.Message}");

@@ -103,7 +103,7 @@ internal sealed class OperatorEndpoint : IAsyncDisposable
         {
             var state = telemetry.Snapshot();
             if (name != state.SweepId || !state.Trials.ContainsKey(trial)) return Results.NotFound(new { error = $"no trial '{trial}' in sweep '{name}'" });
-            var curve = Actors.Trainers.TrialLog.LossCurve(Path.Combine(sweepDirectory, "trials", trial, Actors.Trainers.TrialLog.FileName));
+            var curve = Actors.Trainers.TrialLog.LossCurve(Path.Combine(sweepDirectory, "trials", trial));
             int every = Math.Max(1, curve.Count / 500);   // at most about 500 points per curve
             return Results.Json(curve.Where((_, i) => i % every == 0 || i == curve.Count - 1).Select(c => new[] { c.Step, c.Loss }), json);
         });

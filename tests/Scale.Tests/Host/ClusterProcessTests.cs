@@ -177,6 +177,67 @@ public sealed class ClusterProcessTests(PostgresServer postgres, ITestOutputHelp
         Assert.Contains("Sweep workers: nothing left for this worker.", survivor.Output);
     }
 
+    /// <summary>
+    /// A partition stand-in: the worker training route is frozen (SIGSTOP) for 20 s, long enough to be taken for lost and
+    /// downed; its trial resumes on the other worker. When it thaws it must neither record nor write anything of the trial:
+    /// it finds itself removed and stops, and the trial's checkpoints are all the new attempt's (the fence).
+    /// </summary>
+    [Fact]
+    [Trait("Category", "FaultInjection")]
+    public void A_worker_frozen_for_20_s_is_replaced_and_never_writes_into_the_trial_its_replacement_owns()
+    {
+        using var dir = new TempDirectory();
+        var database = postgres.NewDatabase();
+        string shared = dir.Combine("shared"), seed = $"127.0.0.1:{FreePorts.Next()}";
+        var file = dir.Combine("frozen.hocon");
+        File.WriteAllText(file, SweepText("frozen"));
+
+        using var seedNode = new NodeProcess("seed", "seed", "--bind", seed, "--journal", database, "--data-dir", shared);
+        seedNode.WaitFor(l => l.StartsWith("Seed ", StringComparison.Ordinal) && l.Contains(" is up"), Start, "seed up");
+        using var w1 = new NodeProcess("worker-1", "worker", "--seeds", seed, "--data-dir", shared, "--threads", "1");
+        using var w2 = new NodeProcess("worker-2", "worker", "--seeds", seed, "--data-dir", shared, "--threads", "1");
+        var w1Address = Address(w1.WaitFor(l => l.StartsWith("Worker ", StringComparison.Ordinal), Start, "worker-1 up"));
+        var w2Address = Address(w2.WaitFor(l => l.StartsWith("Worker ", StringComparison.Ordinal), Start, "worker-2 up"));
+        using var client = new NodeProcess("run --cluster", "run", "--cluster", seed, file, "--plain");
+
+        var running = client.WaitFor(l => l.Contains("trial route-", StringComparison.Ordinal) && l.Contains("running on", StringComparison.Ordinal), Sweep, "route running");
+        var (frozen, survivorAddress) = running.Contains(w1Address) ? (w1, w2Address) : (w2, w1Address);
+        var routeId = running.Split(' ')[1];
+        client.WaitFor(l => l.StartsWith($"trial {routeId} checkpoint at step ", StringComparison.Ordinal), Sweep, "route's first checkpoint");
+        Signal("STOP", frozen.Id);
+        var stopped = Stopwatch.StartNew();
+        var resumed = client.WaitFor(l => l.StartsWith($"trial {routeId} running on {survivorAddress}", StringComparison.Ordinal), Sweep, "route resumed on the other worker");
+        output.WriteLine($"worker frozen → route running on the other worker after {stopped.Elapsed.TotalSeconds:0.0} s: {resumed}");
+        if (stopped.Elapsed < TimeSpan.FromSeconds(20)) Thread.Sleep(TimeSpan.FromSeconds(20) - stopped.Elapsed);   // the fault lasts 20 s
+        Signal("CONT", frozen.Id);
+
+        Assert.Equal(3, frozen.WaitForExit(Start));   // it was downed while frozen: it stops, saying so
+        Assert.Equal(0, client.WaitForExit(Sweep));
+        var cluster = Scores(client.Output);
+        Assert.All(cluster.Values, v => Assert.StartsWith("completed ", v));
+        EachTrialCompletedOnce(database, "frozen", 4);
+        // The trial's directory belongs to the replacement: fence, final checkpoint, and no checkpoint of attempt 1 after attempt 2 began.
+        var trial = Path.Combine(shared, "sweeps", "frozen", "trials", routeId);
+        Assert.Equal("2", File.ReadAllText(Path.Combine(trial, Scale.Model.Checkpoints.CheckpointFence.FenceFile)));
+        Assert.Contains("\"attempt\": 2", File.ReadAllText(Path.Combine(trial, "final", "state.json")));
+        // Each attempt logs to a file of its own; the frozen one's holds no checkpoint after the replacement's first.
+        var logs = Scale.Actors.Trainers.TrialLog.Files(trial).Select(Path.GetFileName).ToList();
+        Assert.Equal(["log.1.jsonl", "log.2.jsonl"], logs);
+        Assert.All(File.ReadLines(Path.Combine(trial, "log.2.jsonl")), l => Assert.Contains("\"attempt\":2", l));
+        long resumedFrom = long.Parse(resumed.Split("resumes from step ")[1].TrimEnd(')'));
+        var zombieCheckpoints = File.ReadLines(Path.Combine(trial, "log.1.jsonl")).Where(l => l.Contains("\"event\":\"checkpoint\""))
+            .Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement.GetProperty("step").GetInt64()).ToList();
+        Assert.All(zombieCheckpoints, step => Assert.True(step <= resumedFrom, $"attempt 1 wrote a checkpoint at step {step}, after attempt 2 resumed from {resumedFrom}"));
+        Assert.Equal(SingleMachineRun(dir, "frozen"), cluster);
+    }
+
+    private static void Signal(string signal, int pid)
+    {
+        using var kill = Process.Start("kill", [$"-{signal}", pid.ToString()]);
+        kill.WaitForExit();
+        Assert.Equal(0, kill.ExitCode);
+    }
+
     [Fact]
     public void The_seed_hosting_the_coordinator_killed_mid_sweep_moves_it_to_the_second_seed_with_nothing_lost_or_duplicated()
     {

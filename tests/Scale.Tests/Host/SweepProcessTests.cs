@@ -288,7 +288,7 @@ public class SweepProcessTests
         var processLog = File.ReadAllLines(Path.Combine(interrupted, "sweeps", "recover", "scale.log.jsonl")).Select(l => JsonDocument.Parse(l).RootElement).ToList();
         Assert.Contains(processLog, e => e.GetProperty("sweep").GetString() == "recover" && e.TryGetProperty("trial", out var t) && t.GetString() == routeId
                                          && e.GetProperty("@mt").GetString()!.Contains("started"));
-        var routeLog = File.ReadAllLines(Path.Combine(interrupted, "sweeps", "recover", "trials", routeId!, "log.jsonl"));
+        var routeLog = Scale.Actors.Trainers.TrialLog.Lines(Path.Combine(interrupted, "sweeps", "recover", "trials", routeId!)).ToList();
         Assert.Contains(routeLog, l => l.Contains("\"attempt\":2") && l.Contains("\"event\":\"started\""));
     }
 

@@ -33,7 +33,7 @@ public class SweepReportTests
     public void A_trials_loss_curve_takes_each_step_from_its_latest_attempt()
     {
         using var dir = new Scale.Tests.Model.TempDirectory();
-        var path = dir.Combine("t", Scale.Actors.Trainers.TrialLog.FileName);
+        var path = dir.Combine("t");
         using (var first = new Scale.Actors.Trainers.TrialLog(path, "s", "t", attempt: 1))
         {
             for (int step = 1; step <= 4; step++) first.Write("step", new { step, loss = 10.0 - step });

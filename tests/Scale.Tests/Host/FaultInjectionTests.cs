@@ -1,0 +1,142 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Microsoft.Data.Sqlite;
+using Scale.Tests.Model;
+using Xunit.Abstractions;
+
+namespace Scale.Tests.Host;
+
+/// <summary>
+/// The fault-injection suite (docs: deploy/README.md, "Fault injection"): real `scale` processes killed at random
+/// moments, a worker frozen with SIGSTOP while the cluster takes it for lost, and journals damaged on disk. `.ci/run`
+/// runs it in a reduced form (3 kills); SCALE_FAULT_KILLS=N and SCALE_FAULT_SEED=S run it larger or elsewhere.
+/// </summary>
+[Trait("Category", "FaultInjection")]
+public sealed class FaultInjectionTests(ITestOutputHelper output)
+{
+    private static int Kills => int.TryParse(Environment.GetEnvironmentVariable("SCALE_FAULT_KILLS"), out var n) && n > 0 ? n : 3;
+    private static int Seed => int.TryParse(Environment.GetEnvironmentVariable("SCALE_FAULT_SEED"), out var s) ? s : 20261201;
+
+    /// <summary>The tiny sweep with scores during training, and a snapshot every 10 events so that recovery goes through snapshots too.</summary>
+    private static string SweepFile(TempDirectory dir)
+    {
+        var file = dir.Combine("recover.hocon");
+        File.WriteAllText(file, SweepProcessTests.TinySweepText.Replace("checkpoint-every = 5", "checkpoint-every = 5\n  evaluate-every = 4"));
+        return file;
+    }
+
+    private static string[] Run(string file, string dataDir) => ["run", file, "--data-dir", dataDir, "--threads", "1", "--http", "off", "--plain", "--snapshot-every", "10"];
+
+    private static JsonElement[] Results(string dataDir)
+    {
+        var results = ScaleProcess.Run("results", "recover", "--format", "json", "--data-dir", dataDir);
+        Assert.True(results.ExitCode == 0, results.Stderr);
+        return JsonDocument.Parse(results.Stdout).RootElement.EnumerateArray().ToArray();
+    }
+
+    private static long Count(string dataDir, string sql)
+    {
+        using var connection = new SqliteConnection($"Data Source={Path.Combine(dataDir, "sweeps.db")};Pooling=False");
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        return Convert.ToInt64(command.ExecuteScalar());
+    }
+
+    private static void Execute(string dataDir, string sql)
+    {
+        using var connection = new SqliteConnection($"Data Source={Path.Combine(dataDir, "sweeps.db")};Pooling=False");
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        command.ExecuteNonQuery();
+    }
+
+    /// <summary>Every trial completed, with the reference's scores, final loss and score curve, bit for bit.</summary>
+    private static void SameAsReference(JsonElement[] got, JsonElement[] want)
+    {
+        Assert.Equal(want.Select(t => t.GetProperty("trial").GetString()), got.Select(t => t.GetProperty("trial").GetString()));
+        foreach (var (g, w) in got.Zip(want))
+        {
+            Assert.Equal("completed", g.GetProperty("state").GetString());
+            foreach (var field in new[] { "retention", "acquisition", "forgetting", "final_loss", "curve" })
+                Assert.Equal(w.GetProperty(field).ToString(), g.GetProperty(field).ToString());
+        }
+    }
+
+    [Fact]
+    public void SIGKILLs_at_random_moments_of_one_sweep_leave_every_trial_completed_once_with_the_uninterrupted_scores()
+    {
+        using var dir = new TempDirectory();
+        var file = SweepFile(dir);
+        string killed = dir.Combine("killed"), straight = dir.Combine("straight");
+        var random = new Random(Seed);
+        int kills = 0, attempts = 0;
+        while (kills < Kills && attempts++ < 4 * Kills)
+        {
+            // Kill after a random number of progress lines: during the base's pre-training, mid-trial, around a checkpoint or a completion.
+            int lines = random.Next(2, 40), seen = 0;
+            var moment = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+            using var run = ScaleProcess.Start(line =>
+            {
+                if (line.StartsWith("trial ", StringComparison.Ordinal) || line.StartsWith("[pretrain]", StringComparison.Ordinal) || line.StartsWith("sweep:", StringComparison.Ordinal))
+                    if (Interlocked.Increment(ref seen) == lines) moment.TrySetResult(line);
+            }, Run(file, killed));
+            if (Task.WaitAny([moment.Task, run.WaitForExitAsync()], TimeSpan.FromMinutes(6)) == 0)
+            {
+                run.Kill();   // SIGKILL
+                run.WaitForExit();
+                kills++;
+                output.WriteLine($"kill {kills}: after line {lines}: {moment.Task.Result}");
+            }
+            else
+            {
+                run.WaitForExit();
+                if (run.ExitCode == 0) break;   // the sweep finished before this moment came
+                Assert.Fail($"scale run exited {run.ExitCode} on its own");
+            }
+        }
+        var finish = ScaleProcess.Run(Run(file, killed));
+        var reference = ScaleProcess.Run(Run(file, straight));
+        Assert.True(finish.ExitCode == 0, finish.Stderr + finish.Stdout);
+        Assert.True(reference.ExitCode == 0, reference.Stderr + reference.Stdout);
+
+        output.WriteLine($"{kills} SIGKILLs (seed {Seed})");
+        Assert.True(kills >= Math.Min(Kills, 1), "no kill landed before the sweep ended");
+        var after = Results(killed);
+        SameAsReference(after, Results(straight));
+        foreach (var trial in after.Select(t => t.GetProperty("trial").GetString()))
+            Assert.Equal(1, Count(killed, $"SELECT count(*) FROM journal WHERE persistence_id = 'sweep-recover' AND manifest = 'trial-completed.v1' " +
+                                          $"AND CAST(message AS TEXT) LIKE '%\"trial_id\":\"{trial}\"%'"));
+    }
+
+    [Fact]
+    public void A_damaged_snapshot_is_replayed_from_the_events_and_a_damaged_event_quarantines_the_sweep_with_one_line()
+    {
+        using var dir = new TempDirectory();
+        var file = SweepFile(dir);
+        string data = dir.Combine("data");
+        var first = ScaleProcess.Run(Run(file, data));
+        Assert.True(first.ExitCode == 0, first.Stderr + first.Stdout);
+        var reference = Results(data);
+
+        // Every snapshot damaged: the run recovers from the events (nothing to do: the sweep is finished) and says so.
+        Assert.True(Count(data, "SELECT count(*) FROM snapshot") >= 1);
+        Execute(data, "UPDATE snapshot SET snapshot = X'7B6E6F74206A736F6E'");
+        var again = ScaleProcess.Run(Run(file, data));
+        Assert.True(again.ExitCode == 0, again.Stderr + again.Stdout);
+        Assert.Contains("snapshot at event", again.Stderr);
+        SameAsReference(Results(data), reference);
+
+        // One event damaged: the run stops with one line naming the sweep and the event; status reports it quarantined.
+        Execute(data, "UPDATE journal SET message = X'7B6E6F74206A736F6E' WHERE persistence_id = 'sweep-recover' AND sequence_number = 5");
+        var damaged = ScaleProcess.Run(Run(file, data));
+        var status = ScaleProcess.Run("status", "--data-dir", data);
+
+        Assert.Equal(1, damaged.ExitCode);
+        var line = damaged.Stderr.Split('\n').Single(l => l.StartsWith("scale: ", StringComparison.Ordinal));
+        Assert.Contains("sweep recover cannot be recovered: event 5 of its journal cannot be read", line);
+        Assert.Equal(0, status.ExitCode);
+        Assert.Contains("recover: quarantined, does not run", status.Stdout);
+    }
+}
