@@ -1,10 +1,69 @@
+using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using Akka.Configuration;
+using Akka.Event;
 
 namespace Scale.Actors.Cluster;
 
 /// <summary>TLS for remoting: a PKCS#12 certificate every node presents and trusts.</summary>
-public sealed record RemotingTls(string CertificatePath, string? Password, bool SuppressValidation = false);
+public sealed record RemotingTls(string CertificatePath, string? Password, bool SuppressValidation = false)
+{
+    /// <summary>A CA certificate (PEM or DER) that peers' certificates must chain to, as the only trust anchor; null: the system's.</summary>
+    public string? TrustedCa { get; init; }
+    /// <summary>Peer certificate thumbprints (SHA-1, hex) that are accepted, and no others; empty: any that validates.</summary>
+    public IReadOnlyList<string> Thumbprints { get; init; } = [];
+
+    /// <summary>
+    /// The TLS setup of a node or client: its certificate, mutual authentication (each side presents one), and how a peer's
+    /// certificate is checked — chained to <see cref="TrustedCa"/> alone, or pinned by thumbprint, or (by default) chained to
+    /// the system's trusted roots; <see cref="SuppressValidation"/> accepts anything (tests only).
+    /// </summary>
+    public Akka.Remote.Transport.DotNetty.DotNettySslSetup Setup()
+    {
+        X509Certificate2 certificate;
+        try
+        {
+            certificate = X509CertificateLoader.LoadPkcs12FromFile(CertificatePath, Password, X509KeyStorageFlags.DefaultKeySet);
+        }
+        catch (System.Security.Cryptography.CryptographicException e)
+        {
+            throw new ArgumentException($"--tls-certificate {CertificatePath}: cannot be read as PKCS#12 with the password given ({e.Message}).");
+        }
+        Akka.Remote.Transport.DotNetty.CertificateValidationCallback? validator = null;
+        if (TrustedCa is { } caFile)
+        {
+            X509Certificate2 ca;
+            try
+            {
+                ca = X509CertificateLoader.LoadCertificateFromFile(caFile);
+            }
+            catch (System.Security.Cryptography.CryptographicException e)
+            {
+                throw new ArgumentException($"--tls-ca {caFile}: not a certificate ({e.Message}).");
+            }
+            validator = (peer, _, _, _, log) => ChainsTo(peer, ca, log);
+        }
+        if (Thumbprints.Count > 0)
+        {
+            var pinned = Akka.Remote.Transport.DotNetty.CertificateValidation.PinnedCertificate([.. Thumbprints]);
+            validator = validator is null ? pinned : Akka.Remote.Transport.DotNetty.CertificateValidation.Combine(validator, pinned);
+        }
+        return new Akka.Remote.Transport.DotNetty.DotNettySslSetup(certificate, SuppressValidation, requireMutualAuthentication: true, validator);
+    }
+
+    /// <summary>Whether <paramref name="peer"/> chains to <paramref name="ca"/>, trusted alone (no system roots, no revocation lists: a private CA has none).</summary>
+    public static bool ChainsTo(X509Certificate2? peer, X509Certificate2 ca, Akka.Event.ILoggingAdapter? log = null)
+    {
+        if (peer is null) return false;
+        using var chain = new X509Chain();
+        chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+        chain.ChainPolicy.CustomTrustStore.Add(ca);
+        chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+        bool valid = chain.Build(peer);
+        if (!valid) log?.Warning("TLS: refused the certificate {0} ({1}): it does not chain to the trusted CA {2}", peer.Subject, peer.Thumbprint, ca.Subject);
+        return valid;
+    }
+}
 
 /// <summary>
 /// Akka configuration of one cluster node: remoting bound to <paramref name="Host"/>:<paramref name="Port"/>
@@ -73,6 +132,8 @@ public sealed record ClusterConfig(string Host, int Port, IReadOnlyList<string> 
               actor {
                 provider = cluster
                 serializers.scale-wire = "Scale.Actors.Cluster.WireSerializer, Scale.Actors"
+                # Akka's default serializer (type names in JSON) is replaced: nothing of Scale's uses it, and no peer may.
+                serializers.json = "Scale.Actors.Cluster.RefusingDefaultSerializer, Scale.Actors"
                 serialization-identifiers { "Scale.Actors.Cluster.WireSerializer, Scale.Actors" = {{WireSerializer.Id}} }
                 serialization-bindings {
             {{bindings}}

@@ -82,3 +82,30 @@ public sealed class WireSerializer(ExtendedActorSystem system) : SerializerWithS
     private static System.Runtime.Serialization.SerializationException Damaged(string manifest, string why)
         => new($"Cannot read Scale wire message '{manifest}': {why}.");
 }
+
+/// <summary>
+/// Takes the place of Akka's default serializer (Newtonsoft JSON with CLR type names, id 1): every message that crosses
+/// between Scale's nodes has a serializer of its own (Scale's wire format, or Akka's protobuf ones for its system
+/// messages), so nothing needs the default — and a peer must not be able to have this node instantiate a type of its
+/// choosing by naming it. A message with no serializer of its own is refused when it is sent, and one that arrives for
+/// the default serializer is refused when it is read.
+/// </summary>
+public sealed class RefusingDefaultSerializer(ExtendedActorSystem system) : Akka.Serialization.Serializer(system)
+{
+    /// <summary>The constructor Akka uses for a serializer with settings (the default one's, which this replaces, has some).</summary>
+    public RefusingDefaultSerializer(ExtendedActorSystem system, Akka.Configuration.Config settings) : this(system)
+    {
+    }
+
+    public override int Identifier => 1;
+
+    public override bool IncludeManifest => true;
+
+    public override byte[] ToBinary(object obj)
+        => throw new System.Runtime.Serialization.SerializationException(
+            $"{obj.GetType().FullName} has no serializer of its own: only Scale's messages and Akka's system messages cross between nodes.");
+
+    public override object FromBinary(byte[] bytes, Type? type)
+        => throw new System.Runtime.Serialization.SerializationException(
+            $"refused a remote message for the default (type-name) serializer{(type is null ? "" : $" naming {type.FullName}")}: only Scale's messages are read.");
+}

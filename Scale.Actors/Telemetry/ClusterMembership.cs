@@ -42,7 +42,8 @@ public sealed class ClusterMembership
         {
             this.target = target;
             Receive<ClusterEvent.MemberRemoved>(e => Update(members.Remove(e.Member.Address), unreachable.Remove(e.Member.Address)));
-            Receive<ClusterEvent.IMemberEvent>(e => Update(members.SetItem(e.Member.Address, e.Member), unreachable));
+            // Remove, then add: a Member equals another by its address alone, so SetItem would keep the old status.
+            Receive<ClusterEvent.IMemberEvent>(e => Update(members.Remove(e.Member.Address).Add(e.Member.Address, e.Member), unreachable));
             Receive<ClusterEvent.UnreachableMember>(e => Update(members, unreachable.Add(e.Member.Address)));
             Receive<ClusterEvent.ReachableMember>(e => Update(members, unreachable.Remove(e.Member.Address)));
             Receive<ClusterEvent.IClusterDomainEvent>(_ => { });

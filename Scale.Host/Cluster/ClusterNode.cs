@@ -58,7 +58,8 @@ internal sealed class ClusterNode : IAsyncDisposable
         config = config.WithFallback(ClusterSingleton.DefaultConfig()).WithFallback(ClusterClientReceptionist.DefaultConfig())
             .WithFallback(Akka.Cluster.Tools.PublishSubscribe.DistributedPubSub.DefaultConfig());
         builder.Services.AddSingleton<IHostLifetime, CommandLifetime>();
-        builder.Services.AddAkka(ClusterConfig.SystemName, (akka, _) => akka
+        var ssl = cluster.Tls?.Setup();   // the certificate and how peers' certificates are checked
+        builder.Services.AddAkka(ClusterConfig.SystemName, (akka, _) => (ssl is null ? akka : akka.AddSetup(ssl))
             .AddHocon(config, HoconAddMode.Prepend)
             .ConfigureLoggers(loggers =>
             {
@@ -144,11 +145,14 @@ internal sealed class ClusterClientConnection : IAsyncDisposable
         var config = ConfigurationFactory.ParseString("""
             akka.actor.provider = remote
             akka.cluster.client.reconnect-timeout = off
-            """).WithFallback(AkkaDefaults.Config("WARNING")).WithFallback(cluster.ToConfig()).WithFallback(ClusterClientReceptionist.DefaultConfig());
+            """).WithFallback(AkkaDefaults.Config("WARNING")).WithFallback(cluster.ToConfig()).WithFallback(ClusterClientReceptionist.DefaultConfig())
+            // The client's messages travel in distributed pub-sub envelopes, which have a serializer of their own.
+            .WithFallback(Akka.Cluster.Tools.PublishSubscribe.DistributedPubSub.DefaultConfig());
         ActorSystem system;
         try
         {
-            system = ActorSystem.Create(ClusterConfig.SystemName, config);
+            var setup = BootstrapSetup.Create().WithConfig(config);
+            system = tls is null ? ActorSystem.Create(ClusterConfig.SystemName, setup) : ActorSystem.Create(ClusterConfig.SystemName, setup.And(tls.Setup()));
         }
         catch (Exception e)
         {

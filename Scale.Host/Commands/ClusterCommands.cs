@@ -15,17 +15,60 @@ internal class TlsSettings : CommandSettings
     [CommandOption("--tls-certificate <PFX>"), Description("Encrypt remoting with TLS, presenting this PKCS#12 certificate (every node and client of a TLS cluster needs one it trusts).")]
     public string? TlsCertificate { get; init; }
 
-    [CommandOption("--tls-password <PASSWORD>"), Description("The certificate's password (or SCALE_TLS_PASSWORD).")]
+    [CommandOption("--tls-password <PASSWORD>"), Description("The certificate's password; better from a file (--tls-password-file) or SCALE_TLS_PASSWORD, which other users cannot read in the process list.")]
     public string? TlsPassword { get; init; }
 
-    [CommandOption("--tls-insecure"), Description("Accept any certificate (self-signed, for tests only).")]
+    [CommandOption("--tls-password-file <FILE>"), Description("A file holding the certificate's password (its first line).")]
+    public string? TlsPasswordFile { get; init; }
+
+    [CommandOption("--tls-ca <CERT>"), Description("Trust only peers whose certificates chain to this CA certificate (PEM or DER); without it, the system's trusted roots.")]
+    public string? TlsCa { get; init; }
+
+    [CommandOption("--tls-thumbprint <SHA1,…>"), Description("Accept only peers presenting one of these certificates (SHA-1 thumbprints, hex, comma-separated).")]
+    public string? TlsThumbprint { get; init; }
+
+    [CommandOption("--tls-insecure"), Description("Accept any certificate without checking it: for tests only (a warning is printed).")]
     public bool TlsInsecure { get; init; }
 
     public RemotingTls? Tls()
     {
-        if (TlsCertificate is null) return null;
+        if (TlsCertificate is null)
+        {
+            if (TlsCa is not null || TlsThumbprint is not null || TlsInsecure)
+                throw new ArgumentException("--tls-ca, --tls-thumbprint and --tls-insecure need --tls-certificate.");
+            return null;
+        }
         if (!File.Exists(TlsCertificate)) throw new ArgumentException($"--tls-certificate: no file {TlsCertificate}.");
-        return new RemotingTls(TlsCertificate, TlsPassword ?? Environment.GetEnvironmentVariable("SCALE_TLS_PASSWORD"), TlsInsecure);
+        if (TlsCa is not null && !File.Exists(TlsCa)) throw new ArgumentException($"--tls-ca: no file {TlsCa}.");
+        if (TlsInsecure && (TlsCa is not null || TlsThumbprint is not null))
+            throw new ArgumentException("--tls-insecure accepts any certificate; it cannot be combined with --tls-ca or --tls-thumbprint.");
+        if (TlsInsecure) Console.Error.WriteLine("scale: warning: --tls-insecure accepts any peer certificate without checking it; use it for tests only.");
+        var thumbprints = (TlsThumbprint ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(t => t.Replace(":", "").ToUpperInvariant()).ToList();
+        if (thumbprints.FirstOrDefault(t => t.Length != 40 || !t.All(Uri.IsHexDigit)) is { } bad)
+            throw new ArgumentException($"--tls-thumbprint: '{bad}' is not a SHA-1 thumbprint (40 hex digits).");
+        var tls = new RemotingTls(TlsCertificate, Secrets.Read(TlsPassword, TlsPasswordFile, "SCALE_TLS_PASSWORD", "--tls-password"), TlsInsecure)
+        {
+            TrustedCa = TlsCa, Thumbprints = thumbprints,
+        };
+        tls.Setup();   // the certificate and the CA are read now: a bad one is refused before anything starts
+        return tls;
+    }
+}
+
+/// <summary>Secrets (passwords, connection strings) from a file or the environment, so that none has to be on the command line.</summary>
+internal static class Secrets
+{
+    /// <summary>The value given on the command line, else the first line of <paramref name="file"/>, else the environment variable, else null.</summary>
+    public static string? Read(string? value, string? file, string environment, string option)
+    {
+        if (value is not null && file is not null) throw new ArgumentException($"give {option} or {option}-file, not both.");
+        if (file is not null)
+        {
+            if (!File.Exists(file)) throw new ArgumentException($"{option}-file: no file {file}.");
+            return File.ReadLines(file).FirstOrDefault()?.TrimEnd('\r') ?? "";
+        }
+        return value ?? Environment.GetEnvironmentVariable(environment);
     }
 }
 
@@ -53,6 +96,20 @@ internal class NodeSettings : TlsSettings
 
     [CommandOption("--join-timeout <SECONDS>"), Description("How long to wait to become a member before giving up."), DefaultValue(120)]
     public int JoinTimeout { get; init; } = 120;
+
+    [CommandOption("--http <ADDRESS>"), Description("The operators' endpoint (health probes, Prometheus metrics, the dashboard and JSON API of the whole cluster): host:port, or off. Port 0 picks a free one."), DefaultValue("127.0.0.1:8787")]
+    public string Http { get; init; } = "127.0.0.1:8787";
+
+    [CommandOption("--http-token-file <FILE>"), Description("A file holding the endpoint's bearer token (or SCALE_HTTP_TOKEN); required to bind --http beyond loopback.")]
+    public string? HttpTokenFile { get; init; }
+
+    /// <summary>The endpoint's address and token, checked before the node starts.</summary>
+    public (string Address, string? Token) Endpoint()
+    {
+        var token = OperatorEndpoint.Token(HttpTokenFile);
+        OperatorEndpoint.CheckAddress(Http, token);
+        return (Http, token);
+    }
 
     private static System.Runtime.InteropServices.PosixSignalRegistration? sigterm;
 
@@ -95,14 +152,18 @@ internal sealed class SeedCommand : AsyncCommand<SeedCommand.Settings>
 {
     public sealed class Settings : NodeSettings
     {
-        [CommandOption("--journal <CONNECTION>"), Description("The sweeps' journal: a PostgreSQL connection string (Host=…;Database=…;Username=…;Password=…), or sqlite:FILE. Default: sqlite under --data-dir (one machine only).")]
+        [CommandOption("--journal <CONNECTION>"), Description("The sweeps' journal: a PostgreSQL connection string (Host=…;Database=…;Username=…;Password=…), or sqlite:FILE. Default: sqlite under --data-dir (one machine only). A connection string with a password is better given by --journal-file or SCALE_JOURNAL.")]
         public string? Journal { get; init; }
+
+        [CommandOption("--journal-file <FILE>"), Description("A file holding the journal's connection string (its first line), e.g. a mounted secret.")]
+        public string? JournalFile { get; init; }
     }
 
     public override async Task<int> ExecuteAsync(CommandContext context, Settings settings, CancellationToken cancellation)
     {
         var tls = settings.Tls();
         var (host, port) = ClusterConfig.ParseBind(settings.Bind ?? "127.0.0.1:4053");   // every flag checked before the journal is created
+        var http = settings.Endpoint();
         var journal = Journal(settings);
         var seeds = settings.SeedList(required: false, tls is not null);
         if (seeds.Count == 0)
@@ -114,6 +175,9 @@ internal sealed class SeedCommand : AsyncCommand<SeedCommand.Settings>
         using var stop = NodeSettings.OnSignal(cancellation);
         await using var node = await ClusterNode.StartAsync(cluster, journal.Config, TimeSpan.FromSeconds(settings.JoinTimeout), stop.Token);
         Console.WriteLine($"Seed {node.SelfAddress} is up (journal: {journal.Description}). Workers join with: scale worker --seeds {node.SelfAddress}");
+        Console.Out.Flush();
+        await using var view = new ClusterNodeView(node, settings.DataDir, seed: true, []);
+        await using var endpoint = await OperatorEndpoint.StartOrReport(http.Address, view, http.Token);
         Console.Out.Flush();
         await Task.WhenAny(node.WhenTerminated, Task.Delay(Timeout.Infinite, stop.Token).ContinueWith(_ => { }));
         if (node.WhenTerminated.IsCompleted && !stop.IsCancellationRequested)
@@ -127,7 +191,7 @@ internal sealed class SeedCommand : AsyncCommand<SeedCommand.Settings>
 
     private static (Config Config, string Description) Journal(Settings settings)
     {
-        var journal = settings.Journal;
+        var journal = Secrets.Read(settings.Journal, settings.JournalFile, "SCALE_JOURNAL", "--journal");
         if (journal is null || journal.StartsWith("sqlite:", StringComparison.OrdinalIgnoreCase))
         {
             var file = journal is null ? SweepSystem.DatabaseFile(settings.DataDir) : journal["sqlite:".Length..];
@@ -163,10 +227,14 @@ internal sealed class WorkerCommand : AsyncCommand<WorkerCommand.Settings>
         if (settings.Threads < 0) throw new ArgumentException($"--threads must be 0 (all cores) or more, got {settings.Threads}.");
         int threads = settings.Threads > 0 ? settings.Threads : Environment.ProcessorCount;
         var tls = settings.Tls();
+        var http = settings.Endpoint();
         var cluster = settings.Config([ClusterConfig.WorkerRole], settings.SeedList(required: true, tls is not null), tls);
         using var stop = NodeSettings.OnSignal(cancellation);
         await using var node = await ClusterNode.StartAsync(cluster, null, TimeSpan.FromSeconds(settings.JoinTimeout), stop.Token);
         Console.WriteLine($"Worker {node.SelfAddress} is up: {string.Join(", ", devices)}, {threads} thread(s), data directory {Path.GetFullPath(settings.DataDir)}.");
+        Console.Out.Flush();
+        await using var view = new ClusterNodeView(node, settings.DataDir, seed: false, devices);
+        await using var endpoint = await OperatorEndpoint.StartOrReport(http.Address, view, http.Token);
         Console.Out.Flush();
         var output = TextWriter.Synchronized(Console.Out);
         try

@@ -45,6 +45,9 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
         [CommandOption("--http <ADDRESS>"), Description("The operators' endpoint (health, Prometheus metrics, JSON API): host:port, or off. Port 0 picks a free one."), DefaultValue("127.0.0.1:8787")]
         public string Http { get; init; } = "127.0.0.1:8787";
 
+        [CommandOption("--http-token-file <FILE>"), Description("A file holding the endpoint's bearer token (or SCALE_HTTP_TOKEN); required to bind --http beyond loopback.")]
+        public string? HttpTokenFile { get; init; }
+
         [CommandOption("--cluster <SEEDS>"), Description("Submit the sweep to a running cluster through these seeds (host:port, comma-separated) and follow it, instead of running it here.")]
         public string? Cluster { get; init; }
     }
@@ -79,7 +82,8 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
         }
         Devices.PreferPassiveWaiting();   // before libtorch loads
         var sweep = SweepFiles.Load(settings.Sweep);
-        CheckHttp(settings.Http);   // every flag checked before the journal is created
+        var token = OperatorEndpoint.Token(settings.HttpTokenFile);
+        OperatorEndpoint.CheckAddress(settings.Http, token);   // every flag checked before the journal is created
         if (settings.SnapshotEvery < 1) throw new ArgumentException($"--snapshot-every must be at least 1, got {settings.SnapshotEvery}.");
         var devices = Devices.ParseList(settings.Devices);
         var precision = Devices.ParsePrecision(settings.Precision, devices);
@@ -113,7 +117,8 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
 
         string TrainerId(string device) => $"{Environment.MachineName}/{device}/{Environment.ProcessId}";
         using var telemetry = new SweepTelemetry(state, devices.Select(d => (TrainerId(d), d)).ToList(), system.Membership);
-        await using var endpoint = await StartEndpoint(settings.Http, system, telemetry, sweepDirectory);
+        await using var endpoint = await OperatorEndpoint.StartOrReport(settings.Http, new LocalRunView(system, telemetry, sweepDirectory), token,
+                                                                        Path.Combine(sweepDirectory, OperatorEndpoint.AddressFile));
         var timing = new RunTiming();
         // Ctrl+C stops the trainer: running trials stop at their next step and resume from their last checkpoint next time.
         using var interrupt = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
@@ -175,33 +180,6 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
     {
         public double BaseSeconds, TrainSeconds, EvaluationSeconds, CheckpointSeconds;
         public int Trials;
-    }
-
-    private static void CheckHttp(string address)
-    {
-        if (address.Equals("off", StringComparison.OrdinalIgnoreCase)) return;
-        var parts = address.Split(':');
-        if (parts.Length != 2 || parts[0].Length == 0 || !int.TryParse(parts[1], out int port) || port is < 0 or > 65535)
-            throw new ArgumentException($"--http must be host:port (e.g. 127.0.0.1:8787) or off, got '{address}'.");
-    }
-
-    /// <summary>The operators' endpoint, unless turned off; a busy port is reported and the sweep runs without it.</summary>
-    private static async Task<OperatorEndpoint?> StartEndpoint(string address, SweepSystem system, SweepTelemetry telemetry, string sweepDirectory)
-    {
-        if (address.Equals("off", StringComparison.OrdinalIgnoreCase)) return null;
-        CheckHttp(address);
-        try
-        {
-            var endpoint = await OperatorEndpoint.StartAsync(address, system, telemetry, sweepDirectory);
-            Console.WriteLine($"Operators' endpoint: {endpoint.Address} (dashboard at /; /health/live, /health/ready, /metrics, /api/sweeps)");
-            File.WriteAllText(Path.Combine(sweepDirectory, OperatorEndpoint.AddressFile), endpoint.Address);   // for `scale status`
-            return endpoint;
-        }
-        catch (IOException e)
-        {
-            Console.WriteLine($"Note: no operators' endpoint: cannot listen on {address} ({e.Message}); use --http host:port or --http off.");
-            return null;
-        }
     }
 
     private static async Task RunTrials(SweepDefinition sweep, SweepSystem system, ISweepView view, IReadOnlyList<string> devices, TorchSharp.torch.ScalarType? precision,

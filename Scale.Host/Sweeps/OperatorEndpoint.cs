@@ -12,9 +12,9 @@ using Scale.Actors.Telemetry;
 namespace Scale.Host.Sweeps;
 
 /// <summary>
-/// The operators' HTTP endpoint of a `scale run` process (ASP.NET Core minimal API, loopback by default):
-/// /health/live, /health/ready (the journal answers), /metrics (Prometheus text through OpenTelemetry) and a JSON
-/// API: /api/sweeps and /api/sweeps/{name}/trials.
+/// The operators' HTTP endpoint of a `scale` process — a `scale run`, a seed or a worker (ASP.NET Core minimal API,
+/// loopback by default): /health/live, /health/ready, /metrics (Prometheus text through OpenTelemetry), the dashboard
+/// at / and a JSON API: /api/sweeps, /api/sweeps/{name}/trials, /api/cluster, /api/trainers.
 /// </summary>
 internal sealed class OperatorEndpoint : IAsyncDisposable
 {
@@ -28,8 +28,14 @@ internal sealed class OperatorEndpoint : IAsyncDisposable
     /// <summary>The address it listens on, with the port actually bound (when 0 was asked for).</summary>
     public string Address { get; }
 
-    public static async Task<OperatorEndpoint> StartAsync(string hostAndPort, SweepSystem system, SweepTelemetry telemetry, string sweepDirectory)
+    /// <summary>
+    /// Serves <paramref name="view"/> on <paramref name="hostAndPort"/>. Beyond loopback every route but the health probes
+    /// needs <paramref name="token"/> (as "Authorization: Bearer …", or ?token=… for the dashboard page): without one,
+    /// binding beyond loopback is refused.
+    /// </summary>
+    public static async Task<OperatorEndpoint> StartAsync(string hostAndPort, IOperatorView view, string? token)
     {
+        CheckAddress(hostAndPort, token);
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
         builder.Services.AddSingleton<Microsoft.Extensions.Hosting.IHostLifetime, CommandLifetime>();   // Ctrl+C belongs to the command
@@ -43,73 +49,122 @@ internal sealed class OperatorEndpoint : IAsyncDisposable
             .AddPrometheusExporter());
         var app = builder.Build();
         var json = new JsonSerializerOptions { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
+        if (token is not null)
+        {
+            var expected = System.Text.Encoding.UTF8.GetBytes(token);
+            app.Use(async (context, next) =>
+            {
+                if (context.Request.Path.StartsWithSegments("/health") || Authorized(context.Request, expected))
+                {
+                    await next(context);
+                    return;
+                }
+                context.Response.StatusCode = StatusCodes.Status401Unauthorized;
+                context.Response.Headers.WWWAuthenticate = "Bearer";
+                await context.Response.WriteAsync("a bearer token is required (Authorization: Bearer …)\n");
+            });
+        }
 
         var page = ReadDashboard();
         app.MapGet("/", () => Results.Content(page, "text/html; charset=utf-8"));
         app.MapGet("/health/live", () => Results.Text("live\n"));
-        app.MapGet("/health/ready", async () =>
-        {
-            try
-            {
-                var ask = system.StateAsync();
-                if (await Task.WhenAny(ask, Task.Delay(TimeSpan.FromSeconds(5))) == ask && (await ask).Started)
-                    return Results.Text("ready\n");
-                return Results.Text("not ready: the sweep's journal does not answer\n", statusCode: 503);
-            }
-            catch (Exception e)
-            {
-                return Results.Text($"not ready: {e.Message}\n", statusCode: 503);
-            }
-        });
+        app.MapGet("/health/ready", async () => await view.NotReadyAsync() is { } why
+            ? Results.Text($"not ready: {why}\n", statusCode: 503)
+            : Results.Text("ready\n"));
         app.MapPrometheusScrapingEndpoint("/metrics");
-        app.MapGet("/api/sweeps", () =>
+        app.MapGet("/api/sweeps", async () =>
         {
-            var state = telemetry.Snapshot();
-            return Results.Json(new[]
+            var sweeps = await view.SweepsAsync();
+            return Results.Json(sweeps.Where(s => s.Started).Select(state => (object)new
             {
-                new
-                {
-                    name = state.SweepId,
-                    trials = state.Trials.Count,
-                    by_state = state.Trials.Values.GroupBy(t => t.Status.ToString().ToLowerInvariant()).ToDictionary(g => g.Key, g => g.Count()),
-                    finished = state.Finished,
-                },
-            }, json);
+                name = state.SweepId,
+                trials = state.Trials.Count,
+                by_state = state.Trials.Values.GroupBy(t => t.Status.ToString().ToLowerInvariant()).ToDictionary(g => g.Key, g => g.Count()),
+                finished = state.Finished,
+            }).Concat(view.Quarantined.Select(q => (object)new { name = q.Key, quarantined = q.Value })), json);
         });
-        app.MapGet("/api/sweeps/{name}/trials", (string name) =>
-        {
-            var state = telemetry.Snapshot();
-            return name == state.SweepId ? Results.Json(SweepReport.Rows(state), json) : Results.NotFound(new { error = $"no sweep '{name}' in this process" });
-        });
+        app.MapGet("/api/sweeps/{name}/trials", async (string name) =>
+            (await view.SweepsAsync()).FirstOrDefault(s => s.SweepId == name) is { } state
+                ? Results.Json(SweepReport.Rows(state), json)
+                : Results.NotFound(new { error = $"no sweep '{name}' here" }));
         app.MapGet("/api/cluster", () =>
         {
-            var view = telemetry.Membership.Current;   // the process's own Akka.Cluster state
+            var current = view.Membership.Current;   // the process's own Akka.Cluster state
             return Results.Json(new
             {
-                members = view.Members.Select(m => new { address = m.Address, roles = m.Roles, status = m.Status }),
-                unreachable = view.Unreachable,
+                members = current.Members.Select(m => new { address = m.Address, roles = m.Roles, status = m.Status }),
+                unreachable = current.Unreachable,
             }, json);
         });
-        app.MapGet("/api/trainers", () => Results.Json(telemetry.Trainers.Select(t => new
+        app.MapGet("/api/trainers", async () => Results.Json(view.Trainers(await view.SweepsAsync()).Select(t => new
         {
             trainer = t.Trainer, device = t.Device,
-            trials = telemetry.RunningProgress().Where(p => telemetry.TrainerOf(p.TrialId) == t.Trainer).Select(p => new
+            trials = t.Trials.Select(p => new
             {
-                trial = p.TrialId, attempt = p.Attempt, step = p.Step, total_steps = p.TotalSteps, loss = p.Loss,
+                trial = p.Trial, sweep = p.Sweep, attempt = p.Attempt, step = p.Step, total_steps = p.TotalSteps, loss = p.Loss,
                 tokens_per_second = p.TokensPerSecond, eta_seconds = p.EtaSeconds,
             }),
         }), json));
-        app.MapGet("/api/sweeps/{name}/trials/{trial}/loss", (string name, string trial) =>
+        app.MapGet("/api/sweeps/{name}/trials/{trial}/loss", async (string name, string trial) =>
         {
-            var state = telemetry.Snapshot();
-            if (name != state.SweepId || !state.Trials.ContainsKey(trial)) return Results.NotFound(new { error = $"no trial '{trial}' in sweep '{name}'" });
-            var curve = Actors.Trainers.TrialLog.LossCurve(Path.Combine(sweepDirectory, "trials", trial));
+            var state = (await view.SweepsAsync()).FirstOrDefault(s => s.SweepId == name);
+            if (state is null || !state.Trials.ContainsKey(trial) || view.TrialDirectory(name, trial) is not { } directory)
+                return Results.NotFound(new { error = $"no trial '{trial}' in sweep '{name}' here" });
+            var curve = Actors.Trainers.TrialLog.LossCurve(directory);
             int every = Math.Max(1, curve.Count / 500);   // at most about 500 points per curve
             return Results.Json(curve.Where((_, i) => i % every == 0 || i == curve.Count - 1).Select(c => new[] { c.Step, c.Loss }), json);
         });
         await app.StartAsync();
         var bound = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses.FirstOrDefault() ?? $"http://{hostAndPort}";
         return new OperatorEndpoint(app, bound);
+    }
+
+    /// <summary>Checks an --http value (host:port or off) and its token before anything starts: beyond loopback, a token is required.</summary>
+    public static void CheckAddress(string address, string? token)
+    {
+        if (address.Equals("off", StringComparison.OrdinalIgnoreCase)) return;
+        int colon = address.LastIndexOf(':');
+        if (colon <= 0 || !int.TryParse(address[(colon + 1)..], out int port) || port is < 0 or > 65535)
+            throw new ArgumentException($"--http must be host:port (e.g. 127.0.0.1:8787) or off, got '{address}'.");
+        if (token is null && !IsLoopback(address[..colon]))
+            throw new ArgumentException($"--http {address} serves beyond this machine: give a bearer token (--http-token-file FILE or SCALE_HTTP_TOKEN), or bind 127.0.0.1.");
+        if (token is { Length: < 16 }) throw new ArgumentException("the HTTP bearer token must be at least 16 characters.");
+    }
+
+    /// <summary>The endpoint's bearer token: the first line of <paramref name="file"/>, else SCALE_HTTP_TOKEN, else none.</summary>
+    public static string? Token(string? file) => Commands.Secrets.Read(null, file, "SCALE_HTTP_TOKEN", "--http-token");
+
+    /// <summary>
+    /// Starts the endpoint unless it is off; a busy port is reported and the process goes on without it. Writes the bound
+    /// address to <paramref name="addressFile"/> when given (for `scale status`).
+    /// </summary>
+    public static async Task<OperatorEndpoint?> StartOrReport(string address, IOperatorView view, string? token, string? addressFile = null)
+    {
+        if (address.Equals("off", StringComparison.OrdinalIgnoreCase)) return null;
+        try
+        {
+            var endpoint = await StartAsync(address, view, token);
+            Console.WriteLine($"Operators' endpoint: {endpoint.Address} (dashboard at /; /health/live, /health/ready, /metrics, /api/sweeps)");
+            if (addressFile is not null) File.WriteAllText(addressFile, endpoint.Address);
+            return endpoint;
+        }
+        catch (IOException e)
+        {
+            Console.WriteLine($"Note: no operators' endpoint: cannot listen on {address} ({e.Message}); use --http host:port or --http off.");
+            return null;
+        }
+    }
+
+    private static bool IsLoopback(string host)
+        => host is "localhost" || (System.Net.IPAddress.TryParse(host.Trim('[', ']'), out var ip) && System.Net.IPAddress.IsLoopback(ip));
+
+    private static bool Authorized(HttpRequest request, byte[] expected)
+    {
+        string? given = request.Headers.Authorization.ToString() is { } header && header.StartsWith("Bearer ", StringComparison.Ordinal)
+            ? header["Bearer ".Length..].Trim()
+            : request.Path == "/" ? request.Query["token"].ToString() : null;
+        return given is { Length: > 0 }
+               && System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(System.Text.Encoding.UTF8.GetBytes(given), expected);
     }
 
     private static string ReadDashboard()

@@ -365,5 +365,53 @@ public sealed class ClusterProcessTests(PostgresServer postgres, ITestOutputHelp
         output.WriteLine(status.Stdout.Split('\n')[0]);
     }
 
+    [Fact]
+    public void With_a_pinned_ca_a_node_or_client_whose_certificate_does_not_chain_to_it_is_refused()
+    {
+        using var dir = new TempDirectory();
+        using var caKey = System.Security.Cryptography.RSA.Create(2048);
+        var caRequest = new System.Security.Cryptography.X509Certificates.CertificateRequest("CN=Scale test CA", caKey,
+            System.Security.Cryptography.HashAlgorithmName.SHA256, System.Security.Cryptography.RSASignaturePadding.Pkcs1);
+        caRequest.CertificateExtensions.Add(new System.Security.Cryptography.X509Certificates.X509BasicConstraintsExtension(true, false, 0, true));
+        caRequest.CertificateExtensions.Add(new System.Security.Cryptography.X509Certificates.X509KeyUsageExtension(
+            System.Security.Cryptography.X509Certificates.X509KeyUsageFlags.KeyCertSign, true));
+        using var ca = caRequest.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(2));
+        var caFile = dir.Combine("ca.cer");
+        File.WriteAllBytes(caFile, ca.Export(System.Security.Cryptography.X509Certificates.X509ContentType.Cert));
+        string Issue(string name, bool byCa)
+        {
+            using var key = System.Security.Cryptography.RSA.Create(2048);
+            var request = new System.Security.Cryptography.X509Certificates.CertificateRequest($"CN={name}", key,
+                System.Security.Cryptography.HashAlgorithmName.SHA256, System.Security.Cryptography.RSASignaturePadding.Pkcs1);
+            using var issued = byCa
+                ? System.Security.Cryptography.X509Certificates.RSACertificateExtensions.CopyWithPrivateKey(
+                    request.Create(ca, DateTimeOffset.UtcNow.AddHours(-1), DateTimeOffset.UtcNow.AddDays(1), [1, 2, 3, (byte)name.Length]), key)
+                : request.CreateSelfSigned(DateTimeOffset.UtcNow.AddHours(-1), DateTimeOffset.UtcNow.AddDays(1));
+            var path = dir.Combine($"{name}.pfx");
+            File.WriteAllBytes(path, issued.Export(System.Security.Cryptography.X509Certificates.X509ContentType.Pfx, "secret"));
+            return path;
+        }
+        var password = dir.Combine("password");
+        File.WriteAllText(password, "secret\n");
+        string[] Tls(string certificate) => ["--tls-certificate", certificate, "--tls-password-file", password, "--tls-ca", caFile];
+        string shared = dir.Combine("shared"), seed = $"127.0.0.1:{FreePorts.Next()}";
+
+        using var seedNode = new NodeProcess("seed", ["seed", "--bind", seed, "--data-dir", shared, .. Tls(Issue("seed", byCa: true))]);
+        seedNode.WaitFor(l => l.StartsWith("Seed ", StringComparison.Ordinal), Start, "seed up");
+        using var worker = new NodeProcess("worker", ["worker", "--seeds", seed, "--data-dir", shared, "--threads", "1", .. Tls(Issue("worker", byCa: true))]);
+        worker.WaitFor(l => l.StartsWith("Worker ", StringComparison.Ordinal), Start, "worker up");
+        using var rogue = new NodeProcess("rogue worker", ["worker", "--seeds", seed, "--data-dir", shared, "--threads", "1", "--join-timeout", "20",
+                                                           .. Tls(Issue("rogue", byCa: false))]);
+        var good = ScaleProcess.Run(["status", "--cluster", seed, .. Tls(Issue("client", byCa: true))]);
+        var refused = ScaleProcess.Run(["status", "--cluster", seed, .. Tls(Issue("rogue-client", byCa: false))]);
+
+        Assert.True(good.ExitCode == 0, good.Stderr + good.Stdout);
+        Assert.Contains("No sweeps were submitted", good.Stdout);
+        Assert.NotEqual(0, refused.ExitCode);
+        Assert.Equal(3, rogue.WaitForExit(Start));   // it never joins: the seed refuses its certificate
+        Assert.DoesNotContain("is up", rogue.Output);
+        Assert.DoesNotContain("Password", string.Join(" ", Tls("x")));   // the password travels in a file, not on the command line
+    }
+
     private static string Address(string upLine) => upLine.Split(' ')[1];
 }

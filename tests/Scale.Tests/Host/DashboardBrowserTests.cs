@@ -98,4 +98,55 @@ public class DashboardBrowserTests
             run.WaitForExit(TimeSpan.FromMinutes(1));
         }
     }
+
+    /// <summary>
+    /// The seed of a real two-process cluster serves the whole cluster: its members from Akka.Cluster, the worker's
+    /// trainer with its trial, every sweep and its trials — in a real browser — and, bound beyond loopback, only with the
+    /// bearer token (the health probes excepted).
+    /// </summary>
+    [Fact]
+    public void A_seeds_dashboard_shows_the_cluster_its_workers_trials_and_sweeps_and_wants_the_token_beyond_loopback()
+    {
+        using var dir = new TempDirectory();
+        string shared = dir.Combine("shared"), seedAddress = $"127.0.0.1:{FreePorts.Next()}", token = "a-long-enough-bearer-token-0123";
+        var tokenFile = dir.Combine("token");
+        File.WriteAllText(tokenFile, token + "\n");
+        var file = dir.Combine("cluster.hocon");
+        File.WriteAllText(file, SweepProcessTestsSweep.Tiny.Replace("name = recover", "name = watched").Replace("steps = 60", "steps = 60000"));
+
+        using var seed = new NodeProcess("seed", "seed", "--bind", seedAddress, "--data-dir", shared, "--http", "0.0.0.0:0", "--http-token-file", tokenFile);
+        var endpointLine = seed.WaitFor(l => l.StartsWith("Operators' endpoint: ", StringComparison.Ordinal), TimeSpan.FromMinutes(3), "the seed's endpoint");
+        var port = int.Parse(endpointLine.Split(' ')[2].Split(':')[^1]);
+        var url = $"http://127.0.0.1:{port}";
+        using var worker = new NodeProcess("worker", "worker", "--seeds", seedAddress, "--data-dir", shared, "--threads", "1", "--http", "127.0.0.1:0");
+        var workerAddress = worker.WaitFor(l => l.StartsWith("Worker ", StringComparison.Ordinal), TimeSpan.FromMinutes(3), "worker up").Split(' ')[1];
+        using var client = new NodeProcess("run --cluster", "run", "--cluster", seedAddress, file, "--plain");
+        client.WaitFor(l => l.Contains(" checkpoint at step ", StringComparison.Ordinal), TimeSpan.FromMinutes(10), "a first checkpoint");
+
+        using (var http = new HttpClient())
+        {
+            Assert.Equal(System.Net.HttpStatusCode.Unauthorized, http.GetAsync(url + "/api/sweeps").Result.StatusCode);
+            Assert.Equal(System.Net.HttpStatusCode.Unauthorized, http.GetAsync(url + "/metrics").Result.StatusCode);
+            Assert.Equal(System.Net.HttpStatusCode.OK, http.GetAsync(url + "/health/live").Result.StatusCode);
+            var ready = http.GetAsync(url + "/health/ready").Result;
+            Assert.True(ready.IsSuccessStatusCode, ready.Content.ReadAsStringAsync().Result);
+            http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", token);
+            Assert.Contains("\"watched\"", http.GetStringAsync(url + "/api/sweeps").Result);
+            var metrics = http.GetStringAsync(url + "/metrics").Result;
+            Assert.Contains("scale_cluster_members", metrics);
+            Assert.Contains("scale_trials", metrics);
+        }
+
+        using var browser = Browser(dir.Combine("profile"));
+        browser.Manage().Timeouts().AsynchronousJavaScript = TimeSpan.FromSeconds(30);
+        browser.Navigate().GoToUrl($"{url}/?token={token}");
+        Until(browser, () => browser.FindElements(By.CssSelector("#members .member-status")).Count(e => e.Text == "up") == 2 ? "" : null, "two members up");
+        Until(browser, () => browser.FindElements(By.CssSelector("#sweeps tbody tr[data-sweep='watched']")).Count == 1 ? "" : null, "the sweep in the list");
+        Until(browser, () => browser.FindElements(By.CssSelector("#trials tbody tr")).Count == 4 ? "" : null, "the sweep's 4 trials");
+        var trainer = Until(browser, () => browser.FindElements(By.CssSelector("#trainers tbody tr"))
+            .FirstOrDefault(r => r.Text.Contains(workerAddress) && !r.FindElement(By.CssSelector("td.trainer-trial")).Text.Contains("idle"))?.Text,
+            "the worker's trainer with its trial");
+        Assert.Contains("cpu", trainer);
+        Assert.Contains("watched", browser.FindElement(By.Id("sweep-name")).Text);
+    }
 }

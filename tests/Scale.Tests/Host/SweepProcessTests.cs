@@ -409,7 +409,7 @@ public class SweepProcessTests
         Assert.Equal(2, run.ExitCode);
         Assert.Contains("bad.hocon: 'sweep.retry-budget' must be at least 0", run.Stderr);
         Assert.Equal(2, missing.ExitCode);
-        Assert.Contains("No sweeps in", missing.Stderr);
+        Assert.Contains("No sweep 'nothing' in", missing.Stderr);
         Assert.Equal(2, format.ExitCode);
         Assert.Contains("--format must be one of table, csv, json", format.Stderr);
         Assert.Equal(0, empty.ExitCode);

@@ -1,0 +1,138 @@
+using System.Diagnostics.Metrics;
+using Akka.Actor;
+using Scale.Actors.Cluster;
+using Scale.Actors.Sweeps;
+using Scale.Actors.Telemetry;
+using Scale.Actors.Trainers;
+using Scale.Host.Sweeps;
+
+namespace Scale.Host.Cluster;
+
+/// <summary>
+/// What a seed or a worker shows operators: the whole cluster, from Akka.Cluster's own membership and the cluster's
+/// sweep manager (every sweep with its trials, the quarantined ones with the reason), refreshed every 2 s in the
+/// background so that a request never waits on the cluster; this node's trainers with the live progress of their
+/// trials; and Prometheus gauges of all of it.
+/// </summary>
+internal sealed class ClusterNodeView : IOperatorView, IAsyncDisposable
+{
+    private static readonly TimeSpan Every = TimeSpan.FromSeconds(2), AskTimeout = TimeSpan.FromSeconds(10), Stale = TimeSpan.FromSeconds(30);
+
+    private readonly ClusterNode node;
+    private readonly string dataDirectory;
+    private readonly bool seed;
+    private readonly IReadOnlyList<(string Trainer, string Device)> ownTrainers;
+    private readonly ProgressBoard board = new();
+    private readonly CancellationTokenSource stop = new();
+    private readonly Task refreshing;
+    private readonly Meter meter = new(SweepMetrics.MeterName);
+    private volatile Snapshot snapshot = new([], new Dictionary<string, string>(), null, DateTime.MinValue);
+
+    private sealed record Snapshot(IReadOnlyList<SweepState> Sweeps, IReadOnlyDictionary<string, string> Quarantined, string? Error, DateTime At);
+
+    public ClusterNodeView(ClusterNode node, string dataDirectory, bool seed, IReadOnlyList<string> devices)
+    {
+        (this.node, this.dataDirectory, this.seed) = (node, dataDirectory, seed);
+        ownTrainers = devices.Select(d => ($"{node.SelfAddress}/{d}", d)).ToList();
+        Membership = ClusterMembership.Follow(node.System, "endpoint-membership");
+        node.System.ActorOf(Props.Create(() => new Tap(board)), "endpoint-progress");
+        refreshing = Task.Run(RefreshLoop);
+        meter.CreateObservableGauge("scale_cluster_members", () => Membership.Current.Members.GroupBy(m => m.Status)
+                .Select(g => new Measurement<int>(g.Count(), new KeyValuePair<string, object?>("status", g.Key))),
+            description: "Cluster members by status, as this node sees them.");
+        meter.CreateObservableGauge("scale_cluster_unreachable_members", () => Membership.Current.Unreachable.Count,
+            description: "Members this node cannot reach.");
+        meter.CreateObservableGauge("scale_trials", () => snapshot.Sweeps.SelectMany(s => s.Trials.Values.GroupBy(t => t.Status)
+                .Select(g => new Measurement<int>(g.Count(), new KeyValuePair<string, object?>("sweep", s.SweepId),
+                                                  new KeyValuePair<string, object?>("state", g.Key.ToString().ToLowerInvariant())))),
+            description: "Trials of every sweep of the cluster by state.");
+        meter.CreateObservableGauge("scale_sweeps_quarantined", () => snapshot.Quarantined.Count,
+            description: "Sweeps that do not run (their journal cannot be recovered).");
+        meter.CreateObservableGauge("scale_trainer_tokens_per_second", () => Trainers(snapshot.Sweeps)
+                .SelectMany(t => t.Trials.Where(p => p.TokensPerSecond is not null).Select(p => new Measurement<double>(p.TokensPerSecond!.Value,
+                    new KeyValuePair<string, object?>("trainer", t.Trainer), new KeyValuePair<string, object?>("trial", p.Trial)))),
+            description: "Tokens per second of each trial training on this node.");
+    }
+
+    /// <summary>Hears this node's trainers' progress and the sweep events published here.</summary>
+    private sealed class Tap : ReceiveActor
+    {
+        public Tap(ProgressBoard board)
+        {
+            Context.System.EventStream.Subscribe(Self, typeof(TrialProgress));
+            Context.System.EventStream.Subscribe(Self, typeof(ISweepEvent));
+            ReceiveAny(board.Observe);
+        }
+    }
+
+    public ClusterMembership Membership { get; }
+
+    public IReadOnlyDictionary<string, string> Quarantined => snapshot.Quarantined;
+
+    public Task<IReadOnlyList<SweepState>> SweepsAsync() => Task.FromResult(snapshot.Sweeps);
+
+    public Task<string?> NotReadyAsync()
+    {
+        var self = Membership.Current.Members.FirstOrDefault(m => m.Address == node.SelfAddress);
+        if (self is null || self.Status != "up") return Task.FromResult<string?>($"this node is not an Up member of the cluster ({self?.Status ?? "not a member"})");
+        var last = snapshot;
+        // A seed is ready when the sweep manager, and so the journal, answers; a worker once it is a member.
+        if (seed && (last.Error is not null || DateTime.UtcNow - last.At > Stale))
+            return Task.FromResult<string?>($"the sweep manager (and its journal) does not answer{(last.Error is null ? "" : $": {last.Error}")}");
+        return Task.FromResult<string?>(null);
+    }
+
+    public IReadOnlyList<TrainerView> Trainers(IReadOnlyList<SweepState> sweeps) => TrainerViews.From(sweeps, board, ownTrainers);
+
+    public string? TrialDirectory(string sweep, string trial)
+    {
+        try
+        {
+            return SweepPaths.TrialDirectory(Path.Combine(SweepPaths.SweepDirectory(dataDirectory, sweep), "trials"), trial);
+        }
+        catch (ArgumentException)
+        {
+            return null;
+        }
+    }
+
+    private async Task RefreshLoop()
+    {
+        while (!stop.IsCancellationRequested)
+        {
+            try
+            {
+                var list = (SweepList)await node.Manager.Ask<object>(GetSweeps.Instance, AskTimeout, stop.Token);
+                var states = new List<SweepState>();
+                foreach (var sweep in list.Sweeps.Where(s => !list.Quarantined.ContainsKey(s.SweepId)))
+                    if (await node.Manager.Ask<object>(new ToSweep(sweep.SweepId, GetSweepState.Instance), AskTimeout, stop.Token) is SweepState state)
+                        states.Add(state);
+                snapshot = new Snapshot(states, list.Quarantined, null, DateTime.UtcNow);
+            }
+            catch (Exception e) when (!stop.IsCancellationRequested)
+            {
+                snapshot = snapshot with { Error = e.Message };
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+            try
+            {
+                await Task.Delay(Every, stop.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        stop.Cancel();
+        await refreshing;
+        meter.Dispose();
+        stop.Dispose();
+    }
+}
