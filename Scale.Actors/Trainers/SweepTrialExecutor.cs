@@ -20,11 +20,50 @@ public sealed class SweepTrialExecutor(SweepDefinition sweep, TrialRunner runner
     /// <summary>Batches requested ahead of the step being trained.</summary>
     public int PrefetchDepth { get; init; } = 2;
 
+    private readonly Lock gate = new();
+    private int active;
+    private TaskCompletionSource idle = Completed();
+
+    private static TaskCompletionSource Completed()
+    {
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        done.SetResult();
+        return done;
+    }
+
+    /// <summary>
+    /// Completes when no trial runs on this executor: a stopped trainer's trials end at their next step, on their own
+    /// threads, and the resident base must outlive them.
+    /// </summary>
+    public Task Idle
+    {
+        get
+        {
+            lock (gate) return idle.Task;
+        }
+    }
+
     public TrialMetrics Execute(TrialSpec trial, int attempt, CheckpointRef? resume, Action<string, long> onCheckpoint, CancellationToken cancellation)
         => Execute(trial, attempt, resume, onCheckpoint, _ => { }, cancellation);
 
     public TrialMetrics Execute(TrialSpec trial, int attempt, CheckpointRef? resume, Action<string, long> onCheckpoint, Action<ScorePoint> onScores,
                                 CancellationToken cancellation)
+    {
+        lock (gate)
+            if (active++ == 0) idle = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        try
+        {
+            return Run(trial, attempt, resume, onCheckpoint, onScores, cancellation);
+        }
+        finally
+        {
+            lock (gate)
+                if (--active == 0) idle.TrySetResult();
+        }
+    }
+
+    private TrialMetrics Run(TrialSpec trial, int attempt, CheckpointRef? resume, Action<string, long> onCheckpoint, Action<ScorePoint> onScores,
+                             CancellationToken cancellation)
     {
         TorchSharp.torch.set_num_threads(threadsPerTrial);
         var plan = sweep.PlanFor(trial);

@@ -41,10 +41,12 @@ public sealed class TrialRuntime : IDisposable
 {
     private readonly ActorSystem system;
     private readonly IReadOnlyList<IActorRef> evaluators;
+    private readonly IReadOnlyList<SweepTrialExecutor> executors;
 
-    private TrialRuntime(ActorSystem system, ExperimentTask task, IReadOnlyList<IActorRef> evaluators, IReadOnlyList<IActorRef> trainers)
+    private TrialRuntime(ActorSystem system, ExperimentTask task, IReadOnlyList<IActorRef> evaluators, IReadOnlyList<IActorRef> trainers,
+                         IReadOnlyList<SweepTrialExecutor> executors)
     {
-        (this.system, Task, this.evaluators, Trainers) = (system, task, evaluators, trainers);
+        (this.system, Task, this.evaluators, Trainers, this.executors) = (system, task, evaluators, trainers, executors);
         Done = System.Threading.Tasks.Task.WhenAll(trainers.Select(t => t.WatchAsync()));
     }
 
@@ -70,6 +72,7 @@ public sealed class TrialRuntime : IDisposable
             var trialsRoot = Path.Combine(SweepPaths.SweepDirectory(options.DataDirectory, sweep.Name), "trials");
             var evaluators = new List<IActorRef>();
             var trainers = new List<IActorRef>();
+            var executors = new List<SweepTrialExecutor>();
             foreach (var (name, device) in placement)
             {
                 var runner = await System.Threading.Tasks.Task.Run(() => task.Runner.On(device, options.Precision), cancellation);
@@ -77,12 +80,13 @@ public sealed class TrialRuntime : IDisposable
                 var evaluator = system.ActorOf(Evaluator.Props(runner, options.ThreadsPerTrial), $"evaluator{options.NameSuffix}-{actorName}");
                 evaluators.Add(evaluator);
                 var executor = new SweepTrialExecutor(sweep, runner, trialsRoot, dataLoader, dataset, evaluator, system.EventStream, options.ThreadsPerTrial);
+                executors.Add(executor);
                 trainers.Add(system.ActorOf(
                     Trainer.Props(options.Coordinator, options.TrainerId(name), executor, options.PollInterval, options.SlotsPerDevice,
                                   options.ReplyTimeout, options.Envelope),
                     $"trainer{options.NameSuffix}-{actorName}"));
             }
-            return new TrialRuntime(system, task, evaluators, trainers);
+            return new TrialRuntime(system, task, evaluators, trainers, executors);
         }
         catch
         {
@@ -91,17 +95,29 @@ public sealed class TrialRuntime : IDisposable
         }
     }
 
-    /// <summary>Stops the trainers (running trials stop at their next step and resume from their last checkpoint) and waits for them.</summary>
+    /// <summary>
+    /// Stops the trainers (running trials stop at their next step and resume from their last checkpoint) and waits for
+    /// them and for their trials' threads to end.
+    /// </summary>
     public async Task Stop()
     {
         foreach (var trainer in Trainers) system.Stop(trainer);
         await Done;
+        await TrialsEnded(TimeSpan.FromMinutes(2));
     }
 
+    private async Task TrialsEnded(TimeSpan patience)
+    {
+        var all = System.Threading.Tasks.Task.WhenAll(executors.Select(e => e.Idle));
+        await System.Threading.Tasks.Task.WhenAny(all, System.Threading.Tasks.Task.Delay(patience));
+    }
+
+    /// <summary>Frees the resident base, once no trial uses it any more (a trial's thread may still be ending its step).</summary>
     public void Dispose()
     {
         if (!system.WhenTerminated.IsCompleted)
             foreach (var evaluator in evaluators) system.Stop(evaluator);
+        TrialsEnded(TimeSpan.FromMinutes(2)).GetAwaiter().GetResult();
         Task.Dispose();
     }
 }

@@ -124,7 +124,7 @@ public class MalformedInputTests
     public static TheoryData<string> Names => new(Cases.Keys);
 
     /// <summary>The tiny sweep's Preserve trial.</summary>
-    private static readonly string Preserve = Scale.Actors.Sweeps.SearchSpace.TrialId("preserve", new Dictionary<string, string>());
+    private static string Preserve => Scale.Actors.Sweeps.SearchSpace.TrialId("preserve", new Dictionary<string, string>());
 
     [Theory]
     [MemberData(nameof(Names))]

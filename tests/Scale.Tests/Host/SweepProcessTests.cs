@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Text.Json;
 using Scale.Host.Sweeps;
 using Scale.Actors.Sweeps;
@@ -323,7 +324,9 @@ public class SweepProcessTests
         Assert.True(checkpointed.Task.Wait(TimeSpan.FromMinutes(4)), string.Join("\n", lines));
 
         Assert.Equal(0, SendSignal(run.Id, 2));   // SIGINT, as Ctrl+C sends
-        Assert.True(run.WaitForExit(TimeSpan.FromMinutes(1)), "scale run did not stop on SIGINT");
+        var stopping = Stopwatch.StartNew();
+        bool stopped = run.WaitForExit(TimeSpan.FromMinutes(2));
+        lock (lines) Assert.True(stopped, $"scale run did not stop on SIGINT within 2 minutes:\n{string.Join("\n", lines.TakeLast(15))}");
         run.WaitForExit();
 
         Assert.Equal(130, run.ExitCode);
