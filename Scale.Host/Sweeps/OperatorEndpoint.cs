@@ -114,7 +114,15 @@ internal sealed class OperatorEndpoint : IAsyncDisposable
             int every = Math.Max(1, curve.Count / 500);   // at most about 500 points per curve
             return Results.Json(curve.Where((_, i) => i % every == 0 || i == curve.Count - 1).Select(c => new[] { c.Step, c.Loss }), json);
         });
-        await app.StartAsync();
+        try
+        {
+            await app.StartAsync();
+        }
+        catch
+        {
+            await app.DisposeAsync();   // a host that failed to start must not keep anything of the process (its signal handling included)
+            throw;
+        }
         var bound = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses.FirstOrDefault() ?? $"http://{hostAndPort}";
         return new OperatorEndpoint(app, bound);
     }

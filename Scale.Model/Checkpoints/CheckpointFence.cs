@@ -36,8 +36,19 @@ public sealed class CheckpointFence(string trialDirectory, int attempt)
         int owner = Owner();
         if (owner > Attempt) throw new CheckpointFencedException(TrialDirectory, Attempt, owner);
         if (owner < Attempt) Durable.WriteAllText(Path.Combine(TrialDirectory, FenceFile), Attempt.ToString(CultureInfo.InvariantCulture));
-        foreach (var staging in Directory.EnumerateDirectories(TrialDirectory, "*" + StagingMarker + "*"))
-            if (StagingAttempt(staging) is { } other && other < Attempt) Directory.Delete(staging, recursive: true);
+        foreach (var staging in Directory.EnumerateDirectories(TrialDirectory, "*" + StagingMarker + "*").ToList())
+        {
+            if (StagingAttempt(staging) is not { } other || other >= Attempt) continue;
+            try
+            {
+                Directory.Delete(staging, recursive: true);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // The earlier attempt is still writing into it (a node taken for lost that still trains): it can never be
+                // published now, and it is removed by that attempt itself or by a later claim. This attempt goes on.
+            }
+        }
     });
 
     /// <summary>Runs <paramref name="publish"/> (renames into place) under the lock, if this attempt still owns the trial.</summary>

@@ -34,12 +34,25 @@ internal static class ScaleProcess
         return new Result(process.ExitCode, stdout, stderr.Result);
     }
 
+    /// <summary>
+    /// Whether this process inherited SIGINT as ignored (a test run started from a background job of a non-interactive
+    /// shell does): its children would inherit that too, and never see a Ctrl+C the tests send them.
+    /// </summary>
+    private static readonly bool InterruptIgnored = File.Exists("/proc/self/status") && File.ReadLines("/proc/self/status")
+        .FirstOrDefault(l => l.StartsWith("SigIgn:", StringComparison.Ordinal)) is { } line
+        && (Convert.ToUInt64(line["SigIgn:".Length..].Trim(), 16) & (1UL << (2 - 1))) != 0;
+
     private static ProcessStartInfo Info(string[] arguments)
     {
-        var start = new ProcessStartInfo("dotnet")
+        // With SIGINT inherited as ignored, start `scale` through perl (Debian's perl-base is essential), which restores
+        // the default disposition and then becomes the command (same process, same id).
+        var start = new ProcessStartInfo(InterruptIgnored ? "perl" : "dotnet")
         {
             RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
         };
+        if (InterruptIgnored)
+            foreach (var argument in new[] { "-e", "$SIG{INT} = 'DEFAULT'; exec { $ARGV[0] } @ARGV or die \"exec: $!\"", "dotnet" })
+                start.ArgumentList.Add(argument);
         start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "scale.dll"));
         foreach (var argument in arguments) start.ArgumentList.Add(argument);
         start.Environment["NO_COLOR"] = "1";
