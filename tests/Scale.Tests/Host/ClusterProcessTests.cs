@@ -142,22 +142,10 @@ public sealed class ClusterProcessTests(PostgresServer postgres, ITestOutputHelp
     {
         using var dir = new TempDirectory();
         var database = postgres.NewDatabase();
-        string shared = dir.Combine("shared"), seed = $"127.0.0.1:{FreePorts.Next()}";
-        var file = dir.Combine("workers.hocon");
-        File.WriteAllText(file, SweepText("workers"));
-
-        using var seedNode = new NodeProcess("seed", "seed", "--bind", seed, "--journal", database, "--data-dir", shared);
-        seedNode.WaitFor(l => l.StartsWith("Seed ", StringComparison.Ordinal) && l.Contains(" is up"), Start, "seed up");
-        using var w1 = new NodeProcess("worker-1", "worker", "--seeds", seed, "--data-dir", shared, "--threads", "1");
-        using var w2 = new NodeProcess("worker-2", "worker", "--seeds", seed, "--data-dir", shared, "--threads", "1");
-        var w1Address = Address(w1.WaitFor(l => l.StartsWith("Worker ", StringComparison.Ordinal), Start, "worker-1 up"));
-        var w2Address = Address(w2.WaitFor(l => l.StartsWith("Worker ", StringComparison.Ordinal), Start, "worker-2 up"));
-        using var client = new NodeProcess("run --cluster", "run", "--cluster", seed, file, "--plain");
+        using var cluster = TwoWorkers.Start(dir, database, "workers");
+        var (client, victim, survivor, survivorAddress, routeId) = (cluster.Client, cluster.RouteWorker, cluster.OtherWorker, cluster.OtherAddress, cluster.RouteId);
 
         // Kill whichever worker trains route, once route has a checkpoint at step 100 or later.
-        var running = client.WaitFor(l => l.Contains("trial route-", StringComparison.Ordinal) && l.Contains("running on", StringComparison.Ordinal), Sweep, "route running");
-        var (victim, survivor, survivorAddress) = running.Contains(w1Address) ? (w1, w2, w2Address) : (w2, w1, w1Address);
-        var routeId = running.Split(' ')[1];
         client.WaitFor(l => l.StartsWith($"trial {routeId} checkpoint at step ", StringComparison.Ordinal)
                             && int.Parse(l.Split(' ')[^1]) >= 100, Sweep, "route checkpoint ≥ 100");
         victim.Kill();
@@ -167,13 +155,13 @@ public sealed class ClusterProcessTests(PostgresServer postgres, ITestOutputHelp
         Assert.Contains("(attempt 2, resumes from step", resumed);
 
         Assert.Equal(0, client.WaitForExit(Sweep));
-        var cluster = Scores(client.Output);
-        Assert.Equal(4, cluster.Count);
-        Assert.All(cluster.Values, s => Assert.StartsWith("completed ", s));
+        var scores = Scores(client.Output);
+        Assert.Equal(4, scores.Count);
+        Assert.All(scores.Values, s => Assert.StartsWith("completed ", s));
         EachTrialCompletedOnce(database, "workers", 4);
         Assert.Equal(1, Count(database, "SELECT count(*) FROM journal WHERE persistence_id = 'sweep-workers' AND manifest = 'trial-requeued.v1'"));
         Assert.Equal(0, Count(database, "SELECT count(*) FROM journal WHERE persistence_id = 'sweep-workers' AND manifest IN ('trial-retrying.v1', 'trial-failed.v1')"));
-        Assert.Equal(SingleMachineRun(dir, "workers"), cluster);
+        Assert.Equal(SingleMachineRun(dir, "workers"), scores);
         Assert.Contains("Sweep workers: nothing left for this worker.", survivor.Output);
     }
 
@@ -188,21 +176,8 @@ public sealed class ClusterProcessTests(PostgresServer postgres, ITestOutputHelp
     {
         using var dir = new TempDirectory();
         var database = postgres.NewDatabase();
-        string shared = dir.Combine("shared"), seed = $"127.0.0.1:{FreePorts.Next()}";
-        var file = dir.Combine("frozen.hocon");
-        File.WriteAllText(file, SweepText("frozen"));
-
-        using var seedNode = new NodeProcess("seed", "seed", "--bind", seed, "--journal", database, "--data-dir", shared);
-        seedNode.WaitFor(l => l.StartsWith("Seed ", StringComparison.Ordinal) && l.Contains(" is up"), Start, "seed up");
-        using var w1 = new NodeProcess("worker-1", "worker", "--seeds", seed, "--data-dir", shared, "--threads", "1");
-        using var w2 = new NodeProcess("worker-2", "worker", "--seeds", seed, "--data-dir", shared, "--threads", "1");
-        var w1Address = Address(w1.WaitFor(l => l.StartsWith("Worker ", StringComparison.Ordinal), Start, "worker-1 up"));
-        var w2Address = Address(w2.WaitFor(l => l.StartsWith("Worker ", StringComparison.Ordinal), Start, "worker-2 up"));
-        using var client = new NodeProcess("run --cluster", "run", "--cluster", seed, file, "--plain");
-
-        var running = client.WaitFor(l => l.Contains("trial route-", StringComparison.Ordinal) && l.Contains("running on", StringComparison.Ordinal), Sweep, "route running");
-        var (frozen, survivorAddress) = running.Contains(w1Address) ? (w1, w2Address) : (w2, w1Address);
-        var routeId = running.Split(' ')[1];
+        using var cluster = TwoWorkers.Start(dir, database, "frozen");
+        var (client, frozen, survivorAddress, routeId, shared) = (cluster.Client, cluster.RouteWorker, cluster.OtherAddress, cluster.RouteId, cluster.Shared);
         client.WaitFor(l => l.StartsWith($"trial {routeId} checkpoint at step ", StringComparison.Ordinal), Sweep, "route's first checkpoint");
         Signal("STOP", frozen.Id);
         var stopped = Stopwatch.StartNew();
@@ -213,8 +188,8 @@ public sealed class ClusterProcessTests(PostgresServer postgres, ITestOutputHelp
 
         Assert.Equal(3, frozen.WaitForExit(Start));   // it was downed while frozen: it stops, saying so
         Assert.Equal(0, client.WaitForExit(Sweep));
-        var cluster = Scores(client.Output);
-        Assert.All(cluster.Values, v => Assert.StartsWith("completed ", v));
+        var scores = Scores(client.Output);
+        Assert.All(scores.Values, v => Assert.StartsWith("completed ", v));
         EachTrialCompletedOnce(database, "frozen", 4);
         // The trial's directory belongs to the replacement: fence, final checkpoint, and no checkpoint of attempt 1 after attempt 2 began.
         var trial = Path.Combine(shared, "sweeps", "frozen", "trials", routeId);
@@ -228,7 +203,7 @@ public sealed class ClusterProcessTests(PostgresServer postgres, ITestOutputHelp
         var zombieCheckpoints = File.ReadLines(Path.Combine(trial, "log.1.jsonl")).Where(l => l.Contains("\"event\":\"checkpoint\""))
             .Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement.GetProperty("step").GetInt64()).ToList();
         Assert.All(zombieCheckpoints, step => Assert.True(step <= resumedFrom, $"attempt 1 wrote a checkpoint at step {step}, after attempt 2 resumed from {resumedFrom}"));
-        Assert.Equal(SingleMachineRun(dir, "frozen"), cluster);
+        Assert.Equal(SingleMachineRun(dir, "frozen"), scores);
     }
 
     private static void Signal(string signal, int pid)
@@ -411,6 +386,61 @@ public sealed class ClusterProcessTests(PostgresServer postgres, ITestOutputHelp
         Assert.Equal(3, rogue.WaitForExit(Start));   // it never joins: the seed refuses its certificate
         Assert.DoesNotContain("is up", rogue.Output);
         Assert.DoesNotContain("Password", string.Join(" ", Tls("x")));   // the password travels in a file, not on the command line
+    }
+
+    /// <summary>A seed on PostgreSQL, two workers and a client following the long tiny sweep, once route is running on one of the workers.</summary>
+    private sealed class TwoWorkers : IDisposable
+    {
+        private readonly NodeProcess seed, w1, w2;
+
+        private TwoWorkers(NodeProcess seed, NodeProcess w1, NodeProcess w2, NodeProcess client, string shared)
+            => (this.seed, this.w1, this.w2, Client, Shared) = (seed, w1, w2, client, shared);
+
+        public NodeProcess Client { get; }
+        public string Shared { get; }
+        public string RouteId { get; private set; } = "";
+        public NodeProcess RouteWorker { get; private set; } = null!;
+        public NodeProcess OtherWorker { get; private set; } = null!;
+        public string OtherAddress { get; private set; } = "";
+
+        public static TwoWorkers Start(TempDirectory dir, string database, string sweep)
+        {
+            string shared = dir.Combine("shared"), seedAddress = $"127.0.0.1:{FreePorts.Next()}";
+            var file = dir.Combine($"{sweep}.hocon");
+            File.WriteAllText(file, SweepText(sweep));
+            var started = new List<NodeProcess>();
+            NodeProcess Node(string name, params string[] arguments)
+            {
+                var node = new NodeProcess(name, arguments);
+                started.Add(node);
+                return node;
+            }
+            try
+            {
+                var seed = Node("seed", "seed", "--bind", seedAddress, "--journal", database, "--data-dir", shared);
+                seed.WaitFor(l => l.StartsWith("Seed ", StringComparison.Ordinal) && l.Contains(" is up"), ClusterProcessTests.Start, "seed up");
+                var w1 = Node("worker-1", "worker", "--seeds", seedAddress, "--data-dir", shared, "--threads", "1");
+                var w2 = Node("worker-2", "worker", "--seeds", seedAddress, "--data-dir", shared, "--threads", "1");
+                var w1Address = Address(w1.WaitFor(l => l.StartsWith("Worker ", StringComparison.Ordinal), ClusterProcessTests.Start, "worker-1 up"));
+                var w2Address = Address(w2.WaitFor(l => l.StartsWith("Worker ", StringComparison.Ordinal), ClusterProcessTests.Start, "worker-2 up"));
+                var client = Node("run --cluster", "run", "--cluster", seedAddress, file, "--plain");
+                var cluster = new TwoWorkers(seed, w1, w2, client, shared);
+                var running = client.WaitFor(l => l.Contains("trial route-", StringComparison.Ordinal) && l.Contains("running on", StringComparison.Ordinal), Sweep, "route running");
+                cluster.RouteId = running.Split(' ')[1];
+                (cluster.RouteWorker, cluster.OtherWorker, cluster.OtherAddress) = running.Contains(w1Address) ? (w1, w2, w2Address) : (w2, w1, w1Address);
+                return cluster;
+            }
+            catch
+            {
+                foreach (var node in started) node.Dispose();
+                throw;
+            }
+        }
+
+        public void Dispose()
+        {
+            foreach (var node in new[] { Client, w1, w2, seed }) node.Dispose();
+        }
     }
 
     private static string Address(string upLine) => upLine.Split(' ')[1];
