@@ -98,6 +98,40 @@ public static class Devices
         MallocOption(ArenaMax, arenas);
     }
 
+    private static readonly object boostGate = new();
+    private static int boosts, unboosted;
+
+    /// <summary>
+    /// libtorch's intra-op threads raised to at least <paramref name="threads"/> until disposed: for work that the other
+    /// trials of the process wait on (a lock-step group's base forward), so that the cores they leave idle are used.
+    /// The count is the process's (libtorch keeps one, whichever thread sets it); the last boost to end restores it.
+    /// Results do not depend on it: libtorch's CPU kernels give the same bits at any thread count (tested by the lock-step tests).
+    /// </summary>
+    public static IDisposable BoostThreads(int threads)
+    {
+        lock (boostGate)
+        {
+            if (boosts++ == 0) unboosted = torch.get_num_threads();
+            if (threads > torch.get_num_threads()) torch.set_num_threads(threads);
+        }
+        return new ThreadBoost();
+    }
+
+    private sealed class ThreadBoost : IDisposable
+    {
+        private bool ended;
+
+        public void Dispose()
+        {
+            lock (boostGate)
+            {
+                if (ended) return;
+                ended = true;
+                if (--boosts == 0) torch.set_num_threads(unboosted);
+            }
+        }
+    }
+
     /// <summary>Sets libtorch's intra-op threads; 0 keeps libtorch's default (all cores).</summary>
     public static void UseThreads(int threads)
     {

@@ -19,6 +19,10 @@ public sealed record MethodSpec
 
     public string Name => Kind.ToString().ToLowerInvariant();
 
+    /// <summary>Whether this method's original stream is the frozen base's below some block of a <paramref name="layers"/>-block base (a lock-step group can share that forward).</summary>
+    public bool SharesBaseForward(int layers)
+        => Kind is MethodKind.Preserve or MethodKind.Adapt or MethodKind.Route && Expansion is { } e && e.FirstW12Layer(layers) > 0;
+
     /// <summary>A method with its defaults (<see cref="Experiments.TrialPlanner"/>), optionally wider: for tests and tools.</summary>
     public static MethodSpec Preset(string name, int headsUp = 1, int? ffnUp = null)
     {

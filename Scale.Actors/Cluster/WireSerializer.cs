@@ -34,6 +34,7 @@ public sealed class WireSerializer(ExtendedActorSystem system) : SerializerWithS
         [typeof(NoWorkAvailable)] = "no-work.v1",
         [typeof(Accepted)] = "accepted.v1",
         [typeof(AttemptSuperseded)] = "attempt-superseded.v1",
+        [typeof(TrialStopRequested)] = "trial-stop-requested.v1",
         [typeof(GetSweepState)] = "get-sweep-state.v1",
         [typeof(SweepState)] = "sweep-state.v1",
         [typeof(SubmitSweep)] = "submit-sweep.v1",

@@ -19,6 +19,9 @@ public sealed record Accepted(int EventsPersisted);
 /// </summary>
 public sealed record AttemptSuperseded(string TrialId, int Attempt);
 
+/// <summary>The answer to a score report that stopped its trial (the sweep's scheduler): the reporter stops training it.</summary>
+public sealed record TrialStopRequested(string TrialId, int Attempt, string Reason);
+
 /// <summary>
 /// A sweep whose journal cannot be recovered (an event that cannot be read: damaged, or written by a newer Scale): its
 /// coordinator stops and says why, on the event stream, so that the process reports it and the others go on. The
@@ -160,6 +163,8 @@ public sealed class SweepCoordinator : ReceivePersistentActor
             sender.Tell(events[^1] switch
             {
                 TrialStarted started => new WorkGranted(state.Trials[started.TrialId].Spec, started.Attempt, state.Trials[started.TrialId].LastCheckpoint),
+                TrialStopped stopped => new TrialStopRequested(stopped.TrialId, stopped.Attempt,
+                    $"stopped by the scheduler at step {stopped.Decision.Step}: {stopped.Decision.Score:0.####} is below the rung's cutoff {stopped.Decision.Cutoff:0.####}"),
                 _ when command is RequestWork => new NoWorkAvailable(state.Finished),
                 _ => new Accepted(events.Count),
             });

@@ -27,12 +27,33 @@ public sealed record SweepDefinition
     /// trained expansion gives a row per rule, at no training cost. Canonical text, e.g. "cosine:0.5".
     /// </summary>
     public IReadOnlyList<string> Routing { get; init; } = [];
+    /// <summary>
+    /// Whether trials on one device that read the same batches and keep the base's stream below their first W12 (Preserve,
+    /// Adapt and Route with W12 only above some blocks) train in lock-step, sharing the base's forward pass (the file's
+    /// `lock-step`, on by default). Their results are the same bits either way: it only saves time.
+    /// </summary>
+    public bool LockStep { get; init; } = true;
+    /// <summary>The early-stopping scheduler (the file's `scheduler` block; null: every trial trains to its end).</summary>
+    public SchedulerSpec? Scheduler { get; init; }
     /// <summary>Where the definition came from (file path or built-in name), for messages.</summary>
     public string Source { get; init; } = "";
 
+    /// <summary>
+    /// Trials that may run at once on a thread budget of <paramref name="threads"/>: max-concurrent, bounded by the budget
+    /// (each running trial needs a thread), except in lock-step, where every trial of the sweep can join a group: members
+    /// wait for each other's steps, so a group of K computes one base forward (on the whole budget) and K expansions, and
+    /// max-concurrent sets K.
+    /// </summary>
+    public int ConcurrentTrials(int threads) => EveryTrialInLockStep ? MaxConcurrent : Math.Min(MaxConcurrent, threads);
+
+    /// <summary>Whether lock-step is on and every trial can join a group (its original stream is the base's below some block).</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public bool EveryTrialInLockStep
+        => LockStep && Trials.All(t => PlanFor(t) is var plan && plan.Method.SharesBaseForward(Experiment.Model.NumLayers) && plan.Options.AccumulationSteps == 1);
+
     public TrialPlan PlanFor(TrialSpec trial) => TrialPlanner.Plan(Experiment, trial.Method, trial.Parameters, CheckpointEvery, EvaluateEvery);
 
-    public StartSweep StartCommand => new(Name, Trials, MaxConcurrent, RetryBudget) { Fingerprint = Fingerprint };
+    public StartSweep StartCommand => new(Name, Trials, MaxConcurrent, RetryBudget) { Fingerprint = Fingerprint, Scheduler = Scheduler };
 
     /// <summary>
     /// Checks a definition as fully as a sweep file is checked (for one that arrives over the wire, before anything of
@@ -77,10 +98,13 @@ public sealed record SweepDefinition
             $"{startedTrials.Except(file).Count()} no longer in it). A sweep's trials are fixed when it starts: give the changed sweep a new name, or use another --data-dir.");
     }
 
-    /// <summary>A hash of what every trial's result depends on besides its own settings: the experiment (base, data, phases) and the checkpoint interval.</summary>
-    public string Fingerprint => Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(Routing.Count == 0 && EvaluateEvery == 0
-        ? System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(new { experiment = Experiment, checkpoint_every = CheckpointEvery })
-        : System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(new { experiment = Experiment, checkpoint_every = CheckpointEvery, routing = Routing, evaluate_every = EvaluateEvery })))[..16].ToLowerInvariant();
+    /// <summary>A hash of what every trial's result depends on besides its own settings: the experiment (base, data, phases) and the checkpoint interval (and the scheduler, which decides where trials stop).</summary>
+    public string Fingerprint => Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(
+        Scheduler is not null
+            ? System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(new { experiment = Experiment, checkpoint_every = CheckpointEvery, routing = Routing, evaluate_every = EvaluateEvery, scheduler = Scheduler })
+        : Routing.Count == 0 && EvaluateEvery == 0
+            ? System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(new { experiment = Experiment, checkpoint_every = CheckpointEvery })
+            : System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(new { experiment = Experiment, checkpoint_every = CheckpointEvery, routing = Routing, evaluate_every = EvaluateEvery })))[..16].ToLowerInvariant();
 }
 
 /// <summary>
@@ -113,12 +137,41 @@ public static partial class SweepFiles
         return Parse(text, $"built-in sweep '{nameOrPath}'", Directory.GetCurrentDirectory());
     }
 
-    private static readonly string[] SweepKeys = ["name", "experiment", "base", "methods", "search", "routing", "max-concurrent", "retry-budget", "checkpoint-every", "evaluate-every", "max-trials"];
+    private static readonly string[] SweepKeys = ["name", "experiment", "base", "methods", "search", "routing", "max-concurrent", "retry-budget", "checkpoint-every", "evaluate-every", "max-trials", "lock-step", "scheduler"];
+    private static readonly string[] SchedulerKeys = ["kind", "metric", "mode", "grace-steps", "reduction"];
     private static readonly string[] SearchKeys = ["methods", "fixed", "grid", "random", "samples", "seed"];
     private static readonly string[] AxisKeys = ["min", "max", "log", "integer"];
 
     [GeneratedRegex("^[a-z0-9][a-z0-9_-]{0,63}$")]
     internal static partial Regex NamePattern();
+
+    /// <summary>The `scheduler` block: `kind = asha`, the metric and its direction, the first rung and the reduction factor.</summary>
+    private static SchedulerSpec ParseScheduler(Config sweep, SweepDefinition definition, string source)
+    {
+        const string where = "sweep.scheduler.";
+        if (!sweep.GetValue("scheduler").IsObject()) throw new ArgumentException($"{source}: 'sweep.scheduler' must be a block: scheduler {{ kind = asha, metric = acquisition, grace-steps = 50 }}.");
+        var c = sweep.GetConfig("scheduler");
+        Hocon.RejectUnknown(c, SchedulerKeys, source, where);
+        string Fail(string key, string reason) => throw new ArgumentException($"{source}: '{where}{key}': {reason}");
+        var kind = Hocon.Get(c, "kind", k => c.GetString(k), SchedulerSpec.AshaKind, source, where);
+        if (kind != SchedulerSpec.AshaKind) Fail("kind", $"'{kind}' is not a scheduler: the one there is is 'asha'.");
+        var metric = Hocon.Get(c, "metric", k => c.GetString(k), null, source, where)
+                     ?? Fail("metric", $"is required: the score during training to rank trials on, one of {string.Join(", ", SchedulerSpec.Metrics)}.");
+        if (!SchedulerSpec.Metrics.Contains(metric)) Fail("metric", $"'{metric}' is not one of {string.Join(", ", SchedulerSpec.Metrics)}.");
+        // By default the better direction of the metric: less forgetting, lower perplexity, more of anything else.
+        bool perplexity = !definition.Experiment.Old.IsBio;   // text experiments are scored on held-out perplexity
+        bool lower = metric == "forgetting" || (perplexity && !metric.EndsWith("first-token", StringComparison.Ordinal));
+        var mode = Hocon.Get(c, "mode", k => c.GetString(k), lower ? "min" : "max", source, where);
+        if (mode is not ("max" or "min")) Fail("mode", $"'{mode}' must be max or min.");
+        int grace = Hocon.Get(c, "grace-steps", k => c.GetInt(k), 0, source, where);
+        if (definition.EvaluateEvery < 1) Fail("grace-steps", "a scheduler ranks the scores during training: set sweep.evaluate-every too.");
+        if (grace < 1) Fail("grace-steps", $"is required and must be at least 1 (a multiple of evaluate-every, {definition.EvaluateEvery}).");
+        if (grace % definition.EvaluateEvery != 0)
+            Fail("grace-steps", $"{grace} is not a multiple of evaluate-every ({definition.EvaluateEvery}): trials are scored only at multiples of it.");
+        int reduction = Hocon.Get(c, "reduction", k => c.GetInt(k), 3, source, where);
+        if (reduction < 2) Fail("reduction", $"must be at least 2, got {reduction}.");
+        return new SchedulerSpec { Kind = kind, Metric = metric, Mode = mode, GraceSteps = grace, Reduction = reduction };
+    }
 
     public static SweepDefinition Parse(string text, string source, string baseDirectory)
     {
@@ -183,7 +236,9 @@ public static partial class SweepFiles
             Name = name, Experiment = experiment, Trials = [], Source = source, Routing = routing.Distinct().ToList(),
             MaxConcurrent = Int("max-concurrent", 1, 1), RetryBudget = Int("retry-budget", 2, 0), CheckpointEvery = Int("checkpoint-every", 25, 1),
             EvaluateEvery = Int("evaluate-every", 0, 0), MaxTrials = Int("max-trials", SweepDefinition.DefaultMaxTrials, 1),
+            LockStep = Hocon.Get(c, "lock-step", k => c.GetBoolean(k), true, source, "sweep."),
         };
+        if (c.HasPath("scheduler")) definition = definition with { Scheduler = ParseScheduler(c, definition, source) };
 
         var trials = new List<TrialSpec>();
         long planned = 0;
@@ -316,7 +371,7 @@ internal static class Hocon
         {
             return read(path);
         }
-        catch (Exception e) when (e is FormatException or InvalidCastException or OverflowException or ConfigurationException or NullReferenceException)
+        catch (Exception e) when (e is FormatException or InvalidCastException or OverflowException or ConfigurationException or NullReferenceException or NotSupportedException)
         {
             throw new ArgumentException($"{source}: '{where}{path}' has the wrong type ({e.Message.Split('\n')[0]}).");
         }

@@ -17,13 +17,17 @@ public sealed record UnreadableSnapshot(string Reason);
 public sealed record SweepSnapshot(string SweepId, int MaxConcurrent, int RetryBudget, IReadOnlyList<TrialState> Trials)
 {
     public string? Fingerprint { get; init; }
+    public SchedulerSpec? Scheduler { get; init; }
 
     public static SweepSnapshot Of(SweepState state)
-        => new(state.SweepId!, state.MaxConcurrent, state.RetryBudget, state.Order.Select(id => state.Trials[id]).ToList()) { Fingerprint = state.Fingerprint };
+        => new(state.SweepId!, state.MaxConcurrent, state.RetryBudget, state.Order.Select(id => state.Trials[id]).ToList())
+        {
+            Fingerprint = state.Fingerprint, Scheduler = state.Scheduler,
+        };
 
     public SweepState ToState() => SweepState.Empty with
     {
-        SweepId = SweepId, MaxConcurrent = MaxConcurrent, RetryBudget = RetryBudget, Fingerprint = Fingerprint,
+        SweepId = SweepId, MaxConcurrent = MaxConcurrent, RetryBudget = RetryBudget, Fingerprint = Fingerprint, Scheduler = Scheduler,
         Order = Trials.Select(t => t.Spec.Id).ToImmutableList(),
         Trials = Trials.ToImmutableDictionary(t => t.Spec.Id),
     };
@@ -53,6 +57,8 @@ public sealed class SweepEventSerializer(ExtendedActorSystem system) : Serialize
         [typeof(TrialFailed)] = "trial-failed.v1",
         [typeof(TrialRequeued)] = "trial-requeued.v1",
         [typeof(TrialPaused)] = "trial-paused.v1",
+        [typeof(TrialPromoted)] = "trial-promoted.v1",
+        [typeof(TrialStopped)] = "trial-stopped.v1",
         [typeof(SweepSnapshot)] = "sweep-snapshot.v1",
         [typeof(Cluster.SweepSubmitted)] = "sweep-submitted.v1",
     };

@@ -1,7 +1,16 @@
 namespace Scale.Actors.Sweeps;
 
-/// <summary>A trial's place in its life: pending → running → completed, or back to pending on a retry, or failed for good.</summary>
-public enum TrialStatus { Pending, Running, Completed, Failed }
+/// <summary>
+/// A trial's place in its life: pending → running → completed, or back to pending on a retry, or failed for good, or
+/// stopped early by the sweep's scheduler (ASHA) at a rung.
+/// </summary>
+public enum TrialStatus { Pending, Running, Completed, Failed, Stopped }
+
+public static class TrialStatuses
+{
+    /// <summary>Whether a trial in <paramref name="status"/> runs no more.</summary>
+    public static bool IsEnded(this TrialStatus status) => status is TrialStatus.Completed or TrialStatus.Failed or TrialStatus.Stopped;
+}
 
 /// <summary>What a trial runs: a method and its hyper-parameters.</summary>
 public sealed record TrialSpec(string Id, string Method, IReadOnlyDictionary<string, string> Parameters);
@@ -11,6 +20,10 @@ public sealed record ScorePoint(long Step, double Retention, double Acquisition,
 {
     public double? RetentionFirstToken { get; init; }
     public double? AcquisitionFirstToken { get; init; }
+    /// <summary>The steps the trial trains in all (a scheduler decides nothing at the last); absent in journals from before schedulers.</summary>
+    public long? TotalSteps { get; init; }
+    /// <summary>The scores' metric (Scale.Model.Experiments.ScoreMetric); absent in journals from before schedulers.</summary>
+    public string? Metric { get; init; }
 }
 
 /// <summary>The last checkpoint a trial reported: it resumes from here after a retry or a lost trainer.</summary>
@@ -56,6 +69,8 @@ public sealed record StartSweep(string SweepId, IReadOnlyList<TrialSpec> Trials,
 {
     /// <summary>A hash of what the trials run on (the experiment and checkpoint interval): a resumed sweep must match it.</summary>
     public string? Fingerprint { get; init; }
+    /// <summary>The early-stopping scheduler (null: every trial trains to its end).</summary>
+    public SchedulerSpec? Scheduler { get; init; }
 }
 /// <summary>
 /// A trainer with <paramref name="Slots"/> trial slots asks for one more trial. A trainer that names the trials it
@@ -96,6 +111,8 @@ public sealed record SweepStarted(string SweepId, IReadOnlyList<TrialSpec> Trial
 {
     /// <summary>See <see cref="StartSweep.Fingerprint"/>; absent in journals written before it existed.</summary>
     public string? Fingerprint { get; init; }
+    /// <summary>See <see cref="StartSweep.Scheduler"/>; absent in journals written before schedulers.</summary>
+    public SchedulerSpec? Scheduler { get; init; }
 }
 public sealed record TrialStarted(string TrialId, int Attempt, string TrainerId) : ISweepEvent;
 public sealed record TrialCheckpointed(string TrialId, int Attempt, long Step, string Path) : ISweepEvent;
@@ -113,3 +130,7 @@ public sealed record TrialFailed(string TrialId, int Attempt, string Reason) : I
 public sealed record TrialPaused(string TrialId, int Attempt, string Reason, DateTime RetryAt) : ISweepEvent;
 /// <summary>The trainer running the trial was lost (process or node): pending again, without spending the trial's budget.</summary>
 public sealed record TrialRequeued(string TrialId, int Attempt, string TrainerId) : ISweepEvent;
+/// <summary>The scheduler compared the trial's score at a rung with the rung's cutoff and let it train on.</summary>
+public sealed record TrialPromoted(string TrialId, int Attempt, RungDecision Decision) : ISweepEvent;
+/// <summary>The scheduler stopped the trial at a rung (its score missed the cutoff): it trains no more, and its scores are those of that step.</summary>
+public sealed record TrialStopped(string TrialId, int Attempt, RungDecision Decision) : ISweepEvent;

@@ -16,6 +16,13 @@ public sealed record TrialState(TrialSpec Spec, TrialStatus Status, int Attempt,
     /// <summary>The last infrastructure fault's reason.</summary>
     public string? PauseReason { get; init; }
 
+    /// <summary>The scheduler's decisions at the rungs the trial reached, in order (the last one a stop when it was stopped).</summary>
+    public IReadOnlyList<RungDecision> Decisions { get; init; } = new List<RungDecision>();
+
+    /// <summary>The step the scheduler stopped the trial at, if it did.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public long? StoppedAt => Status == TrialStatus.Stopped ? Decisions.LastOrDefault(d => !d.Promoted)?.Step : null;
+
     /// <summary>Whether the trial waits out an infrastructure fault's backoff at <paramref name="now"/>.</summary>
     public bool PausedAt(DateTime now) => Status == TrialStatus.Pending && RetryAt is { } at && at > now;
 
@@ -24,7 +31,7 @@ public sealed record TrialState(TrialSpec Spec, TrialStatus Status, int Attempt,
         => other is not null && Spec == other.Spec && Status == other.Status && Attempt == other.Attempt && FailedAttempts == other.FailedAttempts
            && Trainer == other.Trainer && LastCheckpoint == other.LastCheckpoint && Metrics == other.Metrics && FailureReason == other.FailureReason
            && InfrastructureFaults == other.InfrastructureFaults && RetryAt == other.RetryAt && PauseReason == other.PauseReason
-           && Curve.SequenceEqual(other.Curve);
+           && Curve.SequenceEqual(other.Curve) && Decisions.SequenceEqual(other.Decisions);
 
     public override int GetHashCode() => HashCode.Combine(Spec, Status, Attempt, Trainer, LastCheckpoint, Curve.Count);
 }
@@ -48,9 +55,12 @@ public sealed record SweepState
     /// <summary>The definition's fingerprint the sweep started with (null for journals from before fingerprints).</summary>
     public string? Fingerprint { get; init; }
 
+    /// <summary>The early-stopping scheduler (null: every trial trains to its end).</summary>
+    public SchedulerSpec? Scheduler { get; init; }
+
     public bool Started => SweepId is not null;
     public int Running => Trials.Values.Count(t => t.Status == TrialStatus.Running);
-    public bool Finished => Started && Trials.Values.All(t => t.Status is TrialStatus.Completed or TrialStatus.Failed);
+    public bool Finished => Started && Trials.Values.All(t => t.Status.IsEnded());
 
     /// <summary>The first pause after an infrastructure fault; it doubles with each fault in a row, up to <see cref="MaxPause"/>.</summary>
     public static readonly TimeSpan FirstPause = TimeSpan.FromSeconds(5);
@@ -68,7 +78,7 @@ public sealed record SweepState
             => [new TrialPaused(f.TrialId, f.Attempt, f.Reason, (now ?? DateTime.UtcNow) + PauseAfter(Trials[f.TrialId].InfrastructureFaults + 1))],
         ReportCheckpoint c when IsCurrent(c.TrialId, c.Attempt) && c.Step > (Trials[c.TrialId].LastCheckpoint?.Step ?? -1)
             => [new TrialCheckpointed(c.TrialId, c.Attempt, c.Step, c.Path)],
-        ReportScores s when IsCurrent(s.TrialId, s.Attempt) => [new TrialScored(s.TrialId, s.Attempt, s.Point)],
+        ReportScores s when IsCurrent(s.TrialId, s.Attempt) => DecideScores(s),
         ReportCompleted c when IsCurrent(c.TrialId, c.Attempt) => [new TrialCompleted(c.TrialId, c.Attempt, c.Metrics)],
         ReportFailed f when IsCurrent(f.TrialId, f.Attempt) => Trials[f.TrialId].FailedAttempts < RetryBudget
             ? [new TrialRetrying(f.TrialId, f.Attempt, f.Reason)]
@@ -83,7 +93,7 @@ public sealed record SweepState
     {
         SweepStarted s => this with
         {
-            SweepId = s.SweepId, MaxConcurrent = s.MaxConcurrent, RetryBudget = s.RetryBudget, Fingerprint = s.Fingerprint,
+            SweepId = s.SweepId, MaxConcurrent = s.MaxConcurrent, RetryBudget = s.RetryBudget, Fingerprint = s.Fingerprint, Scheduler = s.Scheduler,
             Order = s.Trials.Select(t => t.Id).ToImmutableList(),
             Trials = s.Trials.ToImmutableDictionary(t => t.Id, t => new TrialState(t, TrialStatus.Pending, 0, 0, null, null, null, null)),
         },
@@ -108,6 +118,18 @@ public sealed record SweepState
             Status = TrialStatus.Failed, Trainer = null, FailedAttempts = t.FailedAttempts + 1, FailureReason = f.Reason,
         }),
         TrialRequeued r => Update(r.TrialId, t => t with { Status = TrialStatus.Pending, Trainer = null }),
+        TrialPromoted p => Update(p.TrialId, t => t with { Decisions = [.. t.Decisions, p.Decision] }),
+        // A stopped trial's scores are those of the step it stopped at: its last point, which the same command recorded.
+        TrialStopped s => Update(s.TrialId, t => t with
+        {
+            Status = TrialStatus.Stopped, Trainer = null, Decisions = [.. t.Decisions, s.Decision],
+            Metrics = t.Curve.LastOrDefault(p => p.Step == s.Decision.Step) is { } at
+                ? new TrialMetrics(at.Retention, at.Acquisition, at.Forgetting)
+                {
+                    Metric = at.Metric, RetentionFirstToken = at.RetentionFirstToken, AcquisitionFirstToken = at.AcquisitionFirstToken,
+                }
+                : t.Metrics,
+        }),
         _ => throw new ArgumentException($"Unknown sweep event {@event.GetType().Name}."),
     };
 
@@ -121,7 +143,25 @@ public sealed record SweepState
         if (start.Trials.Select(t => t.Id).Distinct().Count() != start.Trials.Count) throw new ArgumentException("Trial ids must be unique.");
         if (start.MaxConcurrent < 1) throw new ArgumentException($"max concurrent trials must be at least 1, got {start.MaxConcurrent}.");
         if (start.RetryBudget < 0) throw new ArgumentException($"the retry budget must be zero or more, got {start.RetryBudget}.");
-        return [new SweepStarted(start.SweepId, start.Trials, start.MaxConcurrent, start.RetryBudget) { Fingerprint = start.Fingerprint }];
+        return [new SweepStarted(start.SweepId, start.Trials, start.MaxConcurrent, start.RetryBudget) { Fingerprint = start.Fingerprint, Scheduler = start.Scheduler }];
+    }
+
+    /// <summary>
+    /// A score during training is recorded; with a scheduler, a score at a rung the trial has not been decided at (and before
+    /// its last step) is also ranked against every score recorded at that rung, its own included: promoted or stopped.
+    /// A resumed attempt reaching a rung again is not decided twice.
+    /// </summary>
+    private IReadOnlyList<ISweepEvent> DecideScores(ReportScores report)
+    {
+        var scored = new TrialScored(report.TrialId, report.Attempt, report.Point);
+        if (Scheduler is not { } scheduler || scheduler.RungAt(report.Point.Step) is not { } rung) return [scored];
+        if (report.Point.TotalSteps is { } total && report.Point.Step >= total) return [scored];
+        if (Trials[report.TrialId].Decisions.Any(d => d.Rung == rung)) return [scored];
+        if (scheduler.ScoreOf(report.Point) is not { } score || double.IsNaN(score)) return [scored];
+        var recorded = Order.SelectMany(id => Trials[id].Decisions).Where(d => d.Rung == rung).Select(d => d.Score).Append(score).ToList();
+        double cutoff = scheduler.Cutoff(recorded);
+        var decision = new RungDecision(rung, report.Point.Step, score, cutoff, scheduler.Promotes(score, cutoff));
+        return [scored, decision.Promoted ? new TrialPromoted(report.TrialId, report.Attempt, decision) : new TrialStopped(report.TrialId, report.Attempt, decision)];
     }
 
     private IReadOnlyList<ISweepEvent> Requeue(Func<TrialState, bool> lost)

@@ -4,6 +4,7 @@ using Scale.Actors.Data;
 using Scale.Actors.Evaluation;
 using Scale.Actors.Sweeps;
 using Scale.Model.Experiments;
+using Scale.Model.Training;
 
 namespace Scale.Actors.Trainers;
 
@@ -15,10 +16,14 @@ namespace Scale.Actors.Trainers;
 /// together never use more threads than its budget.
 /// </summary>
 public sealed class SweepTrialExecutor(SweepDefinition sweep, TrialRunner runner, string checkpointRoot, IActorRef dataLoader,
-                                       string dataset, IActorRef evaluator, EventStream events, int threadsPerTrial) : ITrialExecutor
+                                       string dataset, IActorRef evaluator, EventStream events, int threadsPerTrial,
+                                       int? threadsPerDevice = null) : ITrialExecutor
 {
     /// <summary>Batches requested ahead of the step being trained.</summary>
     public int PrefetchDepth { get; init; } = 2;
+
+    /// <summary>This device's lock-step groups (null when the sweep turns them off): its trials that can share the base's forward do.</summary>
+    public LockStepGroups? LockStep { get; } = sweep.LockStep ? new LockStepGroups { TraceThreads = threadsPerDevice } : null;
 
     private readonly Lock gate = new();
     private int active;
@@ -100,9 +105,10 @@ public sealed class SweepTrialExecutor(SweepDefinition sweep, TrialRunner runner
                 onScores(new ScorePoint(step, scores.Retention, scores.Acquisition, scores.Forgetting)
                 {
                     RetentionFirstToken = scores.RetentionFirstToken, AcquisitionFirstToken = scores.AcquisitionFirstToken,
+                    TotalSteps = plan.Phase.Steps, Metric = scores.Metric,
                 });
             },
-            attempt: attempt);
+            attempt: attempt, lockStep: LockStep);
         var scored = evaluator.Ask<CheckpointEvaluated>(new EvaluateCheckpoint(trial.Id, plan, trained.FinalCheckpoint), TimeSpan.FromHours(2), cancellation)
             .GetAwaiter().GetResult();
         log.Write("scored", new { retention = scored.Scores.Retention, acquisition = scored.Scores.Acquisition, forgetting = scored.Scores.Forgetting });

@@ -213,6 +213,10 @@ public sealed class Trainer : ReceiveActor, IWithTimers
                 log.Warning("trainer {0}: trial {1} attempt {2} belongs to another trainer now; stopping it here", trainerId, s.TrialId, s.Attempt);
                 r.Cancel.Cancel();
                 break;
+            case TrialStopRequested s when running.TryGetValue(s.TrialId, out var r) && r.Attempt == s.Attempt:
+                log.Info("trainer {0}: trial {1} {2}", trainerId, s.TrialId, s.Reason);
+                r.Cancel.Cancel();
+                break;
             case Status.Failure f:
                 log.Warning("trainer {0}: the coordinator refused {1} for trial {2}: {3}", trainerId, report.GetType().Name, report.TrialId, f.Cause.Message);
                 break;

@@ -43,6 +43,9 @@ public sealed class TrialRuntime : IDisposable
     private readonly IReadOnlyList<IActorRef> evaluators;
     private readonly IReadOnlyList<SweepTrialExecutor> executors;
 
+    /// <summary>The executors, one per device (their lock-step groups, for figures and tests).</summary>
+    public IReadOnlyList<SweepTrialExecutor> Executors => executors;
+
     private TrialRuntime(ActorSystem system, ExperimentTask task, IReadOnlyList<IActorRef> evaluators, IReadOnlyList<IActorRef> trainers,
                          IReadOnlyList<SweepTrialExecutor> executors)
     {
@@ -79,7 +82,8 @@ public sealed class TrialRuntime : IDisposable
                 var actorName = name.Replace(':', '-');
                 var evaluator = system.ActorOf(Evaluator.Props(runner, options.ThreadsPerTrial), $"evaluator{options.NameSuffix}-{actorName}");
                 evaluators.Add(evaluator);
-                var executor = new SweepTrialExecutor(sweep, runner, trialsRoot, dataLoader, dataset, evaluator, system.EventStream, options.ThreadsPerTrial);
+                var executor = new SweepTrialExecutor(sweep, runner, trialsRoot, dataLoader, dataset, evaluator, system.EventStream, options.ThreadsPerTrial,
+                    Math.Min(options.ThreadsPerTrial * options.SlotsPerDevice, Environment.ProcessorCount));
                 executors.Add(executor);
                 trainers.Add(system.ActorOf(
                     Trainer.Props(options.Coordinator, options.TrainerId(name), executor, options.PollInterval, options.SlotsPerDevice,

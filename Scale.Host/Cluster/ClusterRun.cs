@@ -97,6 +97,7 @@ internal static class ClusterRun
                                   (t.Trainer is { } trainer ? $" on {trainer}" : "") +
                                   (t.LastCheckpoint is { } c ? $", checkpoint at step {c.Step}" : "") +
                                   (t.Status == TrialStatus.Failed ? $", {t.FailureReason}" : "") +
+                                  (t.StoppedAt is { } stoppedAt ? $", stopped by the scheduler at step {stoppedAt}" : "") +
                                   (t.PausedAt(DateTime.UtcNow) ? $", paused by an {t.PauseReason}; resumes after {t.RetryAt:HH:mm:ss} UTC" : ""));
         }
         return 0;
@@ -137,6 +138,8 @@ internal static class ClusterRun
                 yield return $"trial {id} checkpoint at step {checkpoint.Step}";
             if (t.Status == TrialStatus.Completed && was?.Status != TrialStatus.Completed)
                 yield return $"trial {id} completed: retention {F(t.Metrics!.Retention)}, acquisition {F(t.Metrics.Acquisition)}";
+            else if (t.Status == TrialStatus.Stopped && was?.Status != TrialStatus.Stopped)
+                yield return $"trial {id} stopped by the scheduler at step {t.StoppedAt}";
             else if (t.Status == TrialStatus.Failed && was?.Status != TrialStatus.Failed)
                 yield return $"trial {id} failed: {t.FailureReason}";
             else if (t.Status == TrialStatus.Pending && was?.Status == TrialStatus.Running)

@@ -40,8 +40,15 @@ internal sealed class BenchCommand : Command<BenchCommand.Settings>
         [CommandOption("--rounds <N>"), Description("Run every method N times, interleaved, and report the median run (default 1)."), DefaultValue(1)]
         public int Rounds { get; init; } = 1;
 
+        [CommandOption("--group <K>"), Description("Also train K trials of each method together, once in lock-step (sharing the base's forward) and once each computing its own (default 1: off)."), DefaultValue(1)]
+        public int Group { get; init; } = 1;
+
+        [CommandOption("--lock-step"), Description("With --only and --group: share the base's forward (used by the parent run).")]
+        public bool LockStep { get; init; }
+
         public override ValidationResult Validate()
         {
+            if (Group < 1) return ValidationResult.Error($"--group must be at least 1, got {Group}.");
             if (Rounds < 1) return ValidationResult.Error($"--rounds must be at least 1, got {Rounds}.");
             if (Steps < 1) return ValidationResult.Error($"--steps must be at least 1, got {Steps}.");
             if (Warmup < 0) return ValidationResult.Error($"--warmup must be zero or more, got {Warmup}.");
@@ -64,17 +71,23 @@ internal sealed class BenchCommand : Command<BenchCommand.Settings>
         if (settings.Only is { } only)
         {
             Devices.UseThreads(settings.Threads);
-            var result = ThroughputBench.Run(only, bench, Devices.Parse(settings.Device));
+            var result = settings.Group > 1 || settings.LockStep
+                ? ThroughputBench.RunGroup(only, bench, Devices.Parse(settings.Device), settings.Group, settings.LockStep)
+                : ThroughputBench.Run(only, bench, Devices.Parse(settings.Device));
             Console.WriteLine(JsonSerializer.Serialize(result));
             return 0;
         }
         Devices.Parse(settings.Device);   // fail fast, before any child starts
-        var runs = settings.MethodList.ToDictionary(m => m, _ => new List<BenchResult>());
+        // Each run: a method alone, and with --group K, K of it in lock-step and K each on its own.
+        var variants = settings.MethodList.SelectMany(m => settings.Group > 1
+            ? new[] { (Method: m, Group: 1, LockStep: false), (m, settings.Group, true), (m, settings.Group, false) }
+            : [(m, 1, false)]).ToList();
+        var runs = variants.ToDictionary(v => v, _ => new List<BenchResult>());
         List<BenchResult> Summaries() => runs.Select(r => MedianRun(r.Value)).ToList();
         if (settings.Json)
         {
             for (int round = 0; round < settings.Rounds; round++)
-                foreach (var method in settings.MethodList) runs[method].Add(RunChild(method, settings));
+                foreach (var variant in variants) runs[variant].Add(RunChild(variant, settings));
             Console.WriteLine(JsonSerializer.Serialize(Summaries(), Indented));
             return 0;
         }
@@ -85,12 +98,12 @@ internal sealed class BenchCommand : Command<BenchCommand.Settings>
             .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new ElapsedTimeColumn(), new SpinnerColumn())
             .Start(progress =>
             {
-                var overall = progress.AddTask("all methods", maxValue: settings.MethodList.Count * settings.Rounds);
+                var overall = progress.AddTask("all methods", maxValue: variants.Count * settings.Rounds);
                 for (int round = 0; round < settings.Rounds; round++)
-                    foreach (var method in settings.MethodList)
+                    foreach (var variant in variants)
                     {
-                        overall.Description = $"round {round + 1}/{settings.Rounds}: [blue]{method}[/]";
-                        runs[method].Add(RunChild(method, settings));
+                        overall.Description = $"round {round + 1}/{settings.Rounds}: [blue]{Label(variant)}[/]";
+                        runs[variant].Add(RunChild(variant, settings));
                         overall.Increment(1);
                     }
                 overall.Description = "all methods";
@@ -98,23 +111,31 @@ internal sealed class BenchCommand : Command<BenchCommand.Settings>
         var results = Summaries();
         var table = new Table().AddColumns("method", "tokens/s", "step ms", "params", "trainable", "peak RSS MB", "threads");
         foreach (var r in results)
-            table.AddRow(r.Method, r.TokensPerSecond.ToString("N0"), r.StepMs.ToString("N1"), r.Params.ToString("N0"),
+            table.AddRow(Label((r.Method, r.Members, r.LockStep)), r.TokensPerSecond.ToString("N0"), r.StepMs.ToString("N1"), r.Params.ToString("N0"),
                          r.TrainableParams.ToString("N0"), r.PeakRssMb.ToString("N0"), r.Threads.ToString());
         AnsiConsole.Write(table);
-        if (results.FirstOrDefault(r => r.Method == "full") is { } full)
-            foreach (var r in results.Where(r => r.Method != "full"))
+        if (results.FirstOrDefault(r => r.Method == "full" && r.Members == 1) is { } full)
+            foreach (var r in results.Where(r => r.Method != "full" && r.Members == 1))
                 AnsiConsole.MarkupLine($"  {r.Method}: step time {r.StepMs / full.StepMs:0.00} × full fine-tuning's, peak RSS {r.PeakRssMb / full.PeakRssMb:0.00} ×");
+        foreach (var r in results.Where(r => r.Members > 1))
+            if (results.FirstOrDefault(o => o.Method == r.Method && o.Members == 1) is { } one)
+                AnsiConsole.MarkupLine($"  {Label((r.Method, r.Members, r.LockStep))}: wall time {r.StepMs / one.StepMs:0.00} × one trial's, peak RSS {r.PeakRssMb / one.PeakRssMb:0.00} ×");
         return 0;
     }
+
+    private static string Label((string Method, int Group, bool LockStep) v)
+        => v.Group == 1 ? v.Method : $"{v.Method} ×{v.Group} {(v.LockStep ? "lock-step" : "one by one")}";
 
     /// <summary>The run with the median step time, labelled with the number of rounds.</summary>
     private static BenchResult MedianRun(IReadOnlyList<BenchResult> runs)
         => runs.OrderBy(r => r.StepMs).ElementAt(runs.Count / 2) with { Rounds = runs.Count };
 
-    private static BenchResult RunChild(string method, Settings settings)
+    private static BenchResult RunChild((string Method, int Group, bool LockStep) variant, Settings settings)
     {
+        var method = variant.Method;
         var start = SelfInvocation.Start(["bench", "--only", method, "--steps", settings.Steps.ToString(), "--warmup",
-            settings.Warmup.ToString(), "--threads", settings.Threads.ToString(), "--device", settings.Device]);
+            settings.Warmup.ToString(), "--threads", settings.Threads.ToString(), "--device", settings.Device, "--group", variant.Group.ToString(),
+            .. variant.LockStep ? ["--lock-step"] : Array.Empty<string>()]);
         using var child = Process.Start(start) ?? throw new InvalidOperationException("Could not start the bench child process.");
         var stderr = child.StandardError.ReadToEndAsync();
         var output = child.StandardOutput.ReadToEnd();

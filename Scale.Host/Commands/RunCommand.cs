@@ -90,7 +90,7 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
         if (settings.Threads < 0) throw new ArgumentException($"--threads must be 0 (all cores) or more, got {settings.Threads}.");
         int budget = settings.Threads > 0 ? settings.Threads : Environment.ProcessorCount;
         // max-concurrent trials in all, split between the trainers; the thread budget split between every running trial.
-        int slotsPerDevice = Math.Max(1, Math.Min(sweep.MaxConcurrent, budget) / devices.Count);
+        int slotsPerDevice = Math.Max(1, sweep.ConcurrentTrials(budget) / devices.Count);
         int slots = slotsPerDevice * devices.Count;
         int threadsPerTrial = Math.Max(1, budget / slots);
         if (slots > 1) Devices.LimitMallocArenas(2);
@@ -198,7 +198,7 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
         timing.BaseSeconds = clock.Elapsed.TotalSeconds;
         var ended = runtime.Done;
         var state = await system.StateAsync();
-        int total = state.Trials.Count, done = state.Trials.Values.Count(t => t.Status is TrialStatus.Completed or TrialStatus.Failed);
+        int total = state.Trials.Count, done = state.Trials.Values.Count(t => t.Status.IsEnded());
         view.Overall(done, total);
         void Drain()
         {
@@ -221,7 +221,7 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
                             timing.EvaluationSeconds += c.Metrics.EvaluationSeconds;
                             timing.CheckpointSeconds += c.Metrics.CheckpointSeconds;
                         }
-                        if (e is TrialCompleted or TrialFailed) view.Overall(++done, total);
+                        if (e is TrialCompleted or TrialFailed or TrialStopped) view.Overall(++done, total);
                         break;
                 }
             }
@@ -238,7 +238,7 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
         }
         // The trainer stops once the coordinator says the sweep is finished; the last events may still be on their way to the feed.
         var last = await system.StateAsync();
-        int expected = last.Trials.Values.Count(t => t.Status is TrialStatus.Completed or TrialStatus.Failed);
+        int expected = last.Trials.Values.Count(t => t.Status.IsEnded());
         var deadline = Stopwatch.StartNew();
         while (done < expected && deadline.Elapsed < TimeSpan.FromSeconds(10))
         {
@@ -263,6 +263,14 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
             case TrialPaused p: log.LogWarning("Trial {trial} attempt {attempt} paused until {retryAt:u} by an {reason}", p.TrialId, p.Attempt, p.RetryAt, p.Reason); break;
             case TrialFailed f: log.LogError("Trial {trial} failed for good after attempt {attempt}: {reason}", f.TrialId, f.Attempt, f.Reason); break;
             case TrialRequeued q: log.LogWarning("Trial {trial} re-queued: its trainer {trainer} is gone", q.TrialId, q.TrainerId); break;
+            case TrialPromoted p:
+                log.LogInformation("Trial {trial} promoted at step {step} (rung {rung}): {score} against the cutoff {cutoff}",
+                                   p.TrialId, p.Decision.Step, p.Decision.Rung, p.Decision.Score, p.Decision.Cutoff);
+                break;
+            case TrialStopped s:
+                log.LogInformation("Trial {trial} stopped at step {step} (rung {rung}): {score} against the cutoff {cutoff}",
+                                   s.TrialId, s.Decision.Step, s.Decision.Rung, s.Decision.Score, s.Decision.Cutoff);
+                break;
         }
     }
 }

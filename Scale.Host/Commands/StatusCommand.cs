@@ -49,14 +49,15 @@ internal sealed class StatusCommand : AsyncCommand<StatusCommand.Settings>
                 continue;
             }
             var trials = rows[name].Where(r => r.From is null).ToList();
-            bool finished = trials.All(r => r.State is "completed" or "failed");
+            bool finished = trials.All(r => r.State is "completed" or "failed" or "stopped");
             Console.WriteLine($"{name}: {SweepReport.Counts(trials)}; {(finished ? "finished" : active[name] ? "running now" : "interrupted (resumes with `scale run`)")}");
             if (settings.Sweep is null) continue;
             if (active[name]) await ShowLive(SweepSystem.SweepDirectory(settings.DataDir, name));
             foreach (var t in trials)
                 Console.WriteLine($"  {t.Trial,-22} {t.Method,-9} {(t.State == "running" && !active[name] ? "interrupted" : t.State),-11} " +
                                   $"attempt {t.Attempts}" + (t.LastCheckpointStep is { } step ? $", checkpoint at step {step}" : "") +
-                                  (t.State is "failed" or "paused" ? $", {t.Failure}" : ""));
+                                  (t.State is "failed" or "paused" ? $", {t.Failure}" : "") +
+                                  (t.StoppedAt is { } stoppedAt ? $", stopped by the scheduler at step {stoppedAt}" : ""));
         }
         return 0;
     }

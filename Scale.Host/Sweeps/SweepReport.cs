@@ -33,6 +33,11 @@ internal sealed record TrialRow
     [JsonPropertyName("curve")] public IReadOnlyList<ScorePoint>? Curve { get; init; }
     /// <summary>The step of the curve's best point (most acquisition less forgetting, by the metric's direction); null without a curve.</summary>
     [JsonPropertyName("best_step")] public long? BestStep { get; init; }
+    /// <summary>The step the sweep's scheduler stopped the trial at (null: not stopped), and its decisions at each rung.</summary>
+    [JsonPropertyName("stopped_at")] public long? StoppedAt { get; init; }
+    [JsonPropertyName("rungs")] public IReadOnlyList<RungDecision>? Rungs { get; init; }
+    /// <summary>The state in words, with where a stopped trial stopped.</summary>
+    [JsonIgnore] public string StateText => StoppedAt is { } at ? $"stopped at {at}" : State;
 
     /// <summary>What the trial is, in words: its method and settings, e.g. "adapt heads_up=2" or "route novelty:4 (adapt heads_up=2)".</summary>
     [JsonPropertyName("label")]
@@ -79,6 +84,7 @@ internal static class SweepReport
                   : paused ? $"{t.PauseReason}; resumes after {t.RetryAt:yyyy-MM-dd HH:mm:ss} UTC" : null,
         Metric = t.Metrics?.Metric ?? (t.Metrics is null ? null : ScoreMetric.Recall),
         Curve = t.Curve.Count == 0 ? null : t.Curve,
+        StoppedAt = t.StoppedAt, Rungs = t.Decisions.Count == 0 ? null : t.Decisions,
         BestStep = t.Curve.Count == 0 ? null
             : t.Curve.MaxBy(p => ScoreMetric.Gain(t.Metrics?.Metric, p.Acquisition, 0) - p.Forgetting)!.Step,
     };
@@ -101,7 +107,7 @@ internal static class SweepReport
         static string N(double? v) => v?.ToString("0.000", CultureInfo.InvariantCulture) ?? "—";
         var rows = Rows(state);
         var header = new[] { "trial", "retention", "acquisition", "forgetting", "state", "id" };
-        var cells = rows.Select(r => new[] { r.Label, N(r.Retention), N(r.Acquisition), N(r.Forgetting), r.State, r.Trial }).ToList();
+        var cells = rows.Select(r => new[] { r.Label, N(r.Retention), N(r.Acquisition), N(r.Forgetting), r.StateText, r.Trial }).ToList();
         var widths = header.Select((h, i) => Math.Max(h.Length, cells.Count == 0 ? 0 : cells.Max(c => c[i].Length))).ToArray();
         var text = new StringBuilder();
         void Line(string[] c) => text.AppendLine(string.Join("  ", c.Select((v, i) => i is 1 or 2 or 3 ? v.PadLeft(widths[i]) : v.PadRight(widths[i]))).TrimEnd());
@@ -130,7 +136,7 @@ internal static class SweepReport
             .AddColumns("trial", "id", "state", "retention", "acquisition", "forgetting", "best step", "attempts", "tokens/s");
         foreach (var r in Rows(state))
             table.AddRow(Markup.Escape(r.Label), Markup.Escape(r.Trial),
-                         r.State == "failed" ? $"[red]failed[/]" : r.State,
+                         r.State == "failed" ? $"[red]failed[/]" : r.StateText,
                          r.Retention?.ToString("0.000") ?? "—", r.Acquisition?.ToString("0.000") ?? "—", r.Forgetting?.ToString("0.000") ?? "—",
                          r.BestStep?.ToString() ?? "—", r.Attempts.ToString(), r.TokensPerSecond is > 0 ? r.TokensPerSecond.Value.ToString("N0") : "—");
         return table;
@@ -159,7 +165,8 @@ internal static class SweepReport
     public static string Counts(IReadOnlyCollection<TrialRow> trials)
     {
         int Count(string s) => trials.Count(t => t.State == s);
-        return $"{trials.Count} trials: {Count("completed")} completed, {Count("running")} running, {Count("pending")} pending, " +
+        return $"{trials.Count} trials: {Count("completed")} completed, " + (Count("stopped") > 0 ? $"{Count("stopped")} stopped early, " : "") +
+               $"{Count("running")} running, {Count("pending")} pending, " +
                (Count("paused") > 0 ? $"{Count("paused")} paused by infrastructure faults, " : "") + $"{Count("failed")} failed";
     }
 

@@ -49,6 +49,8 @@ internal sealed class PlainSweepView(TextWriter output) : ISweepView
             case TrialFailed f: output.WriteLine($"trial {f.TrialId} failed for good after attempt {f.Attempt}: {f.Reason}"); break;
             case TrialPaused p: output.WriteLine($"trial {p.TrialId} paused by an {p.Reason}; it resumes from its last checkpoint after {p.RetryAt:HH:mm:ss} UTC, its retry budget untouched"); break;
             case TrialRequeued q: output.WriteLine($"trial {q.TrialId} re-queued (its trainer {q.TrainerId} is gone)"); break;
+            case TrialPromoted p: output.WriteLine($"trial {p.TrialId} promoted at step {p.Decision.Step}: {F(p.Decision.Score, "0.000")} against the rung's cutoff {F(p.Decision.Cutoff, "0.000")}"); break;
+            case TrialStopped s: output.WriteLine($"trial {s.TrialId} stopped at step {s.Decision.Step}: {F(s.Decision.Score, "0.000")} against the rung's cutoff {F(s.Decision.Cutoff, "0.000")}"); break;
         }
         output.Flush();
     }
@@ -101,6 +103,10 @@ internal sealed class LiveSweepView(ProgressContext context) : ISweepView
                 break;
             case TrialPaused p:
                 AnsiConsole.MarkupLine($"[yellow]{Markup.Escape(p.TrialId)} paused by an {Markup.Escape(p.Reason)}; resumes after {p.RetryAt:HH:mm:ss} UTC (retry budget untouched)[/]");
+                break;
+            case TrialStopped s:
+                if (bars.TryGetValue(s.TrialId, out var stopped)) stopped.StopTask();
+                AnsiConsole.MarkupLine($"[grey]{Markup.Escape(s.TrialId)} stopped at step {s.Decision.Step}: {s.Decision.Score:0.000} against the rung's cutoff {s.Decision.Cutoff:0.000}[/]");
                 break;
             case TrialFailed f:
                 if (bars.TryGetValue(f.TrialId, out var failed)) failed.StopTask();

@@ -60,6 +60,9 @@ public sealed record BenchResult
     [JsonPropertyName("steps")] public int Steps { get; init; }
     [JsonPropertyName("final_loss")] public double FinalLoss { get; init; }
     [JsonPropertyName("device")] public string Device { get; init; } = "cpu";
+    /// <summary>Trials trained together per step (1: one trial), and whether they shared the base's forward in lock-step.</summary>
+    [JsonPropertyName("members")] public int Members { get; init; } = 1;
+    [JsonPropertyName("lock_step")] public bool LockStep { get; init; }
     /// <summary>Independent runs (processes) this result is the median of.</summary>
     [JsonPropertyName("rounds")] public int Rounds { get; init; } = 1;
 }
@@ -111,6 +114,70 @@ public static class ThroughputBench
             Steps = settings.Steps,
             FinalLoss = last.Loss,
             Device = device.ToString(),
+        };
+    }
+
+    /// <summary>
+    /// <paramref name="members"/> trials of one method (seeds 1…K) on one base and one batch, each step taken by all of them
+    /// one after another, as a lock-step group does: with <paramref name="lockStep"/> the base's forward is computed once per
+    /// step and shared (<see cref="BaseTrace"/>), without it every trial computes its own. The step time is the group's.
+    /// </summary>
+    public static BenchResult RunGroup(string method, BenchSettings settings, Device device, int members, bool lockStep, Action<int>? onStep = null)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(members, 1);
+        torch.manual_seed(0);
+        var baseModel = Decoder.Create(settings.Model, seed: 0).Freeze().On(device);
+        var models = Enumerable.Range(0, members).Select(i => settings.MethodFor(method).Build(baseModel, seed: 1 + i)).ToList();
+        int depth = models.Max(m => m.TraceDepth);
+        if (lockStep && models.Any(m => m.TraceDepth == 0))
+            throw new ArgumentException($"{method} takes nothing from the base's forward (its W12 starts in the first block): it cannot train in lock-step.");
+        var options = new TrainingOptions
+        {
+            LearningRate = settings.LearningRate, WarmupSteps = 0, MinLearningRateRatio = 1, GradientClip = 0,
+            TotalSteps = settings.Steps + settings.WarmupSteps,
+        };
+        var sessions = models.Select(m => new TrainingSession(m, options)).ToList();
+        using var batch = randint(0, settings.Model.VocabSize, [settings.Batch, settings.SequenceLength + 1],
+                                  generator: new Generator(0)).to(device);
+        StepResult last = default;
+        void Step()
+        {
+            BaseTrace? trace = null;
+            try
+            {
+                foreach (var session in sessions)
+                    last = lockStep ? session.TrainStep([batch], inputs => trace ??= baseModel.Trace(inputs, depth)) : session.TrainStep([batch]);
+            }
+            finally
+            {
+                trace?.Dispose();
+            }
+        }
+        for (int i = 0; i < settings.WarmupSteps; i++) Step();
+        var stepMs = new List<double>();
+        for (int i = 0; i < settings.Steps; i++)
+        {
+            var clock = Stopwatch.StartNew();
+            Step();
+            if (device.type == DeviceType.CUDA) cuda.synchronize();
+            stepMs.Add(clock.Elapsed.TotalMilliseconds);
+            onStep?.Invoke(i + 1);
+        }
+        double median = Median(stepMs);
+        foreach (var session in sessions) session.Dispose();
+        return new BenchResult
+        {
+            Method = method,
+            TokensPerSecond = members * settings.Batch * settings.SequenceLength / (median / 1000),
+            StepMs = median,
+            Params = models.Sum(m => m.ParameterCount()) - (members - 1) * baseModel.ParameterCount(),
+            TrainableParams = models.Sum(m => m.TrainableParameterCount()),
+            PeakRssMb = ProcessMemory.PeakResidentMegabytes(),
+            Threads = torch.get_num_threads(),
+            Steps = settings.Steps,
+            FinalLoss = last.Loss,
+            Device = device.ToString(),
+            Members = members, LockStep = lockStep,
         };
     }
 

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using Scale.Model.Checkpoints;
 using Scale.Model.Data;
 using Scale.Model.Evaluation;
@@ -203,7 +204,7 @@ public sealed class TrialRunner(Decoder baseModel, ITokenWindows train, TrialSco
     public TrialTraining Train(TrialPlan plan, string checkpointDirectory, string? resumeFrom = null, IBatchSource? batches = null,
                                Action<StepResult>? onStep = null, Action<string, long>? onCheckpoint = null,
                                CancellationToken cancellation = default, Action<string>? onNotice = null, Action<long, TrialScores>? onScores = null,
-                               int? attempt = null)
+                               int? attempt = null, LockStepGroups? lockStep = null)
     {
         if (plan.CheckpointEvery < 1) throw new ArgumentException($"checkpoint_every must be at least 1, got {plan.CheckpointEvery}.");
         // A sweep's attempt claims the trial's directory: a superseded attempt still running elsewhere can no longer publish there.
@@ -222,6 +223,11 @@ public sealed class TrialRunner(Decoder baseModel, ITokenWindows train, TrialSco
             using var session = new TrainingSession(model, plan.Options);
             var restored = resumeFrom is null ? null : Resume(session, resumeFrom, onNotice);
             var schedule = new BatchSchedule(train.Count, plan.Phase.Batch, plan.Seed);
+            // Trials that read the same batches (this runner's data, the batch size and the seed that orders them) and take
+            // the base's stream from below their first W12 step together, sharing the base's forward (LockStepGroups).
+            using var member = lockStep is not null && model.TraceDepth > 0 && plan.Options.AccumulationSteps == 1
+                ? lockStep.Join(baseModel, $"{RuntimeHelpers.GetHashCode(train)}|batch={plan.Phase.Batch}|seed={plan.Seed}", model.TraceDepth, session.Step)
+                : null;
             double seconds = 0, checkpointSeconds = 0, scoringSeconds = 0, lastLoss = restored?.LastLoss ?? double.NaN;
             long trained = 0;
             void ScoreNow()
@@ -238,7 +244,8 @@ public sealed class TrialRunner(Decoder baseModel, ITokenWindows train, TrialSco
                 cancellation.ThrowIfCancellationRequested();
                 using var batch = batches?.BatchAt(step) ?? train.Batch(schedule.IndicesFor(step));
                 var clock = Stopwatch.StartNew();
-                var result = session.TrainStep([batch]);
+                var result = member is null ? session.TrainStep([batch]) : session.TrainStep([batch], inputs => member.TraceFor(step, inputs, cancellation));
+                member?.Stepped(step);
                 seconds += clock.Elapsed.TotalSeconds;
                 (lastLoss, trained) = (result.Loss, trained + 1);
                 onStep?.Invoke(result);

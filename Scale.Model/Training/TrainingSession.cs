@@ -50,7 +50,14 @@ public sealed class TrainingSession : IDisposable
     /// One optimiser step over <see cref="TrainingOptions.AccumulationSteps"/> micro-batches of tokens (B, T+1):
     /// each predicts tokens 1..T from tokens 0..T-1. Batches may come from the CPU: each is placed on the model's device.
     /// </summary>
-    public StepResult TrainStep(IReadOnlyList<Tensor> microBatches)
+    public StepResult TrainStep(IReadOnlyList<Tensor> microBatches) => TrainStep(microBatches, null);
+
+    /// <summary>
+    /// As <see cref="TrainStep(IReadOnlyList{Tensor})"/>, with the frozen base's part of each forward pass from
+    /// <paramref name="traceFor"/>(inputs) (a lock-step group's <see cref="BaseTrace"/> of those inputs, on the model's device);
+    /// null: the model computes all of it. The step is the same bits either way.
+    /// </summary>
+    public StepResult TrainStep(IReadOnlyList<Tensor> microBatches, Func<Tensor, BaseTrace>? traceFor)
     {
         if (microBatches.Count != Options.AccumulationSteps)
             throw new ArgumentException($"Expected {Options.AccumulationSteps} micro-batches, got {microBatches.Count}.");
@@ -61,7 +68,7 @@ public sealed class TrainingSession : IDisposable
         {
             var batch = Ops.IsOn(given, device) ? given : given.to(device);
             var (inputs, targets) = Split(batch);
-            var (logits, auxiliary) = Model.ForwardForTraining(inputs);
+            var (logits, auxiliary) = traceFor is null ? Model.ForwardForTraining(inputs) : Model.ForwardForTraining(inputs, traceFor(inputs));
             var lmLoss = Ops.LanguageModelLoss(logits, targets);
             var loss = auxiliary is null ? lmLoss : lmLoss.Plus(auxiliary);
             using var held = Scalars.Scope();

@@ -26,6 +26,17 @@ public abstract class CausalLM : nn.Module<Tensor, Tensor>
     /// <summary>Logits plus any term the method adds to the LM loss (SCALE-Route's gate penalty).</summary>
     public virtual (Tensor Logits, Tensor? Auxiliary) ForwardForTraining(Tensor tokens) => (Forward(tokens, null), null);
 
+    /// <summary>
+    /// As <see cref="ForwardForTraining(Tensor)"/>, taking the frozen base's part of the pass from <paramref name="trace"/>
+    /// (computed on the same tokens) where the method's original stream is the base's. Only methods that say so with
+    /// <see cref="TraceDepth"/> &gt; 0 accept a trace; the logits are the same bits as without it.
+    /// </summary>
+    public virtual (Tensor Logits, Tensor? Auxiliary) ForwardForTraining(Tensor tokens, BaseTrace trace)
+        => throw new NotSupportedException($"{GetType().Name} does not share the frozen base's forward pass.");
+
+    /// <summary>How many of the base's blocks this model's training pass can take from a <see cref="BaseTrace"/> (0: none, it computes its own).</summary>
+    public virtual int TraceDepth => 0;
+
     /// <summary>Whether <see cref="Forward"/> can decode step by step with a KV cache (a routed model needs the whole context).</summary>
     public virtual bool SupportsCache => true;
 
@@ -155,6 +166,34 @@ public sealed class Decoder : CausalLM
         }
         cache?.Advance(tokens.shape[1]);
         return x;
+    }
+
+    /// <summary>
+    /// The base's forward over <paramref name="tokens"/> (B, T) without autograd, kept for the trials that share it: the
+    /// lowest <paramref name="depth"/> blocks traced (<see cref="BaseTrace"/>); with every block, the final norm and the
+    /// base's logits too. The tokens are copied into the trace, so it does not depend on the caller's batch.
+    /// </summary>
+    public BaseTrace Trace(Tensor tokens, int depth)
+    {
+        if (depth < 0 || depth > layers.Count) throw new ArgumentOutOfRangeException(nameof(depth), $"must be 0..{layers.Count}, got {depth}");
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var rope = RotaryFor(0, tokens.shape[1], tokens.device);
+        var x = embed_tokens.call(tokens);                 // (B, T, d)
+        var blocks = new List<BlockTrace>();
+        for (int i = 0; i < depth; i++)
+        {
+            (var next, var trace) = layers[i].ForwardTraced(x, rope);
+            blocks.Add(trace);
+            x = next;
+        }
+        Tensor? finalInput = null, logits = null;
+        if (depth == layers.Count)
+        {
+            finalInput = norm.call(x);
+            logits = Ops.Linear(finalInput, HeadWeight);   // as a SCALE head computes H·norm(x): before any cast to fp32
+        }
+        return new BaseTrace(tokens.clone(), blocks, x, finalInput, logits);
     }
 
     /// <summary>Logits from the residual stream <paramref name="x"/> before block <paramref name="fromLayer"/>: the blocks from there on, the final norm and the head.</summary>

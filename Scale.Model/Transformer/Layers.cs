@@ -127,6 +127,27 @@ internal sealed class Block : nn.Module
         return x.Plus(mlp.call(post_attention_layernorm.call(x))).MoveToOuterDisposeScope();
     }
 
+    /// <summary>
+    /// <see cref="Forward"/> without a cache, keeping what the block computed for the trials that share it (<see cref="BaseTrace"/>):
+    /// the same operations in the same order, so the stream it returns is the same bits.
+    /// </summary>
+    internal (Tensor Next, BlockTrace Trace) ForwardTraced(Tensor x, Rotary rope)
+    {
+        using var scope = NewDisposeScope();
+        var h = input_layernorm.call(x);                                                   // (B, T, d)
+        var (q, k, v) = (Projection("q_proj", h), Projection("k_proj", h), Projection("v_proj", h));
+        var attended = Ops.Attend(q, k, v, self_attn.Heads, self_attn.KvHeads, rope, null);   // (B, T, h·hs)
+        var mid = x.Plus(Projection("o_proj", attended));
+        var hm = post_attention_layernorm.call(mid);                                       // (B, T, d)
+        var gated = Ops.SwiGlu(Projection("gate_proj", hm), Projection("up_proj", hm));    // (B, T, f)
+        var next = mid.Plus(Projection("down_proj", gated));
+        return (next.MoveToOuterDisposeScope(),
+                new BlockTrace(x, h.MoveToOuterDisposeScope(), attended.MoveToOuterDisposeScope(), hm.MoveToOuterDisposeScope(), gated.MoveToOuterDisposeScope()));
+    }
+
+    private Tensor Projection(string name, Tensor x)
+        => Ops.Project((self_attn.Projections.Concat(mlp.Projections)).First(p => p.Name == name).Module, x);
+
     /// <summary>A block like this one with every linear replaced by <paramref name="map"/>(name, linear);
     /// norms are shared, not copied.</summary>
     internal Block MapLinears(Func<string, nn.Module<Tensor, Tensor>, nn.Module<Tensor, Tensor>> map)

@@ -97,6 +97,10 @@ public sealed record ExpansionSpec
 
     public bool Trains(ExpansionBlock block, string module, int? layer) => Train.Any(r => r.Matches(block, module, layer));
 
+    /// <summary>The first of <paramref name="layers"/> blocks where a W12 trains (<paramref name="layers"/> when none does): below it the original stream is the base's.</summary>
+    public int FirstW12Layer(int layers)
+        => Enumerable.Range(0, layers).FirstOrDefault(l => TrainRule.LinearModules.Any(m => Trains(ExpansionBlock.W12, m, l)), layers);
+
     private static readonly IReadOnlyList<TrainRule> PreserveRules =
     [
         new(ExpansionBlock.W21), new(ExpansionBlock.W22), new(ExpansionBlock.EmbedUp),

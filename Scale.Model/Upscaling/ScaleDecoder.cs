@@ -37,6 +37,9 @@ internal sealed class ScaleHead : nn.Module
 
     public Tensor Forward(Tensor h, Tensor hu) => Ops.FullPrecision(Ops.Linear(h, weight).Plus(Ops.Linear(hu, weight_u)));   // (B, T, V)
 
+    /// <summary>The full logits from the base's own H·norm(x) (a <see cref="BaseTrace"/>'s) and the new part: the same bits as <see cref="Forward"/>.</summary>
+    public Tensor FromBase(Tensor baseLogits, Tensor hu) => Ops.FullPrecision(baseLogits.Plus(Ops.Linear(hu, weight_u)));
+
     /// <summary>H·norm(x) alone: the base's logits when x is the base's stream.</summary>
     public Tensor Original(Tensor h) => Ops.FullPrecision(Ops.Linear(h, weight));                           // (B, T, V)
 }
@@ -161,6 +164,43 @@ public sealed class ScaleDecoder : CausalLM
     {
         using var scope = NewDisposeScope();
         return (Run(tokens, null, null).MoveToOuterDisposeScope(), null);
+    }
+
+    /// <summary>Below its first W12 this model's original stream is the base's: a lock-step group's trace can give it.</summary>
+    public override int TraceDepth => FirstAdaptedLayer;
+
+    /// <summary>
+    /// The adaptation head's logits with the base's part of the pass from <paramref name="trace"/> (traced on the same tokens):
+    /// the blocks below the first W12 compute only their upscaled stream, on the base's values; from the first W12 on, the
+    /// blocks run whole from the base's stream there. The same operations as <see cref="Run"/> on the same inputs: the same bits.
+    /// </summary>
+    public override (Tensor Logits, Tensor? Auxiliary) ForwardForTraining(Tensor tokens, BaseTrace trace)
+    {
+        int first = FirstAdaptedLayer;
+        if (trace.Depth < Math.Min(first, layers.Count) || (first == layers.Count && trace.Logits is null))
+            throw new ArgumentException($"the base's trace covers {trace.Depth} blocks; this model takes {first} from it.");
+        using var scope = NewDisposeScope();
+        var rope = RotaryFor(0, tokens.shape[1], tokens.device);
+        var (_, xu) = embed_tokens.Forward(tokens);                     // the base's x is the trace's
+        for (int i = 0; i < first; i++)
+        {
+            xu = layers[i].ForwardUp(trace.Blocks[i], xu, rope);
+            UpscaledBlockCalls++;
+        }
+        Tensor logits;
+        if (first == layers.Count) logits = lm_head.FromBase(trace.Logits!, norm.ForwardUp(xu));
+        else
+        {
+            var x = trace.StreamAt(first);
+            for (int i = first; i < layers.Count; i++)
+            {
+                (x, xu) = layers[i].Forward(x, xu, rope, null, null);
+                UpscaledBlockCalls++;
+            }
+            var (h, hu) = norm.Forward(x, xu);
+            logits = lm_head.Forward(h, hu);
+        }
+        return (logits.MoveToOuterDisposeScope(), null);
     }
 
     /// <summary>

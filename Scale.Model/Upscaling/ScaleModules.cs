@@ -83,6 +83,17 @@ internal sealed class ScaleLinear : nn.Module
         return w12 is null ? y : y.Plus(Ops.Linear(xu, w12));
     }
 
+    /// <summary>y_u = W21 x + W22 x_u alone: the new outputs, when the original y comes from the base (a <see cref="BaseTrace"/>).</summary>
+    public Tensor ForwardUp(Tensor x, Tensor xu) => Upscaled(x, xu, w21, w22);
+
+    /// <summary>The new outputs of several maps that read the same input, as <see cref="ForwardShared"/> computes them (the same bits).</summary>
+    public static Tensor[] ForwardUpShared(Tensor x, Tensor xu, params ScaleLinear[] maps)
+    {
+        var w21 = torch.cat(maps.Select(m => (Tensor)m.w21).ToArray(), 0);   // (Σ out_u, in)
+        var w22 = torch.cat(maps.Select(m => (Tensor)m.w22).ToArray(), 0);   // (Σ out_u, in_u)
+        return Upscaled(x, xu, w21, w22).split(maps.Select(m => m.w21.shape[0]).ToArray(), -1);
+    }
+
     /// <summary>
     /// Several widened maps that read the same input (q, k, v; gate, up), computed together: the new outputs
     /// come from one W21 and one W22 product over the concatenated blocks instead of one small product each,
@@ -117,6 +128,9 @@ internal sealed class SplitRmsNorm : nn.Module
     }
 
     public (Tensor H, Tensor HUp) Forward(Tensor x, Tensor xu) => (Ops.RmsNorm(x, weight, eps), Ops.RmsNorm(xu, weight_u, eps));
+
+    /// <summary>The upscaled part alone (the original part comes from the base's trace).</summary>
+    public Tensor ForwardUp(Tensor xu) => Ops.RmsNorm(xu, weight_u, eps);
 }
 
 /// <summary>Attention with h base heads (reading the original stream) and h_u new heads (reading the
@@ -146,6 +160,15 @@ internal sealed class ScaleAttention : nn.Module
         var (o, ou) = o_proj.Forward(a, au);                       // (B, T, d), (B, T, d_u)
         return (o.MoveToOuterDisposeScope(), ou.MoveToOuterDisposeScope());
     }
+
+    /// <summary>The new heads alone, on the base's attention inputs and output from <paramref name="trace"/>: (B, T, d_u).</summary>
+    internal Tensor ForwardUp(BlockTrace trace, Tensor hu, Rotary rope)
+    {
+        using var scope = NewDisposeScope();
+        var qkv = ScaleLinear.ForwardUpShared(trace.AttentionInput, hu, q_proj, k_proj, v_proj);   // 3 × (B, T, h_u·hs)
+        var au = Ops.Attend(qkv[0], qkv[1], qkv[2], headsUp, headsUp, rope, null);                 // (B, T, h_u·hs)
+        return o_proj.ForwardUp(trace.Attended, au).MoveToOuterDisposeScope();                      // (B, T, d_u)
+    }
 }
 
 /// <summary>SwiGLU with f base units and f_u new units.</summary>
@@ -168,6 +191,14 @@ internal sealed class ScaleMlp : nn.Module
         var ((g, gu), (u, uu)) = (gateUp[0], gateUp[1]);   // (B, T, f), (B, T, f_u)
         var (m, mu) = down_proj.Forward(Ops.SwiGlu(g, u), Ops.SwiGlu(gu, uu));
         return (m.MoveToOuterDisposeScope(), mu.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>The new units alone, on the base's MLP input and gated units from <paramref name="trace"/>: (B, T, d_u).</summary>
+    internal Tensor ForwardUp(BlockTrace trace, Tensor hu)
+    {
+        using var scope = NewDisposeScope();
+        var gateUp = ScaleLinear.ForwardUpShared(trace.MlpInput, hu, gate_proj, up_proj);   // (B, T, f_u) each
+        return down_proj.ForwardUp(trace.Gated, Ops.SwiGlu(gateUp[0], gateUp[1])).MoveToOuterDisposeScope();
     }
 }
 
@@ -201,5 +232,16 @@ internal sealed class ScaleBlock : nn.Module
         (h, hu) = post_attention_layernorm.Forward(x, xu);
         var (m, mu) = mlp.Forward(h, hu);
         return (x.Plus(m).MoveToOuterDisposeScope(), xu.Plus(mu).MoveToOuterDisposeScope());
+    }
+
+    /// <summary>
+    /// The upscaled stream alone, for a block without W12 whose original stream the base computed (<paramref name="trace"/>):
+    /// the same operations on the upscaled side as <see cref="Forward"/>, reading the base's values where it reads x.
+    /// </summary>
+    internal Tensor ForwardUp(BlockTrace trace, Tensor xu, Rotary rope)
+    {
+        using var scope = NewDisposeScope();
+        xu = xu.Plus(self_attn.ForwardUp(trace, input_layernorm.ForwardUp(xu), rope));
+        return xu.Plus(mlp.ForwardUp(trace, post_attention_layernorm.ForwardUp(xu))).MoveToOuterDisposeScope();
     }
 }

@@ -20,6 +20,12 @@ public sealed class SweepEventSerializerTests : IDisposable
         new TrialFailed("t1", 3, "corrupt checkpoint"),
         new TrialRequeued("t1", 2, "cpu@node-a"),
         new TrialPaused("t1", 2, "infrastructure fault: IOException: No space left on device", new DateTime(2026, 12, 1, 12, 0, 5, DateTimeKind.Utc)),
+        new TrialPromoted("t1", 1, new RungDecision(0, 50, 0.61, 0.42, true)),
+        new TrialStopped("t2", 1, new RungDecision(1, 150, 0.3, 0.55, false)),
+        new SweepStarted("s2", [new TrialSpec("t1", "preserve", new Dictionary<string, string>())], 1, 0)
+        {
+            Scheduler = new SchedulerSpec { Metric = "acquisition", Mode = "max", GraceSteps = 50, Reduction = 3 },
+        },
     };
 
     [Theory]
@@ -40,6 +46,7 @@ public sealed class SweepEventSerializerTests : IDisposable
             Assert.Equal(started.SweepId, copy.SweepId);
             Assert.Equal(started.Trials[0].Parameters, copy.Trials[0].Parameters);
             Assert.Equal((started.MaxConcurrent, started.RetryBudget, started.Fingerprint), (copy.MaxConcurrent, copy.RetryBudget, copy.Fingerprint));
+            Assert.Equal(started.Scheduler, copy.Scheduler);
         }
         else Assert.Equal(@event, back);
     }

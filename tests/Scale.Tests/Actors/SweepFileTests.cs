@@ -114,11 +114,33 @@ public class SweepFileTests
     [InlineData("search { a { methods = [adapt], fixed { preserved_layers = 1, w12_last = 1 } } }", "set only one of 'w12_layers', 'w12_last' and 'preserved_layers'")]
     [InlineData("search { a { methods = [route], grid { w12_last = [3] } } }", "'w12_last' 3 is above the base's 2 layers")]
     [InlineData("search { a { methods = [preserve], fixed { frozen_blocks = \"head_up,w99\" } } }", "unknown block 'w99'")]
+    [InlineData("methods = [full]\nlock-step = sometimes", "'sweep.lock-step' has the wrong type")]
+    [InlineData("methods = [full]\nscheduler { kind = asha, metric = acquisition, grace-steps = 10 }", "'sweep.scheduler.grace-steps': a scheduler ranks the scores during training: set sweep.evaluate-every too")]
+    [InlineData("methods = [full]\nevaluate-every = 4\nscheduler { kind = asha, metric = acquisition, grace-steps = 10 }", "10 is not a multiple of evaluate-every (4)")]
+    [InlineData("methods = [full]\nevaluate-every = 5\nscheduler { kind = hyperband, metric = acquisition, grace-steps = 10 }", "'sweep.scheduler.kind': 'hyperband' is not a scheduler")]
+    [InlineData("methods = [full]\nevaluate-every = 5\nscheduler { kind = asha, metric = loss, grace-steps = 10 }", "'sweep.scheduler.metric': 'loss' is not one of acquisition, retention")]
+    [InlineData("methods = [full]\nevaluate-every = 5\nscheduler { kind = asha, metric = acquisition, grace-steps = 10, mode = up }", "'sweep.scheduler.mode': 'up' must be max or min")]
+    [InlineData("methods = [full]\nevaluate-every = 5\nscheduler { kind = asha, metric = acquisition, grace-steps = 10, reduction = 1 }", "'sweep.scheduler.reduction': must be at least 2")]
+    [InlineData("methods = [full]\nevaluate-every = 5\nscheduler { kind = asha, metric = acquisition, grace-steps = 10, patience = 3 }", "unknown key 'sweep.scheduler.patience'")]
     public void Bad_sweep_files_are_rejected_naming_the_file_the_key_and_the_reason(string body, string expected)
     {
         var message = Error(body);
         Assert.StartsWith("my-sweep.hocon: ", message);
         Assert.Contains(expected, message);
+    }
+
+    [Fact]
+    public void A_scheduler_block_and_lock_step_are_read_with_their_defaults()
+    {
+        var asha = Parse("methods = [preserve]\nevaluate-every = 5\nlock-step = off\nscheduler { kind = asha, metric = forgetting, grace-steps = 10 }");
+        var plain = Parse("methods = [preserve]");
+
+        Assert.Equal(new SchedulerSpec { Metric = "forgetting", Mode = "min", GraceSteps = 10, Reduction = 3 }, asha.Scheduler);   // less forgetting is better
+        Assert.False(asha.LockStep);
+        Assert.Equal(asha.Scheduler, asha.StartCommand.Scheduler);
+        Assert.True(plain.LockStep);
+        Assert.Null(plain.Scheduler);
+        Assert.NotEqual(plain.Fingerprint, (plain with { Scheduler = asha.Scheduler, EvaluateEvery = 5 }).Fingerprint);
     }
 
     [Fact]

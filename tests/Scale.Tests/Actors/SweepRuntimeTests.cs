@@ -168,6 +168,40 @@ public sealed class SweepRuntimeTests() : SqliteTestKit("runtime-tests")
         }
     }
 
+    [Fact]
+    public async Task Trials_of_a_sweep_in_lock_step_share_the_bases_forward_and_score_exactly_as_without_it()
+    {
+        var experiment = ExperimentFiles.Parse(ExperimentTests.TinyBio, "lock-step");
+        TrialSpec[] trials = [Trial("p1", "preserve", ("lr", "6e-3")), Trial("p2", "preserve", ("lr", "2e-3")), Trial("p3", "preserve", ("lr", "1e-2")),
+                              Trial("a", "adapt", ("w12_last", "1")), Trial("f", "full")];
+
+        async Task<(SweepState State, long Shared)> Run(string name, bool lockStep)
+        {
+            var sweep = new SweepDefinition { Name = name, Experiment = experiment, Trials = trials, MaxConcurrent = 3, RetryBudget = 0, CheckpointEvery = 4, LockStep = lockStep };
+            var coordinator = Sys.ActorOf(SweepCoordinator.Props(sweep.Name));
+            Assert.IsType<Accepted>(await coordinator.Ask<object>(sweep.StartCommand, TimeSpan.FromSeconds(60)));
+            using var runtime = await TrialRuntime.StartAsync(Sys, Sys.ActorOf(DataLoader.Props()), sweep, new TrialRuntimeOptions
+            {
+                Coordinator = coordinator, DataDirectory = Root, Devices = ["cpu"], SlotsPerDevice = 3, ThreadsPerTrial = 1,
+                TrainerId = device => $"{name}/{device}", PollInterval = TimeSpan.FromMilliseconds(200), NameSuffix = "-" + name,
+            }, null, CancellationToken.None);
+            await runtime.Done.WaitAsync(TimeSpan.FromMinutes(10));
+            Assert.Equal(lockStep, runtime.Executors[0].LockStep is not null);
+            return (await coordinator.Ask<SweepState>(GetSweepState.Instance, TimeSpan.FromSeconds(60)), runtime.Executors[0].LockStep?.TracesShared ?? 0);
+        }
+
+        var (grouped, shared) = await Run("lock-step-on", lockStep: true);
+        var (alone, _) = await Run("lock-step-off", lockStep: false);
+
+        Assert.True(shared > 0, "no base forward was shared");
+        foreach (var trial in trials)
+        {
+            var (a, b) = (grouped.Trials[trial.Id].Metrics!, alone.Trials[trial.Id].Metrics!);
+            Assert.Equal((b.Retention, b.Acquisition, b.FinalLoss, b.RetentionFirstToken, b.AcquisitionFirstToken),
+                         (a.Retention, a.Acquisition, a.FinalLoss, a.RetentionFirstToken, a.AcquisitionFirstToken));   // bit for bit
+        }
+    }
+
     private sealed class TrialStateComparer : IEqualityComparer<TrialState>
     {
         public bool Equals(TrialState? a, TrialState? b)

@@ -110,6 +110,59 @@ public sealed class FaultInjectionTests(ITestOutputHelper output)
                                           $"AND CAST(message AS TEXT) LIKE '%\"trial_id\":\"{trial}\"%'"));
     }
 
+    /// <summary>
+    /// ASHA on the tiny experiment: six learning rates of Preserve, ranked on first-token acquisition at steps 8 and 24.
+    /// Killed right after its first stop decision and resumed, the sweep reaches the decisions, scores and stopping
+    /// steps of an uninterrupted run; `scale results` says where each stopped trial stopped.
+    /// </summary>
+    [Fact]
+    public void A_sweep_under_asha_killed_after_a_stop_resumes_to_the_same_promotions_and_stops()
+    {
+        using var dir = new TempDirectory();
+        var file = dir.Combine("asha.hocon");
+        File.WriteAllText(file, SweepProcessTests.TinySweepText
+            .Replace("name = recover", "name = asha")
+            .Replace("methods = [frozen, preserve, route, full]",
+                     "search {\n    rates { methods = [preserve], grid { lr = [1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1] } }\n  }\n" +
+                     "  evaluate-every = 4\n  scheduler { kind = asha, metric = acquisition-first-token, mode = max, grace-steps = 8, reduction = 3 }"));
+        string killed = dir.Combine("killed"), straight = dir.Combine("straight");
+        string[] Args(string dataDir) => ["run", file, "--data-dir", dataDir, "--threads", "1", "--http", "off", "--plain", "--snapshot-every", "10"];
+
+        var moment = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        using (var run = ScaleProcess.Start(line => { if (line.Contains(" stopped at step ", StringComparison.Ordinal)) moment.TrySetResult(line); }, Args(killed)))
+        {
+            Assert.True(Task.WaitAny([moment.Task, run.WaitForExitAsync()], TimeSpan.FromMinutes(6)) == 0, "the sweep ended without stopping a trial");
+            run.Kill();   // SIGKILL, right after the decision was journaled and printed
+            run.WaitForExit();
+            output.WriteLine($"killed after: {moment.Task.Result}");
+        }
+        var finish = ScaleProcess.Run(Args(killed));
+        var reference = ScaleProcess.Run(Args(straight));
+        Assert.True(finish.ExitCode == 0, finish.Stderr + finish.Stdout);
+        Assert.True(reference.ExitCode == 0, reference.Stderr + reference.Stdout);
+
+        JsonElement[] Rows(string dataDir)
+        {
+            var results = ScaleProcess.Run("results", "asha", "--format", "json", "--data-dir", dataDir);
+            Assert.True(results.ExitCode == 0, results.Stderr);
+            return JsonDocument.Parse(results.Stdout).RootElement.EnumerateArray().ToArray();
+        }
+        var (after, want) = (Rows(killed), Rows(straight));
+        Assert.Equal(want.Select(t => t.GetProperty("trial").GetString()), after.Select(t => t.GetProperty("trial").GetString()));
+        foreach (var (g, w) in after.Zip(want))
+            foreach (var field in new[] { "state", "stopped_at", "rungs", "retention", "acquisition", "forgetting", "curve" })
+                Assert.Equal(w.GetProperty(field).ToString(), g.GetProperty(field).ToString());
+        var stopped = want.Where(t => t.GetProperty("state").GetString() == "stopped").ToList();
+        Assert.NotEmpty(stopped);
+        Assert.Contains(want, t => t.GetProperty("state").GetString() == "completed");
+        Assert.All(stopped, t => Assert.Contains(t.GetProperty("stopped_at").GetInt64(), new long[] { 8, 24 }));
+        Assert.Contains($"stopped at {stopped[0].GetProperty("stopped_at").GetInt64()} ", reference.Stdout);   // the run's closing table
+        var status = ScaleProcess.Run("status", "asha", "--data-dir", straight).Stdout;
+        Assert.Contains($"{stopped.Count} stopped early", status);
+        Assert.Contains($"stopped by the scheduler at step {stopped[0].GetProperty("stopped_at").GetInt64()}", status);
+        Assert.Contains("; finished", status);
+    }
+
     [Fact]
     public void A_damaged_snapshot_is_replayed_from_the_events_and_a_damaged_event_quarantines_the_sweep_with_one_line()
     {
