@@ -80,7 +80,7 @@ internal sealed class BenchCommand : Command<BenchCommand.Settings>
         Devices.Parse(settings.Device);   // fail fast, before any child starts
         // Each run: a method alone, and with --group K, K of it in lock-step and K each on its own.
         var variants = settings.MethodList.SelectMany(m => settings.Group > 1
-            ? new[] { (Method: m, Group: 1, LockStep: false), (m, settings.Group, true), (m, settings.Group, false) }
+            ? new (string Method, int Group, bool LockStep)[] { (m, 1, false), (m, settings.Group, true), (m, settings.Group, false) }
             : [(m, 1, false)]).ToList();
         var runs = variants.ToDictionary(v => v, _ => new List<BenchResult>());
         List<BenchResult> Summaries() => runs.Select(r => MedianRun(r.Value)).ToList();

@@ -21,7 +21,7 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
 {
     public sealed class Settings : ClusterClientSettings
     {
-        [CommandArgument(0, "<SWEEP>"), Description("A built-in sweep (quickstart, bio, bio-ko, bio-qa, validation) or a sweep .hocon file.")]
+        [CommandArgument(0, "<SWEEP>"), Description("A built-in sweep (quickstart, bio, bio-ko, bio-qa, validation, asha-search) or a sweep .hocon file.")]
         public string Sweep { get; init; } = "";
 
         [CommandOption("--data-dir <DIR>"), Description("Journal, cached bases and checkpoints (default ./scale-data)."), DefaultValue("scale-data")]
@@ -109,7 +109,8 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
         else
             Console.WriteLine($"Sweep {sweep.Name}: {sweep.Trials.Count} trials, up to {slots} at a time" +
                               (devices.Count > 1 ? $" ({slotsPerDevice} on each of {string.Join(", ", devices)})" : devices[0] == "cpu" ? "" : $" on {devices[0]}") +
-                              $", {threadsPerTrial} thread(s) each, journal {SweepSystem.DatabaseFile(settings.DataDir)}.");
+                              $", {threadsPerTrial} thread(s) each" + (sweep.EveryTrialInLockStep && slots > 1 ? " in lock-step (sharing the base's forward pass)" : "") +
+                              $", journal {SweepSystem.DatabaseFile(settings.DataDir)}.");
         if (budget > Environment.ProcessorCount)
             Console.WriteLine($"Note: a thread budget of {budget} on {Environment.ProcessorCount} cores oversubscribes them; trials will run slower than they could.");
         if (slots < sweep.MaxConcurrent && sweep.MaxConcurrent > budget)

@@ -62,6 +62,8 @@ public sealed class RecoveryDegradationTests() : SqliteTestKit("recovery-tests")
     public void An_unreadable_snapshot_is_discarded_and_the_sweep_recovers_from_its_events_answering_what_waited()
     {
         var before = Record("snap", snapshotEvery: 3);
+        // The snapshot store writes after the coordinator asks it to, on its own: wait for the row before damaging it.
+        AwaitCondition(() => Scalar("SELECT count(*) FROM snapshot WHERE persistence_id = 'sweep-snap'") >= 1, TimeSpan.FromSeconds(60));
         Assert.True(Execute("UPDATE snapshot SET snapshot = X'7B6E6F74206A736F6E' WHERE persistence_id = 'sweep-snap'") >= 1);   // "{not json"
 
         var recovered = Sys.ActorOf(SweepCoordinator.Props("snap", 3));

@@ -16,7 +16,11 @@ public class SweepFileTests
     [Fact]
     public void The_built_in_sweeps_load_with_every_method_and_a_scale_grid()
     {
-        Assert.Equal(["bio", "bio-ko", "bio-qa", "quickstart", "validation"], SweepFiles.BuiltIn);
+        Assert.Equal(["asha-search", "bio", "bio-ko", "bio-qa", "quickstart", "validation"], SweepFiles.BuiltIn);
+        var asha = SweepFiles.Load("asha-search");
+        Assert.Equal((16, "acquisition", 25), (asha.Trials.Count, asha.Scheduler!.Metric, asha.Scheduler.GraceSteps));
+        Assert.Equal(System.Text.Json.JsonSerializer.Serialize(SweepFiles.Load("quickstart").Experiment),
+                     System.Text.Json.JsonSerializer.Serialize(asha.Experiment));   // the quick start's experiment, so its base is shared
         var validation = SweepFiles.Load("validation");
         Assert.Equal(MethodSpec.PresetNames.Order(), validation.Trials.Select(t => t.Method).Order());
         Assert.Equal(2, validation.Experiment.Old.WorldSeed);   // the validation pair, not bio's test pair

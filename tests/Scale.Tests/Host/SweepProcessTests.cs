@@ -146,7 +146,7 @@ public class SweepProcessTests
         double R(JsonElement r) => r.GetProperty("retention").GetDouble();
         double A(JsonElement r) => r.GetProperty("acquisition").GetDouble();
         var expected = rows.Where(p => !rows.Any(q => R(q) <= R(p) && A(q) <= A(p) && (R(q) < R(p) || A(q) < A(p))))
-                           .Select(r => r.GetProperty("trial").GetString()).Order().ToList();
+                           .Select(r => r.GetProperty("trial").GetString()!).Order().ToList();
         var printed = plot.Stdout.Split('\n').Skip(1).Where(l => l.StartsWith("  ", StringComparison.Ordinal))
                           .Select(l => l.Trim().Split(' ')[0]).Order().ToList();
         Assert.Equal(expected, printed);
