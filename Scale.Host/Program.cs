@@ -1,7 +1,6 @@
 using Scale.Host.Commands;
 using Spectre.Console.Cli;
 
-Scale.Model.Devices.KeepFreedMemory();
 var app = new CommandApp();
 app.Configure(config =>
 {

@@ -98,20 +98,6 @@ public static class Devices
         MallocOption(ArenaMax, arenas);
     }
 
-    /// <summary>
-    /// Has glibc's malloc keep the blocks a training step frees (M_MMAP_THRESHOLD 64 MB, M_TRIM_THRESHOLD 256 MB), unless
-    /// MALLOC_MMAP_THRESHOLD_ or MALLOC_TRIM_THRESHOLD_ is set. By default a block above its adaptive threshold is a fresh
-    /// mapping each time: every step's activations are mapped, zero-filled by the kernel page by page and unmapped again
-    /// (page faults and page clearing took 1–1.5% of a bench step in `perf`). Kept, they are reused; the peak is the same.
-    /// </summary>
-    public static void KeepFreedMemory()
-    {
-        if (!OperatingSystem.IsLinux()) return;
-        const int TrimThreshold = -1, MmapThreshold = -3;
-        if (Environment.GetEnvironmentVariable("MALLOC_MMAP_THRESHOLD_") is null) MallocOption(MmapThreshold, 64 << 20);
-        if (Environment.GetEnvironmentVariable("MALLOC_TRIM_THRESHOLD_") is null) MallocOption(TrimThreshold, 256 << 20);
-    }
-
     private static readonly object boostGate = new();
     private static int boosts, unboosted;
 

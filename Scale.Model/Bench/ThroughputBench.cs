@@ -118,9 +118,11 @@ public static class ThroughputBench
     }
 
     /// <summary>
-    /// <paramref name="members"/> trials of one method (seeds 1…K) on one base and one batch, each step taken by all of them
-    /// one after another, as a lock-step group does: with <paramref name="lockStep"/> the base's forward is computed once per
-    /// step and shared (<see cref="BaseTrace"/>), without it every trial computes its own. The step time is the group's.
+    /// <paramref name="members"/> trials of one method (seeds 1…K) on one base and one batch. With <paramref name="lockStep"/>
+    /// they train as a sweep's trainer runs a lock-step group: each on a thread of its own with the budget split between
+    /// them, the base's forward computed once per step by the first to reach it on the whole budget
+    /// (<see cref="LockStepGroups"/>). Without it they train one after another on the whole budget, each computing its own
+    /// forward. The step time is the group's: wall time per step of all K.
     /// </summary>
     public static BenchResult RunGroup(string method, BenchSettings settings, Device device, int members, bool lockStep, Action<int>? onStep = null)
     {
@@ -139,43 +141,64 @@ public static class ThroughputBench
         var sessions = models.Select(m => new TrainingSession(m, options)).ToList();
         using var batch = randint(0, settings.Model.VocabSize, [settings.Batch, settings.SequenceLength + 1],
                                   generator: new Generator(0)).to(device);
-        StepResult last = default;
-        void Step()
+        int threads = torch.get_num_threads();
+        var losses = new double[members];
+        double stepMs;
+        if (lockStep)
         {
-            BaseTrace? trace = null;
-            try
+            var groups = new LockStepGroups { TraceThreads = threads };
+            torch.set_num_threads(Math.Max(1, threads / members));
+            using var timed = new Barrier(members + 1);
+            var workers = sessions.Select((session, i) => new Thread(() =>
             {
-                foreach (var session in sessions)
-                    last = lockStep ? session.TrainStep([batch], inputs => trace ??= baseModel.Trace(inputs, depth)) : session.TrainStep([batch]);
-            }
-            finally
-            {
-                trace?.Dispose();
-            }
-        }
-        for (int i = 0; i < settings.WarmupSteps; i++) Step();
-        var stepMs = new List<double>();
-        for (int i = 0; i < settings.Steps; i++)
-        {
+                using var member = groups.Join(baseModel, "bench", depth, 0);
+                for (int step = 0; step < settings.WarmupSteps + settings.Steps; step++)
+                {
+                    if (step == settings.WarmupSteps) timed.SignalAndWait();   // every member warmed up: the clock starts
+                    long at = step;
+                    losses[i] = session.TrainStep([batch], inputs => member.TraceFor(at, inputs)).Loss;
+                    member.Stepped(step);
+                    if (i == 0 && step >= settings.WarmupSteps) onStep?.Invoke(step - settings.WarmupSteps + 1);
+                }
+            })).ToList();
+            workers.ForEach(w => w.Start());
+            timed.SignalAndWait();
             var clock = Stopwatch.StartNew();
-            Step();
+            workers.ForEach(w => w.Join());
             if (device.type == DeviceType.CUDA) cuda.synchronize();
-            stepMs.Add(clock.Elapsed.TotalMilliseconds);
-            onStep?.Invoke(i + 1);
+            stepMs = clock.Elapsed.TotalMilliseconds / settings.Steps;   // the mean: the members' steps overlap, so there is no step of the group to time
+            torch.set_num_threads(threads);
         }
-        double median = Median(stepMs);
+        else
+        {
+            void Step()
+            {
+                for (int i = 0; i < members; i++) losses[i] = sessions[i].TrainStep([batch]).Loss;
+            }
+            for (int i = 0; i < settings.WarmupSteps; i++) Step();
+            var times = new List<double>();
+            for (int i = 0; i < settings.Steps; i++)
+            {
+                var clock = Stopwatch.StartNew();
+                Step();
+                if (device.type == DeviceType.CUDA) cuda.synchronize();
+                times.Add(clock.Elapsed.TotalMilliseconds);
+                onStep?.Invoke(i + 1);
+            }
+            stepMs = Median(times);
+        }
         foreach (var session in sessions) session.Dispose();
         return new BenchResult
         {
             Method = method,
-            TokensPerSecond = members * settings.Batch * settings.SequenceLength / (median / 1000),
-            StepMs = median,
+            TokensPerSecond = members * settings.Batch * settings.SequenceLength / (stepMs / 1000),
+            StepMs = stepMs,
             Params = models.Sum(m => m.ParameterCount()) - (members - 1) * baseModel.ParameterCount(),
             TrainableParams = models.Sum(m => m.TrainableParameterCount()),
             PeakRssMb = ProcessMemory.PeakResidentMegabytes(),
-            Threads = torch.get_num_threads(),
+            Threads = threads,
             Steps = settings.Steps,
-            FinalLoss = last.Loss,
+            FinalLoss = losses[^1],
             Device = device.ToString(),
             Members = members, LockStep = lockStep,
         };

@@ -146,6 +146,19 @@ public class LockStepTests
         Assert.Equal(0, groups.GroupedMembers);
     }
 
+    [Fact]
+    public void The_group_bench_trains_the_same_bits_in_lock_step_on_member_threads_as_one_trial_after_another()
+    {
+        var settings = new Scale.Model.Bench.BenchSettings { Model = ThreeLayers, HeadsUp = 1, FfnUp = 6, Batch = 2, SequenceLength = 16, Steps = 3, WarmupSteps = 1 };
+
+        var together = Scale.Model.Bench.ThroughputBench.RunGroup("preserve", settings, CPU, 3, lockStep: true);
+        var apart = Scale.Model.Bench.ThroughputBench.RunGroup("preserve", settings, CPU, 3, lockStep: false);
+
+        Assert.Equal(apart.FinalLoss, together.FinalLoss);
+        Assert.Equal((3, true, 3), (together.Members, together.LockStep, together.Steps));
+        Assert.Throws<ArgumentException>(() => Scale.Model.Bench.ThroughputBench.RunGroup("adapt", settings, CPU, 2, lockStep: true));   // W12 from block 0: nothing to share
+    }
+
     private static string Figures(TrialScores s)
         => $"{s.Retention:R} {s.Acquisition:R} {s.Forgetting:R} {s.RetentionFirstToken:R} {s.AcquisitionFirstToken:R} "
            + string.Join(",", s.RetentionByAttribute!.Concat(s.AcquisitionByAttribute!).Select(a => $"{a.Key}={a.Value:R}"));
