@@ -99,12 +99,20 @@ public sealed record SweepDefinition
     }
 
     /// <summary>A hash of what every trial's result depends on besides its own settings: the experiment (base, data, phases) and the checkpoint interval (and the scheduler, which decides where trials stop).</summary>
-    public string Fingerprint => Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(
-        Scheduler is not null
-            ? System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(new { experiment = Experiment, checkpoint_every = CheckpointEvery, routing = Routing, evaluate_every = EvaluateEvery, scheduler = Scheduler })
-        : Routing.Count == 0 && EvaluateEvery == 0
-            ? System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(new { experiment = Experiment, checkpoint_every = CheckpointEvery })
-            : System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(new { experiment = Experiment, checkpoint_every = CheckpointEvery, routing = Routing, evaluate_every = EvaluateEvery })))[..16].ToLowerInvariant();
+    public string Fingerprint
+    {
+        get
+        {
+            // Each form is what sweeps of its time hashed: a sweep without routing, scores during training or a scheduler keeps its old fingerprint.
+            object hashed = Scheduler is not null
+                ? new { experiment = Experiment, checkpoint_every = CheckpointEvery, routing = Routing, evaluate_every = EvaluateEvery, scheduler = Scheduler }
+                : Routing.Count == 0 && EvaluateEvery == 0
+                    ? (object)new { experiment = Experiment, checkpoint_every = CheckpointEvery }
+                    : new { experiment = Experiment, checkpoint_every = CheckpointEvery, routing = Routing, evaluate_every = EvaluateEvery };
+            var bytes = System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(hashed, hashed.GetType());
+            return Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(bytes))[..16].ToLowerInvariant();
+        }
+    }
 }
 
 /// <summary>

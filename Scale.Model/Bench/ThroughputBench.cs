@@ -28,6 +28,16 @@ public sealed record BenchSettings
 
     public static readonly IReadOnlyList<string> Methods = ["full", "preserve", "adapt", "route", "depth", "lora"];
 
+    /// <summary>Clipping off and a constant rate: the peer does neither, and the bench measures the step itself.</summary>
+    public TrainingOptions Options => new()
+    {
+        LearningRate = LearningRate, WarmupSteps = 0, MinLearningRateRatio = 1, GradientClip = 0, TotalSteps = Steps + WarmupSteps,
+    };
+
+    /// <summary>The one random batch (B, T + 1) every step trains on, as the peer's.</summary>
+    public Tensor FixedBatch(Device device)
+        => randint(0, Model.VocabSize, [Batch, SequenceLength + 1], generator: new Generator(0)).to(device);
+
     public MethodSpec MethodFor(string name)
     {
         if (name == "frozen") throw new ArgumentException("The frozen base does not train; nothing to bench.");
@@ -80,15 +90,9 @@ public static class ThroughputBench
         var baseModel = Decoder.Create(settings.Model, seed: 0);
         var model = settings.MethodFor(method).Build(baseModel, seed: 1);
         model.to(device);
-        // Clipping off and a constant rate: the peer does neither, and the bench measures the step itself.
-        var options = new TrainingOptions
-        {
-            LearningRate = settings.LearningRate, WarmupSteps = 0, MinLearningRateRatio = 1, GradientClip = 0,
-            TotalSteps = settings.Steps + settings.WarmupSteps,
-        };
+        var options = settings.Options;
         using var session = new TrainingSession(model, options);
-        using var batch = randint(0, settings.Model.VocabSize, [settings.Batch, settings.SequenceLength + 1],
-                                  generator: new Generator(0)).to(device);
+        using var batch = settings.FixedBatch(device);
         StepResult last = default;
         for (int i = 0; i < settings.WarmupSteps; i++) last = session.TrainStep([batch]);
         // The median step, not the mean: on a shared machine a few steps are slowed by neighbours.
@@ -133,14 +137,9 @@ public static class ThroughputBench
         int depth = models.Max(m => m.TraceDepth);
         if (lockStep && models.Any(m => m.TraceDepth == 0))
             throw new ArgumentException($"{method} takes nothing from the base's forward (its W12 starts in the first block): it cannot train in lock-step.");
-        var options = new TrainingOptions
-        {
-            LearningRate = settings.LearningRate, WarmupSteps = 0, MinLearningRateRatio = 1, GradientClip = 0,
-            TotalSteps = settings.Steps + settings.WarmupSteps,
-        };
+        var options = settings.Options;
         var sessions = models.Select(m => new TrainingSession(m, options)).ToList();
-        using var batch = randint(0, settings.Model.VocabSize, [settings.Batch, settings.SequenceLength + 1],
-                                  generator: new Generator(0)).to(device);
+        using var batch = settings.FixedBatch(device);
         int threads = torch.get_num_threads();
         var losses = new double[members];
         double stepMs;

@@ -71,8 +71,14 @@ internal sealed class Attention : nn.Module
     internal int Heads => heads;
     internal int KvHeads => kvHeads;
 
-    internal Tensor Forward(Tensor h, Rotary rope, KvCache? cache)
-        => Ops.Project(o_proj, Ops.Attend(Ops.Project(q_proj, h), Ops.Project(k_proj, h), Ops.Project(v_proj, h), heads, kvHeads, rope, cache));
+    internal Tensor Forward(Tensor h, Rotary rope, KvCache? cache) => Output(Attended(h, rope, cache));
+
+    /// <summary>The heads' output before o_proj: (B, T, h·hs).</summary>
+    internal Tensor Attended(Tensor h, Rotary rope, KvCache? cache)
+        => Ops.Attend(Ops.Project(q_proj, h), Ops.Project(k_proj, h), Ops.Project(v_proj, h), heads, kvHeads, rope, cache);
+
+    /// <summary>o_proj of the heads' output.</summary>
+    internal Tensor Output(Tensor attended) => Ops.Project(o_proj, attended);
 }
 
 /// <summary>SwiGLU feed-forward: down(silu(gate(h)) ⊙ up(h)).</summary>
@@ -94,8 +100,13 @@ internal sealed class Mlp : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor h)
     {
         using var scope = NewDisposeScope();
-        return Ops.Project(down_proj, Ops.SwiGlu(Ops.Project(gate_proj, h), Ops.Project(up_proj, h))).MoveToOuterDisposeScope();
+        return Down(Gated(h)).MoveToOuterDisposeScope();
     }
+
+    /// <summary>silu(gate(h)) ⊙ up(h): (B, T, f).</summary>
+    internal Tensor Gated(Tensor h) => Ops.SwiGlu(Ops.Project(gate_proj, h), Ops.Project(up_proj, h));
+
+    internal Tensor Down(Tensor gated) => Ops.Project(down_proj, gated);
 }
 
 /// <summary>A pre-norm decoder block: x + attn(norm(x)), then x + mlp(norm(x)).</summary>
@@ -134,19 +145,15 @@ internal sealed class Block : nn.Module
     internal (Tensor Next, BlockTrace Trace) ForwardTraced(Tensor x, Rotary rope)
     {
         using var scope = NewDisposeScope();
-        var h = input_layernorm.call(x);                                                   // (B, T, d)
-        var (q, k, v) = (Projection("q_proj", h), Projection("k_proj", h), Projection("v_proj", h));
-        var attended = Ops.Attend(q, k, v, self_attn.Heads, self_attn.KvHeads, rope, null);   // (B, T, h·hs)
-        var mid = x.Plus(Projection("o_proj", attended));
-        var hm = post_attention_layernorm.call(mid);                                       // (B, T, d)
-        var gated = Ops.SwiGlu(Projection("gate_proj", hm), Projection("up_proj", hm));    // (B, T, f)
-        var next = mid.Plus(Projection("down_proj", gated));
+        var h = input_layernorm.call(x);                     // (B, T, d)
+        var attended = self_attn.Attended(h, rope, null);    // (B, T, h·hs)
+        var mid = x.Plus(self_attn.Output(attended));
+        var hm = post_attention_layernorm.call(mid);         // (B, T, d)
+        var gated = mlp.Gated(hm);                           // (B, T, f)
+        var next = mid.Plus(mlp.Down(gated));
         return (next.MoveToOuterDisposeScope(),
                 new BlockTrace(x, h.MoveToOuterDisposeScope(), attended.MoveToOuterDisposeScope(), hm.MoveToOuterDisposeScope(), gated.MoveToOuterDisposeScope()));
     }
-
-    private Tensor Projection(string name, Tensor x)
-        => Ops.Project((self_attn.Projections.Concat(mlp.Projections)).First(p => p.Name == name).Module, x);
 
     /// <summary>A block like this one with every linear replaced by <paramref name="map"/>(name, linear);
     /// norms are shared, not copied.</summary>

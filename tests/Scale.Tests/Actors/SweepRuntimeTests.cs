@@ -137,22 +137,14 @@ public sealed class SweepRuntimeTests() : SqliteTestKit("runtime-tests")
         var starts = CreateTestProbe();
         Sys.EventStream.Subscribe(starts.Ref, typeof(TrialStarted));
 
-        async Task<SweepState> RunOn(string name, IReadOnlyList<string> devices)
-        {
-            var sweep = new SweepDefinition { Name = name, Experiment = experiment, Trials = trials, MaxConcurrent = 2, RetryBudget = 0, CheckpointEvery = 4 };
-            var coordinator = Sys.ActorOf(SweepCoordinator.Props(sweep.Name));
-            Assert.IsType<Accepted>(await coordinator.Ask<object>(sweep.StartCommand, TimeSpan.FromSeconds(60)));
-            using var runtime = await TrialRuntime.StartAsync(Sys, Sys.ActorOf(DataLoader.Props()), sweep, new TrialRuntimeOptions
-            {
-                Coordinator = coordinator, DataDirectory = Root, Devices = devices, SlotsPerDevice = 1, ThreadsPerTrial = 1,
-                TrainerId = device => $"{name}/{device}", PollInterval = TimeSpan.FromMilliseconds(200), NameSuffix = "-" + name,
-            }, null, CancellationToken.None);
-            Assert.Equal(devices.Count, runtime.Trainers.Count);
-            // Every CPU trainer shares the CPU's resident base: no copy is made for cpu:1.
-            Assert.All(devices, d => Assert.Same(runtime.Task.Runner, runtime.Task.Runner.On(Scale.Model.Devices.Parse(d))));
-            await runtime.Done.WaitAsync(TimeSpan.FromMinutes(10));
-            return await coordinator.Ask<SweepState>(GetSweepState.Instance, TimeSpan.FromSeconds(60));
-        }
+        Task<SweepState> RunOn(string name, IReadOnlyList<string> devices)
+            => RunToTheEnd(new SweepDefinition { Name = name, Experiment = experiment, Trials = trials, MaxConcurrent = 2, RetryBudget = 0, CheckpointEvery = 4 },
+                           devices, slotsPerDevice: 1, runtime =>
+                           {
+                               Assert.Equal(devices.Count, runtime.Trainers.Count);
+                               // Every CPU trainer shares the CPU's resident base: no copy is made for cpu:1.
+                               Assert.All(devices, d => Assert.Same(runtime.Task.Runner, runtime.Task.Runner.On(Scale.Model.Devices.Parse(d))));
+                           });
 
         var two = await RunOn("two-trainers", ["cpu", "cpu:1"]);
         var startedOn = starts.ReceiveN(trials.Length, TimeSpan.FromSeconds(30)).Cast<TrialStarted>().ToList();
@@ -177,17 +169,14 @@ public sealed class SweepRuntimeTests() : SqliteTestKit("runtime-tests")
 
         async Task<(SweepState State, long Shared)> Run(string name, bool lockStep)
         {
-            var sweep = new SweepDefinition { Name = name, Experiment = experiment, Trials = trials, MaxConcurrent = 3, RetryBudget = 0, CheckpointEvery = 4, LockStep = lockStep };
-            var coordinator = Sys.ActorOf(SweepCoordinator.Props(sweep.Name));
-            Assert.IsType<Accepted>(await coordinator.Ask<object>(sweep.StartCommand, TimeSpan.FromSeconds(60)));
-            using var runtime = await TrialRuntime.StartAsync(Sys, Sys.ActorOf(DataLoader.Props()), sweep, new TrialRuntimeOptions
-            {
-                Coordinator = coordinator, DataDirectory = Root, Devices = ["cpu"], SlotsPerDevice = 3, ThreadsPerTrial = 1,
-                TrainerId = device => $"{name}/{device}", PollInterval = TimeSpan.FromMilliseconds(200), NameSuffix = "-" + name,
-            }, null, CancellationToken.None);
-            await runtime.Done.WaitAsync(TimeSpan.FromMinutes(10));
-            Assert.Equal(lockStep, runtime.Executors[0].LockStep is not null);
-            return (await coordinator.Ask<SweepState>(GetSweepState.Instance, TimeSpan.FromSeconds(60)), runtime.Executors[0].LockStep?.TracesShared ?? 0);
+            long shared = 0;
+            var state = await RunToTheEnd(new SweepDefinition { Name = name, Experiment = experiment, Trials = trials, MaxConcurrent = 3, RetryBudget = 0, CheckpointEvery = 4, LockStep = lockStep },
+                                          ["cpu"], slotsPerDevice: 3, runtime =>
+                                          {
+                                              Assert.Equal(lockStep, runtime.Executors[0].LockStep is not null);
+                                              shared = runtime.Executors[0].LockStep?.TracesShared ?? 0;
+                                          });
+            return (state, shared);
         }
 
         var (grouped, shared) = await Run("lock-step-on", lockStep: true);
@@ -200,6 +189,24 @@ public sealed class SweepRuntimeTests() : SqliteTestKit("runtime-tests")
             Assert.Equal((b.Retention, b.Acquisition, b.FinalLoss, b.RetentionFirstToken, b.AcquisitionFirstToken),
                          (a.Retention, a.Acquisition, a.FinalLoss, a.RetentionFirstToken, a.AcquisitionFirstToken));   // bit for bit
         }
+    }
+
+    /// <summary>
+    /// Starts <paramref name="sweep"/> on a coordinator of its own and a real runtime on <paramref name="devices"/>, runs it to the
+    /// end and returns its state; <paramref name="inspect"/> sees the runtime once its trials are done, before it is disposed.
+    /// </summary>
+    private async Task<SweepState> RunToTheEnd(SweepDefinition sweep, IReadOnlyList<string> devices, int slotsPerDevice, Action<TrialRuntime> inspect)
+    {
+        var coordinator = Sys.ActorOf(SweepCoordinator.Props(sweep.Name));
+        Assert.IsType<Accepted>(await coordinator.Ask<object>(sweep.StartCommand, TimeSpan.FromSeconds(60)));
+        using var runtime = await TrialRuntime.StartAsync(Sys, Sys.ActorOf(DataLoader.Props()), sweep, new TrialRuntimeOptions
+        {
+            Coordinator = coordinator, DataDirectory = Root, Devices = devices, SlotsPerDevice = slotsPerDevice, ThreadsPerTrial = 1,
+            TrainerId = device => $"{sweep.Name}/{device}", PollInterval = TimeSpan.FromMilliseconds(200), NameSuffix = "-" + sweep.Name,
+        }, null, CancellationToken.None);
+        await runtime.Done.WaitAsync(TimeSpan.FromMinutes(10));
+        inspect(runtime);
+        return await coordinator.Ask<SweepState>(GetSweepState.Instance, TimeSpan.FromSeconds(60));
     }
 
     private sealed class TrialStateComparer : IEqualityComparer<TrialState>
