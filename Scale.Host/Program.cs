@@ -29,6 +29,8 @@ app.Configure(config =>
         .WithDescription("Export a trained trial as a model directory: a Hugging Face checkpoint for the baselines (LoRA merged), the base plus the expansion for SCALE models.");
     config.AddCommand<TokenizeCommand>("tokenize")
         .WithDescription("Tokenize a corpus larger than memory (.txt, .jsonl, .gz) with a model's tokenizer into token shards that text experiments read batch by batch.");
+    config.AddCommand<CorpusCommand>("corpus")
+        .WithDescription("Prepare the built-in real-text corpora (Debian's GIMP and LibreOffice help in English, German and Korean) under the data directory.");
     config.AddCommand<ExperimentCommand>("experiment")
         .WithDescription("Run a two-phase experiment (pre-train a base on old data, continually pre-train every method on new data) and report retention, acquisition and forgetting.");
     config.PropagateExceptions();

@@ -17,6 +17,45 @@ public sealed record MethodSpec
     /// <summary>Freeze: the bottom layers that stay frozen with the embeddings (the paper's 3).</summary>
     public int FreezeLayers { get; init; } = 3;
 
+    /// <summary>A baseline's routing rule when it is scored as a routed control (<see cref="RoutedModel"/>); SCALE methods keep theirs in <see cref="ExpansionSpec.Routing"/>.</summary>
+    public RoutingSpec? ControlRouting { get; init; }
+
+    /// <summary>The rule this method's answers are routed by, if any: SCALE-Route's, or a routed control's.</summary>
+    public RoutingSpec? Routing => Expansion?.Routing ?? ControlRouting;
+
+    /// <summary>Whether the method still holds the base's computation beside its own, so that its answers can be routed (all but the frozen base itself).</summary>
+    public bool CanRoute => Kind != MethodKind.Frozen;
+
+    /// <summary>This method scored under <paramref name="routing"/>: a SCALE expansion's rule, or a baseline as a routed control.</summary>
+    public MethodSpec RoutedBy(RoutingSpec routing)
+    {
+        if (!CanRoute) throw new ArgumentException("the frozen base has nothing to route between: its two heads would be the same.");
+        return Expansion is { } expansion ? this with { Expansion = expansion with { Routing = routing } } : this with { ControlRouting = routing };
+    }
+
+    /// <summary>
+    /// <paramref name="trained"/> (built by <see cref="Build"/>, its weights loaded) answering under <paramref name="routing"/>: a SCALE
+    /// model routes itself from one pass; any other becomes a <see cref="RoutedModel"/> beside <paramref name="baseModel"/>.
+    /// </summary>
+    public static CausalLM Route(CausalLM trained, Decoder baseModel, RoutingSpec routing)
+    {
+        if (trained is ScaleDecoder scale)
+        {
+            scale.Routing = routing;
+            return scale;
+        }
+        return new RoutedModel(baseModel, trained, routing);
+    }
+
+    /// <summary>Blocks run per token to answer, in passes of the base's <paramref name="layers"/> blocks: both heads' when routed.</summary>
+    public double BlockPasses(int layers)
+    {
+        double own = Kind == MethodKind.Depth ? (layers + layers / DepthEvery) / (double)layers : 1;
+        if (Routing is null) return own;
+        if (Expansion is { } e) return 1 + (layers - Math.Min(e.FirstW12Layer(layers), layers)) / (double)layers;   // the base continues above the first W12
+        return own + 1;
+    }
+
     public string Name => Kind.ToString().ToLowerInvariant();
 
     /// <summary>Whether this method's original stream is the frozen base's below some block of a <paramref name="layers"/>-block base (a lock-step group can share that forward).</summary>

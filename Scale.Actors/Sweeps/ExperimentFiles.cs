@@ -30,8 +30,8 @@ public static class ExperimentFiles
         [""] = ["name", "seed", "vocab-size", "model", "old", "new", "pretrain", "continual", "methods", "scale", "lora", "route", "freeze", "qa", "tokenizer"],
         ["tokenizer"] = ["covers-new"],
         ["model"] = ["hidden-size", "layers", "heads", "kv-heads", "head-dim", "ffn", "rope-theta", "norm-eps", "tied"],
-        ["old"] = ["kind", "language", "people", "renderings", "world-seed", "folder", "held-out-fraction"],
-        ["new"] = ["kind", "language", "people", "renderings", "world-seed", "folder", "held-out-fraction"],
+        ["old"] = ["kind", "language", "people", "renderings", "world-seed", "folder", "corpus", "held-out-fraction", "calibration-fraction"],
+        ["new"] = ["kind", "language", "people", "renderings", "world-seed", "folder", "corpus", "held-out-fraction"],
         ["pretrain"] = ["steps", "batch", "sequence-length", "learning-rate", "warmup", "evaluate-every"],
         ["continual"] = ["steps", "batch", "sequence-length", "learning-rate", "warmup", "evaluate-every"],
         ["qa"] = ["task0", "measure", "passes"],
@@ -112,7 +112,9 @@ public static class ExperimentFiles
             Renderings = Int($"{side}.renderings", 20),
             WorldSeed = Int($"{side}.world-seed", 1),
             Folder = c.HasPath($"{side}.folder") ? c.GetString($"{side}.folder") : null,
+            Corpus = c.HasPath($"{side}.corpus") ? c.GetString($"{side}.corpus") : null,
             HeldOutFraction = Double($"{side}.held-out-fraction", 0.1),
+            CalibrationFraction = c.HasPath($"{side}.calibration-fraction") ? Double($"{side}.calibration-fraction", 0) : null,
         };
         PhaseSpec Phase(string name, PhaseSpec? fallback = null)
         {

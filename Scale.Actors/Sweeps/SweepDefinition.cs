@@ -219,8 +219,8 @@ public static partial class SweepFiles
                 Fail("base", e.Message);
             }
         }
-        if (!experiment.Old.IsBio && (experiment.Old.Folder is null || experiment.New.Folder is null))
-            Fail("experiment", "a text experiment in a sweep must name both corpus folders (old.folder, new.folder).");
+        if (!experiment.Old.IsBio && (experiment.Old.Folder ?? experiment.Old.Corpus) is null || (experiment.New.Folder ?? experiment.New.Corpus) is null && !experiment.New.IsBio)
+            Fail("experiment", "a text experiment in a sweep must name both corpora (old.folder or old.corpus, new.folder or new.corpus).");
 
         int Int(string key, int fallback, int min)
         {

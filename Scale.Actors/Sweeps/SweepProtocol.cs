@@ -54,6 +54,12 @@ public sealed record TrialMetrics(double Retention, double Acquisition, double F
     public IReadOnlyDictionary<string, double>? AcquisitionByAttribute { get; init; }
     /// <summary>The trained weights scored again under each of the sweep's routing rules (rule → scores); SCALE trials only.</summary>
     public IReadOnlyDictionary<string, RoutedScores>? Routed { get; init; }
+    /// <summary>The matrix products' kernel path the finishing attempt trained on (Scale.Model.Native.MklKernels); absent in journals from before it was recorded.</summary>
+    public string? Kernels { get; init; }
+    /// <summary>The trial's own routing rule's calibrated threshold (a SCALE-Route trial with a novelty-auto rule); absent otherwise.</summary>
+    public double? RoutingThreshold { get; init; }
+    /// <summary>Parameters the trial holds beyond the shared frozen base; absent in journals from before it was recorded.</summary>
+    public long? ResidentParameters { get; init; }
 }
 
 /// <summary>A trained trial's scores under one routing rule (no training: the same weights, answered per token by the rule).</summary>
@@ -61,6 +67,12 @@ public sealed record RoutedScores(double Retention, double Acquisition, double F
 {
     public double? RetentionFirstToken { get; init; }
     public double? AcquisitionFirstToken { get; init; }
+    /// <summary>A novelty-auto rule's threshold in nats, calibrated on the old data; absent for other rules and in older journals.</summary>
+    public double? Threshold { get; init; }
+    /// <summary>What routing costs: parameters the trial holds beyond the shared base, blocks run per token for both heads (in base passes), and the seconds its scoring took. Absent in older journals.</summary>
+    public long? ResidentParameters { get; init; }
+    public double? BlockPasses { get; init; }
+    public double? EvaluationSeconds { get; init; }
 }
 
 // Commands (imperative): what the coordinator is asked to do.

@@ -115,20 +115,23 @@ public sealed class SweepTrialExecutor(SweepDefinition sweep, TrialRunner runner
         // The sweep's evaluation-only routing axis: the same final weights, answered per token by each rule.
         Dictionary<string, RoutedScores>? routed = null;
         double routedSeconds = 0;
-        if (plan.Method.Expansion is { } expansion && sweep.Routing.Count > 0)
+        if (plan.Method.CanRoute && sweep.Routing.Count > 0)
         {
             routed = new Dictionary<string, RoutedScores>();
             foreach (var rule in sweep.Routing)
             {
-                var under = plan with { Method = plan.Method with { Expansion = expansion with { Routing = Scale.Model.Upscaling.RoutingSpec.Parse(rule) } } };
+                var under = plan.RoutedBy(Scale.Model.Upscaling.RoutingSpec.Parse(rule));
                 var scores = evaluator.Ask<CheckpointEvaluated>(new EvaluateCheckpoint(trial.Id, under, trained.FinalCheckpoint), TimeSpan.FromHours(2), cancellation)
                     .GetAwaiter().GetResult().Scores;
                 routedSeconds += scores.Seconds;
                 routed[rule] = new RoutedScores(scores.Retention, scores.Acquisition, scores.Forgetting)
                 {
                     RetentionFirstToken = scores.RetentionFirstToken, AcquisitionFirstToken = scores.AcquisitionFirstToken,
+                    Threshold = scores.RoutingThreshold, ResidentParameters = scores.ResidentParameters, BlockPasses = scores.BlockPasses,
+                    EvaluationSeconds = scores.Seconds,
                 };
-                log.Write("routed", new { routing = rule, retention = scores.Retention, acquisition = scores.Acquisition, forgetting = scores.Forgetting });
+                log.Write("routed", new { routing = rule, retention = scores.Retention, acquisition = scores.Acquisition, forgetting = scores.Forgetting,
+                                          threshold = scores.RoutingThreshold, seconds = scores.Seconds });
             }
         }
         return new TrialMetrics(scored.Scores.Retention, scored.Scores.Acquisition, scored.Scores.Forgetting)
@@ -146,6 +149,9 @@ public sealed class SweepTrialExecutor(SweepDefinition sweep, TrialRunner runner
             RetentionFirstToken = scored.Scores.RetentionFirstToken,
             AcquisitionFirstToken = scored.Scores.AcquisitionFirstToken,
             Routed = routed,
+            Kernels = Scale.Model.Native.MklKernels.Current.Id,
+            RoutingThreshold = scored.Scores.RoutingThreshold,
+            ResidentParameters = scored.Scores.ResidentParameters,
         };
     }
 }

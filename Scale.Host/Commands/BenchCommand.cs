@@ -67,6 +67,7 @@ internal sealed class BenchCommand : Command<BenchCommand.Settings>
 
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellation)
     {
+        TorchStartup.Start();
         var bench = new BenchSettings { Steps = settings.Steps, WarmupSteps = settings.Warmup };
         if (settings.Only is { } only)
         {

@@ -30,29 +30,29 @@ internal sealed class EvaluateCommand : AsyncCommand<EvaluateCommand.Settings>
         [CommandOption("--threads <N>"), Description("libtorch threads; 0 = all cores."), DefaultValue(0)]
         public int Threads { get; init; }
 
-        [CommandOption("--route <RULE>"), Description("Score a SCALE trial's weights routed by this rule instead of as trained: cosine[[:τ]], cosine-prob[[:τ]], confidence[[:θ]], novelty[[:s[[:window]]]]. No training.")]
+        [CommandOption("--route <RULES>"), Description("Score the trial's weights routed by these rules (comma-separated) instead of as trained: cosine[[:τ]], cosine-prob[[:τ]], confidence[[:θ]], novelty[[:s[[:window]]]], novelty-auto[[:q[[:window]]]]. A SCALE trial routes itself; any other trained method is scored as a routed control beside the frozen base. No training.")]
         public string? Route { get; init; }
     }
 
     public override async Task<int> ExecuteAsync(CommandContext context, Settings settings, CancellationToken cancellation)
     {
-        Devices.PreferPassiveWaiting();
+        TorchStartup.Start();
         var found = TrialLookup.Find(settings.Sweep, settings.Trial, settings.Checkpoint, settings.DataDir);
         var (sweep, trial, plan, directory) = (found.Sweep, found.Trial, found.Plan, found.CheckpointDirectory);
-        if (settings.Route is { } rule)
+        var plans = new List<TrialPlan> { plan };
+        if (settings.Route is { } rules)
         {
-            if (plan.Method.Expansion is not { } expansion)
-                throw new ArgumentException($"--route scores a SCALE trial (preserve, adapt, route); {trial.Id} is {trial.Method}.");
-            Scale.Model.Upscaling.RoutingSpec routing;
+            if (!plan.Method.CanRoute) throw new ArgumentException($"--route: {trial.Id} is the frozen base, which has nothing to route between.");
             try
             {
-                routing = Scale.Model.Upscaling.RoutingSpec.Parse(rule);
+                plans = rules.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
+                    .Select(rule => plan.RoutedBy(Scale.Model.Upscaling.RoutingSpec.Parse(rule))).ToList();
             }
             catch (ArgumentException e)
             {
                 throw new ArgumentException($"--route: {e.Message}");
             }
-            plan = plan with { Method = plan.Method with { Expansion = expansion with { Routing = routing } } };
+            if (plans.Count == 0) throw new ArgumentException("--route needs at least one rule.");
         }
         found.ExistingCheckpoint(plan);
         Devices.UseThreads(settings.Threads);
@@ -61,12 +61,15 @@ internal sealed class EvaluateCommand : AsyncCommand<EvaluateCommand.Settings>
         using var task = BaseLock.Prepare(sweep.Experiment, settings.DataDir, null, cancellation);
         using var system = ActorSystem.Create("scale-evaluate", AkkaDefaults.Config("WARNING"));
         var evaluator = system.ActorOf(Evaluator.Props(task.Runner, settings.Threads), "evaluator");
-        var reply = await evaluator.Ask(new EvaluateCheckpoint(trial.Id, plan, plan.Method.Kind == MethodKind.Frozen ? null : directory), TimeSpan.FromHours(1));
-        if (reply is Status.Failure failure) throw new ArgumentException($"Cannot evaluate {directory}: {failure.Cause.Message}");
-        var scores = ((CheckpointEvaluated)reply).Scores;
-        var routed = plan.Method.Expansion?.Routing is { } r ? $" routed by {r}" : "";
-        Console.WriteLine($"{trial.Id}{routed} ({directory}): retention {scores.Retention:0.000}, acquisition {scores.Acquisition:0.000}, " +
-                          $"forgetting {scores.Forgetting:0.000} ({task.Metric}; base {task.BaseOld:0.000}), scored in {scores.Seconds:0.0} s");
+        foreach (var scored in plans)
+        {
+            var reply = await evaluator.Ask(new EvaluateCheckpoint(trial.Id, scored, scored.Method.Kind == MethodKind.Frozen ? null : directory), TimeSpan.FromHours(1));
+            if (reply is Status.Failure failure) throw new ArgumentException($"Cannot evaluate {directory}: {failure.Cause.Message}");
+            var scores = ((CheckpointEvaluated)reply).Scores;
+            var routed = scores.Routing is { } r ? $" routed by {r}" + (scores.RoutingThreshold is { } s ? $" (threshold {s:0.000} nats)" : "") : "";
+            Console.WriteLine($"{trial.Id}{routed} ({directory}): retention {scores.Retention:0.000}, acquisition {scores.Acquisition:0.000}, " +
+                              $"forgetting {scores.Forgetting:0.000} ({task.Metric}; base {task.BaseOld:0.000}), scored in {scores.Seconds:0.0} s");
+        }
         return 0;
     }
 }

@@ -43,9 +43,10 @@ internal sealed class ExperimentCommand : Command<ExperimentCommand.Settings>
 
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellation)
     {
+        TorchStartup.Start();
         var spec = ExperimentFiles.Load(settings.Experiment);
-        if (settings.Old is not null) spec = spec with { Old = spec.Old with { Folder = settings.Old } };
-        if (settings.New is not null) spec = spec with { New = spec.New with { Folder = settings.New } };
+        if (settings.Old is not null) spec = spec with { Old = spec.Old with { Folder = settings.Old, Corpus = null } };
+        if (settings.New is not null) spec = spec with { New = spec.New with { Folder = settings.New, Corpus = null } };
         if (settings.Methods is not null)
             spec = spec with { Methods = settings.Methods.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries) };
         spec.Validate();

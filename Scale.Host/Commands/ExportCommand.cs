@@ -36,7 +36,7 @@ internal sealed class ExportCommand : Command<ExportCommand.Settings>
 
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellation)
     {
-        Devices.PreferPassiveWaiting();
+        TorchStartup.Start();
         var found = TrialLookup.Find(settings.Sweep, settings.Trial, settings.Checkpoint, settings.DataDir);
         var (sweep, trial, plan) = (found.Sweep, found.Trial, found.Plan);
         var checkpoint = found.ExistingCheckpoint(plan);

@@ -42,6 +42,7 @@ internal sealed class GenerateCommand : Command<GenerateCommand.Settings>
 
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellation)
     {
+        TorchStartup.Start();
         var tokenizerPath = Path.Combine(settings.Model!, HfTokenizer.FileName);
         var config = HfCheckpoint.ReadConfig(settings.Model!);
         using var tokenizer = File.Exists(tokenizerPath) ? HfTokenizer.Load(settings.Model!, config.VocabSize) : null;

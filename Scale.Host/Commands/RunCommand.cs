@@ -80,7 +80,7 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
             return await Cluster.ClusterRun.SubmitAndFollow(SweepFiles.Load(settings.Sweep), Cluster.ClusterRun.Seeds(seeds), settings.ClientHost, settings.Tls(),
                                                            settings.Plain || Console.IsOutputRedirected, follow.Token);
         }
-        Devices.PreferPassiveWaiting();   // before libtorch loads
+        TorchStartup.Start();   // before libtorch loads and runs its first product
         var sweep = SweepFiles.Load(settings.Sweep);
         var token = OperatorEndpoint.Token(settings.HttpTokenFile);
         OperatorEndpoint.CheckAddress(settings.Http, token);   // every flag checked before the journal is created

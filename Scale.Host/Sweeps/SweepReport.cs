@@ -22,6 +22,8 @@ internal sealed record TrialRow
     [JsonPropertyName("final_loss")] public double? FinalLoss { get; init; }
     [JsonPropertyName("trainable_params")] public long? TrainableParams { get; init; }
     [JsonPropertyName("tokens_per_second")] public double? TokensPerSecond { get; init; }
+    /// <summary>The matrix products' kernel path the trial trained on (results are bit-identical only on the same path).</summary>
+    [JsonPropertyName("kernels")] public string? Kernels { get; init; }
     [JsonPropertyName("last_checkpoint_step")] public long? LastCheckpointStep { get; init; }
     [JsonPropertyName("failure")] public string? Failure { get; init; }
     /// <summary>The scores' metric: recall (higher is better) or perplexity (lower is better).</summary>
@@ -29,6 +31,13 @@ internal sealed record TrialRow
     [JsonPropertyName("lower_is_better")] public bool LowerIsBetter => ScoreMetric.LowerIsBetter(Metric);
     /// <summary>For a row of the routing axis: the trained trial whose weights it scores (null for a trained trial).</summary>
     [JsonPropertyName("from")] public string? From { get; init; }
+    /// <summary>A novelty-auto rule's threshold in nats, calibrated on the old data (the row's rule, or a Route trial's own).</summary>
+    [JsonPropertyName("routing_threshold")] public double? RoutingThreshold { get; init; }
+    /// <summary>Parameters the trial holds beyond the shared frozen base.</summary>
+    [JsonPropertyName("resident_params")] public long? ResidentParams { get; init; }
+    /// <summary>For a routed row: blocks run per token for both heads, in passes of the base's blocks, and the seconds its scoring took.</summary>
+    [JsonPropertyName("block_passes")] public double? BlockPasses { get; init; }
+    [JsonPropertyName("evaluation_seconds")] public double? EvaluationSeconds { get; init; }
     /// <summary>Scores during training (the sweep's evaluate-every), by step.</summary>
     [JsonPropertyName("curve")] public IReadOnlyList<ScorePoint>? Curve { get; init; }
     /// <summary>The step of the curve's best point (most acquisition less forgetting, by the metric's direction); null without a curve.</summary>
@@ -69,6 +78,8 @@ internal static class SweepReport
             Params = new Dictionary<string, string>(t.Spec.Parameters) { ["routing"] = r.Key, ["trained_as"] = t.Spec.Method },
             State = "completed", Retention = r.Value.Retention, Acquisition = r.Value.Acquisition, Forgetting = r.Value.Forgetting,
             Attempts = t.Attempt, Metric = t.Metrics!.Metric ?? ScoreMetric.Recall, From = t.Spec.Id,
+            RoutingThreshold = r.Value.Threshold, ResidentParams = r.Value.ResidentParameters, BlockPasses = r.Value.BlockPasses,
+            EvaluationSeconds = r.Value.EvaluationSeconds,
         });
 
     private static TrialRow Row(TrialState t) => Row(t, t.PausedAt(DateTime.UtcNow));
@@ -79,7 +90,8 @@ internal static class SweepReport
         Trial = t.Spec.Id, Method = t.Spec.Method, Params = t.Spec.Parameters, State = paused ? "paused" : t.Status.ToString().ToLowerInvariant(),
         Retention = t.Metrics?.Retention, Acquisition = t.Metrics?.Acquisition, Forgetting = t.Metrics?.Forgetting,
         Attempts = t.Attempt, FinalLoss = t.Metrics?.FinalLoss, TrainableParams = t.Metrics?.TrainableParameters,
-        TokensPerSecond = t.Metrics?.TokensPerSecond, LastCheckpointStep = t.LastCheckpoint?.Step,
+        TokensPerSecond = t.Metrics?.TokensPerSecond, Kernels = t.Metrics?.Kernels, RoutingThreshold = t.Metrics?.RoutingThreshold,
+        ResidentParams = t.Metrics?.ResidentParameters, LastCheckpointStep = t.LastCheckpoint?.Step,
         Failure = t.Status == TrialStatus.Failed ? t.FailureReason
                   : paused ? $"{t.PauseReason}; resumes after {t.RetryAt:yyyy-MM-dd HH:mm:ss} UTC" : null,
         Metric = t.Metrics?.Metric ?? (t.Metrics is null ? null : ScoreMetric.Recall),

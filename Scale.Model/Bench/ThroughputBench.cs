@@ -75,6 +75,8 @@ public sealed record BenchResult
     [JsonPropertyName("lock_step")] public bool LockStep { get; init; }
     /// <summary>Independent runs (processes) this result is the median of.</summary>
     [JsonPropertyName("rounds")] public int Rounds { get; init; } = 1;
+    /// <summary>The matrix products' kernel path (<see cref="Native.MklKernels"/>): which MKL code ran.</summary>
+    [JsonPropertyName("kernels")] public string Kernels { get; init; } = Native.MklKernels.Current.Id;
 }
 
 /// <summary>

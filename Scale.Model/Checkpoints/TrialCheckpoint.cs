@@ -18,6 +18,8 @@ public sealed record TrialCheckpointState
     [JsonPropertyName("last_loss")] public double? LastLoss { get; init; }
     /// <summary>The attempt that wrote it (sweep trials; none for an experiment's methods).</summary>
     [JsonPropertyName("attempt")] public int? Attempt { get; init; }
+    /// <summary>The matrix products' kernel path it was trained on (<see cref="Native.MklKernels"/>): a resume continues bit for bit only on the same path.</summary>
+    [JsonPropertyName("kernels")] public string? Kernels { get; init; }
 }
 
 /// <summary>
@@ -59,6 +61,7 @@ public static class TrialCheckpoint
             {
                 Step = session.Step, DataPosition = dataPosition, TrainableParameters = session.Model.TrainableParameterCount(),
                 LastLoss = lastLoss is { } loss && double.IsFinite(loss) ? loss : null, Attempt = fence?.Attempt,
+                Kernels = Native.MklKernels.Current.Id,
             };
             var statePath = Path.Combine(staging, StateFile);
             File.WriteAllText(statePath, JsonSerializer.Serialize(state, new JsonSerializerOptions { WriteIndented = true }));

@@ -13,15 +13,29 @@ namespace Scale.Model.Data;
 /// </summary>
 public sealed record TextCorpus(IReadOnlyList<string> Train, IReadOnlyList<string> HeldOut)
 {
-    public static TextCorpus Load(string folder, double heldOutFraction = 0.1)
+    /// <summary>
+    /// Documents set aside from training as well, disjoint from <see cref="HeldOut"/>: the old data's calibration slice, on
+    /// which novelty-auto's threshold is measured (<see cref="Upscaling.RoutingCalibration"/>). The held-out split does not
+    /// depend on it: the documents whose hash falls below the held-out fraction are held out, the next
+    /// <c>calibrationFraction</c> of them calibrate.
+    /// </summary>
+    public IReadOnlyList<string> Calibration { get; init; } = [];
+
+    public static TextCorpus Load(string folder, double heldOutFraction = 0.1, double calibrationFraction = 0)
     {
         if (heldOutFraction is < 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(heldOutFraction), "must be within [0, 1)");
+        if (calibrationFraction < 0 || heldOutFraction + calibrationFraction >= 1)
+            throw new ArgumentOutOfRangeException(nameof(calibrationFraction), "must be 0 or more, and leave documents to train on with the held-out fraction");
         var train = new List<string>();
         var heldOut = new List<string>();
+        var calibration = new List<string>();
         foreach (var document in CorpusFiles.Documents(folder))
-            (CorpusFiles.IsHeldOut(document.Key, heldOutFraction) ? heldOut : train).Add(document.Text);
+        {
+            double at = CorpusFiles.SplitPoint(document.Key);
+            (at < heldOutFraction ? heldOut : at < heldOutFraction + calibrationFraction ? calibration : train).Add(document.Text);
+        }
         if (train.Count == 0) throw new ArgumentException($"Corpus folder '{folder}' has no training documents.");
-        return new TextCorpus(train, heldOut);
+        return new TextCorpus(train, heldOut) { Calibration = calibration };
     }
 }
 
@@ -61,11 +75,10 @@ public static class CorpusFiles
         }
     }
 
-    public static bool IsHeldOut(string key, double fraction)
-    {
-        var hash = SHA256.HashData(Encoding.UTF8.GetBytes(key));
-        return BitConverter.ToUInt32(hash, 0) / (double)uint.MaxValue < fraction;
-    }
+    public static bool IsHeldOut(string key, double fraction) => SplitPoint(key) < fraction;
+
+    /// <summary>Where a document falls in [0, 1], from a hash of its key: the splits are ranges of it.</summary>
+    public static double SplitPoint(string key) => BitConverter.ToUInt32(SHA256.HashData(Encoding.UTF8.GetBytes(key)), 0) / (double)uint.MaxValue;
 
     private static Stream Open(string file)
     {

@@ -17,7 +17,22 @@ public sealed record DataSpec
     /// <summary>Seed of the world the population is drawn from; the old and new sides of one language share a world.</summary>
     public long WorldSeed { get; init; } = 1;
     public string? Folder { get; init; }
+    /// <summary>
+    /// A built-in corpus (<see cref="DebianHelpCorpora.Known"/>: Debian's GIMP and LibreOffice help in English, German and Korean),
+    /// read from <c>{data}/corpora/{name}</c> and prepared there on first use; instead of <see cref="Folder"/>. Left out of the
+    /// JSON when null (fingerprints of earlier sweeps stay).
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? Corpus { get; init; }
     public double HeldOutFraction { get; init; } = 0.1;
+    /// <summary>
+    /// The old text side's documents set aside, besides the held-out ones, as the calibration slice of novelty-auto routing
+    /// (null: <see cref="DefaultCalibrationFraction"/>). Left out of the JSON when null (fingerprints of earlier sweeps stay).
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public double? CalibrationFraction { get; init; }
+
+    public const double DefaultCalibrationFraction = 0.05;
 
     public bool IsBio => Kind == "bio";
 
@@ -26,8 +41,16 @@ public sealed record DataSpec
         if (Kind is not ("bio" or "text")) throw new ArgumentException($"{side}.kind must be bio or text, got '{Kind}'.");
         if (IsBio && People < 1) throw new ArgumentException($"{side}.people must be at least 1, got {People}.");
         if (IsBio && Renderings < 1) throw new ArgumentException($"{side}.renderings must be at least 1, got {Renderings}.");
-        if (!IsBio && requireFolder && string.IsNullOrWhiteSpace(Folder))
-            throw new ArgumentException($"{side}.folder is required for text data (give it in the file or with --{side} DIR).");
+        if (Corpus is not null)
+        {
+            if (IsBio) throw new ArgumentException($"{side}.corpus is for text data (kind = text).");
+            if (Folder is not null) throw new ArgumentException($"{side} names both a corpus and a folder: give one.");
+            DebianHelpCorpora.Find(Corpus);
+        }
+        if (CalibrationFraction is { } calibration && (calibration < 0 || calibration + HeldOutFraction >= 1))
+            throw new ArgumentException($"{side}.calibration-fraction must be 0 or more and leave documents to train on beside held-out-fraction {HeldOutFraction}, got {calibration}.");
+        if (!IsBio && requireFolder && Corpus is null && string.IsNullOrWhiteSpace(Folder))
+            throw new ArgumentException($"{side}.folder is required for text data (give it in the file or with --{side} DIR), or {side}.corpus, a built-in corpus.");
         return this;
     }
 }
@@ -233,4 +256,6 @@ public sealed record ExperimentResult
     [JsonPropertyName("base_cached")] public bool BaseCached { get; init; }
     [JsonPropertyName("methods")] public required IReadOnlyList<MethodResult> Methods { get; init; }
     [JsonPropertyName("wall_seconds")] public double WallSeconds { get; init; }
+    /// <summary>The matrix products' kernel path every method trained on (<see cref="Native.MklKernels"/>).</summary>
+    [JsonPropertyName("kernels")] public string Kernels { get; init; } = Native.MklKernels.Current.Id;
 }

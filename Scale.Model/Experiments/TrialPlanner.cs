@@ -15,6 +15,9 @@ public sealed record TrialPlan(MethodSpec Method, PhaseSpec Phase, long Seed, in
 {
     public GroupRates Rates { get; init; } = new();
 
+    /// <summary>This trial scored under <paramref name="routing"/> (SCALE-Route's rule, or a routed control's): evaluation only, the weights are the trial's.</summary>
+    public TrialPlan RoutedBy(RoutingSpec routing) => this with { Method = Method.RoutedBy(routing) };
+
     /// <summary>Score the trial every this many steps of its training (0: only at the end).</summary>
     public int EvaluateEvery { get; init; }
 

@@ -5,6 +5,7 @@ using Scale.Model.Data;
 using Scale.Model.Evaluation;
 using Scale.Model.Training;
 using Scale.Model.Transformer;
+using Scale.Model.Upscaling;
 using static TorchSharp.torch;
 
 namespace Scale.Model.Experiments;
@@ -32,6 +33,13 @@ public sealed record TrialScores(double Retention, double Acquisition, double Fo
     /// <summary>First-token accuracy on the old and new prompts (biography recall only).</summary>
     public double? RetentionFirstToken { get; init; }
     public double? AcquisitionFirstToken { get; init; }
+    /// <summary>The rule the answers were routed by (null: not routed), and novelty-auto's calibrated threshold in nats.</summary>
+    public string? Routing { get; init; }
+    public double? RoutingThreshold { get; init; }
+    /// <summary>Parameters the trial holds beyond the shared frozen base (its expansion, adapters, inserted blocks, or private copy).</summary>
+    public long ResidentParameters { get; init; }
+    /// <summary>Blocks run per token to answer, in passes of the base's blocks (both heads' when routed).</summary>
+    public double BlockPasses { get; init; } = 1;
 }
 
 /// <summary>A score, with its parts per attribute and its first-token accuracy where the metric has them.</summary>
@@ -96,6 +104,24 @@ public sealed class TrialScoring(Func<CausalLM, Score> old, Func<CausalLM, Score
     public double BaseOld { get; } = baseOld;
     public string Metric { get; } = metric;
     public bool LowerIsBetter => ScoreMetric.LowerIsBetter(Metric);
+
+    /// <summary>The old data's calibration slice (novelty-auto routing), disjoint from the held-out data retention is scored on; null: none.</summary>
+    public ITokenWindows? Calibration { get; set; }
+
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<(double Quantile, int Window), Lazy<double>> thresholds = new();
+
+    /// <summary>
+    /// <paramref name="routing"/> ready to route: a novelty-auto rule gets its threshold from the calibration slice, read by
+    /// <paramref name="baseModel"/> once per quantile and window and kept for every later trial; any other rule as it is.
+    /// </summary>
+    public RoutingSpec Calibrate(RoutingSpec routing, CausalLM baseModel)
+    {
+        if (!routing.NeedsCalibration) return routing;
+        var slice = Calibration ?? throw new ArgumentException($"routing {routing} calibrates on the old data's calibration slice, and this experiment has none.");
+        var threshold = thresholds.GetOrAdd((routing.Threshold, routing.Window),
+            key => new Lazy<double>(() => RoutingCalibration.Threshold(baseModel, slice, key.Quantile, key.Window))).Value;
+        return routing with { Calibrated = threshold };
+    }
     public double Old(CausalLM model) => old(model).Value;
     public double New(CausalLM model) => @new(model).Value;
     public Score OldDetailed(CausalLM model) => old(model);
@@ -216,6 +242,8 @@ public sealed class TrialRunner(Decoder baseModel, ITokenWindows train, TrialSco
         }
         using var cast = Autocast.Enter(Precision);
         var model = plan.Method.Build(baseModel, plan.Seed);
+        // A SCALE-Route trial trains on its adaptation head; its scores during training are routed, by its rule calibrated.
+        if (model is ScaleDecoder { Routing: { } rule } routedScale) routedScale.Routing = scoring.Calibrate(rule, baseModel);
         try
         {
             long trainable = model.TrainableParameterCount();
@@ -276,20 +304,31 @@ public sealed class TrialRunner(Decoder baseModel, ITokenWindows train, TrialSco
         }
     }
 
-    /// <summary>Scores the trial's weights from <paramref name="checkpoint"/> (none: the method as built, e.g. the frozen base).</summary>
+    /// <summary>
+    /// Scores the trial's weights from <paramref name="checkpoint"/> (none: the method as built, e.g. the frozen base), routed
+    /// by the plan's rule when it has one (a novelty-auto rule calibrated first on the old data's calibration slice).
+    /// </summary>
     public TrialScores Evaluate(TrialPlan plan, string? checkpoint)
     {
         var clock = Stopwatch.StartNew();
         using var cast = Autocast.Enter(Precision);
-        var model = plan.Method.Build(baseModel, plan.Seed);
+        var trained = plan.Method.Build(baseModel, plan.Seed);
         try
         {
-            if (checkpoint is not null) TrialCheckpoint.LoadWeights(checkpoint, model);
-            return Score(model, clock);
+            if (checkpoint is not null) TrialCheckpoint.LoadWeights(checkpoint, trained);
+            var routing = plan.Method.Routing is { } rule ? scoring.Calibrate(rule, baseModel) : null;
+            var model = routing is null ? trained : MethodSpec.Route(trained, baseModel, routing);
+            var shared = baseModel.parameters().Select(p => p.Handle).ToHashSet();
+            return Score(model, clock) with
+            {
+                Routing = routing?.ToString(), RoutingThreshold = routing?.Calibrated,
+                ResidentParameters = trained.DistinctParameters().Where(p => !shared.Contains(p.Parameter.Handle)).Sum(p => p.Parameter.numel()),
+                BlockPasses = plan.Method.BlockPasses(baseModel.Config.NumLayers),
+            };
         }
         finally
         {
-            if (plan.Method.Kind != MethodKind.Frozen) TrialModels.ReleaseOwnTensors(model, baseModel);
+            if (plan.Method.Kind != MethodKind.Frozen) TrialModels.ReleaseOwnTensors(trained, baseModel);
         }
     }
 
@@ -313,7 +352,10 @@ public sealed class TrialRunner(Decoder baseModel, ITokenWindows train, TrialSco
         {
             try
             {
-                return TrialCheckpoint.Load(candidate, session);
+                var state = TrialCheckpoint.Load(candidate, session);
+                if (state.Kernels is { } then && then != Native.MklKernels.Current.Id)
+                    onNotice?.Invoke($"resumed on {Native.MklKernels.Current.Id} kernels from a checkpoint written on {then}: the rest of the run is not bit-identical to an uninterrupted one");
+                return state;
             }
             catch (InvalidCheckpointException e)
             {

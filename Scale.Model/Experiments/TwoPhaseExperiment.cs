@@ -7,6 +7,7 @@ using Scale.Model.Data;
 using Scale.Model.Evaluation;
 using Scale.Model.Training;
 using Scale.Model.Transformer;
+using Scale.Model.Upscaling;
 using static TorchSharp.torch;
 
 namespace Scale.Model.Experiments;
@@ -54,12 +55,18 @@ public static class TwoPhaseExperiment
     /// <summary>The world of the people whose biographies only the tokenizer reads: new.world-seed plus this.</summary>
     private const long TokenizerWorldOffset = 7919;
 
+    /// <summary>The seed of the old people's calibration renderings: the side's seed plus this.</summary>
+    private const long CalibrationSeedOffset = 104729;
+
     private sealed record Side(IReadOnlyList<string> Train, IReadOnlyList<string> HeldOut, IReadOnlyList<BioPrompt>? Prompts)
     {
         /// <summary>Documents the tokenizer also trains on (the old side's only), never the model.</summary>
         public IReadOnlyList<string> TokenizerExtra { get; init; } = [];
         /// <summary>Token shards (`scale tokenize`) in place of documents, read and checked once: read batch by batch, never loaded whole.</summary>
         public (string Directory, ShardIndex Index)? Shards { get; init; }
+        /// <summary>The old side's calibration slice (novelty-auto routing): documents neither trained on nor held out, or of the
+        /// base's own old data (biographies rendered anew; bio-qa's Task-0 questions), never the held-out set's.</summary>
+        public IReadOnlyList<string> Calibration { get; init; } = [];
     }
 
     /// <summary>Held-out windows scored from a shard set, at most: spread evenly over the split.</summary>
@@ -79,6 +86,7 @@ public static class TwoPhaseExperiment
                                          CancellationToken cancellation = default)
     {
         spec.Validate();
+        spec = WithCorpora(spec, dataDirectory, progress);
         var (old, @new, task0) = Prepare(spec);
         var (baseModel, tokenizer, info, cached) = LoadOrPretrain(spec, old, dataDirectory, progress, cancellation);
         bool bio = spec.Old.IsBio;
@@ -89,7 +97,8 @@ public static class TwoPhaseExperiment
             (baseModel, cached) = LoadOrTrainTask0(spec, baseKey, baseModel, tokenizer, task0, dataDirectory, progress, cancellation, cached);
             double baseOld = TeacherForcedRecall.Measure(baseModel, tokenizer, task0.Measured).FirstTokenAccuracy;
             scoring = TrialScoring.FirstTokenAccuracy(tokenizer, task0.Measured, @new.Prompts!, baseOld);
-            old = old with { Prompts = task0.Measured };
+            // Task 0's own questions (the half of A it trained on) calibrate: old data of the Task-0 model, never the measured half's.
+            old = old with { Prompts = task0.Measured, Calibration = task0.Train };
         }
         else if (bio)
         {
@@ -103,12 +112,29 @@ public static class TwoPhaseExperiment
             var newHeldOut = Windows(@new, heldOut: true, tokenizer, spec.Continual.SequenceLength);
             scoring = TrialScoring.Perplexity(oldHeldOut, newHeldOut, Metrics.Perplexity(baseModel, oldHeldOut));
         }
+        scoring.Calibration = old.Shards is not null
+            ? TokenShards.Open(old.Shards.Value.Directory, old.Shards.Value.Index, heldOut: false, spec.Continual.SequenceLength).Spread(RoutingCalibration.MaxWindows)
+            : Pack(old.Calibration, tokenizer, spec.Continual.SequenceLength);
         double baseNew = scoring.New(baseModel);
         progress?.Report(new("evaluate", "base", 0, 0, 0, 0, $"base: old {scoring.BaseOld:0.000}, new {baseNew:0.000}"));
         var newTrain = Windows(@new, heldOut: false, tokenizer, spec.Continual.SequenceLength);
         return new ExperimentTask(spec, baseModel, tokenizer, new TrialRunner(baseModel, newTrain, scoring), baseNew,
                                   info.Seconds, info.BestStep, cached,
                                   bio ? old.Prompts : null, bio ? @new.Prompts : null);
+    }
+
+    /// <summary>The experiment with each built-in corpus it names (<see cref="DataSpec.Corpus"/>) as its folder under the data directory, prepared there if it is not yet.</summary>
+    public static ExperimentSpec WithCorpora(ExperimentSpec spec, string dataDirectory, IProgress<ExperimentProgress>? progress = null)
+    {
+        DataSpec Resolve(DataSpec data)
+        {
+            if (data.Corpus is not { } name) return data;
+            var folder = DebianHelpCorpora.Ensure(name, dataDirectory, report: line => progress?.Report(new("corpus", name, 0, 0, 0, 0, line)));
+            var counts = DebianHelpCorpora.Counts(folder);
+            progress?.Report(new("corpus", name, 0, 0, 0, 0, $"{name} ({counts.Language}): {counts.Documents:N0} documents, {counts.Characters:N0} characters"));
+            return data with { Folder = folder, Corpus = null };
+        }
+        return spec with { Old = Resolve(spec.Old), New = Resolve(spec.New) };
     }
 
     /// <summary>Where `scale experiment` keeps each method's checkpoints: `{data}/experiments/{name}/{method}`.</summary>
@@ -198,7 +224,7 @@ public static class TwoPhaseExperiment
     private static (Side Old, Side New, QaTask0? Task0) Prepare(ExperimentSpec spec)
     {
         var worlds = new Dictionary<(BioLanguage, long), BioWorld>();
-        Side Make(DataSpec data, long seed)
+        Side Make(DataSpec data, long seed, bool old)
         {
             if (!data.IsBio && ShardIndex.IsShardDirectory(data.Folder!))
             {
@@ -214,19 +240,26 @@ public static class TwoPhaseExperiment
             }
             if (!data.IsBio)
             {
-                var corpus = TextCorpus.Load(data.Folder!, data.HeldOutFraction);
+                var corpus = TextCorpus.Load(data.Folder!, data.HeldOutFraction, old ? data.CalibrationFraction ?? DataSpec.DefaultCalibrationFraction : 0);
                 if (corpus.HeldOut.Count == 0) throw new ArgumentException($"{data.Folder}: no held-out documents; raise held_out_fraction or add documents.");
-                return new Side(corpus.Train, corpus.HeldOut, null);
+                if (old && corpus.Calibration.Count == 0)
+                    throw new ArgumentException($"{data.Folder}: no documents for the calibration slice of novelty-auto routing; raise calibration-fraction or add documents.");
+                return new Side(corpus.Train, corpus.HeldOut, null) { Calibration = corpus.Calibration };
             }
             if (!worlds.TryGetValue((data.Language, data.WorldSeed), out var world))
                 worlds[(data.Language, data.WorldSeed)] = world = new BioWorld(data.Language, data.WorldSeed);
             var people = world.DrawPopulation(data.People);   // a second draw from one world is disjoint from the first
+            // The calibration slice: the same people's biographies rendered anew (other template and order draws), a
+            // rendering each: text about what the base learned, neither its training documents nor the prompts scored.
             return new Side(BioRenderer.Corpus(people, data.Language, data.Renderings, seed), [],
-                            people.SelectMany(p => BioRenderer.Prompts(p, data.Language)).ToList());
+                            people.SelectMany(p => BioRenderer.Prompts(p, data.Language)).ToList())
+            {
+                Calibration = old ? BioRenderer.Corpus(people, data.Language, 1, seed + CalibrationSeedOffset) : [],
+            };
         }
         if (spec.Qa is not { } qa)
         {
-            var (oldSide, newSide) = (Make(spec.Old, spec.Seed), Make(spec.New, spec.Seed + 1));
+            var (oldSide, newSide) = (Make(spec.Old, spec.Seed, old: true), Make(spec.New, spec.Seed + 1, old: false));
             if (!spec.TokenizerCoversNew) return (oldSide, newSide, null);
             // The tokenizer covers the new data's language as a real base model's does, without seeing the new data's
             // facts: for biographies, other people of the new language from a world of their own (so neither B's

@@ -16,7 +16,7 @@ public abstract class CausalLM : nn.Module<Tensor, Tensor>
     public ModelConfig Config { get; }
 
     /// <summary>Where the model's tensors live (the CPU for a model without parameters).</summary>
-    public Device Device => parameters().FirstOrDefault()?.device ?? CPU;
+    public virtual Device Device => parameters().FirstOrDefault()?.device ?? CPU;
 
     /// <summary>Logits (B, T, V) for tokens at positions cache.Length …; appends keys and values to the cache.</summary>
     public abstract Tensor Forward(Tensor tokens, DecodeCache? cache);

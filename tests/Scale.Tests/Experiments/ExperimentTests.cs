@@ -155,6 +155,49 @@ public class ExperimentTests
     }
 
     [Fact]
+    public void Novelty_auto_calibrates_on_the_old_datas_calibration_slice_alone_never_on_the_new_data_or_the_held_out_set()
+    {
+        using var dir = new TempDirectory();
+        var world = new BioWorld(BioLanguage.English, 2);
+        void Write(string folder, IReadOnlyList<string> documents)
+        {
+            if (Directory.Exists(dir.Combine(folder))) Directory.Delete(dir.Combine(folder), recursive: true);
+            Directory.CreateDirectory(dir.Combine(folder));
+            for (int i = 0; i < documents.Count; i++) File.WriteAllText(dir.Combine(folder, $"{i}.txt"), documents[i]);
+        }
+        var oldDocuments = BioRenderer.Corpus(world.DrawPopulation(6), BioLanguage.English, 8, 1).ToList();
+        var otherPeople = BioRenderer.Corpus(world.DrawPopulation(6), BioLanguage.English, 8, 2);
+        Write("old", oldDocuments);
+        Write("new", BioRenderer.Corpus(world.DrawPopulation(6), BioLanguage.English, 8, 3));
+        var spec = ExperimentFiles.Parse(TinyBio.Replace("kind = bio", "kind = text"), "tiny-text") with { Methods = ["frozen"] };
+        spec = spec with
+        {
+            Old = spec.Old with { Folder = dir.Combine("old"), HeldOutFraction = 0.2, CalibrationFraction = 0.3 },
+            New = spec.New with { Folder = dir.Combine("new"), HeldOutFraction = 0.2 },
+        };
+        var rule = Scale.Model.Upscaling.RoutingSpec.Parse("novelty-auto:0.9:8");
+        double Threshold()
+        {
+            using var task = TwoPhaseExperiment.Prepare(spec, dir.Combine("data"));
+            return task.Runner.Scoring.Calibrate(rule, task.Base).Calibrated!.Value;
+        }
+        double SplitOf(int i) => CorpusFiles.SplitPoint($"{i}.txt#0");
+        var before = Threshold();
+
+        // Other new data, and other held-out documents of the old side: the same threshold.
+        Write("new", otherPeople);
+        Write("old", oldDocuments.Select((d, i) => SplitOf(i) < 0.2 ? otherPeople[i % otherPeople.Count] : d).ToList());
+        var unchanged = Threshold();
+        // Other calibration documents: another threshold (the test can tell).
+        Write("old", oldDocuments.Select((d, i) => SplitOf(i) is >= 0.2 and < 0.5 ? otherPeople[i % otherPeople.Count] + " " + d : d).ToList());
+        var changed = Threshold();
+
+        Assert.Contains(Enumerable.Range(0, oldDocuments.Count), i => SplitOf(i) < 0.2);
+        Assert.Equal(before, unchanged);
+        Assert.NotEqual(before, changed);
+    }
+
+    [Fact]
     public void A_tiny_bio_qa_experiment_trains_task_0_once_and_scores_first_token_accuracy()
     {
         using var dir = new TempDirectory();

@@ -45,3 +45,27 @@ public class TrialRunnerTests
         Assert.Equal(straight, resumed with { TokensPerSecond = straight.TokensPerSecond });
     }
 }
+
+public class KernelPathRecordTests
+{
+    [Fact]
+    public void A_checkpoint_records_its_kernel_path_and_a_resume_on_another_path_says_it_is_not_bit_identical()
+    {
+        using var dir = new TempDirectory();
+        using var task = new TinyBioTask();
+        var plan = new TrialPlan(MethodSpec.Preset("preserve"), new PhaseSpec { Steps = 6, Batch = 4, SequenceLength = 32, WarmupSteps = 1 },
+                                 Seed: 3, CheckpointEvery: 3);
+        string? checkpoint = null;
+        using var interrupt = new CancellationTokenSource();
+        Assert.ThrowsAny<OperationCanceledException>(() => task.Runner.Run(plan, dir.Combine("trial"),
+            onCheckpoint: (path, _) => { checkpoint = path; interrupt.Cancel(); }, cancellation: interrupt.Token));
+        var statePath = Path.Combine(checkpoint!, Scale.Model.Checkpoints.TrialCheckpoint.StateFile);
+        Assert.Equal(Scale.Model.Native.MklKernels.Current.Id, Scale.Model.Checkpoints.TrialCheckpoint.ReadState(checkpoint!).Kernels);
+
+        File.WriteAllText(statePath, File.ReadAllText(statePath).Replace($"\"{Scale.Model.Native.MklKernels.Current.Id}\"", "\"mkl-type-3\""));
+        var notices = new List<string>();
+        task.Runner.Run(plan, dir.Combine("trial"), resumeFrom: checkpoint, onNotice: notices.Add);
+
+        Assert.Contains(notices, n => n.Contains("written on mkl-type-3", StringComparison.Ordinal) && n.Contains("not bit-identical", StringComparison.Ordinal));
+    }
+}

@@ -20,9 +20,13 @@ internal static class ScaleProcess
         return process;
     }
 
-    public static Result Run(params string[] arguments)
+    public static Result Run(params string[] arguments) => RunWith(new Dictionary<string, string>(), arguments);
+
+    /// <summary>As <see cref="Run"/>, with <paramref name="environment"/> added to the child's environment.</summary>
+    public static Result RunWith(IReadOnlyDictionary<string, string> environment, params string[] arguments)
     {
         var start = Info(arguments);
+        foreach (var (name, value) in environment) start.Environment[name] = value;
         using var process = Process.Start(start)!;
         var stderr = process.StandardError.ReadToEndAsync();
         var stdout = process.StandardOutput.ReadToEnd();

@@ -188,7 +188,7 @@ public class SweepProcessTests
         Assert.Contains($"retention {Score(preserving, "retention"):0.000}, acquisition {Score(preserving, "acquisition"):0.000}", evaluated.Stdout);
         var refused = ScaleProcess.Run("evaluate", file, frozen.GetProperty("trial").GetString()!, "--route", "cosine", "--data-dir", dir.Combine("d"));
         Assert.Equal(2, refused.ExitCode);
-        Assert.Contains("--route scores a SCALE trial", refused.Stderr);
+        Assert.Contains("is the frozen base, which has nothing to route between", refused.Stderr);
 
         // The trained Adapt trial taken out of Scale, and generating from there; exporting into an existing directory is refused.
         var exported = ScaleProcess.Run("export", file, id, "--out", dir.Combine("adapt-model"), "--data-dir", dir.Combine("d"));

@@ -80,7 +80,43 @@ public class RoutingTests
     [Theory]
     [InlineData("gate", "unknown routing rule 'gate'")]
     [InlineData("cosine:high", "must be a number")]
-    [InlineData("cosine:0.5:3", "only novelty takes a window")]
+    [InlineData("cosine:0.5:3", "only novelty and novelty-auto take a window")]
     public void Bad_routing_rules_are_refused_saying_why(string text, string message)
         => Assert.Contains(message, Assert.Throws<ArgumentException>(() => RoutingSpec.Parse(text)).Message);
+}
+
+public class MeanSurprisalTests
+{
+    [Fact]
+    public void Mean_surprisal_averages_the_tokens_read_in_the_window_from_position_one_on()
+    {
+        // Uniform base logits over 4 tokens: every token read costs ln 4 nats, except where the logits favour it.
+        using var preservation = zeros(1, 5, 4);
+        preservation[0, 1, 2] = tensor(20f);   // position 1 predicts token 2 for position 2: read almost free
+        using var tokens = tensor(new long[] { 0, 1, 2, 3, 0 }).unsqueeze(0);
+
+        var all = Routing.MeanSurprisal(preservation, tokens, 8)[0].data<float>().ToArray();
+        var two = Routing.MeanSurprisal(preservation, tokens, 2)[0].data<float>().ToArray();
+
+        double ln4 = Math.Log(4);
+        Assert.Equal(0, all[0], 5);                              // nothing read yet
+        Assert.Equal(ln4, all[1], 5);
+        Assert.Equal(ln4 / 2, all[2], 4);                        // (ln 4 + ~0) / 2
+        Assert.Equal(2 * ln4 / 3, all[3], 4);
+        Assert.Equal(ln4 / 2, two[3], 4);                        // tokens 2 and 3 only
+        Assert.Equal(ln4, two[4], 5);                            // tokens 3 and 4
+    }
+
+    [Fact]
+    public void An_uncalibrated_novelty_auto_rule_refuses_to_route()
+    {
+        using var logits = zeros(1, 3, 4);
+        using var tokens = zeros(1, 3, dtype: ScalarType.Int64);
+        var rule = RoutingSpec.Parse("novelty-auto:0.99:16");
+
+        Assert.True(rule.NeedsCalibration);
+        Assert.Contains("not calibrated", Assert.Throws<InvalidOperationException>(() => Routing.ChooseAdaptation(rule, logits, logits, tokens)).Message);
+        Assert.Equal("novelty-auto:0.99:16", rule.ToString());
+        Assert.Equal(RoutingSpec.DefaultAutoWindow, RoutingSpec.Parse("novelty-auto:0.95").Window);
+    }
 }
