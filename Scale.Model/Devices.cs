@@ -49,8 +49,9 @@ public static class Devices
 
     /// <summary>
     /// A `--precision` value for trainers on <paramref name="devices"/>: fp32 (null: full precision, the default) or bf16,
-    /// autocast of the linear maps (<see cref="Transformer.Autocast"/>), which is for CUDA devices only: CPUs without bf16
-    /// units run it slower than fp32, so a CPU trainer asked for it is refused.
+    /// mixed precision of the linear maps and attention (<see cref="Transformer.Autocast"/>) with the frozen base resident in
+    /// bf16. A CPU trainer gets it only where the CPU multiplies bf16 natively (<see cref="Native.CpuFeatures.Bf16"/>):
+    /// elsewhere libtorch emulates it, slower than fp32, so it is refused rather than run slowly.
     /// </summary>
     public static ScalarType? ParsePrecision(string precision, IReadOnlyList<string> devices)
     {
@@ -58,8 +59,9 @@ public static class Devices
         {
             case "fp32" or "float32": return null;
             case "bf16" or "bfloat16":
-                if (devices.FirstOrDefault(d => Parse(d).type == DeviceType.CPU) is { } cpu)
-                    throw new ArgumentException($"--precision bf16 is autocast for CUDA devices, and {cpu} is the CPU; use --precision fp32 there.");
+                if (devices.FirstOrDefault(d => Parse(d).type == DeviceType.CPU) is { } cpu && !Native.CpuFeatures.Bf16)
+                    throw new ArgumentException($"--precision bf16 on {cpu} needs a CPU with bf16 units (AVX512_BF16 or AMX), and this one has none: " +
+                                                "libtorch would emulate it, slower than fp32; use --precision fp32.");
                 return ScalarType.BFloat16;
             default: throw new ArgumentException($"Invalid precision '{precision}': expected fp32 or bf16.");
         }

@@ -56,6 +56,8 @@ public sealed record TrialMetrics(double Retention, double Acquisition, double F
     public IReadOnlyDictionary<string, RoutedScores>? Routed { get; init; }
     /// <summary>The matrix products' kernel path the finishing attempt trained on (Scale.Model.Native.MklKernels); absent in journals from before it was recorded.</summary>
     public string? Kernels { get; init; }
+    /// <summary>fp32, or bf16 (mixed precision) for the finishing attempt; absent in journals from before it was recorded (fp32).</summary>
+    public string? Precision { get; init; }
     /// <summary>The trial's own routing rule's calibrated threshold (a SCALE-Route trial with a novelty-auto rule); absent otherwise.</summary>
     public double? RoutingThreshold { get; init; }
     /// <summary>Parameters the trial holds beyond the shared frozen base; absent in journals from before it was recorded.</summary>

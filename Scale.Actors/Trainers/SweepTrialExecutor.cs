@@ -150,6 +150,7 @@ public sealed class SweepTrialExecutor(SweepDefinition sweep, TrialRunner runner
             AcquisitionFirstToken = scored.Scores.AcquisitionFirstToken,
             Routed = routed,
             Kernels = Scale.Model.Native.MklKernels.Current.Id,
+            Precision = runner.Precision is null ? "fp32" : "bf16",
             RoutingThreshold = scored.Scores.RoutingThreshold,
             ResidentParameters = scored.Scores.ResidentParameters,
         };

@@ -46,6 +46,9 @@ internal sealed class BenchCommand : Command<BenchCommand.Settings>
         [CommandOption("--lock-step"), Description("With --only and --group: share the base's forward (used by the parent run).")]
         public bool LockStep { get; init; }
 
+        [CommandOption("--precision <TYPE>"), Description("fp32 (default), or bf16: mixed precision with the frozen base resident in bf16 (CUDA, or a CPU with bf16 units)."), DefaultValue("fp32")]
+        public string Precision { get; init; } = "fp32";
+
         public override ValidationResult Validate()
         {
             if (Group < 1) return ValidationResult.Error($"--group must be at least 1, got {Group}.");
@@ -68,7 +71,10 @@ internal sealed class BenchCommand : Command<BenchCommand.Settings>
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellation)
     {
         TorchStartup.Start();
-        var bench = new BenchSettings { Steps = settings.Steps, WarmupSteps = settings.Warmup };
+        var bench = new BenchSettings
+        {
+            Steps = settings.Steps, WarmupSteps = settings.Warmup, Precision = Devices.ParsePrecision(settings.Precision, [settings.Device]),
+        };
         if (settings.Only is { } only)
         {
             Devices.UseThreads(settings.Threads);
@@ -136,6 +142,7 @@ internal sealed class BenchCommand : Command<BenchCommand.Settings>
         var method = variant.Method;
         var start = SelfInvocation.Start(["bench", "--only", method, "--steps", settings.Steps.ToString(), "--warmup",
             settings.Warmup.ToString(), "--threads", settings.Threads.ToString(), "--device", settings.Device, "--group", variant.Group.ToString(),
+            "--precision", settings.Precision,
             .. variant.LockStep ? ["--lock-step"] : Array.Empty<string>()]);
         using var child = Process.Start(start) ?? throw new InvalidOperationException("Could not start the bench child process.");
         var stderr = child.StandardError.ReadToEndAsync();

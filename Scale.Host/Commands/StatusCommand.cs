@@ -1,6 +1,7 @@
 using System.ComponentModel;
 using Scale.Actors.Sweeps;
 using Scale.Host.Sweeps;
+using Scale.Model.Experiments;
 using Spectre.Console;
 using Spectre.Console.Cli;
 
@@ -137,16 +138,30 @@ internal sealed class ResultsCommand : AsyncCommand<ResultsCommand.Settings>
         [CommandOption("--best"), Description("Only the selected trial: the highest acquisition among trials with forgetting ≤ --max-forgetting; if none, the highest acquisition − forgetting.")]
         public bool Best { get; init; }
 
-        [CommandOption("--max-forgetting <X>"), Description("The forgetting bound of --best (default 0.05)."), DefaultValue(0.05)]
-        public double MaxForgetting { get; init; } = 0.05;
+        [CommandOption("--max-forgetting <X>"), Description("The forgetting bound of --best (default 0.05) and --trade-off (default 0.02): recall's drop, or perplexity's rise as a share of the base's.")]
+        public double? MaxForgetting { get; init; }
+
+        [CommandOption("--trade-off"), Description("Each method at its best trade-off: the most acquisition within the forgetting bound over every rate and scored step, or, where none is within it, its front and the point of least forgetting with half its best acquisition.")]
+        public bool TradeOff { get; init; }
     }
 
     public override async Task<int> ExecuteAsync(CommandContext context, Settings settings, CancellationToken cancellation)
     {
+        if (settings.TradeOff)
+        {
+            var swept = await SweepJournal.Read(settings.DataDir, settings.Sweep);
+            foreach (var choice in SweepReport.TradeOffs(swept, settings.MaxForgetting ?? 0.02))
+            {
+                static string At(TradeOffPoint p) => $"{p.Trial} {(p.Step is { } s ? $"at step {s}" : "final")}: retention {p.Retention:0.000}, acquisition {p.Acquisition:0.000}, forgetting {p.Forgetting:0.000}";
+                Console.WriteLine($"{choice.Group}: {At(choice.Chosen)} ({choice.Rule})");
+                foreach (var point in choice.Front) Console.WriteLine($"    front: {At(point)}");
+            }
+            return 0;
+        }
         if (settings.Best)
         {
             var swept = await SweepJournal.Read(settings.DataDir, settings.Sweep);
-            var (best, rule) = SweepReport.Best(swept, settings.MaxForgetting);
+            var (best, rule) = SweepReport.Best(swept, settings.MaxForgetting ?? 0.05);
             if (best is null) throw new ArgumentException($"Sweep '{settings.Sweep}' has no completed trials yet.");
             Console.WriteLine($"{best.Trial} {best.Method} {SweepReport.Params(best.Params)}: retention {best.Retention:0.000}, acquisition {best.Acquisition:0.000}, forgetting {best.Forgetting:0.000} ({rule})");
             return 0;

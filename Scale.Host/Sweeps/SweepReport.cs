@@ -24,6 +24,8 @@ internal sealed record TrialRow
     [JsonPropertyName("tokens_per_second")] public double? TokensPerSecond { get; init; }
     /// <summary>The matrix products' kernel path the trial trained on (results are bit-identical only on the same path).</summary>
     [JsonPropertyName("kernels")] public string? Kernels { get; init; }
+    /// <summary>fp32, or bf16 (mixed precision).</summary>
+    [JsonPropertyName("precision")] public string? Precision { get; init; }
     [JsonPropertyName("last_checkpoint_step")] public long? LastCheckpointStep { get; init; }
     [JsonPropertyName("failure")] public string? Failure { get; init; }
     /// <summary>The scores' metric: recall (higher is better) or perplexity (lower is better).</summary>
@@ -90,7 +92,7 @@ internal static class SweepReport
         Trial = t.Spec.Id, Method = t.Spec.Method, Params = t.Spec.Parameters, State = paused ? "paused" : t.Status.ToString().ToLowerInvariant(),
         Retention = t.Metrics?.Retention, Acquisition = t.Metrics?.Acquisition, Forgetting = t.Metrics?.Forgetting,
         Attempts = t.Attempt, FinalLoss = t.Metrics?.FinalLoss, TrainableParams = t.Metrics?.TrainableParameters,
-        TokensPerSecond = t.Metrics?.TokensPerSecond, Kernels = t.Metrics?.Kernels, RoutingThreshold = t.Metrics?.RoutingThreshold,
+        TokensPerSecond = t.Metrics?.TokensPerSecond, Kernels = t.Metrics?.Kernels, Precision = t.Metrics?.Precision, RoutingThreshold = t.Metrics?.RoutingThreshold,
         ResidentParams = t.Metrics?.ResidentParameters, LastCheckpointStep = t.LastCheckpoint?.Step,
         Failure = t.Status == TrialStatus.Failed ? t.FailureReason
                   : paused ? $"{t.PauseReason}; resumes after {t.RetryAt:yyyy-MM-dd HH:mm:ss} UTC" : null,
@@ -170,6 +172,27 @@ internal static class SweepReport
         return within.Count > 0
             ? (within.MaxBy(r => Better(r.Acquisition!.Value)), $"{best} acquisition with forgetting ≤ {maxForgetting} ({metric})")
             : (done.MaxBy(r => Better(r.Acquisition!.Value) - r.Forgetting!.Value), $"no trial has forgetting ≤ {maxForgetting}: best acquisition less forgetting ({metric})");
+    }
+
+    /// <summary>
+    /// Each method of the sweep at its best trade-off (<see cref="TradeOffSelection"/>): a method is its trials' label without the
+    /// learning rate (so its rates are searched together), a routed row's rule and trained method included; its points are every
+    /// completed trial's scores during training and final scores. The base is the frozen trial's (or a curve's first point).
+    /// </summary>
+    public static IReadOnlyList<TradeOffChoice> TradeOffs(SweepState state, double bound)
+    {
+        var metric = MetricOf(state);
+        var rows = Rows(state).Where(r => r.State == "completed" && r.Retention is not null && r.Acquisition is not null).ToList();
+        var baseOld = rows.Select(r => state.Trials.GetValueOrDefault(r.From ?? r.Trial)?.Metrics?.BaseOld).FirstOrDefault(b => b is not null)
+                      ?? throw new ArgumentException($"Sweep '{state.SweepId}' records no base score (a journal from before it was kept).");
+        double? baseNew = rows.FirstOrDefault(r => r.Method == "frozen")?.Acquisition
+                          ?? rows.SelectMany(r => r.Curve ?? []).FirstOrDefault(p => p.Step == 0)?.Acquisition;
+        if (baseNew is null) throw new ArgumentException($"Sweep '{state.SweepId}' has no frozen trial and no score before training: nothing tells the base's acquisition.");
+        static string Group(TrialRow r) => string.Join(" ", r.Label.Split(' ').Where(part => !part.StartsWith("lr=", StringComparison.Ordinal)));
+        var points = rows.Where(r => r.Method != "frozen").SelectMany(r =>
+            (r.Curve ?? []).Where(p => p.Step > 0).Select(p => new TradeOffPoint(Group(r), r.Trial, p.Step, p.Retention, p.Acquisition, p.Forgetting))
+                .Append(new TradeOffPoint(Group(r), r.Trial, null, r.Retention!.Value, r.Acquisition!.Value, r.Forgetting!.Value)));
+        return TradeOffSelection.Choose(points, metric, bound, baseOld, baseNew.Value);
     }
 
     public static string Params(IReadOnlyDictionary<string, string> p) => string.Join(" ", p.OrderBy(kv => kv.Key).Select(kv => $"{kv.Key}={kv.Value}"));

@@ -25,6 +25,16 @@ public sealed record BenchSettings
     public int Steps { get; init; } = 20;
     public int WarmupSteps { get; init; } = 3;
     public double LearningRate { get; init; } = 1e-3;
+    /// <summary>Null for fp32; bf16 for mixed precision, the frozen base resident in bf16, as a trainer runs it.</summary>
+    public ScalarType? Precision { get; init; }
+
+    /// <summary>The bench's frozen base on <paramref name="device"/>, resident in the bench's precision.</summary>
+    public Decoder Base(Device device)
+    {
+        var full = Decoder.Create(Model, seed: 0).Freeze().On(device);
+        if (Precision is not { } reduced) return full;
+        using (full) return full.Reduced(reduced);
+    }
 
     public static readonly IReadOnlyList<string> Methods = ["full", "preserve", "adapt", "route", "depth", "lora"];
 
@@ -77,6 +87,11 @@ public sealed record BenchResult
     [JsonPropertyName("rounds")] public int Rounds { get; init; } = 1;
     /// <summary>The matrix products' kernel path (<see cref="Native.MklKernels"/>): which MKL code ran.</summary>
     [JsonPropertyName("kernels")] public string Kernels { get; init; } = Native.MklKernels.Current.Id;
+    /// <summary>fp32, or bf16 (mixed precision with the base resident in bf16).</summary>
+    [JsonPropertyName("precision")] public string Precision { get; init; } = "fp32";
+    /// <summary>The step's matrix-product FLOPs per token (<see cref="StepFlops"/>), all trials of a group together, and what that makes per second.</summary>
+    [JsonPropertyName("flops_per_token")] public double FlopsPerToken { get; init; }
+    [JsonPropertyName("gflops_per_second")] public double GflopsPerSecond => FlopsPerToken * TokensPerSecond / 1e9;
 }
 
 /// <summary>
@@ -89,9 +104,9 @@ public static class ThroughputBench
     public static BenchResult Run(string method, BenchSettings settings, Device device, Action<int>? onStep = null)
     {
         torch.manual_seed(0);
-        var baseModel = Decoder.Create(settings.Model, seed: 0);
+        using var cast = Autocast.Enter(settings.Precision);
+        var baseModel = settings.Base(device);
         var model = settings.MethodFor(method).Build(baseModel, seed: 1);
-        model.to(device);
         var options = settings.Options;
         using var session = new TrainingSession(model, options);
         using var batch = settings.FixedBatch(device);
@@ -120,21 +135,23 @@ public static class ThroughputBench
             Steps = settings.Steps,
             FinalLoss = last.Loss,
             Device = device.ToString(),
+            Precision = settings.Precision is null ? "fp32" : "bf16",
+            FlopsPerToken = StepFlops.PerToken(method, settings).Total,
         };
     }
 
     /// <summary>
     /// <paramref name="members"/> trials of one method (seeds 1…K) on one base and one batch. With <paramref name="lockStep"/>
-    /// they train as a sweep's trainer runs a lock-step group: each on a thread of its own with the budget split between
-    /// them, the base's forward computed once per step by the first to reach it on the whole budget
-    /// (<see cref="LockStepGroups"/>). Without it they train one after another on the whole budget, each computing its own
+    /// they train as a sweep's trainer runs a lock-step group: each on a thread of its own, taking turns on the device's whole
+    /// thread budget, the base's forward computed once per step by the first to reach it (<see cref="LockStepGroups"/>). Without it they train one after another on the whole budget, each computing its own
     /// forward. The step time is the group's: wall time per step of all K.
     /// </summary>
     public static BenchResult RunGroup(string method, BenchSettings settings, Device device, int members, bool lockStep, Action<int>? onStep = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(members, 1);
         torch.manual_seed(0);
-        var baseModel = Decoder.Create(settings.Model, seed: 0).Freeze().On(device);
+        using var cast = Autocast.Enter(settings.Precision);
+        var baseModel = settings.Base(device);
         var models = Enumerable.Range(0, members).Select(i => settings.MethodFor(method).Build(baseModel, seed: 1 + i)).ToList();
         int depth = models.Max(m => m.TraceDepth);
         if (lockStep && models.Any(m => m.TraceDepth == 0))
@@ -152,12 +169,13 @@ public static class ThroughputBench
             using var timed = new Barrier(members + 1);
             var workers = sessions.Select((session, i) => new Thread(() =>
             {
+                using var memberCast = Autocast.Enter(settings.Precision);   // a thread's setting
                 using var member = groups.Join(baseModel, "bench", depth, 0);
                 for (int step = 0; step < settings.WarmupSteps + settings.Steps; step++)
                 {
                     if (step == settings.WarmupSteps) timed.SignalAndWait();   // every member warmed up: the clock starts
                     long at = step;
-                    losses[i] = session.TrainStep([batch], inputs => member.TraceFor(at, inputs)).Loss;
+                    losses[i] = member.TrainStep(session, batch, at).Loss;
                     member.Stepped(step);
                     if (i == 0 && step >= settings.WarmupSteps) onStep?.Invoke(step - settings.WarmupSteps + 1);
                 }
@@ -201,7 +219,11 @@ public static class ThroughputBench
             Steps = settings.Steps,
             FinalLoss = losses[^1],
             Device = device.ToString(),
-            Members = members, LockStep = lockStep,
+            Members = members, LockStep = lockStep, Precision = settings.Precision is null ? "fp32" : "bf16",
+            // Per token of one trial: a group in lock-step computes the base's forward once for all its members.
+            FlopsPerToken = lockStep
+                ? StepFlops.PerToken(method, settings, baseForwardShared: true).Total + StepFlops.BaseForward(settings).Total / members
+                : StepFlops.PerToken(method, settings).Total,
         };
     }
 

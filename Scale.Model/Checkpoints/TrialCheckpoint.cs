@@ -20,6 +20,8 @@ public sealed record TrialCheckpointState
     [JsonPropertyName("attempt")] public int? Attempt { get; init; }
     /// <summary>The matrix products' kernel path it was trained on (<see cref="Native.MklKernels"/>): a resume continues bit for bit only on the same path.</summary>
     [JsonPropertyName("kernels")] public string? Kernels { get; init; }
+    /// <summary>The precision its products ran in: fp32, or bf16 (mixed precision); null in checkpoints from before it was recorded (fp32).</summary>
+    [JsonPropertyName("precision")] public string? Precision { get; init; }
 }
 
 /// <summary>
@@ -62,6 +64,7 @@ public static class TrialCheckpoint
                 Step = session.Step, DataPosition = dataPosition, TrainableParameters = session.Model.TrainableParameterCount(),
                 LastLoss = lastLoss is { } loss && double.IsFinite(loss) ? loss : null, Attempt = fence?.Attempt,
                 Kernels = Native.MklKernels.Current.Id,
+                Precision = Autocast.Type is null ? "fp32" : "bf16",
             };
             var statePath = Path.Combine(staging, StateFile);
             File.WriteAllText(statePath, JsonSerializer.Serialize(state, new JsonSerializerOptions { WriteIndented = true }));

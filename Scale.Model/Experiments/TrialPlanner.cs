@@ -81,6 +81,7 @@ public sealed class TrialDraft(MethodKind kind, PhaseSpec phase, long seed)
     public int? PreservedLayers { get; set; }
     public ExpansionInit Init { get; set; } = ExpansionInit.Svd;
     public RoutingSpec Routing { get; set; } = ExpansionSpec.DefaultRouting;
+    public bool RouteInLoss { get; set; }
     public int FreezeLayers { get; set; } = 3;
     public int DepthEvery { get; set; } = 2;
     public LoraSpec Lora { get; set; } = new();
@@ -139,7 +140,7 @@ public static class TrialPlanner
         new("w12_last", null, "Method.Expansion.Train", "W12 trains only in the last k layers", WithW12, (d, v) => d.W12Last = v.Int(1)),
         new("lr_w12", null, "Rates.W12", "learning-rate multiplier of W12", WithW12, (d, v) => d.Rates = d.Rates with { W12 = v.Number(positive: true) }),
         new("routing", "route.routing", "Method.Expansion.Routing",
-            "Route's rule: `cosine:τ`, `cosine-prob:τ`, `confidence:θ` or `novelty:s[:window]` (the preservation head where the rule says so, else the adaptation head)", RouteOnly,
+            "Route's rule: `cosine:τ`, `cosine-prob:τ`, `confidence:θ`, `novelty:s[:window]` or `novelty-auto:q[:window]` (the preservation head where the rule says so, else the adaptation head)", RouteOnly,
             (d, v) =>
             {
                 try
@@ -151,6 +152,9 @@ public static class TrialPlanner
                     throw v.Error($"is not a routing rule: {e.Message}");
                 }
             }),
+        new("route_in_loss", "route.in-loss", "Method.Expansion.RouteInLoss",
+            "Route trains on its routed output (`true`) instead of its adaptation head (`false`, the default): only tokens its rule routes to the adaptation head teach it", RouteOnly,
+            (d, v) => d.RouteInLoss = v.Bool()),
         new("lr_base", null, "Rates.Base", "learning-rate multiplier of trained base weights", [MethodKind.Full, MethodKind.Freeze, MethodKind.Depth],
             (d, v) => d.Rates = d.Rates with { Base = v.Number(positive: true) }),
         new("freeze_layers", "freeze.layers", "Method.FreezeLayers", "Freeze: the bottom k layers (and the embeddings) stay frozen; at most L − 1", [MethodKind.Freeze],
@@ -260,7 +264,7 @@ public static class TrialPlanner
             MethodKind.Route => ExpansionSpec.Route(d.HeadsUp, d.FfnUp, d.Routing, d.W12Modules, first, last),
             _ => null,
         };
-        if (expansion is not null) expansion = expansion with { Init = d.Init };
+        if (expansion is not null) expansion = expansion with { Init = d.Init, RouteInLoss = d.RouteInLoss };
         if (expansion is not null)
         {
             if (!d.TrainNorms) d.Frozen.Add(ExpansionBlock.NormUp);

@@ -187,7 +187,7 @@ public sealed class TrialRunner(Decoder baseModel, ITokenWindows train, TrialSco
     public ITokenWindows TrainData => train;
     public TrialScoring Scoring => scoring;
 
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, Lazy<Decoder>> placed = new();
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<(string Device, ScalarType? Precision), Lazy<Decoder>> placed = new();
 
     /// <summary>The reduced type this runner's linear maps compute in (<see cref="Autocast"/>), or null for fp32.</summary>
     public ScalarType? Precision { get; private init; }
@@ -202,7 +202,15 @@ public sealed class TrialRunner(Decoder baseModel, ITokenWindows train, TrialSco
     {
         bool here = Devices.Key(device) == Devices.Key(baseModel.Device);
         if (here && precision == Precision) return this;
-        var resident = here ? baseModel : placed.GetOrAdd(Devices.Key(device), _ => new Lazy<Decoder>(() => baseModel.On(device))).Value;
+        if (here && precision is null) return new TrialRunner(baseModel, train, scoring);
+        var resident = placed.GetOrAdd((Devices.Key(device), precision), _ => new Lazy<Decoder>(() =>
+        {
+            // One resident base per device and precision: in bf16 the frozen matrices are held in bf16 (half the memory, no cast per step).
+            if (precision is not { } reduced) return baseModel.On(device);
+            if (here) return baseModel.Reduced(reduced);
+            using var full = baseModel.On(device);
+            return full.Reduced(reduced);
+        })).Value;
         return new TrialRunner(resident, train, scoring) { Precision = precision };
     }
 
@@ -272,7 +280,7 @@ public sealed class TrialRunner(Decoder baseModel, ITokenWindows train, TrialSco
                 cancellation.ThrowIfCancellationRequested();
                 using var batch = batches?.BatchAt(step) ?? train.Batch(schedule.IndicesFor(step));
                 var clock = Stopwatch.StartNew();
-                var result = member is null ? session.TrainStep([batch]) : session.TrainStep([batch], inputs => member.TraceFor(step, inputs, cancellation));
+                var result = member is null ? session.TrainStep([batch]) : member.TrainStep(session, batch, step, cancellation);
                 member?.Stepped(step);
                 seconds += clock.Elapsed.TotalSeconds;
                 (lastLoss, trained) = (result.Loss, trained + 1);
@@ -355,6 +363,9 @@ public sealed class TrialRunner(Decoder baseModel, ITokenWindows train, TrialSco
                 var state = TrialCheckpoint.Load(candidate, session);
                 if (state.Kernels is { } then && then != Native.MklKernels.Current.Id)
                     onNotice?.Invoke($"resumed on {Native.MklKernels.Current.Id} kernels from a checkpoint written on {then}: the rest of the run is not bit-identical to an uninterrupted one");
+                var precision = Autocast.Type is null ? "fp32" : "bf16";
+                if ((state.Precision ?? "fp32") != precision)
+                    onNotice?.Invoke($"resumed in {precision} from a checkpoint written in {state.Precision ?? "fp32"}: the rest of the run is not bit-identical to an uninterrupted one");
                 return state;
             }
             catch (InvalidCheckpointException e)

@@ -9,6 +9,9 @@ namespace Scale.Model.Training;
 /// (<see cref="BaseTrace"/>); each trial then computes only its expansion on top. A group steps together: only its
 /// members at the group's lowest step go on, so a member that joined behind catches up alone while the others wait, and
 /// from then on every step's base forward is computed once, by the first member to reach it, for all of them.
+/// Within a step the members take turns (<see cref="LockStepMember.Turn"/>): one computes at a time, on the device's whole
+/// thread budget, so one member's activations are alive at a time instead of all of theirs (measured: the same time as a
+/// thread each, half the memory; docs/bench.md).
 /// Checkpoints, scores, retries and resume stay each trial's own, and a trial's step is the same bits in a group or alone.
 /// </summary>
 public sealed class LockStepGroups
@@ -85,7 +88,7 @@ public sealed class LockStepGroups
         try
         {
             BaseTrace trace;
-            using (TraceThreads is { } threads ? Devices.BoostThreads(threads) : null)
+            using (Turn(member, cancellation))
                 trace = group.Base.Trace(inputs, group.Depth);
             lock (gate)
             {
@@ -103,6 +106,34 @@ public sealed class LockStepGroups
                 Monitor.PulseAll(gate);
             }
             throw;
+        }
+    }
+
+    /// <summary>The group's turn: one member computes at a time, on the device's thread budget; held until disposed.</summary>
+    internal IDisposable Turn(LockStepMember member, CancellationToken cancellation)
+    {
+        member.Group.Turn.Wait(cancellation);
+        try
+        {
+            var boost = TraceThreads is { } threads ? Devices.BoostThreads(threads) : null;
+            return new TurnHeld(member.Group.Turn, boost);
+        }
+        catch
+        {
+            member.Group.Turn.Release();
+            throw;
+        }
+    }
+
+    private sealed class TurnHeld(SemaphoreSlim turn, IDisposable? boost) : IDisposable
+    {
+        private int released;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref released, 1) == 1) return;
+            boost?.Dispose();
+            turn.Release();
         }
     }
 
@@ -149,6 +180,8 @@ public sealed class LockStepGroups
         public Decoder Base { get; } = baseModel;
         public Dictionary<LockStepMember, long> Members { get; } = new(ReferenceEqualityComparer.Instance);
         public Dictionary<long, Entry> Entries { get; } = [];
+        /// <summary>Held by the member that computes: the members' steps and the base's trace run one at a time.</summary>
+        public SemaphoreSlim Turn { get; } = new(1, 1);
     }
 
     internal sealed class Entry
@@ -172,6 +205,34 @@ public sealed class LockStepMember : IDisposable
     /// other members are behind, then takes the trace another member computed or computes it. Owned by the group.
     /// </summary>
     public BaseTrace TraceFor(long step, Tensor inputs, CancellationToken cancellation = default) => owner.TraceFor(this, step, inputs, cancellation);
+
+    /// <summary>
+    /// The group's turn for this member's step (take it once the step's trace is in hand: <see cref="TraceFor"/> waits for the
+    /// others, who need the turn to catch up): one member computes at a time, on the device's whole thread budget.
+    /// </summary>
+    public IDisposable Turn(CancellationToken cancellation = default) => owner.Turn(this, cancellation);
+
+    /// <summary>
+    /// This member's step <paramref name="step"/> of <paramref name="session"/> on <paramref name="batch"/>: the base's trace first
+    /// (waiting, without the turn, for members behind), then the step itself in the group's turn, alone on the device's threads.
+    /// </summary>
+    public StepResult TrainStep(TrainingSession session, Tensor batch, long step, CancellationToken cancellation = default)
+    {
+        IDisposable? turn = null;
+        try
+        {
+            return session.TrainStep([batch], inputs =>
+            {
+                var trace = TraceFor(step, inputs, cancellation);
+                turn = Turn(cancellation);
+                return trace;
+            });
+        }
+        finally
+        {
+            turn?.Dispose();
+        }
+    }
 
     /// <summary>This member has taken step <paramref name="step"/>: its trace may be freed once every member has.</summary>
     public void Stepped(long step) => owner.Stepped(this, step);

@@ -231,6 +231,25 @@ public sealed class Decoder : CausalLM
     /// </summary>
     public Decoder On(Device device) => Ops.IsOn(embed_tokens.Weight, device) ? this : DeepClone(device).Freeze();
 
+    /// <summary>
+    /// This frozen base with its matrices — the embedding, every linear map, the head — held in <paramref name="type"/> (bf16), the
+    /// norm gains in fp32: a base resident once per device for mixed precision, at half the memory, that no step casts again
+    /// (<see cref="Ops.Linear"/> takes it as it is). Only for use under <see cref="Autocast"/> with that type. Copies made from it
+    /// for training (full fine-tuning, Freeze, depth expansion) are fp32 again.
+    /// </summary>
+    public Decoder Reduced(ScalarType type)
+    {
+        Parameter P(Tensor t) => new(t.detach().to(type), requires_grad: false);
+        Linear L(Linear linear) => Linears.FromTensors(P(linear.weight!), linear.bias is null ? null : P(linear.bias));
+        var embedding = new TokenEmbedding(P(embed_tokens.Weight));
+        var blocks = layers.Select(b =>
+        {
+            var mapped = b.MapLinears((_, linear) => L(Linears.Require(linear)));
+            return new Block(Linears.CloneNorm(b.InputNorm), mapped.SelfAttention, Linears.CloneNorm(b.PostAttentionNorm), mapped.FeedForward);
+        }).ToList();
+        return new Decoder(Config, embedding, blocks, Linears.CloneNorm(norm), lm_head is null ? null : L(lm_head)).Freeze();   // nothing shared: it outlives its source
+    }
+
     /// <summary>A decoder that shares this one's embedding, norms and head, with a different list of blocks.</summary>
     internal Decoder WithBlocks(IEnumerable<Block> blocks, ModelConfig? config = null)
         => new(config ?? Config, embed_tokens, blocks, norm, lm_head);

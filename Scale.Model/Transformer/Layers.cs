@@ -44,8 +44,12 @@ internal sealed class TokenEmbedding : nn.Module<Tensor, Tensor>
     /// <summary>tokens (B, T) → (B, T, d).</summary>
     public override Tensor forward(Tensor tokens) => Lookup(weight, tokens);
 
+    /// <summary>Rows of <paramref name="table"/> for <paramref name="tokens"/> (B, T) → (B, T, d), in fp32 whatever the table's type: the residual stream is fp32.</summary>
     internal static Tensor Lookup(Tensor table, Tensor tokens)
-        => table.index_select(0, tokens.reshape(-1)).view(tokens.shape[0], tokens.shape[1], -1);
+    {
+        var rows = table.index_select(0, tokens.reshape(-1)).view(tokens.shape[0], tokens.shape[1], -1);
+        return rows.dtype == ScalarType.Float32 ? rows : rows.to(ScalarType.Float32);
+    }
 }
 
 /// <summary>Causal self-attention with rotary positions and grouped-query heads.</summary>
@@ -192,9 +196,15 @@ internal static class Linears
 
     public static RmsNorm CloneNorm(RmsNorm norm, Device? device = null) => new(new Parameter(Copy(norm.Weight, device)), norm.Eps);
 
-    /// <summary>A tensor's own copy: on its device, or on <paramref name="device"/> when given (copied there directly, one tensor at a time).</summary>
+    /// <summary>
+    /// A tensor's own copy in fp32: on its device, or on <paramref name="device"/> when given (copied there directly, one tensor at a
+    /// time). From a base resident in bf16 (<see cref="Decoder.Reduced"/>) the copy is that base's values in fp32, as a trained copy must be.
+    /// </summary>
     public static Tensor Copy(Tensor t, Device? device = null)
-        => device is null || Ops.IsOn(t, device) ? t.detach().clone() : t.detach().to(device);
+    {
+        var copy = device is null || Ops.IsOn(t, device) ? t.detach().clone() : t.detach().to(device);
+        return copy.dtype == ScalarType.Float32 ? copy : copy.to(ScalarType.Float32);
+    }
 
     public static Linear Require(nn.Module<Tensor, Tensor> module)
         => module as Linear ?? throw new InvalidOperationException(

@@ -66,7 +66,7 @@ internal static class Ops
         var qh = rope.Apply(SplitHeads(q, heads));        // (B, h, T, hs)
         var kh = rope.Apply(SplitHeads(k, kvHeads));      // (B, kv, T, hs)
         var vh = SplitHeads(v, kvHeads);                  // (B, kv, T, hs)
-        if (Autocast.Type is { } reduced) (qh, kh, vh) = (qh.to(reduced), kh.to(reduced), vh.to(reduced));   // attention in bf16, as CUDA autocast runs it
+        if (Autocast.Type is { } reduced) (qh, kh, vh) = (In(qh, reduced), In(kh, reduced), In(vh, reduced));   // attention in bf16, as CUDA autocast runs it
         if (cache is not null) (kh, vh) = cache.Append(kh, vh);   // (B, kv, S, hs)
         kh = RepeatKv(kh, heads / kvHeads);               // (B, h, S, hs)
         vh = RepeatKv(vh, heads / kvHeads);
@@ -92,8 +92,11 @@ internal static class Ops
     public static Tensor Linear(Tensor x, Tensor weight, Tensor? bias = null)
     {
         if (Autocast.Type is not { } reduced) return nn.functional.linear(x, weight, bias);
-        return nn.functional.linear(x.to(reduced), weight.to(reduced), bias?.to(reduced));
+        // A frozen base resident in the reduced type (Decoder.Reduced) is used as it is: no cast per step.
+        return nn.functional.linear(In(x, reduced), In(weight, reduced), bias is null ? null : In(bias, reduced));
     }
+
+    private static Tensor In(Tensor t, ScalarType type) => t.dtype == type ? t : t.to(type);
 
     /// <summary>A projection module applied to x: a plain linear layer as <see cref="Linear"/> computes it, an adapted one (expansion, adapter) as itself.</summary>
     public static Tensor Project(nn.Module<Tensor, Tensor> projection, Tensor x)

@@ -93,6 +93,14 @@ public sealed record ExpansionSpec
     /// <summary>Non-null for SCALE-Route: the rule that answers each token from the preservation or the adaptation head.</summary>
     public RoutingSpec? Routing { get; init; }
 
+    /// <summary>
+    /// SCALE-Route trained on its routed output (the loss of each token from the head its rule picks; only tokens routed to the
+    /// adaptation head teach the expansion) instead of on the adaptation head: the paper's analysis assumes a fixed router
+    /// during training. With a rule on the heads' agreement (cosine) this leaves the zero initialisation a fixed point (both
+    /// heads agree at step 0, so nothing is routed to the adaptation head); a rule on the base's surprisal does not.
+    /// </summary>
+    public bool RouteInLoss { get; init; }
+
     public int FfnUpFor(ModelConfig config) => FfnUp ?? config.IntermediateSize * HeadsUp / config.NumHeads;
 
     public bool Trains(ExpansionBlock block, string module, int? layer) => Train.Any(r => r.Matches(block, module, layer));

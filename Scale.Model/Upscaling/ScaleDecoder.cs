@@ -163,11 +163,16 @@ public sealed class ScaleDecoder : CausalLM
     public override (Tensor Logits, Tensor? Auxiliary) ForwardForTraining(Tensor tokens)
     {
         using var scope = NewDisposeScope();
+        if (Expansion.RouteInLoss && Routing is { } rule)
+        {
+            var (preservation, adaptation) = Heads(tokens);
+            return (Upscaling.Routing.Route(rule, preservation, adaptation, tokens).MoveToOuterDisposeScope(), null);
+        }
         return (Run(tokens, null, null).MoveToOuterDisposeScope(), null);
     }
 
-    /// <summary>Below its first W12 this model's original stream is the base's: a lock-step group's trace can give it.</summary>
-    public override int TraceDepth => FirstAdaptedLayer;
+    /// <summary>Below its first W12 this model's original stream is the base's: a lock-step group's trace can give it (not when it trains on its routed output).</summary>
+    public override int TraceDepth => Expansion.RouteInLoss ? 0 : FirstAdaptedLayer;
 
     /// <summary>
     /// The adaptation head's logits with the base's part of the pass from <paramref name="trace"/> (traced on the same tokens):

@@ -52,7 +52,7 @@ internal sealed class ScaleLinear : nn.Module
         using var noGrad = no_grad();
         using var held = Scalars.Scope();
         long inFeatures = weight.shape[1];
-        var (_, sigma, vh) = torch.linalg.svd(weight.detach().cpu(), fullMatrices: false);   // Σ (r), Vᵀ (r, in)
+        var (_, sigma, vh) = torch.linalg.svd(weight.detach().cpu().to(ScalarType.Float32), fullMatrices: false);   // Σ (r), Vᵀ (r, in)
         long rank = sigma.shape[0], rows = Math.Min(outUp, rank);
         var w21 = Ops.Normal([outUp, inFeatures], initScale, g);
         w21.narrow(0, 0, rows).copy_(vh.narrow(0, 0, rows).mul(held.Of(initScale * Math.Sqrt(inFeatures))));
