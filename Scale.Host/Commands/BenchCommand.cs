@@ -46,6 +46,9 @@ internal sealed class BenchCommand : Command<BenchCommand.Settings>
         [CommandOption("--lock-step"), Description("With --only and --group: share the base's forward (used by the parent run).")]
         public bool LockStep { get; init; }
 
+        [CommandOption("--peak"), Description("Only the machine's matrix-product peak: a 2048³ product in fp32 and in bf16, GFLOP/s, one JSON line each.")]
+        public bool Peak { get; init; }
+
         [CommandOption("--precision <TYPE>"), Description("fp32 (default), or bf16: mixed precision with the frozen base resident in bf16 (CUDA, or a CPU with bf16 units)."), DefaultValue("fp32")]
         public string Precision { get; init; } = "fp32";
 
@@ -71,6 +74,13 @@ internal sealed class BenchCommand : Command<BenchCommand.Settings>
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellation)
     {
         TorchStartup.Start();
+        if (settings.Peak)
+        {
+            Devices.UseThreads(settings.Threads);
+            Console.WriteLine(JsonSerializer.Serialize(ThroughputBench.Peak(TorchSharp.torch.ScalarType.Float32)));
+            if (Scale.Model.Native.CpuFeatures.Bf16) Console.WriteLine(JsonSerializer.Serialize(ThroughputBench.Peak(TorchSharp.torch.ScalarType.BFloat16)));
+            return 0;
+        }
         var bench = new BenchSettings
         {
             Steps = settings.Steps, WarmupSteps = settings.Warmup, Precision = Devices.ParsePrecision(settings.Precision, [settings.Device]),

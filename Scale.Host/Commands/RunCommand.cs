@@ -93,7 +93,6 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
         int slotsPerDevice = Math.Max(1, sweep.ConcurrentTrials(budget) / devices.Count);
         int slots = slotsPerDevice * devices.Count;
         int threadsPerTrial = Math.Max(1, budget / slots);
-        if (slots > 1) Devices.LimitMallocArenas(2);
         var sweepDirectory = SweepSystem.SweepDirectory(settings.DataDir, sweep.Name);
         using var runLock = SweepLock.Acquire(sweepDirectory, sweep.Name);
         var wall = Stopwatch.StartNew();

@@ -227,6 +227,30 @@ public static class ThroughputBench
         };
     }
 
+    /// <summary>
+    /// The machine's matrix-product peak as this process reaches it: an n×n by n×n product in <paramref name="type"/> (fp32, or
+    /// bf16 with fp32 accumulation), the best of five after two warm-ups, in GFLOP/s (2n³ operations a product).
+    /// </summary>
+    public static BenchResult Peak(ScalarType type, int n = 2048)
+    {
+        using var scope = NewDisposeScope();
+        var a = randn(n, n).to(type);
+        var b = randn(n, n).to(type);
+        for (int i = 0; i < 2; i++) torch.matmul(a, b).Dispose();
+        double best = double.MaxValue;
+        for (int i = 0; i < 5; i++)
+        {
+            var clock = Stopwatch.StartNew();
+            torch.matmul(a, b).Dispose();
+            best = Math.Min(best, clock.Elapsed.TotalSeconds);
+        }
+        return new BenchResult
+        {
+            Method = "peak", StepMs = best * 1000, Threads = torch.get_num_threads(), Steps = 5,
+            Precision = type == ScalarType.Float32 ? "fp32" : "bf16", FlopsPerToken = 2.0 * n * n * n, TokensPerSecond = 1 / best,
+        };
+    }
+
     public static double Median(IReadOnlyList<double> values)
     {
         var sorted = values.Order().ToList();

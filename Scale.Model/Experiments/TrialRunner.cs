@@ -250,8 +250,9 @@ public sealed class TrialRunner(Decoder baseModel, ITokenWindows train, TrialSco
         }
         using var cast = Autocast.Enter(Precision);
         var model = plan.Method.Build(baseModel, plan.Seed);
-        // A SCALE-Route trial trains on its adaptation head; its scores during training are routed, by its rule calibrated.
-        if (model is ScaleDecoder { Routing: { } rule } routedScale) routedScale.Routing = scoring.Calibrate(rule, baseModel);
+        // A SCALE-Route trial's rule, calibrated before anything routes: its scores during training, or its loss (route_in_loss).
+        bool routesNow = onScores is not null && plan.EvaluateEvery > 0 || plan.Method.Expansion?.RouteInLoss == true;
+        if (routesNow && model is ScaleDecoder { Routing: { } rule } routedScale) routedScale.Routing = scoring.Calibrate(rule, baseModel);
         try
         {
             long trainable = model.TrainableParameterCount();

@@ -16,13 +16,15 @@ public class SweepFileTests
     [Fact]
     public void The_built_in_sweeps_load_with_every_method_and_a_scale_grid()
     {
-        Assert.Equal(["asha-search", "bio", "bio-ko", "bio-qa", "quickstart", "validation"], SweepFiles.BuiltIn);
+        Assert.Equal(["asha-search", "bio", "bio-ko", "bio-qa", "quickstart", "text-de", "text-ko", "text-validation", "validation"], SweepFiles.BuiltIn);
         var asha = SweepFiles.Load("asha-search");
         Assert.Equal((16, "acquisition", 25), (asha.Trials.Count, asha.Scheduler!.Metric, asha.Scheduler.GraceSteps));
         Assert.Equal(System.Text.Json.JsonSerializer.Serialize(SweepFiles.Load("quickstart").Experiment),
                      System.Text.Json.JsonSerializer.Serialize(asha.Experiment));   // the quick start's experiment, so its base is shared
         var validation = SweepFiles.Load("validation");
-        Assert.Equal(MethodSpec.PresetNames.Order(), validation.Trials.Select(t => t.Method).Order());
+        Assert.Equal(MethodSpec.PresetNames.Where(m => m != "route").Order(), validation.Trials.Select(t => t.Method).Distinct().Order());
+        Assert.Equal(19, validation.Trials.Count);   // defaults, lower rates for each baseline, LoRA at rank 64 and 128
+        Assert.Equal([ExpansionSpec.DefaultRouting.ToString(), "cosine:0.5"], validation.Routing);
         Assert.Equal(2, validation.Experiment.Old.WorldSeed);   // the validation pair, not bio's test pair
         Assert.Equal(2, validation.Experiment.New.WorldSeed);
         var quick = SweepFiles.Load("quickstart");
@@ -31,11 +33,12 @@ public class SweepFileTests
         // Every method but route and LoRA trains (LoRA learned nothing on the validation pair at any rate tried); route's
         // rows come from the routing axis over the trained SCALE trials.
         Assert.Equal(MethodSpec.PresetNames.Where(m => m is not ("route" or "lora")).Order(), quick.Trials.Select(t => t.Method).Distinct().Order());
-        Assert.Equal(["cosine:0.5", "confidence:0.5", "novelty:10"], quick.Routing);
+        Assert.Equal(["novelty-auto:0.995:128", "cosine:0.5"], quick.Routing);
         Assert.Contains(quick.Trials, t => t.Parameters.ContainsKey("heads_up"));
         Assert.Equal(quick.Trials.Count, quick.Trials.Select(t => t.Id).Distinct().Count());
         Assert.Equal(200, bio.Experiment.Old.People);
-        Assert.Equal(MethodSpec.PresetNames.Order(), bio.Trials.Select(t => t.Method).Order());
+        Assert.Equal(MethodSpec.PresetNames.Order(), bio.Trials.Select(t => t.Method).Distinct().Order());
+        Assert.Equal(validation.Trials.Count + 1, bio.Trials.Count);   // the validation sweep's design, and a route trial
         Assert.Equal(quick.Trials.Select(t => t.Id), SweepFiles.Load("quickstart").Trials.Select(t => t.Id));   // stable ids
     }
 

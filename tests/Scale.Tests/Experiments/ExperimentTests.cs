@@ -51,7 +51,7 @@ public class ExperimentTests
     [Fact]
     public void The_built_in_experiments_parse_and_validate()
     {
-        Assert.Equal(["bio", "bio-ko", "bio-qa", "bio-validation", "text"], ExperimentFiles.BuiltIn);
+        Assert.Equal(["bio", "bio-ko", "bio-qa", "bio-validation", "text", "text-de", "text-ko", "text-validation"], ExperimentFiles.BuiltIn);
         var qa = ExperimentFiles.Load("bio-qa").Qa!;
         Assert.Equal((150, 1e-3, QaMeasure.HeldOut, 4), (qa.Task0.Steps, qa.Task0.LearningRate, qa.Measure, qa.Passes));
         var bio = ExperimentFiles.Load("bio");

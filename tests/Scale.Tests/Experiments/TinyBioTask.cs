@@ -20,6 +20,8 @@ internal sealed class TinyBioTask : IDisposable
         var newPrompts = @new.SelectMany(p => BioRenderer.Prompts(p, BioLanguage.English)).ToList();
         Runner = new TrialRunner(Base, tokenizer, train, oldPrompts, newPrompts,
                                  TeacherForcedRecall.Measure(Base, tokenizer, oldPrompts).Recall);
+        // The old people rendered anew: the calibration slice of Route's default rule, as an experiment makes it.
+        Runner.Scoring.Calibration = new PackedSequences(BioRenderer.Corpus(old, BioLanguage.English, 1, 9).Select(tokenizer.Encode), tokenizer.EndOfTextId, 32);
     }
 
     public Decoder Base { get; }

@@ -61,7 +61,8 @@ public class ReadmeRecipeTests
 
         Assert.True(process.ExitCode == 0, $"the recipe exited {process.ExitCode}:\n{stdout}\n{stderr.Result}");
         Assert.Contains("perplexity", stdout);
-        Assert.Contains("route novelty:10:16", stdout);                 // the routing axis's rows, by label
+        Assert.Contains("route novelty-auto:0.995:128 (adapt)", stdout);  // the routing axis's rows, by label
+        Assert.Contains("route cosine:0.5 (full)", stdout);              // a routed control
         Assert.Contains("5 trials: 5 completed, 0 running, 0 pending, 0 failed", stdout);
         Assert.True(File.Exists(dir.Combine("my-shift.png")));
         Assert.True(File.Exists(dir.Combine("my-shift-report", "report.md")));
