@@ -21,10 +21,10 @@ public sealed record MethodSpec
     public RoutingSpec? ControlRouting { get; init; }
 
     /// <summary>The rule this method's answers are routed by, if any: SCALE-Route's, or a routed control's.</summary>
-    public RoutingSpec? Routing => Expansion?.Routing ?? ControlRouting;
+    [System.Text.Json.Serialization.JsonIgnore] public RoutingSpec? Routing => Expansion?.Routing ?? ControlRouting;
 
     /// <summary>Whether the method still holds the base's computation beside its own, so that its answers can be routed (all but the frozen base itself).</summary>
-    public bool CanRoute => Kind != MethodKind.Frozen;
+    [System.Text.Json.Serialization.JsonIgnore] public bool CanRoute => Kind != MethodKind.Frozen;
 
     /// <summary>This method scored under <paramref name="routing"/>: a SCALE expansion's rule, or a baseline as a routed control.</summary>
     public MethodSpec RoutedBy(RoutingSpec routing)

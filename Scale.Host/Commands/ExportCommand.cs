@@ -50,7 +50,9 @@ internal sealed class ExportCommand : Command<ExportCommand.Settings>
             ((ByteBpeTokenizer)task.Tokenizer).Save(Path.Combine(scratch.Path, HfTokenizer.FileName));
             tokenizerDirectory = scratch.Path;
         }
-        var what = TrialExport.Write(task.Base, plan.Method, plan.Seed, checkpoint, tokenizerDirectory, settings.Out!);
+        // A calibrated rule travels with its threshold, from this experiment's old data: generation elsewhere has no old data to calibrate on.
+        var method = plan.Method.Routing is { NeedsCalibration: true } rule ? plan.Method.RoutedBy(task.Runner.Scoring.Calibrate(rule, task.Base)) : plan.Method;
+        var what = TrialExport.Write(task.Base, method, plan.Seed, checkpoint, tokenizerDirectory, settings.Out!);
         Console.WriteLine($"Exported {trial.Id} to {settings.Out}: {what}. `scale generate --model {settings.Out} --prompt TEXT` generates with it.");
         return 0;
     }

@@ -38,6 +38,7 @@ public sealed record RoutingSpec(RouteRule Rule, double Threshold, int Window = 
     public double? Calibrated { get; init; }
 
     /// <summary>Whether the rule needs a calibration before it can route.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
     public bool NeedsCalibration => Rule == RouteRule.NoveltyAuto && Calibrated is null;
 
     /// <summary>novelty-auto's window when none is given.</summary>

@@ -159,7 +159,11 @@ public class DevicePlacementTests
                                                          Seed: 9, CheckpointEvery: 3);
         var bf16 = task.Runner.On(CPU, ScalarType.BFloat16);
         Assert.NotSame(task.Runner, bf16);
-        Assert.Same(task.Base, bf16.Base);   // the same resident base: autocast casts copies, never the base
+        // A resident base of its own, its matrices in bf16 (cast once, never per step), made once per device and precision.
+        Assert.NotSame(task.Base, bf16.Base);
+        Assert.Same(bf16.Base, task.Runner.On(CPU, ScalarType.BFloat16).Base);
+        Assert.Equal(ScalarType.BFloat16, bf16.Base.StateTensors()["layers.0.mlp.up_proj.weight"].dtype);
+        Assert.All(task.Base.StateTensors().Values, t => Assert.Equal(ScalarType.Float32, t.dtype));
 
         var full = task.Runner.Run(plan, dir.Combine("fp32"));
         var reduced = bf16.Run(plan, dir.Combine("bf16"));

@@ -16,7 +16,8 @@ public class TrialExportTests
     {
         var baseModel = Decoder.Create(Tiny.Gqa with { TieWordEmbeddings = name == "lora" }, seed: 2).Freeze();
         var method = MethodSpec.Preset(name, headsUp: 2);
-        if (name == "route") method = method with { Expansion = method.Expansion! with { Routing = new RoutingSpec(RouteRule.Novelty, 2.0) } };
+        // Route's default rule, calibrated as an experiment calibrates it (here, a threshold given): the export keeps the threshold.
+        if (name == "route") method = method with { Expansion = method.Expansion! with { Routing = ExpansionSpec.DefaultRouting with { Calibrated = 2.5 } } };
         var model = method.Build(baseModel, seed: 4);
         using var session = new TrainingSession(model, new TrainingOptions { LearningRate = 3e-2, WarmupSteps = 0, TotalSteps = 6 });
         for (int step = 0; step < 6; step++) session.TrainStep([Tiny.Tokens(Tiny.Gqa, batch: 4, length: 9, seed: 300 + step)]);
@@ -55,7 +56,7 @@ public class TrialExportTests
         var loaded = (ScaleDecoder)TrialExport.Load(dir.Combine("export"));
         var prompt = new long[] { 3, 1, 4, 1, 5 };
 
-        Assert.Equal(new RoutingSpec(RouteRule.Novelty, 2.0), loaded.Routing);
+        Assert.Equal(ExpansionSpec.DefaultRouting with { Calibrated = 2.5 }, loaded.Routing);
         Assert.Equal(Generation.Greedy(model, prompt, 8), Generation.Greedy(loaded, prompt, 8));
         Assert.Contains("already exists", Assert.Throws<ArgumentException>(() =>
             TrialExport.Write(baseModel, method, 4, checkpoint, dir.Path, dir.Combine("export"))).Message);
