@@ -25,7 +25,8 @@ public sealed class FaultInjectionTests(ITestOutputHelper output)
         return file;
     }
 
-    private static string[] Run(string file, string dataDir) => ["run", file, "--data-dir", dataDir, "--threads", "1", "--http", "off", "--plain", "--snapshot-every", "10"];
+    private static string[] Run(string file, string dataDir, string precision = "fp32")
+        => ["run", file, "--data-dir", dataDir, "--threads", "1", "--http", "off", "--plain", "--snapshot-every", "10", "--precision", precision];
 
     private static JsonElement[] Results(string dataDir)
     {
@@ -64,9 +65,16 @@ public sealed class FaultInjectionTests(ITestOutputHelper output)
         }
     }
 
-    [Fact]
-    public void SIGKILLs_at_random_moments_of_one_sweep_leave_every_trial_completed_once_with_the_uninterrupted_scores()
+    [Theory]
+    [InlineData("fp32")]
+    [InlineData("bf16")]   // mixed precision with the base resident in bf16 (these machines' CPU has bf16 units)
+    public void SIGKILLs_at_random_moments_of_one_sweep_leave_every_trial_completed_once_with_the_uninterrupted_scores(string precision)
     {
+        if (precision == "bf16" && !Scale.Model.Native.CpuFeatures.Bf16)
+        {
+            Assert.Equal(2, ScaleProcess.Run("run", "quickstart", "--precision", "bf16", "--http", "off").ExitCode);   // refused on a CPU without bf16 units
+            return;
+        }
         using var dir = new TempDirectory();
         var file = SweepFile(dir);
         string killed = dir.Combine("killed"), straight = dir.Combine("straight");
@@ -81,7 +89,7 @@ public sealed class FaultInjectionTests(ITestOutputHelper output)
             {
                 if (line.StartsWith("trial ", StringComparison.Ordinal) || line.StartsWith("[pretrain]", StringComparison.Ordinal) || line.StartsWith("sweep:", StringComparison.Ordinal))
                     if (Interlocked.Increment(ref seen) == lines) moment.TrySetResult(line);
-            }, Run(file, killed));
+            }, Run(file, killed, precision));
             if (Task.WaitAny([moment.Task, run.WaitForExitAsync()], TimeSpan.FromMinutes(6)) == 0)
             {
                 run.Kill();   // SIGKILL
@@ -96,8 +104,8 @@ public sealed class FaultInjectionTests(ITestOutputHelper output)
                 Assert.Fail($"scale run exited {run.ExitCode} on its own");
             }
         }
-        var finish = ScaleProcess.Run(Run(file, killed));
-        var reference = ScaleProcess.Run(Run(file, straight));
+        var finish = ScaleProcess.Run(Run(file, killed, precision));
+        var reference = ScaleProcess.Run(Run(file, straight, precision));
         Assert.True(finish.ExitCode == 0, finish.Stderr + finish.Stdout);
         Assert.True(reference.ExitCode == 0, reference.Stderr + reference.Stdout);
 

@@ -110,3 +110,32 @@ internal static class TrialPlannerHelpers
         => Scale.Model.Experiments.TrialPlanner.Plan(new Scale.Model.Experiments.ExperimentSpec { Model = Tiny.Mha with { NumLayers = 4 } }, method,
                                                      settings.ToDictionary(s => s.Key, s => s.Value)).Method;
 }
+
+public class RouteInLossTests
+{
+    [Fact]
+    public void Route_trained_on_its_routed_output_learns_only_from_tokens_routed_to_the_adaptation_head()
+    {
+        using var baseModel = Decoder.Create(Tiny.Mha, seed: 2).Freeze();
+        using var tokens = Tiny.Tokens(Tiny.Mha, batch: 2, length: 9);
+        CausalLM Route(RoutingSpec rule, bool inLoss)
+            => new MethodSpec { Kind = MethodKind.Route, Expansion = ExpansionSpec.Route(headsUp: 2, routing: rule) with { RouteInLoss = inLoss } }.Build(baseModel, seed: 4);
+        double[] GradientNorms(CausalLM model)
+        {
+            var (logits, _) = model.ForwardForTraining(tokens.narrow(1, 0, 8));
+            Scale.Model.Transformer.Ops.LanguageModelLoss(logits, tokens.narrow(1, 1, 8)).backward();
+            return model.TrainableParameters().Select(p => p.Parameter.grad is { } g ? g.norm().item<float>() : 0.0).ToArray();
+        }
+        var adapting = new RoutingSpec(RouteRule.Cosine, 2);      // every token to the adaptation head
+        var preserving = new RoutingSpec(RouteRule.Cosine, -2);   // every token to the preservation head
+
+        var onAdaptation = GradientNorms(Route(adapting, inLoss: false));
+        var routedAdapting = GradientNorms(Route(adapting, inLoss: true));
+        var routedPreserving = GradientNorms(Route(preserving, inLoss: true));
+
+        Assert.Equal(onAdaptation, routedAdapting);           // everything routed to the adaptation head: the same gradients as training on it
+        Assert.Contains(onAdaptation, n => n > 0);
+        Assert.All(routedPreserving, n => Assert.Equal(0.0, n));   // everything to the base: nothing reaches the expansion
+        Assert.Equal(0, Route(adapting, inLoss: true).TraceDepth);  // it computes both heads itself: no lock-step
+    }
+}
