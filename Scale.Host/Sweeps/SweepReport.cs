@@ -188,7 +188,7 @@ internal static class SweepReport
         double? baseNew = rows.FirstOrDefault(r => r.Method == "frozen")?.Acquisition
                           ?? rows.SelectMany(r => r.Curve ?? []).FirstOrDefault(p => p.Step == 0)?.Acquisition;
         if (baseNew is null) throw new ArgumentException($"Sweep '{state.SweepId}' has no frozen trial and no score before training: nothing tells the base's acquisition.");
-        static string Group(TrialRow r) => string.Join(" ", r.Label.Split(' ').Where(part => !part.StartsWith("lr=", StringComparison.Ordinal)));
+        static string Group(TrialRow r) => System.Text.RegularExpressions.Regex.Replace(r.Label, @" lr=[^\s)]+", "");
         var points = rows.Where(r => r.Method != "frozen").SelectMany(r =>
             (r.Curve ?? []).Where(p => p.Step > 0).Select(p => new TradeOffPoint(Group(r), r.Trial, p.Step, p.Retention, p.Acquisition, p.Forgetting))
                 .Append(new TradeOffPoint(Group(r), r.Trial, null, r.Retention!.Value, r.Acquisition!.Value, r.Forgetting!.Value)));

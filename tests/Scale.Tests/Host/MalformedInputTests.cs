@@ -74,7 +74,7 @@ public class MalformedInputTests
         ["sweep-too-many-renderings"] = (s => Run(s, s.Sweep("renderings = 6\n", "renderings = 2000000\n")), "renderings 2,000,000"),
         ["sweep-memory-estimate"] = (s => Run(s, s.Sweep("max-concurrent = 1",
             "max-concurrent = 1\n experiment.continual.batch = 100000\n experiment.continual.sequence-length = 4096")), "of memory"),
-        ["sweep-text-without-folders"] = (s => Run(s, s.File("a.hocon", "sweep {\n name = a\n experiment {\n old { kind = text }\n new { kind = text }\n }\n methods = [full]\n}")), "corpus folders"),
+        ["sweep-text-without-folders"] = (s => Run(s, s.File("a.hocon", "sweep {\n name = a\n experiment {\n old { kind = text }\n new { kind = text }\n }\n methods = [full]\n}")), "must name both corpora"),
         // Experiment files and their flags.
         ["experiment-small-vocab"] = (s => Exp(s, s.Experiment("vocab-size = 320", "vocab-size = 100")), "vocab_size must be at least 257"),
         ["experiment-no-layers"] = (s => Exp(s, s.Experiment("layers = 2", "layers = 0")), "num_hidden_layers"),

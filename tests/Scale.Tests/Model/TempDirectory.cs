@@ -9,8 +9,28 @@ internal sealed class TempDirectory : IDisposable
 
     public string Combine(params string[] parts) => System.IO.Path.Combine([Path, .. parts]);
 
+    /// <summary>
+    /// Removes the directory. A recursive delete can meet "Directory not empty" when the file system's directory listing
+    /// lags the removals it just made (seen once in CI under load); it is tried again a few times, and a directory that still
+    /// cannot be removed is left in the temp folder rather than hiding the test's own outcome behind a clean-up error.
+    /// </summary>
     public void Dispose()
     {
-        if (Directory.Exists(Path)) Directory.Delete(Path, recursive: true);
+        for (int attempt = 1; Directory.Exists(Path); attempt++)
+        {
+            try
+            {
+                Directory.Delete(Path, recursive: true);
+            }
+            catch (IOException e) when (attempt < 5)
+            {
+                Console.Error.WriteLine($"{Path}: removing it failed ({e.Message}); trying again.");
+            }
+            catch (IOException e)
+            {
+                Console.Error.WriteLine($"{Path}: left in place ({e.Message}).");
+                return;
+            }
+        }
     }
 }
