@@ -212,7 +212,7 @@ internal sealed class WorkerCommand : AsyncCommand<WorkerCommand.Settings>
         [CommandOption("--devices <DEVICES>"), Description("Comma-separated devices, one trainer each: cpu, cpu:N (more trainers on the CPU), cuda or cuda:N (a CUDA build). Default cpu."), DefaultValue("cpu")]
         public string Devices { get; init; } = "cpu";
 
-        [CommandOption("--precision <TYPE>"), Description("fp32 (default), or bf16: autocast of the linear maps, for CUDA devices."), DefaultValue("fp32")]
+        [CommandOption("--precision <TYPE>"), Description("fp32 (default), or bf16: mixed precision with the frozen base resident in bf16 (CUDA, or a CPU with bf16 units)."), DefaultValue("fp32")]
         public string Precision { get; init; } = "fp32";
 
         [CommandOption("--threads <N>"), Description("Threads for this worker's trials; 0 = all cores."), DefaultValue(0)]

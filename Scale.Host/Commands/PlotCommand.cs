@@ -8,8 +8,9 @@ namespace Scale.Host.Commands;
 
 /// <summary>
 /// `scale plot SWEEP... --out FILE.png`: every completed trial of the sweeps as a point (retention, acquisition),
-/// coloured by method, the Pareto front of all points (higher is better on both axes: recall sweeps), and the
-/// goal region (forgetting ≤ 0.05, acquisition ≥ 0.80).
+/// coloured by method, each routed row in its trained method's colour as a triangle, the Pareto front of all points,
+/// and the goal: on recall, the region of forgetting ≤ 0.02 with acquisition ≥ 0.90; on perplexity (both axes on a
+/// log scale, lower is better), the line 2% above the base's old-text perplexity.
 /// </summary>
 internal sealed class PlotCommand : AsyncCommand<PlotCommand.Settings>
 {
@@ -26,12 +27,18 @@ internal sealed class PlotCommand : AsyncCommand<PlotCommand.Settings>
 
         [CommandOption("--data-dir <DIR>"), Description("Where the sweeps' journal lives (default ./scale-data)."), DefaultValue("scale-data")]
         public string DataDir { get; init; } = "scale-data";
+
+        [CommandOption("--rules <LIST>"), Description("Comma-separated routing rules whose routed rows are drawn (default: every rule the sweeps scored; none: no routed rows).")]
+        public string? Rules { get; init; }
     }
 
     internal sealed record Point(string Sweep, string Trial, string Method, double Retention, double Acquisition, double BaseOld)
     {
         /// <summary>The scores' metric (recall or perplexity), which says which way is better.</summary>
         public string Metric { get; init; } = ScoreMetric.Recall;
+
+        /// <summary>The routing rule of a routed row (its <see cref="Method"/> is the trained method's); null for a trained trial's own scores.</summary>
+        public string? Rule { get; init; }
 
         /// <summary>A completed trial's point; the base score comes with its metrics (older journals: from retention and forgetting).</summary>
         public static Point Of(string sweep, TrialState trial)
@@ -41,13 +48,20 @@ internal sealed class PlotCommand : AsyncCommand<PlotCommand.Settings>
             return new Point(sweep, trial.Spec.Id, trial.Spec.Method, m.Retention, m.Acquisition, baseOld) { Metric = m.Metric ?? ScoreMetric.Recall };
         }
 
-        /// <summary>Every completed trial of a sweep, and each of its rows under the sweep's routing rules ("{trial}@{rule}", as route).</summary>
-        public static IEnumerable<Point> All(string sweep, SweepState state)
+        /// <summary>
+        /// Every completed trial of a sweep, and each of its rows under the sweep's routing rules ("{trial}@{rule}", with the
+        /// trained method and the rule), of the rules in <paramref name="rules"/> when it is given.
+        /// </summary>
+        public static IEnumerable<Point> All(string sweep, SweepState state, IReadOnlySet<string>? rules = null)
             => state.Order.Select(id => state.Trials[id]).Where(t => t.Metrics is not null).SelectMany(t =>
             {
                 var trained = Of(sweep, t);
-                return new[] { trained }.Concat((t.Metrics!.Routed ?? new Dictionary<string, RoutedScores>()).Select(r =>
-                    trained with { Trial = $"{t.Spec.Id}@{r.Key}", Method = "route", Retention = r.Value.Retention, Acquisition = r.Value.Acquisition }));
+                return new[] { trained }.Concat((t.Metrics!.Routed ?? new Dictionary<string, RoutedScores>())
+                    .Where(r => rules is null || rules.Contains(r.Key))
+                    .Select(r => trained with
+                    {
+                        Trial = $"{t.Spec.Id}@{r.Key}", Rule = r.Key, Retention = r.Value.Retention, Acquisition = r.Value.Acquisition,
+                    }));
             });
     }
 
@@ -55,10 +69,13 @@ internal sealed class PlotCommand : AsyncCommand<PlotCommand.Settings>
     {
         if (settings.Sweeps.Length == 0) throw new ArgumentException("Name at least one sweep.");
         var points = new List<Point>();
+        IReadOnlySet<string>? rules = settings.Rules is null ? null
+            : settings.Rules.Trim() == "none" ? new HashSet<string>()
+            : settings.Rules.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToHashSet(StringComparer.Ordinal);
         foreach (var sweep in settings.Sweeps)
         {
             var state = await SweepJournal.Read(settings.DataDir, sweep);
-            points.AddRange(Point.All(sweep, state));
+            points.AddRange(Point.All(sweep, state, rules));
         }
         if (points.Count == 0) throw new ArgumentException($"No completed trials in {string.Join(", ", settings.Sweeps)} yet.");
         if (points.Select(p => p.Metric).Distinct().Count() > 1)
@@ -79,26 +96,38 @@ internal sealed class PlotCommand : AsyncCommand<PlotCommand.Settings>
         var plot = new ScottPlot.Plot();
         bool lower = ScoreMetric.LowerIsBetter(points[0].Metric);
         double baseOld = lower ? points.Min(p => p.BaseOld) : points.Max(p => p.BaseOld);
+        // Perplexities span orders of magnitude (a forgetting method's old-text perplexity is 10-40 times the base's,
+        // a routed one's within a few percent): both axes are then drawn on a log scale, as log10 of the values.
+        Func<double, double> axis = lower ? Math.Log10 : v => v;
         if (!lower)
         {
-            var goal = plot.Add.Rectangle(baseOld - 0.05, 1.02, 0.80, 1.02);
+            var goal = plot.Add.Rectangle(baseOld - 0.02, 1.02, 0.90, 1.02);
             goal.FillStyle.Color = ScottPlot.Colors.Green.WithAlpha(0.12);
             goal.LineStyle.Width = 0;
-            goal.LegendText = "goal: forgetting ≤ 0.05, acquisition ≥ 0.80";
+            goal.LegendText = "goal: forgetting ≤ 0.02, acquisition ≥ 0.90";
+        }
+        else
+        {
+            var bound = plot.Add.VerticalLine(axis(baseOld * 1.02));
+            bound.Color = ScottPlot.Colors.Green;
+            bound.LinePattern = ScottPlot.LinePattern.Dotted;
+            bound.LegendText = "goal: old text within 2% of the base";
         }
         var palette = new ScottPlot.Palettes.Category10();
-        foreach (var (group, index) in points.GroupBy(p => p.Method).OrderBy(g => g.Key).Select((g, i) => (g, i)))
+        var methods = points.Select(p => p.Method).Distinct().Order(StringComparer.Ordinal).ToList();
+        foreach (var group in points.GroupBy(p => (p.Method, Routed: p.Rule is not null)).OrderBy(g => g.Key.Method, StringComparer.Ordinal).ThenBy(g => g.Key.Routed))
         {
-            var scatter = plot.Add.Scatter(group.Select(p => p.Retention).ToArray(), group.Select(p => p.Acquisition).ToArray());
+            var scatter = plot.Add.Scatter(group.Select(p => axis(p.Retention)).ToArray(), group.Select(p => axis(p.Acquisition)).ToArray());
             scatter.LineWidth = 0;
-            scatter.MarkerSize = 9;
-            scatter.Color = palette.GetColor(index);
-            scatter.LegendText = group.Key;
+            scatter.MarkerSize = group.Key.Routed ? 10 : 9;
+            scatter.MarkerShape = group.Key.Routed ? ScottPlot.MarkerShape.FilledTriangleUp : ScottPlot.MarkerShape.FilledCircle;
+            scatter.Color = palette.GetColor(methods.IndexOf(group.Key.Method));
+            scatter.LegendText = group.Key.Routed ? $"{group.Key.Method}, routed" : group.Key.Method;
         }
         var front = ParetoFront(points);
         if (front.Count > 1)
         {
-            var line = plot.Add.Scatter(front.Select(p => p.Retention).ToArray(), front.Select(p => p.Acquisition).ToArray());
+            var line = plot.Add.Scatter(front.Select(p => axis(p.Retention)).ToArray(), front.Select(p => axis(p.Acquisition)).ToArray());
             line.MarkerSize = 0;
             line.LineWidth = 1.5f;
             line.LinePattern = ScottPlot.LinePattern.Dashed;
@@ -108,9 +137,19 @@ internal sealed class PlotCommand : AsyncCommand<PlotCommand.Settings>
         plot.Title(title);
         if (lower)
         {
-            // Perplexity: lower is better, so both axes run from high to low and better is still up and to the right.
-            plot.XLabel($"retention (perplexity of the old text, lower is better; base {baseOld:0.00})");
-            plot.YLabel("acquisition (perplexity of the new text, lower is better)");
+            // Lower is better, so both axes run from high to low and better is still up and to the right.
+            plot.XLabel($"retention (perplexity of the old text, log scale, lower is better; base {baseOld:0.00})");
+            plot.YLabel("acquisition (perplexity of the new text, log scale)");
+            foreach (ScottPlot.IAxis edge in new ScottPlot.IAxis[] { plot.Axes.Bottom, plot.Axes.Left })
+            {
+                var ticks = new ScottPlot.TickGenerators.NumericAutomatic
+                {
+                    LabelFormatter = v => Math.Pow(10, v).ToString(Math.Pow(10, v) < 100 ? "0.#" : "#,0", System.Globalization.CultureInfo.InvariantCulture),
+                    MinorTickGenerator = new ScottPlot.TickGenerators.LogMinorTickGenerator(),
+                    IntegerTicksOnly = false,
+                };
+                edge.TickGenerator = ticks;
+            }
             plot.Axes.AutoScale();
             var limits = plot.Axes.GetLimits();
             plot.Axes.SetLimits(limits.Right, limits.Left, limits.Top, limits.Bottom);

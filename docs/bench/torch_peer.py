@@ -17,14 +17,43 @@ It prints a JSON object per mode on its own line: method, tokens_per_second, ste
 threads, precision, torch. `--bf16` runs the step under PyTorch's CPU autocast (products in bfloat16, weights and
 optimiser in fp32). Run it with Debian's python3-torch and libopenblas0-pthread, with the machine's OpenBLAS overrides
 removed for its command only (docs/bench/side_by_side.sh does both), so that OpenBLAS picks its best kernels.
+
+Debian's PyTorch does its matrix products in OpenBLAS, whose pthreads do not follow torch.set_num_threads: left alone,
+OpenBLAS runs on every core under any --threads, so "1 thread" is really the machine's cores for the products, and at
+2 threads PyTorch's two OpenMP threads and OpenBLAS's two contend for the two cores (measured: full fine-tuning at 2,638
+tokens/s against 5,293 at "1 thread"). `--blas-threads` (default: the same as --threads) sets OpenBLAS's count through
+its own openblas_set_num_threads, and each line records it.
 """
 import argparse
 import json
 import math
 import time
 
+import ctypes
+
 import torch
 import torch.nn.functional as F
+
+
+def openblas():
+    """The OpenBLAS library this PyTorch loaded, or None (a build on MKL or another BLAS)."""
+    torch.ones(2, 2) @ torch.ones(2, 2)
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            path = line.split()[-1]
+            if "openblas" in path and ".so" in path:
+                return ctypes.CDLL(path)
+    return None
+
+
+def set_blas_threads(n):
+    """Sets OpenBLAS's thread count; returns the count OpenBLAS reports afterwards (None without OpenBLAS)."""
+    lib = openblas()
+    if lib is None:
+        return None
+    if n:
+        lib.openblas_set_num_threads(n)
+    return lib.openblas_get_num_threads()
 
 
 def rms_norm(x, gain, eps=1e-5):
@@ -222,12 +251,13 @@ def bench(a, mode):
     print(json.dumps({
         "method": mode, "tokens_per_second": a.batch * a.seq / median, "step_ms": 1000 * median,
         "params": sum(p.numel() for p in model.parameters()), "trainable_params": sum(p.numel() for p in trained),
-        "threads": torch.get_num_threads(), "precision": "bf16" if a.bf16 else "fp32", "final_loss": loss,
+        "threads": torch.get_num_threads(), "blas_threads": a.blas_threads_set,
+        "precision": "bf16" if a.bf16 else "fp32", "final_loss": loss,
         "torch": torch.__version__,
     }), flush=True)
 
 
-def peak(threads):
+def peak(blas):
     """The matrix-product peak as this PyTorch reaches it: a 2048³ product in fp32 and in bf16, the best of five."""
     n = 2048
     for dtype, name in ((torch.float32, "fp32"), (torch.bfloat16, "bf16")):
@@ -239,7 +269,7 @@ def peak(threads):
             start = time.perf_counter()
             a @ b
             best = min(best, time.perf_counter() - start)
-        print(json.dumps({"method": "peak", "precision": name, "threads": torch.get_num_threads(),
+        print(json.dumps({"method": "peak", "precision": name, "threads": torch.get_num_threads(), "blas_threads": blas,
                           "gflops_per_second": 2 * n ** 3 / best / 1e9, "torch": torch.__version__}), flush=True)
 
 
@@ -260,13 +290,16 @@ def main():
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: PyTorch's default)")
+    p.add_argument("--blas-threads", type=int, default=-1,
+                   help="OpenBLAS's threads (default: as --threads; 0 leaves OpenBLAS's own choice, every core)")
     p.add_argument("--bf16", action="store_true", help="CPU autocast: products in bfloat16")
     p.add_argument("--peak", action="store_true", help="only the matrix-product peak, fp32 and bf16")
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
+    a.blas_threads_set = set_blas_threads(a.threads if a.blas_threads < 0 else a.blas_threads)
     if a.peak:
-        peak(a.threads)
+        peak(a.blas_threads_set)
         return
     for mode in a.modes.split(","):
         bench(a, mode)

@@ -129,6 +129,36 @@ public class MetricDirectionTests
     }
 
     [Fact]
+    public void A_plot_draws_routed_rows_in_their_trained_methods_colour_and_only_the_rules_asked_for()
+    {
+        var full = new TrialSpec("f", "full", ImmutableDictionary<string, string>.Empty);
+        var routed = new Dictionary<string, RoutedScores>
+        {
+            ["novelty-auto:0.995:128"] = new(0.98, 0.9, 0.01),
+            ["cosine:0.5"] = new(0.3, 0.1, 0.69),
+        };
+        var state = SweepState.Replay([
+            new SweepStarted("s", [full], 1, 0),
+            new TrialStarted("f", 1, "cpu"),
+            new TrialCompleted("f", 1, new TrialMetrics(0.02, 0.95, 0.97) { Routed = routed }),
+        ]);
+
+        var every = PlotCommand.Point.All("s", state).ToList();
+        var one = PlotCommand.Point.All("s", state, new HashSet<string> { "cosine:0.5" }).ToList();
+        var none = PlotCommand.Point.All("s", state, new HashSet<string>()).ToList();
+
+        Assert.Equal(["f", "f@cosine:0.5", "f@novelty-auto:0.995:128"], every.Select(p => p.Trial).Order(StringComparer.Ordinal));
+        Assert.All(every, p => Assert.Equal("full", p.Method));
+        Assert.Equal([null, "cosine:0.5", "novelty-auto:0.995:128"], every.OrderBy(p => p.Trial, StringComparer.Ordinal).Select(p => p.Rule));
+        Assert.Equal(["f", "f@cosine:0.5"], one.Select(p => p.Trial));
+        Assert.Equal((0.3, 0.1), (one[1].Retention, one[1].Acquisition));
+        Assert.Equal(["f"], none.Select(p => p.Trial));
+        using var dir = new TempDirectory();
+        PlotCommand.Draw(every, "s", dir.Combine("pareto.png"));
+        Assert.True(new FileInfo(dir.Combine("pareto.png")).Length > 1000);
+    }
+
+    [Fact]
     public void Recall_sweeps_still_rank_higher_first()
     {
         var (a, b) = (new TrialSpec("a", "adapt", ImmutableDictionary<string, string>.Empty), new TrialSpec("b", "adapt", ImmutableDictionary<string, string>.Empty));
