@@ -10,7 +10,7 @@ app.Configure(config =>
     config.AddCommand<GenerateCommand>("generate")
         .WithDescription("Greedy-generate a continuation from a base or imported Hugging Face model directory.");
     config.AddCommand<RunCommand>("run")
-        .WithDescription("Run a sweep (built-in: quickstart, bio, bio-ko, bio-qa, validation, asha-search; or a .hocon file) to completion on this machine; run it again after an interruption and it resumes.");
+        .WithDescription("Run a sweep (built-in: quickstart, validation, bio, bio-ko, bio-qa, text-validation, text-ko, text-de, asha-search; or a .hocon file) to completion on this machine; run it again after an interruption and it resumes.");
     config.AddCommand<SeedCommand>("seed")
         .WithDescription("Start a seed node of a cluster: it hosts the sweep manager (a cluster singleton) with its journal (PostgreSQL, or SQLite on one machine).");
     config.AddCommand<WorkerCommand>("worker")

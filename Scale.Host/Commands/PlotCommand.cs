@@ -160,7 +160,7 @@ internal sealed class PlotCommand : AsyncCommand<PlotCommand.Settings>
             plot.YLabel("acquisition (recall of the new people)");
             plot.Axes.SetLimits(-0.02, 1.02, -0.02, 1.02);
         }
-        plot.ShowLegend(ScottPlot.Alignment.MiddleRight);
+        plot.ShowLegend(lower ? ScottPlot.Alignment.LowerLeft : ScottPlot.Alignment.MiddleRight);   // where the points are not
         var directory = Path.GetDirectoryName(Path.GetFullPath(path));
         if (directory is not null) Directory.CreateDirectory(directory);
         plot.SavePng(path, 900, 650);
