@@ -59,6 +59,9 @@ public sealed class CheckpointFence(string trialDirectory, int attempt)
         publish();
     });
 
+    /// <summary>The attempt that owns the trial now, if it is later than this one; null while this one may still publish.</summary>
+    public int? SupersededBy() => Owner() is var owner && owner > Attempt ? owner : null;
+
     /// <summary>Where an attempt stages a checkpoint before publishing it: beside its target, named by the attempt and unique.</summary>
     public static string StagingFor(string target, int attempt)
         => $"{target}{StagingMarker}{attempt.ToString(CultureInfo.InvariantCulture)}-{Guid.NewGuid():N}";

@@ -87,9 +87,21 @@ public static class TrialCheckpoint
             if (fence is null) Publish();
             else fence.Publish(Publish);
         }
+        catch (IOException) when (fence?.SupersededBy() is { } owner)
+        {
+            // A later attempt claimed the trial while this one was staging, and removed the staging directory with it.
+            throw new CheckpointFencedException(fence.TrialDirectory, fence.Attempt, owner);
+        }
         finally
         {
-            if (Directory.Exists(staging)) Directory.Delete(staging, recursive: true);
+            try
+            {
+                if (Directory.Exists(staging)) Directory.Delete(staging, recursive: true);
+            }
+            catch (DirectoryNotFoundException)
+            {
+                // Removed by a later attempt's claim at the same moment: nothing is left to remove.
+            }
         }
     }
 
