@@ -90,16 +90,42 @@ public static class Devices
 
     /// <summary>
     /// glibc's malloc settings that keep the memory libtorch frees for its next allocations, as GLIBC_TUNABLES: no fresh
-    /// mapping below 1 GiB, no trimming, one arena. By default glibc serves an allocation above 32 MB with a fresh mmap and
-    /// returns it at free, and a thread's own arena grows in heaps of at most 64 MB, so a step's large tensors (the logits,
-    /// B·T·V floats: 67 MB at batch 32 × 128 tokens and a 4,096-token vocabulary) are mapped, zero-filled page by page and
-    /// unmapped again at every step. Measured on a text sweep (`text-validation`'s base, 20 steps of full fine-tuning on a
-    /// trial thread): 9.4 million page faults, 79 s of system time and 184 s of wall time with glibc's defaults; 0.28 million,
-    /// 4.4 s and 31 s with these; the same results bit for bit (docs/bench.md). The arena count can only be set before the
-    /// process starts (a running process's threads keep the arenas they have), hence an environment variable: `scale` starts
-    /// itself again with it (Scale.Host's TorchStartup).
+    /// mapping below 1 GiB and no trimming. By default glibc serves an allocation above 32 MB with a fresh mmap and returns
+    /// it at free, so a step's large tensors (the logits, B·T·V floats: 67 MB at batch 32 × 128 tokens and a 4,096-token
+    /// vocabulary) are mapped, zero-filled page by page and unmapped again at every step. Measured on a text sweep
+    /// (`text-validation`'s base, 20 steps of full fine-tuning on a trial thread): 9.4 million page faults, 79 s of system
+    /// time and 184 s of wall time with glibc's defaults; 0.28 million, 4.4 s and 31 s with these (docs/bench.md).
+    /// <para>
+    /// Arenas: a thread outside glibc's main arena grows its own in heaps of at most 64 MB, and glibc maps anything larger
+    /// afresh whatever the threshold, so with several arenas a trial thread's logits are mapped again every step. With
+    /// transparent huge pages available (`madvise` or `always`), <c>hugetlb=1</c> has glibc ask for them, which takes those
+    /// faults from 2.07 million to 0.28 million on the same 20 steps, and 8 arenas let libtorch's threads allocate without
+    /// queuing on one lock (bf16 on 2 threads: 8,832 tokens/s instead of 3,538, docs/bench.md). Without transparent huge
+    /// pages: one arena, as the only way to keep those faults away. The arena count can only be set before the process
+    /// starts (a running process's threads keep the arenas they have), hence an environment variable: `scale` starts itself
+    /// again with it (Scale.Host's TorchStartup).
+    /// </para>
     /// </summary>
-    public const string MallocTunables = "glibc.malloc.mmap_threshold=1073741824:glibc.malloc.trim_threshold=2147483647:glibc.malloc.arena_max=1";
+    public static string MallocTunables => MallocTunablesFor(TransparentHugePages());
+
+    /// <summary><see cref="MallocTunables"/> for a machine with or without transparent huge pages.</summary>
+    public static string MallocTunablesFor(bool hugePages)
+        => "glibc.malloc.mmap_threshold=1073741824:glibc.malloc.trim_threshold=2147483647:"
+           + (hugePages ? "glibc.malloc.arena_max=8:glibc.malloc.hugetlb=1" : "glibc.malloc.arena_max=1");
+
+    /// <summary>Whether the kernel gives transparent huge pages to a process that asks (Linux's setting is `always` or `madvise`).</summary>
+    public static bool TransparentHugePages(string setting = "/sys/kernel/mm/transparent_hugepage/enabled")
+    {
+        try
+        {
+            var text = File.ReadAllText(setting);
+            return text.Contains("[always]", StringComparison.Ordinal) || text.Contains("[madvise]", StringComparison.Ordinal);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
 
     /// <summary>Whether the user tuned glibc's malloc (then Scale leaves it as it is).</summary>
     public static bool MallocTunedByUser

@@ -113,7 +113,7 @@ public sealed record QaSpec
 /// The two-phase experiment (docs/method.md): pre-train a base on the old data, then continually pre-train each
 /// method on the new data with the same token budget, and score retention (old) and acquisition (new).
 /// </summary>
-public sealed record ExperimentSpec
+public sealed partial record ExperimentSpec
 {
     public string Name { get; init; } = "experiment";
     public long Seed { get; init; } = 1;
@@ -175,6 +175,9 @@ public sealed record ExperimentSpec
     /// </summary>
     public ExperimentSpec Validate(bool requireFolders = true, bool checkLimits = true)
     {
+        // The name is a directory under the data directory (`experiments/{name}`, removed and written again per method).
+        if (!NamePattern().IsMatch(Name ?? "") || Name!.Trim('.').Length == 0)
+            throw new ArgumentException($"experiment name '{Name}' is not a safe name: use letters, digits and _ . - (at most 64, starting with a letter or digit).");
         if (VocabSize < 257) throw new ArgumentException($"vocab_size must be at least 257 (the bytes and end-of-text), got {VocabSize}.");
         Old.Validate("old", requireFolders);
         New.Validate("new", requireFolders);
@@ -223,6 +226,9 @@ public sealed record ExperimentSpec
         }
         return this;
     }
+
+    [System.Text.RegularExpressions.GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+    private static partial System.Text.RegularExpressions.Regex NamePattern();
 }
 
 /// <summary>Scores of one method after continual pre-training. For biographies scores are attribute recall

@@ -139,7 +139,14 @@ public static class TwoPhaseExperiment
 
     /// <summary>Where `scale experiment` keeps each method's checkpoints: `{data}/experiments/{name}/{method}`.</summary>
     public static string MethodDirectory(string dataDirectory, ExperimentSpec spec, string method)
-        => Path.Combine(dataDirectory, "experiments", spec.Name, method);
+    {
+        // Removed recursively before the method trains: it must lie inside the data directory whatever the names say.
+        var root = Path.GetFullPath(Path.Combine(dataDirectory, "experiments")).TrimEnd(Path.DirectorySeparatorChar) + Path.DirectorySeparatorChar;
+        var directory = Path.GetFullPath(Path.Combine(root, spec.Name, method));
+        return directory.StartsWith(root, StringComparison.Ordinal) && Path.GetDirectoryName(Path.GetDirectoryName(directory)) + Path.DirectorySeparatorChar == root
+            ? directory
+            : throw new ArgumentException($"experiment '{spec.Name}', method '{method}': the checkpoint directory would lie outside {root}.");
+    }
 
     /// <summary>
     /// Phase 2 for every method of the experiment, each as one trial: planned by <see cref="TrialPlanner"/> and trained

@@ -84,6 +84,13 @@ public class MalformedInputTests
         ["experiment-bad-device"] = (s => [.. Exp(s, s.Experiment("seed = 3", "seed = 3")), "--devices", "gpu"], "Invalid device 'gpu'"),
         ["experiment-bad-precision"] = (s => [.. Exp(s, s.Experiment("seed = 3", "seed = 3")), "--precision", "fp8"], "Invalid precision 'fp8'"),
         ["experiment-missing"] = (s => ["experiment", s.Path("absent.hocon"), "--data-dir", s.Data], "absent.hocon"),
+        // A name is a directory under the data directory that is removed before each method trains: one that leads
+        // outside it is refused before anything is touched (the victim's file is still there: the snapshot is unchanged).
+        ["experiment-name-outside-data-dir"] = (s =>
+        {
+            s.File("victim/full/keep.txt", "not Scale's");
+            return Exp(s, s.Experiment("name = tiny", "name = \"../../victim\""));
+        }, "not a safe name"),
         ["experiment-zero-steps"] = (s => Exp(s, s.Experiment("steps = 10", "steps = 0")), "continual.steps must be at least 1"),
         // config.json and the model's tensors.
         ["config-not-json"] = (s => Gen(s, Damage(s.Model(), "config.json", "{ not json")), "config.json"),

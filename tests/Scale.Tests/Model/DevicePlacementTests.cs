@@ -21,6 +21,23 @@ public class DevicePlacementTests
         => Assert.Equal(expected, Devices.ParseList(list));
 
     [Theory]
+    [InlineData("always [madvise] never\n", "arena_max=8:glibc.malloc.hugetlb=1")]
+    [InlineData("[always] madvise never\n", "arena_max=8:glibc.malloc.hugetlb=1")]
+    [InlineData("always madvise [never]\n", "arena_max=1")]
+    [InlineData(null, "arena_max=1")]   // no such setting (not Linux, or a kernel without transparent huge pages)
+    public void Malloc_gets_several_arenas_only_where_huge_pages_keep_large_tensors_from_faulting_page_by_page(string? setting, string arenas)
+    {
+        using var dir = new TempDirectory();
+        var path = dir.Combine("enabled");
+        if (setting is not null) File.WriteAllText(path, setting);
+
+        var tunables = Devices.MallocTunablesFor(Devices.TransparentHugePages(path));
+
+        Assert.EndsWith(arenas, tunables);
+        Assert.StartsWith("glibc.malloc.mmap_threshold=1073741824:glibc.malloc.trim_threshold=2147483647:", tunables);
+    }
+
+    [Theory]
     [InlineData("", "at least one device")]
     [InlineData("cpu,cpu", "names cpu twice")]
     [InlineData("cpu:0,cpu", "names cpu twice")]
