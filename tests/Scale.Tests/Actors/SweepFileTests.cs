@@ -192,6 +192,16 @@ public class SweepFileTests
     }
 
     [Fact]
+    public void A_sweep_cannot_take_the_sweep_managers_journal_from_a_file_or_over_the_wire()
+    {
+        var file = Assert.Throws<ArgumentException>(() => SweepFiles.Parse("sweep { name = manager\nexperiment = bio\nmethods = [full] }", "f", "."));
+        Assert.Contains("'manager' is reserved", file.Message);
+        var definition = SweepFiles.Parse("sweep { name = managers\nexperiment = bio\nmethods = [full] }", "f", ".");   // a near name is fine
+        var wire = Assert.Throws<ArgumentException>(() => (definition with { Name = "manager" }).Validate());
+        Assert.Contains("'manager' is reserved", wire.Message);
+    }
+
+    [Fact]
     public void The_reported_experiments_route_with_the_default_rule_and_train_adapts_blocks()
     {
         foreach (var name in new[] { "bio", "bio-ko", "bio-validation" })
