@@ -51,7 +51,7 @@ public static class ExperimentLimits
                     "Lower vocab-size, or add people or renderings.");
         }
         long available = availableMemory ?? AvailableMemory;
-        long rendered = DataBytes(spec), training = TrainingBytes(spec, Math.Max(1, concurrentTrials));
+        double rendered = DataBytes(spec), training = TrainingBytes(spec, Math.Max(1, concurrentTrials));
         if (rendered + training > available)
             throw new ArgumentException(
                 $"this experiment needs about {Gib(rendered + training)} of memory ({Gib(rendered)} of data, {Gib(training)} for the base and " +
@@ -59,9 +59,12 @@ public static class ExperimentLimits
                 "Lower people or renderings, the batch or the sequence length, or max-concurrent.");
     }
 
-    /// <summary>The rendered biographies of both sides in memory (text data is read from disk or memory-mapped shards: not counted).</summary>
-    public static long DataBytes(ExperimentSpec spec)
-        => new[] { spec.Old, spec.New }.Where(d => d.IsBio).Sum(d => (long)d.People * d.Renderings * BiographyMemoryBytes)
+    /// <summary>
+    /// The rendered biographies of both sides in memory (text data is read from disk or memory-mapped shards: not counted).
+    /// The estimates are in doubles: sizes a user may type multiply past 64 bits, and a wrapped product would pass the check.
+    /// </summary>
+    public static double DataBytes(ExperimentSpec spec)
+        => new[] { spec.Old, spec.New }.Where(d => d.IsBio).Sum(d => (double)d.People * d.Renderings * BiographyMemoryBytes)
            * (spec.TokenizerCoversNew ? 2 : 1);
 
     /// <summary>
@@ -69,30 +72,30 @@ public static class ExperimentLimits
     /// and two AdamW moments (full fine-tuning, 16 bytes a parameter), and the activations autograd keeps for the larger of
     /// the two phases' batches, 1.5 times the base's width for the expansions.
     /// </summary>
-    public static long TrainingBytes(ExperimentSpec spec, int concurrentTrials)
+    public static double TrainingBytes(ExperimentSpec spec, int concurrentTrials)
     {
         var m = spec.Model with { VocabSize = spec.BaseModel is null ? spec.VocabSize : spec.Model.VocabSize };
-        long parameters = ParameterCount(m);
-        long perTrial = 16 * parameters + new[] { spec.Pretrain, spec.Continual }.Max(p => ActivationBytes(m, p));
+        double parameters = ParameterCount(m);
+        double perTrial = 16 * parameters + new[] { spec.Pretrain, spec.Continual }.Max(p => ActivationBytes(m, p));
         return 4 * parameters + concurrentTrials * perTrial;
     }
 
     /// <summary>Activations kept for the backward pass of one step, in fp32, with the expansions' 1.5 × width.</summary>
-    public static long ActivationBytes(ModelConfig m, PhaseSpec phase)
+    public static double ActivationBytes(ModelConfig m, PhaseSpec phase)
     {
         double hidden = 1.5 * m.HiddenSize, ffn = 1.5 * m.IntermediateSize, heads = 1.5 * m.NumHeads;
         double perTokenPerLayer = 20 * hidden + 8 * ffn + 2 * heads * phase.SequenceLength;
         double perToken = m.NumLayers * perTokenPerLayer + 3.0 * m.VocabSize;
-        return (long)Math.Min(long.MaxValue / 2.0, 4.0 * phase.Batch * phase.SequenceLength * perToken);
+        return 4.0 * phase.Batch * phase.SequenceLength * perToken;
     }
 
-    private static long ParameterCount(ModelConfig m)
+    private static double ParameterCount(ModelConfig m)
     {
-        long d = m.HiddenSize, f = m.IntermediateSize, layers = m.NumLayers, v = m.VocabSize;
-        long kv = (long)m.NumKvHeads * m.HeadDim, q = (long)m.NumHeads * m.HeadDim;
-        long block = d * q + 2 * d * kv + q * d + 3 * d * f + 2 * d;
+        double d = m.HiddenSize, f = m.IntermediateSize, layers = m.NumLayers, v = m.VocabSize;
+        double kv = (double)m.NumKvHeads * m.HeadDim, q = (double)m.NumHeads * m.HeadDim;
+        double block = d * q + 2 * d * kv + q * d + 3 * d * f + 2 * d;
         return v * d * (m.TieWordEmbeddings ? 1 : 2) + layers * block + d;
     }
 
-    private static string Gib(long bytes) => bytes >= 1L << 30 ? $"{bytes / (double)(1L << 30):0.0} GiB" : $"{bytes / (double)(1L << 20):0} MiB";
+    private static string Gib(double bytes) => bytes >= 1L << 30 ? $"{bytes / (1L << 30):#,0.0} GiB" : $"{bytes / (1L << 20):0} MiB";
 }

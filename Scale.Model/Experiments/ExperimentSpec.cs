@@ -198,7 +198,8 @@ public sealed partial record ExperimentSpec
             if (BaseModel is not null) throw new ArgumentException("qa pre-trains its own base on biographies; it cannot start from an imported model.");
         }
         if (Methods.Count == 0) throw new ArgumentException("methods is empty.");
-        (Model with { VocabSize = Math.Max(VocabSize, 1) }).Validate();
+        // The vocabulary's bound is the limits' to name (with what the data can teach): the model is checked within range.
+        (Model with { VocabSize = Math.Clamp(VocabSize, 1, ModelConfig.MaxVocab) }).Validate();
         TrialPlanner.ValidateSettings(this);
         if (checkLimits) CheckFinal();
         return this;

@@ -61,9 +61,28 @@ public sealed record ModelConfig
     [JsonIgnore] public int KvWidth => NumKvHeads * HeadDim;
     [JsonIgnore] public int KvGroups => NumHeads / NumKvHeads;
 
+    /// <summary>
+    /// The widest a hidden, feed-forward or attention dimension may be: far above any published model (the largest are
+    /// near 2^16), low enough that the expansions' 1.5 to 2 times wider blocks and their products stay exact in 32 bits.
+    /// </summary>
+    public const int MaxWidth = 1 << 20;
+    /// <summary>The most layers or heads a configuration may name (published models have at most a few hundred).</summary>
+    public const int MaxCount = 1 << 14;
+    /// <summary>The largest vocabulary a configuration may name (published tokenizers stay under 2^18).</summary>
+    public const int MaxVocab = 1 << 24;
+
     /// <summary>Checks every field and every combination; throws naming the field at fault.</summary>
     public ModelConfig Validate()
     {
+        Require(VocabSize <= MaxVocab, "vocab_size", $"{VocabSize:N0} is above {MaxVocab:N0}");
+        Require(HiddenSize <= MaxWidth, "hidden_size", $"{HiddenSize:N0} is above {MaxWidth:N0}");
+        Require(IntermediateSize <= MaxWidth, "intermediate_size", $"{IntermediateSize:N0} is above {MaxWidth:N0}");
+        Require(NumLayers <= MaxCount, "num_hidden_layers", $"{NumLayers:N0} is above {MaxCount:N0}");
+        Require(NumHeads <= MaxCount, "num_attention_heads", $"{NumHeads:N0} is above {MaxCount:N0}");
+        Require(NumKvHeads <= MaxCount, "num_key_value_heads", $"{NumKvHeads:N0} is above {MaxCount:N0}");
+        Require(HeadDimOrNull is null or <= MaxWidth, "head_dim", $"{HeadDimOrNull:N0} is above {MaxWidth:N0}");
+        Require((long)NumHeads * HeadDim <= MaxWidth, "num_attention_heads",
+            $"{NumHeads} heads of {HeadDim} make a query width of {(long)NumHeads * HeadDim:N0}, above {MaxWidth:N0}");
         Require(VocabSize > 0, "vocab_size", $"must be positive, got {VocabSize}");
         Require(HiddenSize > 0, "hidden_size", $"must be positive, got {HiddenSize}");
         Require(NumLayers > 0, "num_hidden_layers", $"must be at least 1, got {NumLayers}");

@@ -75,6 +75,12 @@ public class MalformedInputTests
         ["sweep-too-many-renderings"] = (s => Run(s, s.Sweep("renderings = 6\n", "renderings = 2000000\n")), "renderings 2,000,000"),
         ["sweep-memory-estimate"] = (s => Run(s, s.Sweep("max-concurrent = 1",
             "max-concurrent = 1\n experiment.continual.batch = 100000\n experiment.continual.sequence-length = 4096")), "of memory"),
+        // The widest model allowed, eight at once: its estimate passes 2^63 bytes and must not wrap to a number that fits.
+        ["sweep-memory-estimate-overflow"] = (s => Run(s, s.Sweep("max-concurrent = 1",
+            "max-concurrent = 8\n experiment.model.hidden-size = 1048576\n experiment.model.ffn = 1048576\n experiment.model.layers = 16384\n experiment.model.heads = 8")), "of memory"),
+        // A width whose expansion (1.5 times) would not fit 32 bits.
+        ["sweep-model-too-wide"] = (s => Run(s, s.Sweep("max-concurrent = 1",
+            "max-concurrent = 1\n experiment.model.hidden-size = 2000000000")), "hidden_size 2,000,000,000 is above 1,048,576"),
         ["sweep-text-without-folders"] = (s => Run(s, s.File("a.hocon", "sweep {\n name = a\n experiment {\n old { kind = text }\n new { kind = text }\n }\n methods = [full]\n}")), "must name both corpora"),
         // Experiment files and their flags.
         ["experiment-small-vocab"] = (s => Exp(s, s.Experiment("vocab-size = 320", "vocab-size = 100")), "vocab_size must be at least 257"),
