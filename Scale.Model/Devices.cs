@@ -96,22 +96,25 @@ public static class Devices
     /// (`text-validation`'s base, 20 steps of full fine-tuning on a trial thread): 9.4 million page faults, 79 s of system
     /// time and 184 s of wall time with glibc's defaults; 0.28 million, 4.4 s and 31 s with these (docs/bench.md).
     /// <para>
-    /// Arenas: a thread outside glibc's main arena grows its own in heaps of at most 64 MB, and glibc maps anything larger
-    /// afresh whatever the threshold, so with several arenas a trial thread's logits are mapped again every step. With
-    /// transparent huge pages available (`madvise` or `always`), <c>hugetlb=1</c> has glibc ask for them, which takes those
-    /// faults from 2.07 million to 0.28 million on the same 20 steps, and 8 arenas let libtorch's threads allocate without
-    /// queuing on one lock (bf16 on 2 threads: 8,832 tokens/s instead of 3,538, docs/bench.md). Without transparent huge
-    /// pages: one arena, as the only way to keep those faults away. The arena count can only be set before the process
-    /// starts (a running process's threads keep the arenas they have), hence an environment variable: `scale` starts itself
-    /// again with it (Scale.Host's TorchStartup).
+    /// Arenas: by default one, glibc's main arena, for every thread. Trials and lock-step members run on threads of their
+    /// own, and with an arena each, each arena keeps its own peak (four Preserve trials in lock-step: 1.25× one trial's
+    /// memory with one arena, 2.1× with eight), and outside the main arena glibc grows heaps of at most 64 MB and maps
+    /// anything larger afresh whatever the threshold, so a text trial's logits are mapped again every step (2.07 million
+    /// page faults against 0.32 million in 20 steps of `text-validation`). The quick start takes 93 s with one arena, 113 s
+    /// with eight (docs/bench.md). In bf16 (<paramref name="reducedPrecision"/>) oneDNN's threads allocate at once and queue
+    /// on one arena's lock (full fine-tuning on 2 threads: 5,467 tokens/s with one, 10,298 with eight), so bf16 gets 8
+    /// arenas, with <c>hugetlb=1</c> where the kernel gives transparent huge pages (`madvise` or `always`), which takes the
+    /// text trial's faults back to 0.28 million. Without huge pages bf16 keeps one arena. The arena count can only be set
+    /// before the process starts (a running process's threads keep the arenas they have), hence an environment variable:
+    /// `scale` starts itself again with it (Scale.Host's TorchStartup).
     /// </para>
     /// </summary>
-    public static string MallocTunables => MallocTunablesFor(TransparentHugePages());
+    public static string MallocTunables(bool reducedPrecision) => MallocTunablesFor(TransparentHugePages(), reducedPrecision);
 
     /// <summary><see cref="MallocTunables"/> for a machine with or without transparent huge pages.</summary>
-    public static string MallocTunablesFor(bool hugePages)
+    public static string MallocTunablesFor(bool hugePages, bool reducedPrecision)
         => "glibc.malloc.mmap_threshold=1073741824:glibc.malloc.trim_threshold=2147483647:"
-           + (hugePages ? "glibc.malloc.arena_max=8:glibc.malloc.hugetlb=1" : "glibc.malloc.arena_max=1");
+           + (hugePages && reducedPrecision ? "glibc.malloc.arena_max=8:glibc.malloc.hugetlb=1" : "glibc.malloc.arena_max=1");
 
     /// <summary>Whether the kernel gives transparent huge pages to a process that asks (Linux's setting is `always` or `madvise`).</summary>
     public static bool TransparentHugePages(string setting = "/sys/kernel/mm/transparent_hugepage/enabled")

@@ -17,6 +17,8 @@ public sealed class WireSerializer(ExtendedActorSystem system) : SerializerWithS
     public const int Id = 7302;
 
     private static JsonSerializerOptions Json => SweepEventSerializer.Json;
+    /// <summary>Reading refuses a message with a required field missing or null (a peer's <c>RequestWork</c> without a trainer).</summary>
+    private static JsonSerializerOptions Strict => SweepEventSerializer.Strict;
 
     /// <summary>Every message type this serializer carries, with its manifest; the HOCON bindings are made from this list.</summary>
     public static readonly IReadOnlyDictionary<Type, string> Manifests = new Dictionary<Type, string>
@@ -53,7 +55,16 @@ public sealed class WireSerializer(ExtendedActorSystem system) : SerializerWithS
     public override byte[] ToBinary(object obj) => JsonSerializer.SerializeToUtf8Bytes(ToNode(obj), Json);
 
     public override object FromBinary(byte[] bytes, string manifest)
-        => FromNode(JsonNode.Parse(bytes) ?? throw Damaged(manifest, "empty body"), manifest);
+    {
+        try
+        {
+            return FromNode(JsonNode.Parse(bytes) ?? throw Damaged(manifest, "empty body"), manifest);
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException or NotSupportedException or ArgumentException)
+        {
+            throw Damaged(manifest, e.Message);
+        }
+    }
 
     private static JsonNode ToNode(object obj) => obj switch
     {
@@ -74,10 +85,12 @@ public sealed class WireSerializer(ExtendedActorSystem system) : SerializerWithS
         if (type == typeof(GetSweepState)) return GetSweepState.Instance;
         if (type == typeof(GetSweeps)) return GetSweeps.Instance;
         if (type == typeof(SweepState))
-            return (node.Deserialize<SweepSnapshot>(Json) ?? throw Damaged(manifest, "null")).ToState();
+            return (node.Deserialize<SweepSnapshot>(Strict) ?? throw Damaged(manifest, "null")).ToState();
         if (type == typeof(ToSweep))
-            return new ToSweep(node["sweep_id"]!.GetValue<string>(), FromNode(node["message"]!, node["manifest"]!.GetValue<string>()));
-        return node.Deserialize(type, Json) ?? throw Damaged(manifest, "null");
+            return new ToSweep(node["sweep_id"]?.GetValue<string>() ?? throw Damaged(manifest, "no sweep_id"),
+                               FromNode(node["message"] ?? throw Damaged(manifest, "no message"),
+                                        node["manifest"]?.GetValue<string>() ?? throw Damaged(manifest, "no inner manifest")));
+        return node.Deserialize(type, Strict) ?? throw Damaged(manifest, "null");
     }
 
     private static System.Runtime.Serialization.SerializationException Damaged(string manifest, string why)

@@ -361,8 +361,15 @@ public static partial class SweepFiles
 /// <summary>HOCON reading with errors that name the file and the key.</summary>
 internal static class Hocon
 {
+    /// <summary>
+    /// Objects and lists nested deeper than this are refused before parsing: the parser recurses per level, and a stack
+    /// overflow ends the process with nothing to catch. Scale's own files nest four levels.
+    /// </summary>
+    public const int MaxDepth = 64;
+
     public static Config Parse(string text, string source)
     {
+        CheckShape(text, source);
         try
         {
             return ConfigurationFactory.ParseString(text);
@@ -371,6 +378,61 @@ internal static class Hocon
         {
             throw new ArgumentException($"{source}: not valid HOCON ({e.Message.Split('\n')[0]}).");
         }
+    }
+
+    /// <summary>
+    /// Refuses, with the line, nesting deeper than <see cref="MaxDepth"/> and HOCON's <c>include</c> (a sweep or experiment
+    /// file stands alone: an include would read another file, or a URL, on whichever node parses it). Quoted strings and
+    /// comments are skipped, so the word inside a value or a comment is not an include.
+    /// </summary>
+    private static void CheckShape(string text, string source)
+    {
+        int depth = 0, line = 1;
+        bool statementStart = true;
+        for (int i = 0; i < text.Length; i++)
+        {
+            char c = text[i];
+            if (c == '\n') { line++; statementStart = true; continue; }
+            if (c == '#' || (c == '/' && i + 1 < text.Length && text[i + 1] == '/'))
+            {
+                while (i + 1 < text.Length && text[i + 1] != '\n') i++;
+                continue;
+            }
+            if (c == '"')
+            {
+                bool triple = string.CompareOrdinal(text, i, "\"\"\"", 0, 3) == 0;
+                int end = triple ? text.IndexOf("\"\"\"", i + 3, StringComparison.Ordinal) : QuotedEnd(text, i);
+                if (end < 0) return; // unterminated: the parser names it
+                line += text.AsSpan(i, end - i).Count('\n');
+                i = triple ? end + 2 : end;
+                statementStart = false;
+                continue;
+            }
+            if (char.IsWhiteSpace(c)) continue;
+            if (c is '{' or '[')
+            {
+                if (++depth > MaxDepth)
+                    throw new ArgumentException($"{source}:{line}: nested deeper than {MaxDepth} levels.");
+                statementStart = true;
+                continue;
+            }
+            if (c is '}' or ']') { depth--; statementStart = false; continue; }
+            if (c == ',') { statementStart = true; continue; }
+            if (statementStart && string.CompareOrdinal(text, i, "include", 0, 7) == 0
+                && i + 7 < text.Length && (char.IsWhiteSpace(text[i + 7]) || text[i + 7] == '"'))
+                throw new ArgumentException($"{source}:{line}: 'include' is not supported: a sweep or experiment file must stand alone.");
+            statementStart = false;
+        }
+    }
+
+    private static int QuotedEnd(string text, int open)
+    {
+        for (int j = open + 1; j < text.Length; j++)
+        {
+            if (text[j] == '\\') { j++; continue; }
+            if (text[j] is '"' or '\n') return text[j] == '"' ? j : -1;
+        }
+        return -1;
     }
 
     public static void RejectUnknown(Config block, IReadOnlyList<string> keys, string source, string where)

@@ -46,6 +46,13 @@ public sealed class SweepEventSerializer(ExtendedActorSystem system) : Serialize
         Converters = { new System.Text.Json.Serialization.JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower) },
     };
 
+    /// <summary>
+    /// What reading uses: <see cref="Json"/>, and a body must name every field its record requires and give null to none
+    /// that may not hold it, so that a row or a message that parses but is not the event (a <c>{}</c>, a field lost to a
+    /// schema change, a peer's null) is refused as unreadable instead of entering the state half-empty.
+    /// </summary>
+    internal static readonly JsonSerializerOptions Strict = new(Json) { RespectNullableAnnotations = true, RespectRequiredConstructorParameters = true };
+
     private static readonly Dictionary<Type, string> Manifests = new()
     {
         [typeof(SweepStarted)] = "sweep-started.v1",
@@ -81,7 +88,7 @@ public sealed class SweepEventSerializer(ExtendedActorSystem system) : Serialize
                 $"Unknown sweep event manifest '{manifest}': the journal was written by a newer Scale, or is damaged.");
         try
         {
-            return JsonSerializer.Deserialize(bytes, type, Json)
+            return JsonSerializer.Deserialize(bytes, type, Strict)
                    ?? throw new JsonException("empty body");
         }
         catch (Exception e) when (e is JsonException or NotSupportedException or ArgumentException or InvalidOperationException)

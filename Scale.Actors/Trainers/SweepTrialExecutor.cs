@@ -72,12 +72,22 @@ public sealed class SweepTrialExecutor(SweepDefinition sweep, TrialRunner runner
     {
         TorchSharp.torch.set_num_threads(threadsPerTrial);
         var plan = sweep.PlanFor(trial);
-        using var log = new TrialLog(SweepPaths.TrialDirectory(checkpointRoot, trial.Id), sweep.Name, trial.Id, attempt);
+        var trialDirectory = SweepPaths.TrialDirectory(checkpointRoot, trial.Id);
+        using var log = new TrialLog(trialDirectory, sweep.Name, trial.Id, attempt);
+        // The resume point comes from the journal, as a trainer reported it: trusted only inside this trial's directory and
+        // within the trial's steps. Anything else is said and ignored, and the attempt trains from the start.
+        if (resume is not null && (resume.Step < 0 || resume.Step > plan.Phase.Steps || !SweepPaths.Contains(trialDirectory, resume.Path)))
+        {
+            var notice = $"ignored the journal's resume point (step {resume.Step}, {resume.Path}): it is not a checkpoint of this trial; training from the start.";
+            log.Write("notice", new { message = notice });
+            events.Publish(new TrialNotice(trial.Id, notice));
+            resume = null;
+        }
         log.Write("started", new { method = trial.Method, parameters = trial.Parameters, resume_step = resume?.Step });
         using var batches = new PrefetchingBatches(dataLoader, dataset, plan.Seed, plan.Phase.Batch, PrefetchDepth, TimeSpan.FromMinutes(5));
         var clock = System.Diagnostics.Stopwatch.StartNew();
         double seconds = 0;
-        var trained = runner.Train(plan, SweepPaths.TrialDirectory(checkpointRoot, trial.Id), resume?.Path, batches,
+        var trained = runner.Train(plan, trialDirectory, resume?.Path, batches,
             onStep: step =>
             {
                 seconds = clock.Elapsed.TotalSeconds;

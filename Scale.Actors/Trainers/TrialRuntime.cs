@@ -150,6 +150,34 @@ public static partial class SweepPaths
             ? value
             : throw new ArgumentException($"{what} '{value}' is not a safe name: use letters, digits and _ . @ : = - (at most 128, starting with a letter or digit).");
 
+    /// <summary>
+    /// Whether <paramref name="path"/> lies inside <paramref name="directory"/> once both are made absolute and every symbolic
+    /// link on them is resolved (a link inside the directory that points out of it does not count as inside).
+    /// </summary>
+    public static bool Contains(string directory, string path)
+    {
+        var root = Resolve(directory).TrimEnd(Path.DirectorySeparatorChar) + Path.DirectorySeparatorChar;
+        return Resolve(path).StartsWith(root, StringComparison.Ordinal);
+    }
+
+    /// <summary>The absolute path with every symbolic link on it resolved, component by component (what need not exist is kept as it is).</summary>
+    private static string Resolve(string path, int links = 0)
+    {
+        var full = Path.GetFullPath(path);
+        var current = Path.GetPathRoot(full)!;
+        foreach (var part in full[current.Length..].Split(Path.DirectorySeparatorChar, StringSplitOptions.RemoveEmptyEntries))
+        {
+            current = Path.Combine(current, part);
+            var info = new FileInfo(current);
+            if (info.LinkTarget is { } target)
+            {
+                if (links >= 40) throw new IOException($"{path}: too many levels of symbolic links.");
+                current = Resolve(Path.IsPathRooted(target) ? target : Path.Combine(Path.GetDirectoryName(current)!, target), links + 1);
+            }
+        }
+        return current;
+    }
+
     private static string Inside(string root, string segment)
     {
         var full = Path.GetFullPath(Path.Combine(root, segment));

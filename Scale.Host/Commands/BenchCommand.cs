@@ -73,7 +73,7 @@ internal sealed class BenchCommand : Command<BenchCommand.Settings>
 
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellation)
     {
-        TorchStartup.Start();
+        TorchStartup.Start(settings.Precision);
         if (settings.Peak)
         {
             Devices.UseThreads(settings.Threads);

@@ -221,7 +221,7 @@ internal sealed class WorkerCommand : AsyncCommand<WorkerCommand.Settings>
 
     public override async Task<int> ExecuteAsync(CommandContext context, Settings settings, CancellationToken cancellation)
     {
-        TorchStartup.Start();   // before libtorch loads and runs its first product
+        TorchStartup.Start(settings.Precision);   // before libtorch loads and runs its first product
         var devices = Model.Devices.ParseList(settings.Devices);
         var precision = Model.Devices.ParsePrecision(settings.Precision, devices);
         if (settings.Threads < 0) throw new ArgumentException($"--threads must be 0 (all cores) or more, got {settings.Threads}.");

@@ -43,7 +43,7 @@ internal sealed class ExperimentCommand : Command<ExperimentCommand.Settings>
 
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellation)
     {
-        TorchStartup.Start();
+        TorchStartup.Start(settings.Precision);
         var spec = ExperimentFiles.Load(settings.Experiment);
         if (settings.Old is not null) spec = spec with { Old = spec.Old with { Folder = settings.Old, Corpus = null } };
         if (settings.New is not null) spec = spec with { New = spec.New with { Folder = settings.New, Corpus = null } };

@@ -80,7 +80,7 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
             return await Cluster.ClusterRun.SubmitAndFollow(SweepFiles.Load(settings.Sweep), Cluster.ClusterRun.Seeds(seeds), settings.ClientHost, settings.Tls(),
                                                            settings.Plain || Console.IsOutputRedirected, follow.Token);
         }
-        TorchStartup.Start();   // before libtorch loads and runs its first product
+        TorchStartup.Start(settings.Precision);   // before libtorch loads and runs its first product
         var sweep = SweepFiles.Load(settings.Sweep);
         var token = OperatorEndpoint.Token(settings.HttpTokenFile);
         OperatorEndpoint.CheckAddress(settings.Http, token);   // every flag checked before the journal is created
@@ -120,8 +120,10 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
         await using var endpoint = await OperatorEndpoint.StartOrReport(settings.Http, new LocalRunView(system, telemetry, sweepDirectory), token,
                                                                         Path.Combine(sweepDirectory, OperatorEndpoint.AddressFile));
         var timing = new RunTiming();
-        // Ctrl+C stops the trainer: running trials stop at their next step and resume from their last checkpoint next time.
+        // Ctrl+C or SIGTERM (a scheduler's stop) stops the trainer: running trials stop at their next step and resume
+        // from their last checkpoint next time. Exit 130 after SIGINT, 143 after SIGTERM, as a shell reports them.
         using var interrupt = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
+        int interruptedExit = 130;
         ConsoleCancelEventHandler onCancel = (_, e) =>
         {
             if (interrupt.IsCancellationRequested) return;   // a second Ctrl+C ends the process at once
@@ -129,6 +131,13 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
             interrupt.Cancel();
         };
         Console.CancelKeyPress += onCancel;
+        using var onTerm = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, context =>
+        {
+            if (interrupt.IsCancellationRequested) return;   // a second SIGTERM ends the process at once
+            context.Cancel = true;
+            interruptedExit = 143;
+            interrupt.Cancel();
+        });
         try
         {
             if (!state.Finished)
@@ -155,7 +164,7 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
         {
             state = await system.StateAsync();
             Console.WriteLine($"Interrupted: {SweepReport.Counts(state)}. Run the same command to resume; running trials continue from their last checkpoint.");
-            return 130;
+            return interruptedExit;
         }
         state = await system.StateAsync();
         if (plain) Console.Write(SweepReport.Text(state));

@@ -7,7 +7,8 @@ namespace Scale.Host.Commands;
 
 /// <summary>
 /// The start of every command that computes. First glibc's malloc: unless the user tuned it, the process starts itself
-/// again, the same command line in place (same process id), with <see cref="Devices.MallocTunables"/> in its environment
+/// again, the same command line in place (same process id), with <see cref="Devices.MallocTunables"/> for the command's
+/// precision in its environment
 /// (the settings that stop large tensors being mapped afresh every step can only be given before a process starts; about
 /// 0.1 s, and up to 6× the training speed where a step's logits exceed 32 MB: docs/bench.md). Then
 /// <see cref="TorchRuntime.Start"/>, with its one notice on stderr when the kernel selection could not do what was asked.
@@ -16,11 +17,13 @@ namespace Scale.Host.Commands;
 /// </summary>
 internal static class TorchStartup
 {
-    public static KernelPath Start()
+    /// <param name="precision">The command's --precision (bf16 gets more malloc arenas: <see cref="Devices.MallocTunables"/>).</param>
+    public static KernelPath Start(string precision = "fp32")
     {
         if (OperatingSystem.IsLinux() && !Devices.MallocTunedByUser)
         {
-            Environment.SetEnvironmentVariable("GLIBC_TUNABLES", Devices.MallocTunables);
+            bool reduced = string.Equals(precision?.Trim(), "bf16", StringComparison.OrdinalIgnoreCase);
+            Environment.SetEnvironmentVariable("GLIBC_TUNABLES", Devices.MallocTunables(reduced));
             Restart();
         }
         try

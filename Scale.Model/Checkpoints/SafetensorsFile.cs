@@ -20,6 +20,9 @@ public static class SafetensorsFile
         ["U8"] = 1, ["BOOL"] = 1,
     };
 
+    /// <summary>The largest header the format allows (100 MB): a longer one is refused before it is read into memory.</summary>
+    public const long MaxHeaderBytes = 100_000_000;
+
     /// <summary>The tensor directory of a safetensors file, checked against the file's length.</summary>
     public static IReadOnlyDictionary<string, Entry> ReadHeader(string path)
     {
@@ -32,6 +35,8 @@ public static class SafetensorsFile
         long headerLength = BitConverter.ToInt64(prefix);
         if (headerLength <= 0 || headerLength > length - 8)
             throw Bad(path, $"header claims {headerLength} bytes but the file holds {length - 8} after the length field (truncated?)");
+        if (headerLength > MaxHeaderBytes)
+            throw Bad(path, $"header claims {headerLength:N0} bytes, more than the format's limit of {MaxHeaderBytes:N0}");
         var header = new byte[headerLength];
         stream.ReadExactly(header);
         long dataLength = length - 8 - headerLength;

@@ -58,14 +58,18 @@ public sealed class RecoveryDegradationTests() : SqliteTestKit("recovery-tests")
         return command.ExecuteNonQuery();
     }
 
-    [Fact]
-    public void An_unreadable_snapshot_is_discarded_and_the_sweep_recovers_from_its_events_answering_what_waited()
+    /// <summary>Damage as hex: a body that does not parse, and one that parses but is not the record (a schema change, a hand edit).</summary>
+    public static TheoryData<string> Damages => new() { "7B6E6F74206A736F6E" /* {not json */, "7B7D" /* {} */ };
+
+    [Theory]
+    [MemberData(nameof(Damages))]
+    public void An_unreadable_snapshot_is_discarded_and_the_sweep_recovers_from_its_events_answering_what_waited(string damage)
     {
         var before = Record("snap", snapshotEvery: 3);
         // The snapshot store writes after the coordinator asks it to, on its own: wait for the last snapshot (6 events, one
         // every 3) before damaging them all, or recovery might find an undamaged one written after the damage.
         AwaitCondition(() => Scalar("SELECT count(*) FROM snapshot WHERE persistence_id = 'sweep-snap' AND sequence_number = 6") == 1, TimeSpan.FromSeconds(60));
-        Assert.True(Execute("UPDATE snapshot SET snapshot = X'7B6E6F74206A736F6E' WHERE persistence_id = 'sweep-snap'") >= 1);   // "{not json"
+        Assert.True(Execute($"UPDATE snapshot SET snapshot = X'{damage}' WHERE persistence_id = 'sweep-snap'") >= 1);
 
         var recovered = Sys.ActorOf(SweepCoordinator.Props("snap", 3));
         recovered.Tell(GetSweepState.Instance, TestActor);   // sent before recovery ends: answered after the fallback
@@ -76,15 +80,16 @@ public sealed class RecoveryDegradationTests() : SqliteTestKit("recovery-tests")
         Assert.Equal(Text(before), Text(after));
         Assert.Equal("t3", granted.Trial.Id);
         // The damaged snapshots are deleted (the store does it on its own, after the coordinator asks).
-        AwaitCondition(() => Scalar("SELECT count(*) FROM snapshot WHERE snapshot = X'7B6E6F74206A736F6E'") == 0, TimeSpan.FromSeconds(60));
+        AwaitCondition(() => Scalar($"SELECT count(*) FROM snapshot WHERE snapshot = X'{damage}'") == 0, TimeSpan.FromSeconds(60));
     }
 
-    [Fact]
-    public async Task An_event_that_cannot_be_read_quarantines_its_sweep_with_the_reason_and_another_sweep_still_recovers()
+    [Theory]
+    [MemberData(nameof(Damages))]
+    public async Task An_event_that_cannot_be_read_quarantines_its_sweep_with_the_reason_and_another_sweep_still_recovers(string damage)
     {
         Record("damaged", snapshotEvery: 1000);
         var healthy = Record("healthy", snapshotEvery: 1000);
-        Assert.Equal(1, Execute("UPDATE journal SET message = X'7B6E6F74206A736F6E' WHERE persistence_id = 'sweep-damaged' AND sequence_number = 3"));
+        Assert.Equal(1, Execute($"UPDATE journal SET message = X'{damage}' WHERE persistence_id = 'sweep-damaged' AND sequence_number = 3"));
         var quarantines = CreateTestProbe();
         Sys.EventStream.Subscribe(quarantines.Ref, typeof(SweepQuarantined));
 

@@ -111,6 +111,38 @@ public sealed class SweepRuntimeTests() : SqliteTestKit("runtime-tests")
     }
 
     [Fact]
+    public void A_resume_point_outside_the_trials_directory_or_beyond_its_steps_is_ignored_and_the_trial_trains_from_the_start()
+    {
+        using var task = new TinyBioTask();
+        var sweep = Sweep(task.Base.Config, Trial("donor", "preserve"), Trial("victim", "preserve"));
+        var loader = Sys.ActorOf(DataLoader.Props());
+        loader.Tell(new RegisterDataset("new", task.Runner.TrainData));
+        var evaluator = Sys.ActorOf(Evaluator.Props(task.Runner));
+        var notices = CreateTestProbe();
+        Sys.EventStream.Subscribe(notices.Ref, typeof(TrialNotice));
+        var trials = Path.Combine(Root, "trials");
+        var executor = new SweepTrialExecutor(sweep, task.Runner, trials, loader, "new", evaluator, Sys.EventStream, threadsPerTrial: 1);
+        var donorCheckpoints = new Dictionary<long, string>();
+        var donor = executor.Execute(sweep.Trials[0], 1, null, (path, step) => donorCheckpoints[step] = path, CancellationToken.None);
+        // A link inside the victim's directory to the donor's checkpoint: inside by its name, outside once resolved.
+        var victimDirectory = SweepPaths.TrialDirectory(trials, "victim");
+        Directory.CreateDirectory(victimDirectory);
+        var link = Path.Combine(victimDirectory, "elsewhere");
+        Directory.CreateSymbolicLink(link, donorCheckpoints[6]);
+
+        foreach (var (resume, attempt) in new[] { (new CheckpointRef(6, donorCheckpoints[6]), 1), (new CheckpointRef(6, link), 2), (new CheckpointRef(1L << 40, link), 3) })
+        {
+            var victimCheckpoints = new List<long>();
+            var victim = executor.Execute(sweep.Trials[1], attempt, resume, (_, step) => victimCheckpoints.Add(step), CancellationToken.None);
+
+            var notice = notices.FishForMessage<TrialNotice>(n => n.TrialId == "victim", TimeSpan.FromSeconds(30));
+            Assert.Contains($"ignored the journal's resume point (step {resume.Step}", notice.Message);
+            Assert.Equal([3, 6, 9], victimCheckpoints);   // from the start, not from the donor's step 6
+            Assert.Equal(donor.FinalLoss, victim.FinalLoss);   // bit for bit a trial trained from the start
+        }
+    }
+
+    [Fact]
     public void The_data_loader_serves_exactly_the_batches_a_trial_computes_locally_with_a_bounded_prefetch()
     {
         using var task = new TinyBioTask();

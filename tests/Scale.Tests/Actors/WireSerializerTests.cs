@@ -72,6 +72,21 @@ public sealed class WireSerializerTests : Akka.TestKit.Xunit2.TestKit
     }
 
     [Theory]
+    [InlineData("request-work.v1", "{}")]                                             // a RequestWork without its trainer
+    [InlineData("request-work.v1", "{\"trainer_id\": null}")]
+    [InlineData("report-checkpoint.v1", "{\"trial_id\": \"t\", \"attempt\": 1, \"step\": 5}")]   // no path
+    [InlineData("to-sweep.v1", "{\"sweep_id\": \"s\", \"manifest\": \"request-work.v1\"}")]      // no inner message
+    [InlineData("sweep-state.v1", "{}")]
+    public void A_message_that_parses_but_lacks_a_required_field_is_refused_as_damaged(string manifest, string body)
+    {
+        var serializer = new WireSerializer((ExtendedActorSystem)Sys);
+
+        var error = Assert.Throws<System.Runtime.Serialization.SerializationException>(() => serializer.FromBinary(System.Text.Encoding.UTF8.GetBytes(body), manifest));
+
+        Assert.Contains(manifest, error.Message);
+    }
+
+    [Theory]
     [InlineData("quickstart")]
     [InlineData("validation")]
     public void A_resolved_sweep_definition_survives_json_with_the_same_fingerprint_and_trials(string builtIn)

@@ -81,6 +81,10 @@ public class MalformedInputTests
         // A width whose expansion (1.5 times) would not fit 32 bits.
         ["sweep-model-too-wide"] = (s => Run(s, s.Sweep("max-concurrent = 1",
             "max-concurrent = 1\n experiment.model.hidden-size = 2000000000")), "hidden_size 2,000,000,000 is above 1,048,576"),
+        // A file stands alone: an include would read another file (or a URL) on whichever node parses it.
+        ["sweep-include"] = (s => Run(s, s.File("a.hocon", "include \"/etc/hostname\"\nsweep { name = a, experiment = quickstart, methods = [full] }")), "a.hocon:1: 'include' is not supported"),
+        // Nesting deep enough to overflow the parser's stack, which would end the process with nothing to catch.
+        ["sweep-deep-nesting"] = (s => Run(s, s.File("a.hocon", "sweep {\n name = a\n x = " + new string('[', 200_000) + new string(']', 200_000) + "\n}")), "a.hocon:3: nested deeper than 64 levels"),
         ["sweep-text-without-folders"] = (s => Run(s, s.File("a.hocon", "sweep {\n name = a\n experiment {\n old { kind = text }\n new { kind = text }\n }\n methods = [full]\n}")), "must name both corpora"),
         // Experiment files and their flags.
         ["experiment-small-vocab"] = (s => Exp(s, s.Experiment("vocab-size = 320", "vocab-size = 100")), "vocab_size must be at least 257"),

@@ -307,8 +307,10 @@ public class SweepProcessTests
     [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill")]
     private static extern int SendSignal(int pid, int signal);
 
-    [Fact]
-    public void Ctrl_C_stops_a_sweep_at_once_and_the_same_command_resumes_it()
+    [Theory]
+    [InlineData(2, 130)]    // SIGINT, as Ctrl+C sends
+    [InlineData(15, 143)]   // SIGTERM, as a scheduler (Slurm's scancel, systemd, docker stop) sends
+    public void Ctrl_C_or_SIGTERM_stops_a_sweep_at_once_and_the_same_command_resumes_it(int signal, int exitCode)
     {
         using var dir = new TempDirectory();
         var file = dir.Combine("long.hocon");
@@ -323,13 +325,13 @@ public class SweepProcessTests
         }, "run", file, "--data-dir", dir.Combine("d"), "--threads", "1");
         Assert.True(checkpointed.Task.Wait(TimeSpan.FromMinutes(4)), string.Join("\n", lines));
 
-        Assert.Equal(0, SendSignal(run.Id, 2));   // SIGINT, as Ctrl+C sends
+        Assert.Equal(0, SendSignal(run.Id, signal));
         var stopping = Stopwatch.StartNew();
         bool stopped = run.WaitForExit(TimeSpan.FromMinutes(2));
-        lock (lines) Assert.True(stopped, $"scale run did not stop on SIGINT within 2 minutes:\n{string.Join("\n", lines.TakeLast(15))}");
+        lock (lines) Assert.True(stopped, $"scale run did not stop on signal {signal} within 2 minutes:\n{string.Join("\n", lines.TakeLast(15))}");
         run.WaitForExit();
 
-        Assert.Equal(130, run.ExitCode);
+        Assert.Equal(exitCode, run.ExitCode);
         lock (lines) Assert.Contains(lines, l => l.StartsWith("Interrupted: 4 trials: 1 completed, 1 running", StringComparison.Ordinal));
         var status = ScaleProcess.Run("status", "recover", "--data-dir", dir.Combine("d"));
         Assert.Contains("interrupted (resumes with `scale run`)", status.Stdout);

@@ -21,17 +21,20 @@ public class DevicePlacementTests
         => Assert.Equal(expected, Devices.ParseList(list));
 
     [Theory]
-    [InlineData("always [madvise] never\n", "arena_max=8:glibc.malloc.hugetlb=1")]
-    [InlineData("[always] madvise never\n", "arena_max=8:glibc.malloc.hugetlb=1")]
-    [InlineData("always madvise [never]\n", "arena_max=1")]
-    [InlineData(null, "arena_max=1")]   // no such setting (not Linux, or a kernel without transparent huge pages)
-    public void Malloc_gets_several_arenas_only_where_huge_pages_keep_large_tensors_from_faulting_page_by_page(string? setting, string arenas)
+    [InlineData("always [madvise] never\n", true, "arena_max=8:glibc.malloc.hugetlb=1")]
+    [InlineData("[always] madvise never\n", true, "arena_max=8:glibc.malloc.hugetlb=1")]
+    [InlineData("always madvise [never]\n", true, "arena_max=1")]
+    [InlineData(null, true, "arena_max=1")]   // no such setting (not Linux, or a kernel without transparent huge pages)
+    [InlineData("always [madvise] never\n", false, "arena_max=1")]   // fp32: one arena, whatever the pages
+    [InlineData(null, false, "arena_max=1")]
+    public void Malloc_gets_several_arenas_only_in_bf16_and_where_huge_pages_keep_large_tensors_from_faulting_page_by_page(
+        string? setting, bool bf16, string arenas)
     {
         using var dir = new TempDirectory();
         var path = dir.Combine("enabled");
         if (setting is not null) File.WriteAllText(path, setting);
 
-        var tunables = Devices.MallocTunablesFor(Devices.TransparentHugePages(path));
+        var tunables = Devices.MallocTunablesFor(Devices.TransparentHugePages(path), reducedPrecision: bf16);
 
         Assert.EndsWith(arenas, tunables);
         Assert.StartsWith("glibc.malloc.mmap_threshold=1073741824:glibc.malloc.trim_threshold=2147483647:", tunables);

@@ -308,6 +308,23 @@ public class HfCheckpointTests(Xunit.Abstractions.ITestOutputHelper output)
         Assert.Contains("model.safetensors", error.Message);
     }
 
+    [Fact]
+    public void A_safetensors_header_longer_than_the_formats_limit_is_refused_before_it_is_read()
+    {
+        using var dir = new TempDirectory();
+        var weights = dir.Combine("model.safetensors");
+        using (var stream = File.Create(weights))
+        {
+            // A sparse file long enough to hold the header it claims, so that only the format's limit refuses it.
+            stream.Write(BitConverter.GetBytes(SafetensorsFile.MaxHeaderBytes + 1));
+            stream.SetLength(8 + SafetensorsFile.MaxHeaderBytes + 1);
+        }
+
+        var error = Assert.Throws<InvalidCheckpointException>(() => SafetensorsFile.ReadHeader(weights));
+
+        Assert.Contains("more than the format's limit of 100,000,000", error.Message);
+    }
+
     [Theory]
     [InlineData("architecture", "unsupported architecture 'GPT2LMHeadModel'")]
     [InlineData("rope_scaling", "rope_scaling of type 'yarn' is not supported")]
