@@ -9,6 +9,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Scale.Actors.Cluster;
 using Scale.Actors.Trainers;
+using Scale.Host.Logging;
 using Scale.Host.Sweeps;
 
 namespace Scale.Host.Cluster;
@@ -48,7 +49,7 @@ internal sealed class ClusterNode : IAsyncDisposable
         bool seed = cluster.Roles.Contains(ClusterConfig.SeedRole);
         var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         builder.Logging.ClearProviders();
-        builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; });
+        builder.Logging.AddOneLineConsole("HH:mm:ss ");
         builder.Logging.AddFilter<Microsoft.Extensions.Logging.Console.ConsoleLoggerProvider>(level => level >= LogLevel.Information);
         builder.Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Warning);
         var config = ConfigurationFactory.ParseString($"akka.cluster.client.receptionist.role = {ClusterConfig.SeedRole}")

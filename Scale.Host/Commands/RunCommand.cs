@@ -236,10 +236,20 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
             }
         }
         var interrupted = Task.Delay(Timeout.Infinite, cancellation);
+        // The coordinator stops when its journal cannot be written (a lock held elsewhere past the busy timeout, a full
+        // disk) or read: the trainers would resend their reports to it for ever. The run ends instead, saying why.
+        var coordinatorStopped = system.Coordinator.WatchAsync(CancellationToken.None);
         while (!ended.IsCompleted)
         {
             Drain();
-            await Task.WhenAny(ended, interrupted, channel.Reader.WaitToReadAsync(CancellationToken.None).AsTask());
+            await Task.WhenAny(ended, interrupted, coordinatorStopped, channel.Reader.WaitToReadAsync(CancellationToken.None).AsTask());
+            if (coordinatorStopped.IsCompleted && !ended.IsCompleted)
+            {
+                await runtime.Stop();
+                Drain();
+                await system.StateAsync();   // throws, naming the journal (or the quarantine) in one line
+                throw new InvalidOperationException("the sweep coordinator stopped");
+            }
             if (!cancellation.IsCancellationRequested) continue;
             await runtime.Stop();
             Drain();

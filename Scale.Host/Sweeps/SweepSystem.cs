@@ -9,6 +9,7 @@ using Scale.Actors.Data;
 using Scale.Actors.Persistence;
 using Scale.Actors.Sweeps;
 using Scale.Actors.Trainers;
+using Scale.Host.Logging;
 
 namespace Scale.Host.Sweeps;
 
@@ -88,7 +89,7 @@ internal sealed class SweepSystem : IAsyncDisposable
         Directory.CreateDirectory(dataDirectory);
         var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         builder.Logging.ClearProviders();
-        builder.Logging.AddSimpleConsole(o => o.SingleLine = true);
+        builder.Logging.AddOneLineConsole();
         builder.Logging.AddFilter<Microsoft.Extensions.Logging.Console.ConsoleLoggerProvider>(level => level >= LogLevel.Warning);
         builder.Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
         if (keepLog)

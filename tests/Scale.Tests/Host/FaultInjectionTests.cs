@@ -172,6 +172,50 @@ public sealed class FaultInjectionTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void A_journal_another_process_keeps_locked_ends_the_run_in_bounded_time_naming_the_journal_and_the_command_that_resumes_it()
+    {
+        using var dir = new TempDirectory();
+        var file = dir.Combine("long.hocon");
+        File.WriteAllText(file, SweepProcessTests.TinySweepText.Replace("steps = 60", "steps = 3000"));
+        string data = dir.Combine("data");
+        var checkpointed = new TaskCompletionSource();
+        var lines = new List<string>();
+        var errors = new List<string>();
+        using var run = ScaleProcess.StartWithErrors(line =>
+        {
+            lock (lines) lines.Add(line);
+            if (line.StartsWith("trial ", StringComparison.Ordinal) && line.EndsWith("checkpoint at step 10", StringComparison.Ordinal))
+                checkpointed.TrySetResult();
+        }, line => { lock (errors) errors.Add(line); }, "run", file, "--data-dir", data, "--threads", "1", "--http", "off", "--plain");
+        bool started = checkpointed.Task.Wait(TimeSpan.FromMinutes(4));
+        lock (lines) Assert.True(started, string.Join("\n", lines));
+
+        // Another process takes the journal's write lock and keeps it until the run has ended (5 minutes at most).
+        var clock = Stopwatch.StartNew();
+        using (var connection = new SqliteConnection($"Data Source={Path.Combine(data, "sweeps.db")};Pooling=False"))
+        {
+            connection.Open();
+            using var begin = connection.CreateCommand();
+            begin.CommandText = "BEGIN EXCLUSIVE";
+            begin.ExecuteNonQuery();
+            bool ended = run.WaitForExit(TimeSpan.FromMinutes(5));
+            lock (lines) Assert.True(ended, $"scale run was still there 5 minutes after its journal was locked:\n{string.Join("\n", lines.TakeLast(10))}");
+        }
+        run.WaitForExit();
+        output.WriteLine($"the run ended {clock.Elapsed.TotalSeconds:0} s after the lock was taken");
+
+        Assert.Equal(1, run.ExitCode);
+        string said;
+        lock (errors) said = string.Join("\n", errors);
+        Assert.Contains("the sweep coordinator stopped: its journal " + Path.Combine(data, "sweeps.db") + " could not be read or written", said);
+        Assert.Contains($"run `scale run {file} --data-dir {data}` to resume it", said);
+        Assert.DoesNotContain("   at ", said);   // no stack trace
+        var status = ScaleProcess.Run("status", "recover", "--data-dir", data);
+        Assert.Equal(0, status.ExitCode);
+        Assert.Contains("interrupted (resumes with `scale run`)", status.Stdout);
+    }
+
+    [Fact]
     public void A_damaged_snapshot_is_replayed_from_the_events_and_a_damaged_event_quarantines_the_sweep_with_one_line()
     {
         using var dir = new TempDirectory();

@@ -8,12 +8,15 @@ internal static class ScaleProcess
     public sealed record Result(int ExitCode, string Stdout, string Stderr);
 
     /// <summary>Starts `scale` with every stdout line passed to <paramref name="onLine"/> as it comes.</summary>
-    public static Process Start(Action<string> onLine, params string[] arguments)
+    public static Process Start(Action<string> onLine, params string[] arguments) => StartWithErrors(onLine, _ => { }, arguments);
+
+    /// <summary>As <see cref="Start"/>, with every stderr line passed to <paramref name="onError"/>.</summary>
+    public static Process StartWithErrors(Action<string> onLine, Action<string> onError, params string[] arguments)
     {
         var start = Info(arguments);
         var process = new Process { StartInfo = start };
         process.OutputDataReceived += (_, e) => { if (e.Data is not null) onLine(e.Data); };
-        process.ErrorDataReceived += (_, _) => { };
+        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) onError(e.Data); };
         process.Start();
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
