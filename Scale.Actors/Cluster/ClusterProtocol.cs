@@ -26,7 +26,16 @@ public sealed record SweepList(IReadOnlyList<SubmittedSweep> Sweeps)
 {
     /// <summary>Sweeps that do not run, by id, with the reason (a journal that cannot be recovered, a definition that no longer validates).</summary>
     public IReadOnlyDictionary<string, string> Quarantined { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>
+    /// Sweeps some worker could not prepare, by id, with the last worker and reason it reported (since the manager
+    /// started). They still run where they can: the reason may be one worker's (a data folder it cannot see).
+    /// </summary>
+    public IReadOnlyDictionary<string, string> Unprepared { get; init; } = new Dictionary<string, string>();
 }
+
+/// <summary>A worker could not prepare a sweep (its base, its data): it goes on with the others and says why.</summary>
+public sealed record ReportSweepUnprepared(string SweepId, string Worker, string Reason);
 
 /// <summary>The sweep manager's persisted event: a sweep was submitted (its coordinator journals the rest).</summary>
 public sealed record SweepSubmitted(string SweepId, string Definition) : ISweepEvent;

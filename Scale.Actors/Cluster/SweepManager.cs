@@ -25,6 +25,7 @@ public sealed class SweepManager : ReceivePersistentActor, IWithTimers
     private readonly Dictionary<string, IActorRef> coordinators = new();
     /// <summary>Sweeps left out, with the reason: they answer with it, and the others run.</summary>
     private readonly Dictionary<string, string> quarantined = new();
+    private readonly Dictionary<string, string> unprepared = new();   // what workers reported since this manager started; not journaled
     private readonly TimeSpan memberCheck;
     private readonly ILoggingAdapter log = Context.GetLogger();
 
@@ -57,7 +58,16 @@ public sealed class SweepManager : ReceivePersistentActor, IWithTimers
             else if (sweeps.ContainsKey(to.SweepId)) Coordinator(to.SweepId).Forward(to.Message);
             else Sender.Tell(new Status.Failure(new ArgumentException($"No sweep '{to.SweepId}' was submitted to this cluster.")));
         });
-        Command<GetSweeps>(_ => Sender.Tell(new SweepList(order.Select(id => sweeps[id]).ToList()) { Quarantined = new Dictionary<string, string>(quarantined) }));
+        Command<GetSweeps>(_ => Sender.Tell(new SweepList(order.Select(id => sweeps[id]).ToList())
+        {
+            Quarantined = new Dictionary<string, string>(quarantined), Unprepared = new Dictionary<string, string>(unprepared),
+        }));
+        Command<ReportSweepUnprepared>(r =>
+        {
+            if (!sweeps.ContainsKey(r.SweepId)) return;
+            unprepared[r.SweepId] = $"{r.Worker}: {r.Reason}";
+            log.Warning("sweep manager: worker {0} cannot prepare sweep {1}: {2}", r.Worker, r.SweepId, r.Reason);
+        });
         // A coordinator whose journal holds an event it cannot read stops and says so: its sweep is left out, the others run.
         Command<SweepQuarantined>(q =>
         {

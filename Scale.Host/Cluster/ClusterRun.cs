@@ -91,6 +91,8 @@ internal static class ClusterRun
             }
             var state = (SweepState)await connection.AskAsync(new ToSweep(name, GetSweepState.Instance), AskTimeout, cancellation);
             Console.WriteLine($"{name}: {SweepReport.Counts(state)}; {(state.Finished ? "finished" : "in progress")}");
+            if (list.Unprepared.TryGetValue(name, out var unprepared) && !state.Finished)
+                Console.WriteLine($"  a worker could not prepare it: {unprepared}");
             if (sweepName is null) continue;
             foreach (var t in state.Order.Select(id => state.Trials[id]))
                 Console.WriteLine($"  {t.Spec.Id,-22} {t.Spec.Method,-9} {t.Status.ToString().ToLowerInvariant(),-11} attempt {t.Attempt}" +

@@ -56,9 +56,27 @@ internal sealed class WorkerLoop(ClusterNode node, string dataDirectory, IReadOn
                 await Task.WhenAny(ended, Task.Delay(Idle, CancellationToken.None));
                 continue;
             }
-            await WorkOn(next, dataLoader, ended, stop);
+            try
+            {
+                await WorkOn(next, dataLoader, ended, stop);
+            }
+            catch (Exception e) when (!stop.IsCancellationRequested && !node.WhenTerminated.IsCompleted && e is not OperationCanceledException)
+            {
+                // One sweep this worker cannot prepare (a data folder it cannot see, a base that fails) must not take the
+                // worker away from the others: it is said, reported to the manager, and left for a while.
+                var reason = $"{e.GetType().Name}: {e.Message.Split('\n')[0]}";
+                skipUntil[next.Name] = DateTime.UtcNow + SkipUnprepared;
+                output.WriteLine($"Sweep {next.Name} cannot be prepared on this worker ({reason}); going on with the others, trying it again in {SkipUnprepared.TotalMinutes:0} minutes.");
+                log.LogWarning("Cannot prepare sweep {sweep}: {reason}", next.Name, reason);
+                node.Manager.Tell(new ReportSweepUnprepared(next.Name, node.SelfAddress, reason));
+            }
         }
     }
+
+    /// <summary>How long a sweep this worker could not prepare is left before it tries again (the cause may be fixed meanwhile).</summary>
+    public static readonly TimeSpan SkipUnprepared = TimeSpan.FromMinutes(5);
+
+    private readonly Dictionary<string, DateTime> skipUntil = new();
 
     /// <summary>The oldest submitted sweep that is not finished, or null (none, or the manager did not answer: it may be moving).</summary>
     private async Task<SweepDefinition?> NextSweep(CancellationToken stop)
@@ -68,6 +86,7 @@ internal sealed class WorkerLoop(ClusterNode node, string dataDirectory, IReadOn
             var list = (SweepList)await node.Manager.Ask<object>(GetSweeps.Instance, AskTimeout, stop);
             foreach (var sweep in list.Sweeps.Where(s => !list.Quarantined.ContainsKey(s.SweepId)))
             {
+                if (skipUntil.TryGetValue(sweep.SweepId, out var until) && until > DateTime.UtcNow) continue;
                 var state = await node.Manager.Ask<object>(new ToSweep(sweep.SweepId, GetSweepState.Instance), AskTimeout, stop);
                 if (state is SweepState { Started: true, Finished: false }) return SweepDefinitionJson.Read(sweep.Definition);
             }

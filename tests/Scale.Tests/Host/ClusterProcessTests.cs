@@ -343,6 +343,42 @@ public sealed class ClusterProcessTests(PostgresServer postgres, ITestOutputHelp
     }
 
     [Fact]
+    [Trait("Category", "FaultInjection")]
+    public void A_sweep_a_worker_cannot_prepare_is_reported_and_the_worker_goes_on_with_the_next_sweep()
+    {
+        using var dir = new TempDirectory();
+        string shared = dir.Combine("shared"), seed = $"127.0.0.1:{FreePorts.Next()}";
+        // Text corpora that no node can see: the submission passes (folders are read where the trials train), the
+        // preparation fails on the worker.
+        var bad = dir.Combine("bad.hocon");
+        File.WriteAllText(bad, System.Text.RegularExpressions.Regex.Replace(SweepText("unpreparable"), @"old \{[^}]*\}\s*new \{[^}]*\}",
+            $"old {{ kind = text, folder = \"{dir.Combine("nowhere-old")}\" }}\n new {{ kind = text, folder = \"{dir.Combine("nowhere-new")}\" }}"));
+        var good = dir.Combine("good.hocon");
+        File.WriteAllText(good, SweepText("good").Replace("steps = 600", "steps = 60"));
+
+        using var seedNode = new NodeProcess("seed", "seed", "--bind", seed, "--data-dir", shared);
+        seedNode.WaitFor(l => l.StartsWith("Seed ", StringComparison.Ordinal), Start, "seed up");
+        // The bad sweep is submitted first, so the worker takes it first (the oldest unfinished sweep).
+        using var badClient = new NodeProcess("run --cluster bad", "run", "--cluster", seed, bad, "--plain");
+        badClient.WaitFor(l => l.StartsWith("Sweep unpreparable submitted", StringComparison.Ordinal), Start, "bad sweep submitted");
+        using var goodClient = new NodeProcess("run --cluster good", "run", "--cluster", seed, good, "--plain");
+        goodClient.WaitFor(l => l.StartsWith("Sweep good submitted", StringComparison.Ordinal), Start, "good sweep submitted");
+        using var worker = new NodeProcess("worker", "worker", "--seeds", seed, "--data-dir", shared, "--threads", "1");
+
+        var said = worker.WaitFor(l => l.StartsWith("Sweep unpreparable cannot be prepared on this worker", StringComparison.Ordinal), Sweep, "the bad sweep reported");
+        Assert.Contains("nowhere-old", said);
+        Assert.Equal(0, goodClient.WaitForExit(Sweep));   // the good sweep finished on the same worker
+        var scores = Scores(goodClient.Output);
+        Assert.Equal(4, scores.Count);
+        Assert.All(scores.Values, v => Assert.StartsWith("completed ", v));
+        var status = ScaleProcess.Run("status", "--cluster", seed);
+        Assert.True(status.ExitCode == 0, status.Stderr + status.Stdout);
+        Assert.Contains("a worker could not prepare it: ", status.Stdout);
+        Assert.Contains("nowhere-old", status.Stdout);
+        Assert.Contains("good: 4 trials: 4 completed", status.Stdout);
+    }
+
+    [Fact]
     public void With_a_pinned_ca_a_node_or_client_whose_certificate_does_not_chain_to_it_is_refused()
     {
         using var dir = new TempDirectory();
