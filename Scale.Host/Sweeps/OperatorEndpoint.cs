@@ -29,9 +29,11 @@ internal sealed class OperatorEndpoint : IAsyncDisposable
     public string Address { get; }
 
     /// <summary>
-    /// Serves <paramref name="view"/> on <paramref name="hostAndPort"/>. Beyond loopback every route but the health probes
-    /// needs <paramref name="token"/> (as "Authorization: Bearer …", or ?token=… for the dashboard page): without one,
-    /// binding beyond loopback is refused.
+    /// Serves <paramref name="view"/> on <paramref name="hostAndPort"/>. With <paramref name="token"/> (required beyond
+    /// loopback) every route but the health probes, the dashboard page and its sign-in needs it, as "Authorization: Bearer …"
+    /// or as the session cookie a sign-in sets (POST /login with the token in the form body: the token never travels in a
+    /// URL, where logs and browser history would keep it). Bound to loopback, requests must name a loopback host (Host
+    /// header), so that a web page elsewhere cannot reach the endpoint through a name it points at 127.0.0.1.
     /// </summary>
     public static async Task<OperatorEndpoint> StartAsync(string hostAndPort, IOperatorView view, string? token)
     {
@@ -40,6 +42,13 @@ internal sealed class OperatorEndpoint : IAsyncDisposable
         builder.Logging.ClearProviders();
         builder.Services.AddSingleton<Microsoft.Extensions.Hosting.IHostLifetime, CommandLifetime>();   // Ctrl+C belongs to the command
         builder.WebHost.UseUrls($"http://{hostAndPort}");
+        bool loopback = IsLoopback(hostAndPort[..hostAndPort.LastIndexOf(':')]);
+        if (loopback)
+            builder.Services.Configure<Microsoft.AspNetCore.HostFiltering.HostFilteringOptions>(o =>
+            {
+                o.AllowedHosts = ["127.0.0.1", "localhost", "[::1]"];
+                o.AllowEmptyHosts = false;
+            });
         builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics
             .AddMeter(SweepMetrics.MeterName)
             .AddView("scale_journal_write_seconds", new ExplicitBucketHistogramConfiguration
@@ -49,20 +58,35 @@ internal sealed class OperatorEndpoint : IAsyncDisposable
             .AddPrometheusExporter());
         var app = builder.Build();
         var json = new JsonSerializerOptions { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
+        if (loopback) app.UseHostFiltering();
         if (token is not null)
         {
             var expected = System.Text.Encoding.UTF8.GetBytes(token);
+            // The session a sign-in gives: random per process, so a restart ends every session.
+            var session = Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
             app.Use(async (context, next) =>
             {
-                if (context.Request.Path.StartsWithSegments("/health") || Authorized(context.Request, expected))
+                var path = context.Request.Path;
+                if (path.StartsWithSegments("/health") || path == "/" || path == "/login" || Authorized(context.Request, expected, session))
                 {
                     await next(context);
                     return;
                 }
                 context.Response.StatusCode = StatusCodes.Status401Unauthorized;
                 context.Response.Headers.WWWAuthenticate = "Bearer";
-                await context.Response.WriteAsync("a bearer token is required (Authorization: Bearer …)\n");
+                await context.Response.WriteAsync("a bearer token is required (Authorization: Bearer …, or sign in on the dashboard)\n");
             });
+            app.MapPost("/login", async (HttpContext context) =>
+            {
+                var form = context.Request.HasFormContentType ? await context.Request.ReadFormAsync() : null;
+                var given = form?["token"].ToString() ?? "";
+                if (!Matches(given, expected)) return Results.Text("wrong token\n", statusCode: StatusCodes.Status401Unauthorized);
+                context.Response.Cookies.Append(SessionCookie, session, new CookieOptions
+                {
+                    HttpOnly = true, SameSite = SameSiteMode.Strict, Path = "/", Secure = context.Request.IsHttps,
+                });
+                return Results.Redirect("/");
+            }).DisableAntiforgery();
         }
 
         var page = ReadDashboard();
@@ -166,14 +190,18 @@ internal sealed class OperatorEndpoint : IAsyncDisposable
     private static bool IsLoopback(string host)
         => host is "localhost" || (System.Net.IPAddress.TryParse(host.Trim('[', ']'), out var ip) && System.Net.IPAddress.IsLoopback(ip));
 
-    private static bool Authorized(HttpRequest request, byte[] expected)
+    /// <summary>The cookie that carries a signed-in dashboard's session.</summary>
+    public const string SessionCookie = "scale_session";
+
+    private static bool Authorized(HttpRequest request, byte[] expected, string session)
     {
-        string? given = request.Headers.Authorization.ToString() is { } header && header.StartsWith("Bearer ", StringComparison.Ordinal)
-            ? header["Bearer ".Length..].Trim()
-            : request.Path == "/" ? request.Query["token"].ToString() : null;
-        return given is { Length: > 0 }
-               && System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(System.Text.Encoding.UTF8.GetBytes(given), expected);
+        if (request.Headers.Authorization.ToString() is { } header && header.StartsWith("Bearer ", StringComparison.Ordinal))
+            return Matches(header["Bearer ".Length..].Trim(), expected);
+        return request.Cookies.TryGetValue(SessionCookie, out var cookie) && Matches(cookie, System.Text.Encoding.UTF8.GetBytes(session));
     }
+
+    private static bool Matches(string given, byte[] expected)
+        => given.Length > 0 && System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(System.Text.Encoding.UTF8.GetBytes(given), expected);
 
     private static string ReadDashboard()
     {

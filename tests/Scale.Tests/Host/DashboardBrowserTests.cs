@@ -130,6 +130,11 @@ public class DashboardBrowserTests
             Assert.Equal(System.Net.HttpStatusCode.OK, http.GetAsync(url + "/health/live").Result.StatusCode);
             var ready = http.GetAsync(url + "/health/ready").Result;
             Assert.True(ready.IsSuccessStatusCode, ready.Content.ReadAsStringAsync().Result);
+            // The token is never taken from a URL, and a wrong one does not sign in.
+            Assert.Equal(System.Net.HttpStatusCode.Unauthorized, http.GetAsync(url + "/api/sweeps?token=" + token).Result.StatusCode);
+            var wrong = http.PostAsync(url + "/login", new FormUrlEncodedContent([new("token", "not-the-token-0123456789")])).Result;
+            Assert.Equal(System.Net.HttpStatusCode.Unauthorized, wrong.StatusCode);
+            Assert.False(wrong.Headers.Contains("Set-Cookie"));
             http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", token);
             Assert.Contains("\"watched\"", http.GetStringAsync(url + "/api/sweeps").Result);
             var metrics = http.GetStringAsync(url + "/metrics").Result;
@@ -139,7 +144,14 @@ public class DashboardBrowserTests
 
         using var browser = Browser(dir.Combine("profile"));
         browser.Manage().Timeouts().AsynchronousJavaScript = TimeSpan.FromSeconds(30);
-        browser.Navigate().GoToUrl($"{url}/?token={token}");
+        // Signed in once through the page's form: the endpoint answers with an HttpOnly session cookie.
+        browser.Navigate().GoToUrl(url + "/");
+        Until(browser, () => browser.FindElement(By.Id("login")).Displayed ? "" : null, "the sign-in form");
+        browser.FindElement(By.Id("login-token")).SendKeys(token);
+        browser.FindElement(By.Id("login-submit")).Click();
+        var session = Until(browser, () => browser.Manage().Cookies.GetCookieNamed("scale_session"), "the session cookie");
+        Assert.True(session.IsHttpOnly);
+        Assert.DoesNotContain(token, browser.Url);
         Until(browser, () => browser.FindElements(By.CssSelector("#members .member-status")).Count(e => e.Text == "up") == 2 ? "" : null, "two members up");
         Until(browser, () => browser.FindElements(By.CssSelector("#sweeps tbody tr[data-sweep='watched']")).Count == 1 ? "" : null, "the sweep in the list");
         Until(browser, () => browser.FindElements(By.CssSelector("#trials tbody tr")).Count == 4 ? "" : null, "the sweep's 4 trials");

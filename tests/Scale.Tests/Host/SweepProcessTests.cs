@@ -391,6 +391,13 @@ public class SweepProcessTests
             Assert.Equal("recover", sweeps[0].GetProperty("name").GetString());
             Assert.Equal(4, sweeps[0].GetProperty("trials").GetInt32());
             Assert.Equal(4, trials.GetArrayLength());
+            // A page elsewhere that points its own name at 127.0.0.1 (DNS rebinding) is refused: the Host must be loopback's.
+            using var rebound = new HttpRequestMessage(HttpMethod.Get, "/api/sweeps");
+            rebound.Headers.Host = "scale.attacker.example";
+            Assert.Equal(System.Net.HttpStatusCode.BadRequest, http.Send(rebound).StatusCode);
+            using var local = new HttpRequestMessage(HttpMethod.Get, "/api/sweeps");
+            local.Headers.Host = "localhost:" + new Uri(ready.Task.Result).Port;
+            Assert.Equal(System.Net.HttpStatusCode.OK, http.Send(local).StatusCode);
         }
         finally
         {
