@@ -68,6 +68,11 @@ internal static class Secrets
             if (!File.Exists(file)) throw new ArgumentException($"{option}-file: no file {file}.");
             return File.ReadLines(file).FirstOrDefault()?.TrimEnd('\r') ?? "";
         }
+        // A password given as such, or a connection string that carries one: any user of the machine can read it in the
+        // process list. Said once; the value is used as given.
+        if (value is not null && (option.EndsWith("password", StringComparison.Ordinal) || Redaction.HoldsSecret(value)))
+            Console.Error.WriteLine($"scale: warning: {option} on the command line is visible to every user of this machine in the process list; " +
+                                    $"give it with {option}-file or {environment} instead.");
         return value ?? Environment.GetEnvironmentVariable(environment);
     }
 }

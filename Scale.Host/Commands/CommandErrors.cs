@@ -21,13 +21,13 @@ internal static class CommandErrors
         }
         catch (CommandFailedException e)
         {
-            Console.Error.WriteLine($"scale: {e.Message}");
+            Console.Error.WriteLine($"scale: {Redaction.Redact(e.Message)}");
             return e.ExitCode;
         }
         catch (Exception e) when (e is CommandAppException or ArgumentException or InvalidCheckpointException
                                       or FileNotFoundException or DirectoryNotFoundException)
         {
-            Console.Error.WriteLine($"scale: {e.Message}");
+            Console.Error.WriteLine($"scale: {Redaction.Redact(e.Message)}");
             return 2;
         }
     }

@@ -36,12 +36,12 @@ internal sealed class OneLineConsoleFormatter(IOptionsMonitor<ConsoleFormatterOp
         textWriter.WriteLine();
     }
 
-    /// <summary>The text up to any stack trace it carries (some sources put an exception's whole text in the message), on one line.</summary>
+    /// <summary>The text up to any stack trace it carries (some sources put an exception's whole text in the message), on one line, secrets redacted.</summary>
     public static string OneLine(string text)
     {
         int stack = text.IndexOf("\n   at ", StringComparison.Ordinal);
         if (stack >= 0) text = text[..stack];
-        return string.Join(' ', text.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+        return Commands.Redaction.Redact(string.Join(' ', text.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)));
     }
 
     private static string Level(LogLevel level) => level switch

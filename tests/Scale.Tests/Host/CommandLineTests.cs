@@ -7,6 +7,30 @@ namespace Scale.Tests.Host;
 
 public class CommandLineTests
 {
+    [Theory]
+    [InlineData("Host=db;Database=s;Username=u;Password=hunter2-secret", "Host=db;Database=s;Username=u;Password=***")]
+    [InlineData("host=db; PASSWORD = 'hunter2 secret'; port=5432", "host=db; PASSWORD = ***; port=5432")]
+    [InlineData("postgres://scale:hunter2-secret@db:5432/sweeps", "postgres://scale:***@db:5432/sweeps")]
+    [InlineData("GET /?token=hunter2-secret&sweep=a", "GET /?token=***&sweep=a")]
+    [InlineData("Host=db;Database=s;Username=u", "Host=db;Database=s;Username=u")]   // nothing secret: unchanged
+    [InlineData("https://example.org/path@v2", "https://example.org/path@v2")]
+    public void Secrets_are_redacted_from_what_a_user_reads(string text, string redacted)
+        => Assert.Equal(redacted, Scale.Host.Commands.Redaction.Redact(text));
+
+    [Fact]
+    public void A_secret_on_the_command_line_is_warned_about_and_never_printed()
+    {
+        using var dir = new TempDirectory();
+
+        var seed = ScaleProcess.Run("seed", "--journal", "postgres://scale:hunter2-secret@127.0.0.1/sweeps", "--bind", "127.0.0.1:0",
+                                    "--http", "off", "--data-dir", dir.Combine("d"));
+
+        Assert.Equal(2, seed.ExitCode);
+        Assert.Contains("warning: --journal on the command line is visible to every user", seed.Stderr);
+        Assert.Contains("postgres://scale:***@127.0.0.1/sweeps", seed.Stderr);
+        Assert.DoesNotContain("hunter2-secret", seed.Stderr + seed.Stdout);
+    }
+
     [Fact]
     public void Generate_prints_the_greedy_continuation_of_a_saved_model_as_ids()
     {
