@@ -80,6 +80,11 @@ public sealed record ClusterConfig(string Host, int Port, IReadOnlyList<string> 
     /// <summary>The name other nodes use for this one when it binds to a wildcard address (0.0.0.0 in a container).</summary>
     public string? PublicHost { get; init; }
     public RemotingTls? Tls { get; init; }
+    /// <summary>
+    /// TLS whose certificate is given in memory (an <see cref="Akka.Remote.Transport.DotNetty.DotNettySslSetup"/> beside this
+    /// configuration), not from a file: a local run's certificate made for the run (<see cref="LocalRunTls"/>).
+    /// </summary>
+    public bool TlsFromSetup { get; init; }
     /// <summary>How long the split-brain resolver waits for a stable membership before downing unreachable nodes.</summary>
     public TimeSpan StableAfter { get; init; } = TimeSpan.FromSeconds(7);
     /// <summary>How long a node may miss heartbeats before it is unreachable.</summary>
@@ -115,7 +120,7 @@ public sealed record ClusterConfig(string Host, int Port, IReadOnlyList<string> 
         var bindings = new StringBuilder();
         foreach (var type in WireSerializer.Manifests.Keys)
             bindings.AppendLine($"      {Quote($"{type.FullName}, {type.Assembly.GetName().Name}")} = scale-wire");
-        var tls = Tls is null ? "enable-ssl = false" : $$"""
+        var tls = Tls is null ? TlsFromSetup ? "enable-ssl = true\n        ssl.suppress-validation = false" : "enable-ssl = false" : $$"""
             enable-ssl = true
                     ssl {
                       suppress-validation = {{(Tls.SuppressValidation ? "true" : "false")}}
@@ -170,5 +175,26 @@ public sealed record ClusterConfig(string Host, int Port, IReadOnlyList<string> 
               coordinated-shutdown.exit-clr = off
             }
             """);
+    }
+}
+
+/// <summary>
+/// The TLS of a local `scale run`'s one-node cluster: a certificate made for the run, held in memory only, and trusted
+/// by its thumbprint alone (mutual authentication). The run's own process is its only member, so nothing else — a stock
+/// `scale worker`, a raw TCP client, another user's process — can join it or deliver a message to it.
+/// </summary>
+public static class LocalRunTls
+{
+    public static Akka.Remote.Transport.DotNetty.DotNettySslSetup Create()
+    {
+        using var key = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
+        var request = new System.Security.Cryptography.X509Certificates.CertificateRequest(
+            "CN=scale local run", key, System.Security.Cryptography.HashAlgorithmName.SHA256);
+        var now = DateTimeOffset.UtcNow;
+        using var made = request.CreateSelfSigned(now.AddMinutes(-5), now.AddYears(10));
+        // Through PKCS#12 (never written anywhere), so that TLS gets the certificate with its private key in the form it loads.
+        var certificate = X509CertificateLoader.LoadPkcs12(made.Export(X509ContentType.Pkcs12), null, X509KeyStorageFlags.EphemeralKeySet);
+        var pinned = Akka.Remote.Transport.DotNetty.CertificateValidation.PinnedCertificate(certificate.Thumbprint);
+        return new Akka.Remote.Transport.DotNetty.DotNettySslSetup(certificate, suppressValidation: false, requireMutualAuthentication: true, pinned);
     }
 }

@@ -105,10 +105,13 @@ internal sealed class SweepSystem : IAsyncDisposable
         }
         // A cluster of one: the process joins itself on loopback (a free port), so that what it reports of its membership
         // comes from Akka.Cluster, as on a real cluster, not from constants.
-        var local = new Actors.Cluster.ClusterConfig("127.0.0.1", 0, [], ["coordinator", "trainer"]);
+        // Mutual TLS with a certificate made for this run and pinned by its thumbprint: no other process can join.
+        var local = new Actors.Cluster.ClusterConfig("127.0.0.1", 0, [], ["coordinator", "trainer"]) { TlsFromSetup = true };
+        var ssl = Actors.Cluster.LocalRunTls.Create();
         var config = AkkaDefaults.Config().WithFallback(PersistenceConfig.Sqlite(DatabaseFile(dataDirectory))).WithFallback(local.ToConfig());
         builder.Services.AddSingleton<IHostLifetime, CommandLifetime>();   // the command, not the host, decides what Ctrl+C does
         builder.Services.AddAkka("scale", (akka, _) => akka
+            .AddSetup(ssl)
             .AddHocon(config, HoconAddMode.Prepend)
             .ConfigureLoggers(loggers =>
             {

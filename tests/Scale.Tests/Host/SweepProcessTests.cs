@@ -367,8 +367,8 @@ public class SweepProcessTests
             var trials = JsonDocument.Parse(http.GetStringAsync("/api/sweeps/recover/trials").Result).RootElement;
             var cluster = JsonDocument.Parse(http.GetStringAsync("/api/cluster").Result).RootElement;
             var member = Assert.Single(cluster.GetProperty("members").EnumerateArray());   // the process's own cluster of one
-            Assert.StartsWith("akka.tcp://scale@127.0.0.1:", member.GetProperty("address").GetString());
-            Assert.NotEqual("akka.tcp://scale@127.0.0.1:0", member.GetProperty("address").GetString());
+            Assert.StartsWith("akka.ssl.tcp://scale@127.0.0.1:", member.GetProperty("address").GetString());   // TLS, pinned to the run's own certificate
+            Assert.NotEqual("akka.ssl.tcp://scale@127.0.0.1:0", member.GetProperty("address").GetString());
             Assert.Equal("up", member.GetProperty("status").GetString());
             Assert.Equal(0, cluster.GetProperty("unreachable").GetArrayLength());
 
@@ -398,6 +398,82 @@ public class SweepProcessTests
             using var local = new HttpRequestMessage(HttpMethod.Get, "/api/sweeps");
             local.Headers.Host = "localhost:" + new Uri(ready.Task.Result).Port;
             Assert.Equal(System.Net.HttpStatusCode.OK, http.Send(local).StatusCode);
+        }
+        finally
+        {
+            if (!run.HasExited) SendSignal(run.Id, 2);
+            run.WaitForExit(TimeSpan.FromMinutes(1));
+        }
+    }
+
+    [Fact]
+    [Trait("Category", "FaultInjection")]
+    public void Another_process_can_neither_join_a_local_run_nor_deliver_anything_to_it()
+    {
+        using var dir = new TempDirectory();
+        var file = dir.Combine("long.hocon");
+        File.WriteAllText(file, TinySweep.Replace("steps = 60", "steps = 3000"));
+        var endpoint = new TaskCompletionSource<string>();
+        var checkpoints = new List<long>();
+        using var checkpointed = new SemaphoreSlim(0);
+        using var run = ScaleProcess.Start(line =>
+        {
+            var found = System.Text.RegularExpressions.Regex.Match(line, @"^Operators' endpoint: (http://127\.0\.0\.1:\d+)");
+            if (found.Success) endpoint.TrySetResult(found.Groups[1].Value);
+            var step = System.Text.RegularExpressions.Regex.Match(line, @"^trial \S+ checkpoint at step (\d+)$");
+            if (!step.Success) return;
+            lock (checkpoints) checkpoints.Add(long.Parse(step.Groups[1].Value));
+            checkpointed.Release();
+        }, "run", file, "--data-dir", dir.Combine("d"), "--threads", "1", "--http", "127.0.0.1:0");
+        try
+        {
+            Assert.True(endpoint.Task.Wait(TimeSpan.FromMinutes(4)), "no endpoint line");
+            using var http = new HttpClient { BaseAddress = new Uri(endpoint.Task.Result), Timeout = TimeSpan.FromSeconds(30) };
+            string Members() => JsonDocument.Parse(http.GetStringAsync("/api/cluster").Result).RootElement.GetProperty("members").ToString();
+            var address = JsonDocument.Parse(http.GetStringAsync("/api/cluster").Result).RootElement.GetProperty("members")[0].GetProperty("address").GetString()!;
+            Assert.StartsWith("akka.ssl.tcp://scale@127.0.0.1:", address);
+            var port = address.Split(':')[^1];
+
+            // A raw TCP client: what it sends is not a TLS handshake with the run's certificate, and nothing reaches an actor.
+            using (var raw = new System.Net.Sockets.TcpClient("127.0.0.1", int.Parse(port)))
+            {
+                var stream = raw.GetStream();
+                stream.Write(System.Text.Encoding.ASCII.GetBytes("akka.tcp://scale@127.0.0.1:1/user/sweep-recover RequestWork\n"));
+                stream.ReadTimeout = 30_000;
+                try
+                {
+                    while (stream.Read(new byte[256]) > 0) { }   // until the run closes the connection
+                }
+                catch (IOException)
+                {
+                    // reset by the run: as good as closed
+                }
+            }
+            // A stock worker (no TLS), and a worker with TLS and a certificate of its own that trusts anything: neither joins.
+            var plain = ScaleProcess.Run("worker", "--seeds", $"127.0.0.1:{port}", "--join-timeout", "20", "--http", "off", "--data-dir", dir.Combine("w1"));
+            using (var key = System.Security.Cryptography.ECDsa.Create())
+            {
+                var request = new System.Security.Cryptography.X509Certificates.CertificateRequest("CN=intruder", key, System.Security.Cryptography.HashAlgorithmName.SHA256);
+                using var own = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(1));
+                File.WriteAllBytes(dir.Combine("intruder.pfx"), own.Export(System.Security.Cryptography.X509Certificates.X509ContentType.Pkcs12));
+            }
+            var tls = ScaleProcess.Run("worker", "--seeds", $"127.0.0.1:{port}", "--join-timeout", "20", "--http", "off", "--data-dir", dir.Combine("w2"),
+                                       "--tls-certificate", dir.Combine("intruder.pfx"), "--tls-insecure");
+
+            Assert.True(plain.ExitCode != 0, plain.Stdout + plain.Stderr);
+            Assert.Contains("could not join the cluster", plain.Stderr + plain.Stdout);
+            Assert.True(tls.ExitCode != 0, tls.Stdout + tls.Stderr);
+            Assert.Contains("could not join the cluster", tls.Stderr + tls.Stdout);
+            Assert.Single(JsonDocument.Parse(Members()).RootElement.EnumerateArray());   // the run alone, still up
+            int before;
+            lock (checkpoints) before = checkpoints.Count;
+            while (true)   // the run goes on training: a checkpoint after the intruders'
+            {
+                Assert.True(checkpointed.Wait(TimeSpan.FromMinutes(3)), "the run stopped training");
+                lock (checkpoints)
+                    if (checkpoints.Count > before) break;
+            }
+            Assert.False(run.HasExited);
         }
         finally
         {
