@@ -82,6 +82,7 @@ internal static class ClusterRun
         var list = (SweepList)await Retry(() => connection.AskAsync(GetSweeps.Instance, AskTimeout, cancellation), seeds, cancellation);
         var names = sweepName is null ? list.Sweeps.Select(s => s.SweepId).ToList() : [sweepName];
         if (names.Count == 0) Console.WriteLine("No sweeps were submitted to this cluster.");
+        int unanswered = 0;
         foreach (var name in names)
         {
             if (list.Quarantined.TryGetValue(name, out var why))
@@ -89,7 +90,18 @@ internal static class ClusterRun
                 Console.WriteLine($"{name}: quarantined, does not run: {why}");
                 continue;
             }
-            var state = (SweepState)await connection.AskAsync(new ToSweep(name, GetSweepState.Instance), AskTimeout, cancellation);
+            SweepState state;
+            try
+            {
+                state = (SweepState)await connection.AskAsync(new ToSweep(name, GetSweepState.Instance), AskTimeout, cancellation);
+            }
+            catch (Exception e) when (e is Akka.Actor.AskTimeoutException or TimeoutException)
+            {
+                // One coordinator that does not answer (moving to another seed, its journal not answering) is said, and the others shown.
+                Console.WriteLine($"{name}: no answer from its coordinator within {AskTimeout.TotalSeconds:0} s (it may be moving to another seed, or its journal may not answer); ask again.");
+                unanswered++;
+                continue;
+            }
             Console.WriteLine($"{name}: {SweepReport.Counts(state)}; {(state.Finished ? "finished" : "in progress")}");
             if (list.Unprepared.TryGetValue(name, out var unprepared) && !state.Finished)
                 Console.WriteLine($"  a worker could not prepare it: {unprepared}");
@@ -102,7 +114,7 @@ internal static class ClusterRun
                                   (t.StoppedAt is { } stoppedAt ? $", stopped by the scheduler at step {stoppedAt}" : "") +
                                   (t.PausedAt(DateTime.UtcNow) ? $", paused by an {t.PauseReason}; resumes after {t.RetryAt:HH:mm:ss} UTC" : ""));
         }
-        return 0;
+        return unanswered == 0 ? 0 : 1;
     }
 
     /// <summary>The first contact can take a few tries while the client finds a receptionist.</summary>
