@@ -99,12 +99,12 @@ public static class Devices
     /// Arenas: by default one, glibc's main arena, for every thread. Trials and lock-step members run on threads of their
     /// own, and with an arena each, each arena keeps its own peak (four Preserve trials in lock-step: 1.25× one trial's
     /// memory with one arena, 2.1× with eight), and outside the main arena glibc grows heaps of at most 64 MB and maps
-    /// anything larger afresh whatever the threshold, so a text trial's logits are mapped again every step (2.07 million
-    /// page faults against 0.32 million in 20 steps of `text-validation`). The quick start takes 93 s with one arena, 113 s
-    /// with eight (docs/bench.md). In bf16 (<paramref name="reducedPrecision"/>) oneDNN's threads allocate at once and queue
+    /// anything larger afresh whatever the threshold, so a text trial's logits are mapped again every step (20 steps of
+    /// full fine-tuning on `text-validation`'s base: 1.57 million page faults and 20.2 s with eight arenas, 0.29 million
+    /// and 7.3 s with one). The quick start takes 93 s with one arena, 113 s with eight (docs/bench.md). In bf16 (<paramref name="reducedPrecision"/>) oneDNN's threads allocate at once and queue
     /// on one arena's lock (full fine-tuning on 2 threads: 5,467 tokens/s with one, 10,298 with eight), so bf16 gets 8
     /// arenas, with <c>hugetlb=1</c> where the kernel gives transparent huge pages (`madvise` or `always`), which takes the
-    /// text trial's faults back to 0.28 million. Without huge pages bf16 keeps one arena. The arena count can only be set
+    /// text trial's faults to 0.07 million (6.3 s). Without huge pages bf16 keeps one arena. The arena count can only be set
     /// before the process starts (a running process's threads keep the arenas they have), hence an environment variable:
     /// `scale` starts itself again with it (Scale.Host's TorchStartup).
     /// </para>
