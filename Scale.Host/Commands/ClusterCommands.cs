@@ -99,6 +99,22 @@ internal class NodeSettings : TlsSettings
     [CommandOption("--data-dir <DIR>"), Description("The data directory every node shares (cached bases, trial checkpoints; default ./scale-data)."), DefaultValue("scale-data")]
     public string DataDir { get; init; } = "scale-data";
 
+    [CommandOption("--insecure-plaintext"), Description("Let remoting bind beyond loopback without TLS: anyone who can reach the port can then join the cluster. For a network nothing else can reach; prints a warning.")]
+    public bool InsecurePlaintext { get; init; }
+
+    /// <summary>
+    /// Refuses remoting beyond loopback without TLS (anyone who reaches the port could join and stop the cluster's work)
+    /// unless --insecure-plaintext says so, which is warned about.
+    /// </summary>
+    public void CheckTransport(string host, RemotingTls? tls)
+    {
+        if (tls is not null || Sweeps.OperatorEndpoint.IsLoopback(host)) return;
+        if (!InsecurePlaintext)
+            throw new ArgumentException($"--bind {host} reaches beyond this machine without TLS: anyone who can reach the port could join the cluster. " +
+                                        "Give --tls-certificate (with --tls-ca for your own CA), or --insecure-plaintext on a network nothing else can reach.");
+        Console.Error.WriteLine($"scale: warning: remoting on {host} without TLS (--insecure-plaintext): anyone who can reach the port can join this cluster.");
+    }
+
     [CommandOption("--join-timeout <SECONDS>"), Description("How long to wait to become a member before giving up."), DefaultValue(120)]
     public int JoinTimeout { get; init; } = 120;
 
@@ -129,6 +145,7 @@ internal class NodeSettings : TlsSettings
     public ClusterConfig Config(IReadOnlyList<string> roles, IReadOnlyList<string> seeds, RemotingTls? tls)
     {
         var (host, port) = ClusterConfig.ParseBind(Bind ?? "127.0.0.1:0");
+        CheckTransport(host, tls);
         return new ClusterConfig(host, port, seeds, roles) { PublicHost = PublicHost, Tls = tls };
     }
 
@@ -168,6 +185,7 @@ internal sealed class SeedCommand : AsyncCommand<SeedCommand.Settings>
     {
         var tls = settings.Tls();
         var (host, port) = ClusterConfig.ParseBind(settings.Bind ?? "127.0.0.1:4053");   // every flag checked before the journal is created
+        settings.CheckTransport(host, tls);
         var http = settings.Endpoint();
         var journal = Journal(settings);
         var seeds = settings.SeedList(required: false, tls is not null);

@@ -187,7 +187,7 @@ internal sealed class OperatorEndpoint : IAsyncDisposable
         }
     }
 
-    private static bool IsLoopback(string host)
+    public static bool IsLoopback(string host)
         => host is "localhost" || (System.Net.IPAddress.TryParse(host.Trim('[', ']'), out var ip) && System.Net.IPAddress.IsLoopback(ip));
 
     /// <summary>The cookie that carries a signed-in dashboard's session.</summary>

@@ -85,6 +85,9 @@ public class MalformedInputTests
         ["sweep-include"] = (s => Run(s, s.File("a.hocon", "include \"/etc/hostname\"\nsweep { name = a, experiment = quickstart, methods = [full] }")), "a.hocon:1: 'include' is not supported"),
         // Nesting deep enough to overflow the parser's stack, which would end the process with nothing to catch.
         ["sweep-deep-nesting"] = (s => Run(s, s.File("a.hocon", "sweep {\n name = a\n x = " + new string('[', 200_000) + new string(']', 200_000) + "\n}")), "a.hocon:3: nested deeper than 64 levels"),
+        // Remoting beyond loopback without TLS: anyone who reaches the port could join.
+        ["seed-beyond-loopback-without-tls"] = (s => ["seed", "--bind", "0.0.0.0:0", "--seeds", "127.0.0.1:1", "--http", "off", "--data-dir", s.Data], "without TLS"),
+        ["worker-beyond-loopback-without-tls"] = (s => ["worker", "--bind", "0.0.0.0:0", "--seeds", "127.0.0.1:1", "--http", "off", "--data-dir", s.Data], "without TLS"),
         ["sweep-text-without-folders"] = (s => Run(s, s.File("a.hocon", "sweep {\n name = a\n experiment {\n old { kind = text }\n new { kind = text }\n }\n methods = [full]\n}")), "must name both corpora"),
         // Experiment files and their flags.
         ["experiment-small-vocab"] = (s => Exp(s, s.Experiment("vocab-size = 320", "vocab-size = 100")), "vocab_size must be at least 257"),
