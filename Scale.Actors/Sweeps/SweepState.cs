@@ -69,8 +69,57 @@ public sealed record SweepState
     public static TimeSpan PauseAfter(int faultsInARow)
         => TimeSpan.FromSeconds(Math.Min(MaxPause.TotalSeconds, FirstPause.TotalSeconds * Math.Pow(2, Math.Max(0, faultsInARow - 1))));
 
-    /// <summary>The events <paramref name="command"/> causes at <paramref name="now"/> (UTC; the clock when not given), which pauses are measured against.</summary>
-    public IReadOnlyList<ISweepEvent> Decide(ISweepCommand command, DateTime? now = null) => command switch
+    /// <summary>
+    /// The events <paramref name="command"/> causes at <paramref name="now"/> (UTC; the clock when not given), which pauses
+    /// are measured against. A command whose fields are out of range is refused (ArgumentException, answered as a failure)
+    /// before it can reach the state: a peer or a bug must not leave a trial owned by nobody or a resume point at step −1.
+    /// </summary>
+    public IReadOnlyList<ISweepEvent> Decide(ISweepCommand command, DateTime? now = null)
+    {
+        Check(command);
+        return DecideChecked(command, now);
+    }
+
+    /// <summary>The longest trainer id or trial id a command may carry (ids are short: node address, device, process).</summary>
+    public const int MaxIdLength = 512;
+
+    private static void Check(ISweepCommand command)
+    {
+        static void Require(bool ok, ISweepCommand command, string what)
+        {
+            if (!ok) throw new ArgumentException($"refused {command.GetType().Name}: {what}.");
+        }
+        static bool Id(string? id) => !string.IsNullOrWhiteSpace(id) && id.Length <= MaxIdLength;
+        switch (command)
+        {
+            case RequestWork r:
+                Require(Id(r.TrainerId), command, "the trainer id must be given (at most 512 characters)");
+                Require(r.Slots is >= 1 and <= 1024, command, $"slots must be 1 to 1024, got {r.Slots}");
+                break;
+            case ITrialReport r:
+                Require(Id(r.TrialId), command, "the trial id must be given");
+                Require(r.Attempt >= 1, command, $"the attempt must be 1 or more, got {r.Attempt}");
+                switch (r)
+                {
+                    case ReportCheckpoint c:
+                        Require(c.Step >= 0, command, $"the step must be 0 or more, got {c.Step}");
+                        Require(!string.IsNullOrWhiteSpace(c.Path), command, "the checkpoint's path must be given");
+                        break;
+                    case ReportScores sc:
+                        Require(sc.Point is not null && sc.Point.Step >= 0, command, "the scores need a step of 0 or more");
+                        break;
+                    case ReportCompleted done:
+                        Require(done.Metrics is not null, command, "the metrics must be given");
+                        break;
+                    case ReportFailed failed:
+                        Require(failed.Reason is not null, command, "the reason must be given");
+                        break;
+                }
+                break;
+        }
+    }
+
+    private IReadOnlyList<ISweepEvent> DecideChecked(ISweepCommand command, DateTime? now) => command switch
     {
         StartSweep start => DecideStart(start),
         RequestWork request => DecideWork(request, now ?? DateTime.UtcNow),

@@ -50,6 +50,33 @@ public class SweepStateTests
         Assert.IsType<TrialFailed>(Assert.Single(HandleAt(running, new ReportFailed("t1", 2, "NonFiniteLossException"), t0.AddSeconds(6)).Events));
     }
 
+    public static TheoryData<ISweepCommand, string> OutOfRange => new()
+    {
+        { new RequestWork(""), "trainer id" },
+        { new RequestWork(null!), "trainer id" },
+        { new RequestWork(new string('w', 513)), "trainer id" },
+        { new RequestWork("w1", 0), "slots" },
+        { new ReportCheckpoint("t1", 1, -1, "/c/latest"), "step" },
+        { new ReportCheckpoint("t1", 1, 5, ""), "path" },
+        { new ReportCheckpoint("", 1, 5, "/c/latest"), "trial id" },
+        { new ReportCheckpoint("t1", 0, 5, "/c/latest"), "attempt" },
+        { new ReportScores("t1", 1, null!), "step" },
+        { new ReportCompleted("t1", 1, null!), "metrics" },
+        { new ReportFailed("t1", 1, null!), "reason" },
+    };
+
+    [Theory]
+    [MemberData(nameof(OutOfRange))]
+    public void A_command_with_a_field_out_of_range_is_refused_before_it_reaches_the_state(ISweepCommand command, string field)
+    {
+        var state = Handle(Started(), new RequestWork("w1")).State;   // t1 running, attempt 1
+
+        var error = Assert.Throws<ArgumentException>(() => state.Decide(command));
+
+        Assert.Contains(field, error.Message);
+        Assert.Contains(command.GetType().Name, error.Message);
+    }
+
     private static SweepState Started(int trials = 3, int maxConcurrent = 2, int retryBudget = 1)
         => Handle(SweepState.Empty, new StartSweep("s1", Enumerable.Range(1, trials).Select(i => Trial($"t{i}")).ToList(), maxConcurrent, retryBudget)).State;
 
