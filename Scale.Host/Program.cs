@@ -15,6 +15,8 @@ app.Configure(config =>
         .WithDescription("Start a seed node of a cluster: it hosts the sweep manager (a cluster singleton) with its journal (PostgreSQL, or SQLite on one machine).");
     config.AddCommand<WorkerCommand>("worker")
         .WithDescription("Start a worker node: one trainer per device pulls trials of the cluster's sweeps; checkpoints go to the shared data directory.");
+    config.AddCommand<CancelCommand>("cancel")
+        .WithDescription("Cancel a sweep on a cluster: no trainer gets its trials any more, its running trials stop (journaled; its results stay readable).");
     config.AddCommand<StatusCommand>("status")
         .WithDescription("Show every sweep in the data directory, or one sweep's trials.");
     config.AddCommand<ResultsCommand>("results")

@@ -32,13 +32,22 @@ public sealed record SweepList(IReadOnlyList<SubmittedSweep> Sweeps)
     /// started). They still run where they can: the reason may be one worker's (a data folder it cannot see).
     /// </summary>
     public IReadOnlyDictionary<string, string> Unprepared { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>Sweeps cancelled by an operator (`scale cancel`): no trainer gets their trials any more.</summary>
+    public IReadOnlyList<string> Cancelled { get; init; } = [];
 }
+
+/// <summary>An operator's `scale cancel`: the sweep leaves the work queue for good (journaled); its running trials stop.</summary>
+public sealed record CancelSweep(string SweepId);
 
 /// <summary>A worker could not prepare a sweep (its base, its data): it goes on with the others and says why.</summary>
 public sealed record ReportSweepUnprepared(string SweepId, string Worker, string Reason);
 
 /// <summary>The sweep manager's persisted event: a sweep was submitted (its coordinator journals the rest).</summary>
 public sealed record SweepSubmitted(string SweepId, string Definition) : ISweepEvent;
+
+/// <summary>The sweep manager's persisted event: a sweep was cancelled (its own journal is kept as it was).</summary>
+public sealed record SweepCancelled(string SweepId) : ISweepEvent;
 
 /// <summary>A resolved sweep definition as JSON and back: what a submitter sends and a worker plans from.</summary>
 public static class SweepDefinitionJson

@@ -26,6 +26,7 @@ public sealed class SweepManager : ReceivePersistentActor, IWithTimers
     /// <summary>Sweeps left out, with the reason: they answer with it, and the others run.</summary>
     private readonly Dictionary<string, string> quarantined = new();
     private readonly Dictionary<string, string> unprepared = new();   // what workers reported since this manager started; not journaled
+    private readonly HashSet<string> cancelled = new();
     private readonly TimeSpan memberCheck;
     private readonly ILoggingAdapter log = Context.GetLogger();
 
@@ -33,6 +34,7 @@ public sealed class SweepManager : ReceivePersistentActor, IWithTimers
     {
         this.memberCheck = memberCheck;
         Recover<SweepSubmitted>(Add);
+        Recover<SweepCancelled>(e => cancelled.Add(e.SweepId));
         Recover<RecoveryCompleted>(_ =>
         {
             foreach (var id in order)
@@ -51,8 +53,20 @@ public sealed class SweepManager : ReceivePersistentActor, IWithTimers
             log.Info("sweep manager: {0} sweep(s) recovered from the journal", order.Count);
         });
         Command<SubmitSweep>(Submit);
+        Command<CancelSweep>(Cancel);
         Command<ToSweep>(to =>
         {
+            if (cancelled.Contains(to.SweepId) && to.Message is not GetSweepState)
+            {
+                // A cancelled sweep hands out nothing, and its running trials are told to stop at their next report.
+                Sender.Tell(to.Message switch
+                {
+                    RequestWork => new NoWorkAvailable(true),
+                    ITrialReport r => new AttemptSuperseded(r.TrialId, r.Attempt),
+                    _ => new Status.Failure(new ArgumentException($"Sweep '{to.SweepId}' was cancelled.")),
+                });
+                return;
+            }
             if (quarantined.TryGetValue(to.SweepId, out var why))
                 Sender.Tell(new Status.Failure(new ArgumentException($"Sweep '{to.SweepId}' is quarantined and does not run: {why}")));
             else if (sweeps.ContainsKey(to.SweepId)) Coordinator(to.SweepId).Forward(to.Message);
@@ -61,6 +75,7 @@ public sealed class SweepManager : ReceivePersistentActor, IWithTimers
         Command<GetSweeps>(_ => Sender.Tell(new SweepList(order.Select(id => sweeps[id]).ToList())
         {
             Quarantined = new Dictionary<string, string>(quarantined), Unprepared = new Dictionary<string, string>(unprepared),
+            Cancelled = order.Where(cancelled.Contains).ToList(),
         }));
         Command<ReportSweepUnprepared>(r =>
         {
@@ -123,6 +138,11 @@ public sealed class SweepManager : ReceivePersistentActor, IWithTimers
             return;
         }
         var sender = Sender;
+        if (cancelled.Contains(submit.SweepId))
+        {
+            sender.Tell(new Status.Failure(new ArgumentException($"Sweep '{submit.SweepId}' was cancelled on this cluster; submit it under a new name.")));
+            return;
+        }
         if (sweeps.TryGetValue(submit.SweepId, out var known))
         {
             // Submitted again (a resume): the coordinator answers that nothing new happened, or why it refuses.
@@ -144,6 +164,27 @@ public sealed class SweepManager : ReceivePersistentActor, IWithTimers
             Add(e);
             log.Info("sweep manager: sweep {0} submitted ({1} trials)", e.SweepId, definition.Trials.Count);
             Coordinator(e.SweepId).Tell(definition.StartCommand, sender);
+        });
+    }
+
+    private void Cancel(CancelSweep cancel)
+    {
+        var sender = Sender;
+        if (!sweeps.ContainsKey(cancel.SweepId))
+        {
+            sender.Tell(new Status.Failure(new ArgumentException($"No sweep '{cancel.SweepId}' was submitted to this cluster.")));
+            return;
+        }
+        if (cancelled.Contains(cancel.SweepId))
+        {
+            sender.Tell(new Accepted(0));
+            return;
+        }
+        Persist(new SweepCancelled(cancel.SweepId), e =>
+        {
+            cancelled.Add(e.SweepId);
+            log.Warning("sweep manager: sweep {0} cancelled; its trials are handed out no more", e.SweepId);
+            sender.Tell(new Accepted(1));
         });
     }
 

@@ -44,6 +44,7 @@ public sealed class WireSerializer(ExtendedActorSystem system) : SerializerWithS
         [typeof(GetSweeps)] = "get-sweeps.v1",
         [typeof(SweepList)] = "sweep-list.v1",
         [typeof(ReportSweepUnprepared)] = "report-sweep-unprepared.v1",
+        [typeof(CancelSweep)] = "cancel-sweep.v1",
     };
 
     private static readonly Dictionary<string, Type> Types = Manifests.ToDictionary(m => m.Value, m => m.Key);

@@ -68,6 +68,7 @@ public sealed class SweepEventSerializer(ExtendedActorSystem system) : Serialize
         [typeof(TrialStopped)] = "trial-stopped.v1",
         [typeof(SweepSnapshot)] = "sweep-snapshot.v1",
         [typeof(Cluster.SweepSubmitted)] = "sweep-submitted.v1",
+        [typeof(Cluster.SweepCancelled)] = "sweep-cancelled.v1",
     };
 
     private static readonly Dictionary<string, Type> Types = Manifests.ToDictionary(m => m.Value, m => m.Key);

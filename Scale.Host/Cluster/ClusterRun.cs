@@ -56,6 +56,11 @@ internal static class ClusterRun
             foreach (var line in Changes(before, state)) Console.WriteLine(line);
             Console.Out.Flush();
             before = state;
+            if (!state.Finished && await CancelledOnCluster(connection, sweep.Name, cancellation))
+            {
+                Console.WriteLine($"Sweep {sweep.Name} was cancelled on the cluster: {SweepReport.Counts(state)}.");
+                return 1;
+            }
             if (state.Finished)
             {
                 if (plain) Console.WriteLine(SweepReport.Csv(state).TrimEnd());
@@ -76,6 +81,16 @@ internal static class ClusterRun
         return 130;
     }
 
+    public static async Task<int> Cancel(string sweepName, IReadOnlyList<string> seeds, string bindHost, Actors.Cluster.RemotingTls? tls, CancellationToken cancellation)
+    {
+        await using var connection = ClusterClientConnection.Connect(seeds, bindHost, tls);
+        var answer = await Retry(() => connection.AskAsync(new CancelSweep(sweepName), AskTimeout, cancellation), seeds, cancellation);
+        Console.WriteLine(answer is Accepted { EventsPersisted: 0 }
+            ? $"Sweep {sweepName} was already cancelled."
+            : $"Sweep {sweepName} cancelled: no trainer gets its trials any more, and its running trials stop at their next report. Its results stay readable (`scale status --cluster {string.Join(',', seeds)} {sweepName}`).");
+        return 0;
+    }
+
     public static async Task<int> Status(string? sweepName, IReadOnlyList<string> seeds, string bindHost, Actors.Cluster.RemotingTls? tls, CancellationToken cancellation)
     {
         await using var connection = ClusterClientConnection.Connect(seeds, bindHost, tls);
@@ -90,6 +105,7 @@ internal static class ClusterRun
                 Console.WriteLine($"{name}: quarantined, does not run: {why}");
                 continue;
             }
+            bool cancelled = list.Cancelled.Contains(name);
             SweepState state;
             try
             {
@@ -102,8 +118,8 @@ internal static class ClusterRun
                 unanswered++;
                 continue;
             }
-            Console.WriteLine($"{name}: {SweepReport.Counts(state)}; {(state.Finished ? "finished" : "in progress")}");
-            if (list.Unprepared.TryGetValue(name, out var unprepared) && !state.Finished)
+            Console.WriteLine($"{name}: {SweepReport.Counts(state)}; {(state.Finished ? "finished" : cancelled ? "cancelled" : "in progress")}");
+            if (list.Unprepared.TryGetValue(name, out var unprepared) && !state.Finished && !cancelled)
                 Console.WriteLine($"  a worker could not prepare it: {unprepared}");
             if (sweepName is null) continue;
             foreach (var t in state.Order.Select(id => state.Trials[id]))
@@ -115,6 +131,19 @@ internal static class ClusterRun
                                   (t.PausedAt(DateTime.UtcNow) ? $", paused by an {t.PauseReason}; resumes after {t.RetryAt:HH:mm:ss} UTC" : ""));
         }
         return unanswered == 0 ? 0 : 1;
+    }
+
+    /// <summary>Whether the cluster's sweep list says <paramref name="sweep"/> was cancelled (false when the manager does not answer now).</summary>
+    private static async Task<bool> CancelledOnCluster(ClusterClientConnection connection, string sweep, CancellationToken cancellation)
+    {
+        try
+        {
+            return ((SweepList)await connection.AskAsync(GetSweeps.Instance, AskTimeout, cancellation)).Cancelled.Contains(sweep);
+        }
+        catch (Exception e) when (e is Akka.Actor.AskTimeoutException or TimeoutException)
+        {
+            return false;
+        }
     }
 
     /// <summary>The first contact can take a few tries while the client finds a receptionist.</summary>

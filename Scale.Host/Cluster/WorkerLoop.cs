@@ -84,7 +84,7 @@ internal sealed class WorkerLoop(ClusterNode node, string dataDirectory, IReadOn
         try
         {
             var list = (SweepList)await node.Manager.Ask<object>(GetSweeps.Instance, AskTimeout, stop);
-            foreach (var sweep in list.Sweeps.Where(s => !list.Quarantined.ContainsKey(s.SweepId)))
+            foreach (var sweep in list.Sweeps.Where(s => !list.Quarantined.ContainsKey(s.SweepId) && !list.Cancelled.Contains(s.SweepId)))
             {
                 if (skipUntil.TryGetValue(sweep.SweepId, out var until) && until > DateTime.UtcNow) continue;
                 var state = await node.Manager.Ask<object>(new ToSweep(sweep.SweepId, GetSweepState.Instance), AskTimeout, stop);

@@ -379,6 +379,48 @@ public sealed class ClusterProcessTests(PostgresServer postgres, ITestOutputHelp
     }
 
     [Fact]
+    public void A_cancelled_sweep_stops_on_its_workers_is_journaled_and_cannot_be_submitted_again()
+    {
+        using var dir = new TempDirectory();
+        string shared = dir.Combine("shared"), seed = $"127.0.0.1:{FreePorts.Next()}";
+        var file = dir.Combine("cancelled.hocon");
+        File.WriteAllText(file, SweepText("cancelled").Replace("steps = 600", "steps = 60000"));
+
+        using var seedNode = new NodeProcess("seed", "seed", "--bind", seed, "--data-dir", shared, "--http", "off");
+        seedNode.WaitFor(l => l.StartsWith("Seed ", StringComparison.Ordinal), Start, "seed up");
+        using var worker = new NodeProcess("worker", "worker", "--seeds", seed, "--data-dir", shared, "--threads", "1", "--http", "off");
+        worker.WaitFor(l => l.StartsWith("Worker ", StringComparison.Ordinal), Start, "worker up");
+        using var client = new NodeProcess("run --cluster", "run", "--cluster", seed, file, "--plain");
+        var running = client.WaitFor(l => l.Contains(" running on ", StringComparison.Ordinal) && !l.Contains("frozen-", StringComparison.Ordinal), Sweep, "a trained trial running");
+        client.WaitFor(l => l.StartsWith($"trial {running.Split(' ')[1]} checkpoint at step ", StringComparison.Ordinal), Sweep, "its first checkpoint");
+
+        var cancel = ScaleProcess.Run("cancel", "cancelled", "--cluster", seed);
+        var again = ScaleProcess.Run("cancel", "cancelled", "--cluster", seed);
+
+        Assert.True(cancel.ExitCode == 0, cancel.Stderr + cancel.Stdout);
+        Assert.Contains("Sweep cancelled cancelled", cancel.Stdout);
+        Assert.Contains("was already cancelled", again.Stdout);
+        worker.WaitFor(l => l == "Sweep cancelled: nothing left for this worker.", Sweep, "the worker leaves the sweep");
+        Assert.Equal(1, client.WaitForExit(Sweep));
+        Assert.Contains("Sweep cancelled was cancelled on the cluster", client.Output);
+        var status = ScaleProcess.Run("status", "--cluster", seed);
+        Assert.Contains("cancelled: 4 trials: ", status.Stdout);
+        Assert.Contains("; cancelled", status.Stdout);
+        var resubmit = ScaleProcess.Run("run", "--cluster", seed, file, "--plain");
+        Assert.Equal(2, resubmit.ExitCode);
+        Assert.Contains("was cancelled on this cluster; submit it under a new name", resubmit.Stderr);
+        var unknown = ScaleProcess.Run("cancel", "nonesuch", "--cluster", seed);
+        Assert.Equal(2, unknown.ExitCode);
+        Assert.Contains("No sweep 'nonesuch'", unknown.Stderr);
+        // Journaled by the manager: a new manager (the seed started again) would recover it.
+        using var journal = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={Path.Combine(shared, "sweeps.db")};Pooling=False");
+        journal.Open();
+        using var count = journal.CreateCommand();
+        count.CommandText = "SELECT count(*) FROM journal WHERE persistence_id = 'sweep-manager' AND manifest = 'sweep-cancelled.v1'";
+        Assert.Equal(1L, Convert.ToInt64(count.ExecuteScalar()));
+    }
+
+    [Fact]
     public void With_a_pinned_ca_a_node_or_client_whose_certificate_does_not_chain_to_it_is_refused()
     {
         using var dir = new TempDirectory();

@@ -88,6 +88,7 @@ public class MalformedInputTests
         // Remoting beyond loopback without TLS: anyone who reaches the port could join.
         ["seed-beyond-loopback-without-tls"] = (s => ["seed", "--bind", "0.0.0.0:0", "--seeds", "127.0.0.1:1", "--http", "off", "--data-dir", s.Data], "without TLS"),
         ["worker-beyond-loopback-without-tls"] = (s => ["worker", "--bind", "0.0.0.0:0", "--seeds", "127.0.0.1:1", "--http", "off", "--data-dir", s.Data], "without TLS"),
+        ["cancel-without-cluster"] = (s => ["cancel", "quickstart"], "needs --cluster"),
         ["sweep-text-without-folders"] = (s => Run(s, s.File("a.hocon", "sweep {\n name = a\n experiment {\n old { kind = text }\n new { kind = text }\n }\n methods = [full]\n}")), "must name both corpora"),
         // Experiment files and their flags.
         ["experiment-small-vocab"] = (s => Exp(s, s.Experiment("vocab-size = 320", "vocab-size = 100")), "vocab_size must be at least 257"),
@@ -181,6 +182,7 @@ public class MalformedInputTests
     [InlineData("export")]
     [InlineData("tokenize")]
     [InlineData("experiment")]
+    [InlineData("cancel")]
     public void Every_commands_help_prints(string command)
     {
         var result = ScaleProcess.Run(command, "--help");
