@@ -402,7 +402,7 @@ internal static class Hocon
             {
                 bool triple = string.CompareOrdinal(text, i, "\"\"\"", 0, 3) == 0;
                 int end = triple ? text.IndexOf("\"\"\"", i + 3, StringComparison.Ordinal) : QuotedEnd(text, i);
-                if (end < 0) return; // unterminated: the parser names it
+                if (end < 0) throw new ArgumentException($"{source}:{line}: a quoted string is not closed on its line.");
                 line += text.AsSpan(i, end - i).Count('\n');
                 i = triple ? end + 2 : end;
                 statementStart = false;

@@ -89,6 +89,8 @@ public class MalformedInputTests
         ["seed-beyond-loopback-without-tls"] = (s => ["seed", "--bind", "0.0.0.0:0", "--seeds", "127.0.0.1:1", "--http", "off", "--data-dir", s.Data], "without TLS"),
         ["worker-beyond-loopback-without-tls"] = (s => ["worker", "--bind", "0.0.0.0:0", "--seeds", "127.0.0.1:1", "--http", "off", "--data-dir", s.Data], "without TLS"),
         ["cancel-without-cluster"] = (s => ["cancel", "quickstart"], "needs --cluster"),
+        // An unclosed string must not end the check early and let the nesting after it through to the parser.
+        ["sweep-unclosed-string-then-deep-nesting"] = (s => Run(s, s.File("a.hocon", "sweep {\n name = \"a\n x = " + new string('[', 200_000) + new string(']', 200_000) + "\n}")), "a.hocon:2: a quoted string is not closed"),
         ["sweep-text-without-folders"] = (s => Run(s, s.File("a.hocon", "sweep {\n name = a\n experiment {\n old { kind = text }\n new { kind = text }\n }\n methods = [full]\n}")), "must name both corpora"),
         // Experiment files and their flags.
         ["experiment-small-vocab"] = (s => Exp(s, s.Experiment("vocab-size = 320", "vocab-size = 100")), "vocab_size must be at least 257"),
