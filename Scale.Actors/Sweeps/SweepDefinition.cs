@@ -53,7 +53,10 @@ public sealed record SweepDefinition
 
     public TrialPlan PlanFor(TrialSpec trial) => TrialPlanner.Plan(Experiment, trial.Method, trial.Parameters, CheckpointEvery, EvaluateEvery);
 
-    public StartSweep StartCommand => new(Name, Trials, MaxConcurrent, RetryBudget) { Fingerprint = Fingerprint, Scheduler = Scheduler };
+    public StartSweep StartCommand => new(Name, Trials, MaxConcurrent, RetryBudget)
+    {
+        Fingerprint = Fingerprint, Scheduler = Scheduler, PlannedSteps = Trials.ToDictionary(t => t.Id, t => (long)PlanFor(t).Phase.Steps),
+    };
 
     /// <summary>
     /// Checks a definition as fully as a sweep file is checked (for one that arrives over the wire, before anything of

@@ -18,11 +18,13 @@ public sealed record SweepSnapshot(string SweepId, int MaxConcurrent, int RetryB
 {
     public string? Fingerprint { get; init; }
     public SchedulerSpec? Scheduler { get; init; }
+    /// <summary>Each trial's planned steps; absent in snapshots taken before plans were sent.</summary>
+    public IReadOnlyDictionary<string, long>? PlannedSteps { get; init; }
 
     public static SweepSnapshot Of(SweepState state)
         => new(state.SweepId!, state.MaxConcurrent, state.RetryBudget, state.Order.Select(id => state.Trials[id]).ToList())
         {
-            Fingerprint = state.Fingerprint, Scheduler = state.Scheduler,
+            Fingerprint = state.Fingerprint, Scheduler = state.Scheduler, PlannedSteps = state.PlannedSteps.IsEmpty ? null : state.PlannedSteps,
         };
 
     public SweepState ToState() => SweepState.Empty with
@@ -30,6 +32,7 @@ public sealed record SweepSnapshot(string SweepId, int MaxConcurrent, int RetryB
         SweepId = SweepId, MaxConcurrent = MaxConcurrent, RetryBudget = RetryBudget, Fingerprint = Fingerprint, Scheduler = Scheduler,
         Order = Trials.Select(t => t.Spec.Id).ToImmutableList(),
         Trials = Trials.ToImmutableDictionary(t => t.Spec.Id),
+        PlannedSteps = PlannedSteps?.ToImmutableDictionary() ?? ImmutableDictionary<string, long>.Empty,
     };
 }
 

@@ -85,6 +85,11 @@ public sealed record StartSweep(string SweepId, IReadOnlyList<TrialSpec> Trials,
     public string? Fingerprint { get; init; }
     /// <summary>The early-stopping scheduler (null: every trial trains to its end).</summary>
     public SchedulerSpec? Scheduler { get; init; }
+    /// <summary>
+    /// Each trial's planned training steps, by trial id: a checkpoint or score reported beyond them is refused, so that no
+    /// reporter can move a resume point past the plan (null: not bounded, as in journals written before plans were sent).
+    /// </summary>
+    public IReadOnlyDictionary<string, long>? PlannedSteps { get; init; }
 }
 /// <summary>
 /// A trainer with <paramref name="Slots"/> trial slots asks for one more trial. A trainer that names the trials it
@@ -127,6 +132,8 @@ public sealed record SweepStarted(string SweepId, IReadOnlyList<TrialSpec> Trial
     public string? Fingerprint { get; init; }
     /// <summary>See <see cref="StartSweep.Scheduler"/>; absent in journals written before schedulers.</summary>
     public SchedulerSpec? Scheduler { get; init; }
+    /// <summary>See <see cref="StartSweep.PlannedSteps"/>; absent in journals written before plans were sent.</summary>
+    public IReadOnlyDictionary<string, long>? PlannedSteps { get; init; }
 }
 public sealed record TrialStarted(string TrialId, int Attempt, string TrainerId) : ISweepEvent;
 public sealed record TrialCheckpointed(string TrialId, int Attempt, long Step, string Path) : ISweepEvent;

@@ -58,6 +58,9 @@ public sealed record SweepState
     /// <summary>The early-stopping scheduler (null: every trial trains to its end).</summary>
     public SchedulerSpec? Scheduler { get; init; }
 
+    /// <summary>Each trial's planned steps (empty for journals from before plans were sent: reports are then not bounded by them).</summary>
+    public ImmutableDictionary<string, long> PlannedSteps { get; init; } = ImmutableDictionary<string, long>.Empty;
+
     public bool Started => SweepId is not null;
     public int Running => Trials.Values.Count(t => t.Status == TrialStatus.Running);
     public bool Finished => Started && Trials.Values.All(t => t.Status.IsEnded());
@@ -77,7 +80,21 @@ public sealed record SweepState
     public IReadOnlyList<ISweepEvent> Decide(ISweepCommand command, DateTime? now = null)
     {
         Check(command);
+        CheckPlan(command);
         return DecideChecked(command, now);
+    }
+
+    // A step beyond the trial's plan would freeze its resume point there (later checkpoints must move forward).
+    private void CheckPlan(ISweepCommand command)
+    {
+        var (trial, step) = command switch
+        {
+            ReportCheckpoint c => (c.TrialId, c.Step),
+            ReportScores s => (s.TrialId, s.Point.Step),
+            _ => (null, 0L),
+        };
+        if (trial is not null && PlannedSteps.TryGetValue(trial, out var planned) && step > planned)
+            throw new ArgumentException($"refused {command.GetType().Name}: step {step} is beyond trial {trial}'s plan of {planned} steps.");
     }
 
     /// <summary>The longest trainer id or trial id a command may carry (ids are short: node address, device, process).</summary>
@@ -143,6 +160,7 @@ public sealed record SweepState
         SweepStarted s => this with
         {
             SweepId = s.SweepId, MaxConcurrent = s.MaxConcurrent, RetryBudget = s.RetryBudget, Fingerprint = s.Fingerprint, Scheduler = s.Scheduler,
+            PlannedSteps = s.PlannedSteps?.ToImmutableDictionary() ?? ImmutableDictionary<string, long>.Empty,
             Order = s.Trials.Select(t => t.Id).ToImmutableList(),
             Trials = s.Trials.ToImmutableDictionary(t => t.Id, t => new TrialState(t, TrialStatus.Pending, 0, 0, null, null, null, null)),
         },
@@ -192,7 +210,16 @@ public sealed record SweepState
         if (start.Trials.Select(t => t.Id).Distinct().Count() != start.Trials.Count) throw new ArgumentException("Trial ids must be unique.");
         if (start.MaxConcurrent < 1) throw new ArgumentException($"max concurrent trials must be at least 1, got {start.MaxConcurrent}.");
         if (start.RetryBudget < 0) throw new ArgumentException($"the retry budget must be zero or more, got {start.RetryBudget}.");
-        return [new SweepStarted(start.SweepId, start.Trials, start.MaxConcurrent, start.RetryBudget) { Fingerprint = start.Fingerprint, Scheduler = start.Scheduler }];
+        if (start.PlannedSteps is { } planned
+            && (planned.Count != start.Trials.Count || start.Trials.Any(t => !planned.TryGetValue(t.Id, out var steps) || steps < 1)))
+            throw new ArgumentException("the planned steps must name every trial once, each with 1 step or more.");
+        return
+        [
+            new SweepStarted(start.SweepId, start.Trials, start.MaxConcurrent, start.RetryBudget)
+            {
+                Fingerprint = start.Fingerprint, Scheduler = start.Scheduler, PlannedSteps = start.PlannedSteps,
+            },
+        ];
     }
 
     /// <summary>

@@ -77,6 +77,30 @@ public class SweepStateTests
         Assert.Contains(command.GetType().Name, error.Message);
     }
 
+    [Fact]
+    public void A_checkpoint_or_score_beyond_the_trials_plan_is_refused_and_the_plan_survives_the_journal()
+    {
+        var start = new StartSweep("s1", [Trial("t1"), Trial("t2")], 1, 1) { PlannedSteps = new Dictionary<string, long> { ["t1"] = 300, ["t2"] = 1000 } };
+        var started = Assert.IsType<SweepStarted>(Assert.Single(SweepState.Empty.Decide(start)));
+        // As the journal stores it and the coordinator replays it.
+        var stored = System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(started, SweepEventSerializer.Json);
+        var replayed = SweepState.Replay([System.Text.Json.JsonSerializer.Deserialize<SweepStarted>(stored, SweepEventSerializer.Strict)!]);
+        Assert.Equal(300, SweepSnapshot.Of(replayed).ToState().PlannedSteps["t1"]);   // and through a snapshot
+        var state = Handle(replayed, new RequestWork("w1")).State;   // t1 running, attempt 1
+
+        var huge = Assert.Throws<ArgumentException>(() => state.Decide(new ReportCheckpoint("t1", 1, 1_000_000_000_000, "/c/latest")));
+        Assert.Contains("beyond trial t1's plan of 300 steps", huge.Message);
+        Assert.Throws<ArgumentException>(() => state.Decide(new ReportScores("t1", 1, new ScorePoint(301, 0.5, 0.5, 0.1))));
+        // At the plan's last step both are taken, and a later, larger checkpoint still moves the resume point.
+        state = Handle(state, new ReportCheckpoint("t1", 1, 250, "/c/latest")).State;
+        Assert.Equal(new CheckpointRef(300, "/c/latest"), Handle(state, new ReportCheckpoint("t1", 1, 300, "/c/latest")).State.Trials["t1"].LastCheckpoint);
+        Assert.Single(state.Decide(new ReportScores("t1", 1, new ScorePoint(300, 0.5, 0.5, 0.1))));
+
+        // A plan that does not name every trial, or names 0 steps, is refused at the start.
+        Assert.Throws<ArgumentException>(() => SweepState.Empty.Decide(start with { PlannedSteps = new Dictionary<string, long> { ["t1"] = 300 } }));
+        Assert.Throws<ArgumentException>(() => SweepState.Empty.Decide(start with { PlannedSteps = new Dictionary<string, long> { ["t1"] = 300, ["t2"] = 0 } }));
+    }
+
     private static SweepState Started(int trials = 3, int maxConcurrent = 2, int retryBudget = 1)
         => Handle(SweepState.Empty, new StartSweep("s1", Enumerable.Range(1, trials).Select(i => Trial($"t{i}")).ToList(), maxConcurrent, retryBudget)).State;
 
