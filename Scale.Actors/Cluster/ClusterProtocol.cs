@@ -12,10 +12,24 @@ public sealed record SubmitSweep(string SweepId, string Definition);
 /// <summary>A message for one sweep's coordinator (a sweep command, or <see cref="GetSweepState"/>), routed by the sweep manager.</summary>
 public sealed record ToSweep(string SweepId, object Message);
 
-/// <summary>Asks the sweep manager for every sweep submitted to the cluster.</summary>
+/// <summary>
+/// Asks the sweep manager for one page of the sweeps submitted to the cluster, oldest first: those after
+/// <see cref="After"/> (null: from the oldest), at most <see cref="Limit"/> of them and about <see cref="PageChars"/>
+/// characters of definitions (always at least one sweep), so that no answer outgrows a remoting frame however many
+/// sweeps were submitted. <see cref="SweepPages.AllAsync"/> reads every page.
+/// </summary>
 public sealed record GetSweeps
 {
+    /// <summary>The first page.</summary>
     public static readonly GetSweeps Instance = new();
+
+    public string? After { get; init; }
+    public int Limit { get; init; } = DefaultLimit;
+
+    public const int DefaultLimit = 100;
+    public const int MaxLimit = 1000;
+    /// <summary>Definitions' characters a page holds at most (beyond its first sweep): well inside the 32 MiB frame.</summary>
+    public const int PageChars = 4 * 1024 * 1024;
 }
 
 /// <summary>One submitted sweep: its id and resolved definition (JSON).</summary>
@@ -35,6 +49,71 @@ public sealed record SweepList(IReadOnlyList<SubmittedSweep> Sweeps)
 
     /// <summary>Sweeps cancelled by an operator (`scale cancel`): no trainer gets their trials any more.</summary>
     public IReadOnlyList<string> Cancelled { get; init; } = [];
+
+    /// <summary>The <see cref="GetSweeps.After"/> of the next page; null on the last page. (The lists above cover this page's sweeps.)</summary>
+    public string? Next { get; init; }
+}
+
+/// <summary>Pages of the sweep list: the manager's side (<see cref="Page"/>) and a reader's (<see cref="AllAsync"/>).</summary>
+public static class SweepPages
+{
+    /// <summary>
+    /// The page <paramref name="get"/> asks for, of the sweeps in submission <paramref name="order"/>; an out-of-range limit
+    /// or an unknown <see cref="GetSweeps.After"/> is refused (ArgumentException).
+    /// </summary>
+    public static SweepList Page(GetSweeps get, IReadOnlyList<string> order, IReadOnlyDictionary<string, SubmittedSweep> sweeps,
+                                 IReadOnlyDictionary<string, string> quarantined, IReadOnlyDictionary<string, string> unprepared,
+                                 IReadOnlySet<string> cancelled, int pageChars = GetSweeps.PageChars)
+    {
+        if (get.Limit is < 1 or > GetSweeps.MaxLimit)
+            throw new ArgumentException($"a page of sweeps holds 1 to {GetSweeps.MaxLimit}, asked for {get.Limit}.");
+        int start = 0;
+        if (get.After is not null)
+        {
+            int at = Enumerable.Range(0, order.Count).FirstOrDefault(i => order[i] == get.After, -1);
+            start = at >= 0 ? at + 1 : throw new ArgumentException($"no sweep '{get.After}' to page after was submitted to this cluster.");
+        }
+        var page = new List<SubmittedSweep>();
+        long chars = 0;
+        for (int i = start; i < order.Count && page.Count < get.Limit; i++)
+        {
+            var sweep = sweeps[order[i]];
+            if (page.Count > 0 && chars + sweep.Definition.Length > pageChars) break;
+            page.Add(sweep);
+            chars += sweep.Definition.Length;
+        }
+        var ids = page.Select(s => s.SweepId).ToHashSet();
+        return new SweepList(page)
+        {
+            Quarantined = quarantined.Where(q => ids.Contains(q.Key)).ToDictionary(),
+            Unprepared = unprepared.Where(u => ids.Contains(u.Key)).ToDictionary(),
+            Cancelled = page.Select(s => s.SweepId).Where(cancelled.Contains).ToList(),
+            Next = start + page.Count < order.Count ? page[^1].SweepId : null,
+        };
+    }
+
+    /// <summary>Every page from the oldest, as one list (<paramref name="ask"/> sends a <see cref="GetSweeps"/> and returns the answer).</summary>
+    public static async Task<SweepList> AllAsync(Func<GetSweeps, Task<object>> ask)
+    {
+        var sweeps = new List<SubmittedSweep>();
+        var quarantined = new Dictionary<string, string>();
+        var unprepared = new Dictionary<string, string>();
+        var cancelled = new List<string>();
+        string? after = null;
+        do
+        {
+            var page = (SweepList)await ask(new GetSweeps { After = after });
+            if (page.Next is not null && (page.Sweeps.Count == 0 || page.Next == after))
+                throw new InvalidOperationException("the sweep manager's pages do not move forward.");
+            sweeps.AddRange(page.Sweeps);
+            foreach (var (id, why) in page.Quarantined) quarantined[id] = why;
+            foreach (var (id, why) in page.Unprepared) unprepared[id] = why;
+            cancelled.AddRange(page.Cancelled);
+            after = page.Next;
+        }
+        while (after is not null);
+        return new SweepList(sweeps) { Quarantined = quarantined, Unprepared = unprepared, Cancelled = cancelled };
+    }
 }
 
 /// <summary>An operator's `scale cancel`: the sweep leaves the work queue for good (journaled); its running trials stop.</summary>

@@ -72,11 +72,17 @@ public sealed class SweepManager : ReceivePersistentActor, IWithTimers
             else if (sweeps.ContainsKey(to.SweepId)) Coordinator(to.SweepId).Forward(to.Message);
             else Sender.Tell(new Status.Failure(new ArgumentException($"No sweep '{to.SweepId}' was submitted to this cluster.")));
         });
-        Command<GetSweeps>(_ => Sender.Tell(new SweepList(order.Select(id => sweeps[id]).ToList())
+        Command<GetSweeps>(get =>
         {
-            Quarantined = new Dictionary<string, string>(quarantined), Unprepared = new Dictionary<string, string>(unprepared),
-            Cancelled = order.Where(cancelled.Contains).ToList(),
-        }));
+            try
+            {
+                Sender.Tell(SweepPages.Page(get, order, sweeps, quarantined, unprepared, cancelled));
+            }
+            catch (ArgumentException e)
+            {
+                Sender.Tell(new Status.Failure(e));
+            }
+        });
         Command<ReportSweepUnprepared>(r =>
         {
             if (!sweeps.ContainsKey(r.SweepId)) return;

@@ -71,7 +71,7 @@ public sealed class WireSerializer(ExtendedActorSystem system) : SerializerWithS
     private static JsonNode ToNode(object obj) => obj switch
     {
         SweepState state => JsonSerializer.SerializeToNode(SweepSnapshot.Of(state), Json)!,
-        GetSweepState or GetSweeps => new JsonObject(),
+        GetSweepState => new JsonObject(),
         ToSweep to => new JsonObject
         {
             ["sweep_id"] = to.SweepId,
@@ -85,7 +85,6 @@ public sealed class WireSerializer(ExtendedActorSystem system) : SerializerWithS
     {
         if (!Types.TryGetValue(manifest, out var type)) throw Damaged(manifest, "unknown manifest: sent by a newer Scale?");
         if (type == typeof(GetSweepState)) return GetSweepState.Instance;
-        if (type == typeof(GetSweeps)) return GetSweeps.Instance;
         if (type == typeof(SweepState))
             return (node.Deserialize<SweepSnapshot>(Strict) ?? throw Damaged(manifest, "null")).ToState();
         if (type == typeof(ToSweep))

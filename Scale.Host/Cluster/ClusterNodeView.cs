@@ -102,7 +102,7 @@ internal sealed class ClusterNodeView : IOperatorView, IAsyncDisposable
         {
             try
             {
-                var list = (SweepList)await node.Manager.Ask<object>(GetSweeps.Instance, AskTimeout, stop.Token);
+                var list = await SweepPages.AllAsync(get => node.Manager.Ask<object>(get, AskTimeout, stop.Token));
                 var states = new List<SweepState>();
                 foreach (var sweep in list.Sweeps.Where(s => !list.Quarantined.ContainsKey(s.SweepId)))
                     if (await node.Manager.Ask<object>(new ToSweep(sweep.SweepId, GetSweepState.Instance), AskTimeout, stop.Token) is SweepState state)

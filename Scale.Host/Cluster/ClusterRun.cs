@@ -94,7 +94,8 @@ internal static class ClusterRun
     public static async Task<int> Status(string? sweepName, IReadOnlyList<string> seeds, string bindHost, Actors.Cluster.RemotingTls? tls, CancellationToken cancellation)
     {
         await using var connection = ClusterClientConnection.Connect(seeds, bindHost, tls);
-        var list = (SweepList)await Retry(() => connection.AskAsync(GetSweeps.Instance, AskTimeout, cancellation), seeds, cancellation);
+        await Retry(() => connection.AskAsync(GetSweeps.Instance, AskTimeout, cancellation), seeds, cancellation);   // the first contact
+        var list = await SweepPages.AllAsync(get => connection.AskAsync(get, AskTimeout, cancellation));
         var names = sweepName is null ? list.Sweeps.Select(s => s.SweepId).ToList() : [sweepName];
         if (names.Count == 0) Console.WriteLine("No sweeps were submitted to this cluster.");
         int unanswered = 0;
@@ -138,7 +139,7 @@ internal static class ClusterRun
     {
         try
         {
-            return ((SweepList)await connection.AskAsync(GetSweeps.Instance, AskTimeout, cancellation)).Cancelled.Contains(sweep);
+            return (await SweepPages.AllAsync(get => connection.AskAsync(get, AskTimeout, cancellation))).Cancelled.Contains(sweep);
         }
         catch (Exception e) when (e is Akka.Actor.AskTimeoutException or TimeoutException)
         {

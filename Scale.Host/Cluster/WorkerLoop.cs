@@ -83,7 +83,7 @@ internal sealed class WorkerLoop(ClusterNode node, string dataDirectory, IReadOn
     {
         try
         {
-            var list = (SweepList)await node.Manager.Ask<object>(GetSweeps.Instance, AskTimeout, stop);
+            var list = await SweepPages.AllAsync(get => node.Manager.Ask<object>(get, AskTimeout, stop));
             foreach (var sweep in list.Sweeps.Where(s => !list.Quarantined.ContainsKey(s.SweepId) && !list.Cancelled.Contains(s.SweepId)))
             {
                 if (skipUntil.TryGetValue(sweep.SweepId, out var until) && until > DateTime.UtcNow) continue;

@@ -23,7 +23,7 @@ public sealed class WireSerializerTests : Akka.TestKit.Xunit2.TestKit
 
     public static TheoryData<object> Messages() => new()
     {
-        new StartSweep("s", [Spec], 2, 1) { Fingerprint = "abc" },
+        new StartSweep("s", [Spec], 2, 1) { Fingerprint = "abc", PlannedSteps = new Dictionary<string, long> { ["route-1"] = 300 } },
         new RequestWork("akka.tcp://scale@127.0.0.1:1/cpu", 2) { Running = ["t1"] },
         new ReportCheckpoint("t1", 2, 50, "/shared/t1/step-50"),
         new ReportFailed("t1", 1, "boom"),
@@ -33,6 +33,8 @@ public sealed class WireSerializerTests : Akka.TestKit.Xunit2.TestKit
         new AttemptSuperseded("t1", 1),
         new SubmitSweep("s", "{\"Name\":\"s\"}"),
         new SweepList([new SubmittedSweep("s", "{}")]),
+        new SweepList([new SubmittedSweep("s", "{}")]) { Cancelled = ["s"], Next = "s" },
+        new GetSweeps { After = "s", Limit = 7 },
     };
 
     [Theory]
@@ -61,6 +63,14 @@ public sealed class WireSerializerTests : Akka.TestKit.Xunit2.TestKit
         Assert.Equal(state.Trials["route-1"], stateBack.Trials["route-1"] with { Spec = state.Trials["route-1"].Spec });
         Assert.Equal("f", stateBack.Fingerprint);
         Assert.Equal(TrialStatus.Running, stateBack.Trials["route-1"].Status);
+    }
+
+    [Fact]
+    public void A_sweep_list_request_from_before_pages_reads_as_the_first_page()
+    {
+        var serializer = new WireSerializer((ExtendedActorSystem)Sys);
+        var get = Assert.IsType<GetSweeps>(serializer.FromBinary("{}"u8.ToArray(), "get-sweeps.v1"));
+        Assert.Equal((null, GetSweeps.DefaultLimit), (get.After, get.Limit));
     }
 
     [Fact]
