@@ -28,7 +28,11 @@ internal sealed class ClusterNodeView : IOperatorView, IAsyncDisposable
     private readonly Meter meter = new(SweepMetrics.MeterName);
     private volatile Snapshot snapshot = new([], new Dictionary<string, string>(), null, DateTime.MinValue);
 
-    private sealed record Snapshot(IReadOnlyList<SweepState> Sweeps, IReadOnlyDictionary<string, string> Quarantined, string? Error, DateTime At);
+    private sealed record Snapshot(IReadOnlyList<SweepState> Sweeps, IReadOnlyDictionary<string, string> Quarantined, string? Error, DateTime At)
+    {
+        public IReadOnlyCollection<string> Cancelled { get; init; } = [];
+        public IReadOnlyDictionary<string, string> Unprepared { get; init; } = new Dictionary<string, string>();
+    }
 
     public ClusterNodeView(ClusterNode node, string dataDirectory, bool seed, IReadOnlyList<string> devices)
     {
@@ -69,6 +73,10 @@ internal sealed class ClusterNodeView : IOperatorView, IAsyncDisposable
 
     public IReadOnlyDictionary<string, string> Quarantined => snapshot.Quarantined;
 
+    public IReadOnlyCollection<string> Cancelled => snapshot.Cancelled;
+
+    public IReadOnlyDictionary<string, string> Unprepared => snapshot.Unprepared;
+
     public Task<IReadOnlyList<SweepState>> SweepsAsync() => Task.FromResult(snapshot.Sweeps);
 
     public Task<string?> NotReadyAsync()
@@ -107,7 +115,7 @@ internal sealed class ClusterNodeView : IOperatorView, IAsyncDisposable
                 foreach (var sweep in list.Sweeps.Where(s => !list.Quarantined.ContainsKey(s.SweepId)))
                     if (await node.Manager.Ask<object>(new ToSweep(sweep.SweepId, GetSweepState.Instance), AskTimeout, stop.Token) is SweepState state)
                         states.Add(state);
-                snapshot = new Snapshot(states, list.Quarantined, null, DateTime.UtcNow);
+                snapshot = new Snapshot(states, list.Quarantined, null, DateTime.UtcNow) { Cancelled = list.Cancelled.ToHashSet(), Unprepared = list.Unprepared };
             }
             catch (Exception e) when (!stop.IsCancellationRequested)
             {

@@ -105,6 +105,8 @@ internal sealed class OperatorEndpoint : IAsyncDisposable
                 trials = state.Trials.Count,
                 by_state = state.Trials.Values.GroupBy(t => t.Status.ToString().ToLowerInvariant()).ToDictionary(g => g.Key, g => g.Count()),
                 finished = state.Finished,
+                cancelled = view.Cancelled.Contains(state.SweepId!),
+                unprepared = state.Finished ? null : view.Unprepared.GetValueOrDefault(state.SweepId!),
             }).Concat(view.Quarantined.Select(q => (object)new { name = q.Key, quarantined = q.Value })), json);
         });
         app.MapGet("/api/sweeps/{name}/trials", async (string name) =>

@@ -25,6 +25,12 @@ internal interface IOperatorView
     /// <summary>Sweeps that do not run, with the reason.</summary>
     IReadOnlyDictionary<string, string> Quarantined { get; }
 
+    /// <summary>Sweeps an operator cancelled (`scale cancel`).</summary>
+    IReadOnlyCollection<string> Cancelled { get; }
+
+    /// <summary>Sweeps some worker could not prepare, with the last worker and reason it reported.</summary>
+    IReadOnlyDictionary<string, string> Unprepared { get; }
+
     ClusterMembership Membership { get; }
 
     /// <summary>The trainers with their running trials (of <paramref name="sweeps"/>).</summary>
@@ -102,6 +108,10 @@ internal sealed class LocalRunView(SweepSystem system, SweepTelemetry telemetry,
     public Task<IReadOnlyList<SweepState>> SweepsAsync() => Task.FromResult<IReadOnlyList<SweepState>>([telemetry.Snapshot()]);
 
     public IReadOnlyDictionary<string, string> Quarantined { get; } = new Dictionary<string, string>();
+
+    public IReadOnlyCollection<string> Cancelled { get; } = [];
+
+    public IReadOnlyDictionary<string, string> Unprepared { get; } = new Dictionary<string, string>();
 
     public ClusterMembership Membership => telemetry.Membership;
 

@@ -98,6 +98,32 @@ public sealed class ClusterProcessTests(PostgresServer postgres, ITestOutputHelp
         .Replace("steps = 60", "steps = 600").Replace("checkpoint-every = 5", "checkpoint-every = 20");
 
     /// <summary>trial id → the scores that must not depend on where or how often a trial ran.</summary>
+    /// <summary>
+    /// The sweep named <paramref name="sweep"/> in a node's /api/sweeps once it satisfies <paramref name="until"/> (the view
+    /// refreshes every 2 s); fails with the last answer after <paramref name="within"/>.
+    /// </summary>
+    private static System.Text.Json.JsonElement SweepInApi(string endpoint, string sweep, Func<System.Text.Json.JsonElement, bool> until, TimeSpan within)
+    {
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(30) };
+        var deadline = DateTime.UtcNow + within;
+        string last = "";
+        while (true)
+        {
+            try
+            {
+                last = http.GetStringAsync($"http://{endpoint}/api/sweeps").GetAwaiter().GetResult();
+                foreach (var w in System.Text.Json.JsonDocument.Parse(last).RootElement.EnumerateArray())
+                    if (w.GetProperty("name").GetString() == sweep && until(w)) return w.Clone();
+            }
+            catch (HttpRequestException)
+            {
+                // the endpoint is not up yet
+            }
+            if (DateTime.UtcNow > deadline) throw new Xunit.Sdk.XunitException($"/api/sweeps never showed {sweep} as expected; last answer: {last}");
+            Thread.Sleep(200);   // polling an HTTP view until a bound, not synchronising on time
+        }
+    }
+
     private static Dictionary<string, string> Scores(string csv)
     {
         var rows = csv.Split('\n', StringSplitOptions.RemoveEmptyEntries).SkipWhile(l => !l.StartsWith("trial,method,", StringComparison.Ordinal)).ToList();
@@ -356,7 +382,8 @@ public sealed class ClusterProcessTests(PostgresServer postgres, ITestOutputHelp
         var good = dir.Combine("good.hocon");
         File.WriteAllText(good, SweepText("good").Replace("steps = 600", "steps = 60"));
 
-        using var seedNode = new NodeProcess("seed", "seed", "--bind", seed, "--data-dir", shared);
+        string http = $"127.0.0.1:{FreePorts.Next()}";
+        using var seedNode = new NodeProcess("seed", "seed", "--bind", seed, "--data-dir", shared, "--http", http);
         seedNode.WaitFor(l => l.StartsWith("Seed ", StringComparison.Ordinal), Start, "seed up");
         // The bad sweep is submitted first, so the worker takes it first (the oldest unfinished sweep).
         using var badClient = new NodeProcess("run --cluster bad", "run", "--cluster", seed, bad, "--plain");
@@ -376,6 +403,9 @@ public sealed class ClusterProcessTests(PostgresServer postgres, ITestOutputHelp
         Assert.Contains("a worker could not prepare it: ", status.Stdout);
         Assert.Contains("nowhere-old", status.Stdout);
         Assert.Contains("good: 4 trials: 4 completed", status.Stdout);
+        // The dashboard's API says so under the sweep too.
+        var shown = SweepInApi(http, "unpreparable", w => w.TryGetProperty("unprepared", out var u) && u.ValueKind == System.Text.Json.JsonValueKind.String, Start);
+        Assert.Contains("nowhere-old", shown.GetProperty("unprepared").GetString());
     }
 
     [Fact]
@@ -386,7 +416,8 @@ public sealed class ClusterProcessTests(PostgresServer postgres, ITestOutputHelp
         var file = dir.Combine("cancelled.hocon");
         File.WriteAllText(file, SweepText("cancelled").Replace("steps = 600", "steps = 60000"));
 
-        using var seedNode = new NodeProcess("seed", "seed", "--bind", seed, "--data-dir", shared, "--http", "off");
+        string http = $"127.0.0.1:{FreePorts.Next()}";
+        using var seedNode = new NodeProcess("seed", "seed", "--bind", seed, "--data-dir", shared, "--http", http);
         seedNode.WaitFor(l => l.StartsWith("Seed ", StringComparison.Ordinal), Start, "seed up");
         using var worker = new NodeProcess("worker", "worker", "--seeds", seed, "--data-dir", shared, "--threads", "1", "--http", "off");
         worker.WaitFor(l => l.StartsWith("Worker ", StringComparison.Ordinal), Start, "worker up");
@@ -406,6 +437,7 @@ public sealed class ClusterProcessTests(PostgresServer postgres, ITestOutputHelp
         var status = ScaleProcess.Run("status", "--cluster", seed);
         Assert.Contains("cancelled: 4 trials: ", status.Stdout);
         Assert.Contains("; cancelled", status.Stdout);
+        Assert.False(SweepInApi(http, "cancelled", w => w.GetProperty("cancelled").GetBoolean(), Start).GetProperty("finished").GetBoolean());
         var resubmit = ScaleProcess.Run("run", "--cluster", seed, file, "--plain");
         Assert.Equal(2, resubmit.ExitCode);
         Assert.Contains("was cancelled on this cluster; submit it under a new name", resubmit.Stderr);
