@@ -8,15 +8,19 @@ namespace Scale.Actors.Cluster;
 /// <summary>TLS for remoting: a PKCS#12 certificate every node presents and trusts.</summary>
 public sealed record RemotingTls(string CertificatePath, string? Password, bool SuppressValidation = false)
 {
-    /// <summary>A CA certificate (PEM or DER) that peers' certificates must chain to, as the only trust anchor; null: the system's.</summary>
+    /// <summary>
+    /// A CA certificate (PEM or DER) that peers' certificates must chain to, as the only trust anchor; a node this one
+    /// connects to must also present a certificate naming the host it is reached at (its address's host, in a subject
+    /// alternative name or the common name). Null: the system's roots (the command line requires a CA or thumbprints).
+    /// </summary>
     public string? TrustedCa { get; init; }
     /// <summary>Peer certificate thumbprints (SHA-1, hex) that are accepted, and no others; empty: any that validates.</summary>
     public IReadOnlyList<string> Thumbprints { get; init; } = [];
 
     /// <summary>
     /// The TLS setup of a node or client: its certificate, mutual authentication (each side presents one), and how a peer's
-    /// certificate is checked — chained to <see cref="TrustedCa"/> alone, or pinned by thumbprint, or (by default) chained to
-    /// the system's trusted roots; <see cref="SuppressValidation"/> accepts anything (tests only).
+    /// certificate is checked — chained to <see cref="TrustedCa"/> alone and naming the host dialled, or pinned by thumbprint,
+    /// or (without either) chained to the system's trusted roots; <see cref="SuppressValidation"/> accepts anything (tests only).
     /// </summary>
     public Akka.Remote.Transport.DotNetty.DotNettySslSetup Setup()
     {
@@ -41,7 +45,7 @@ public sealed record RemotingTls(string CertificatePath, string? Password, bool 
             {
                 throw new ArgumentException($"--tls-ca {caFile}: not a certificate ({e.Message}).");
             }
-            validator = (peer, _, _, _, log) => ChainsTo(peer, ca, log);
+            validator = (peer, _, remote, errors, log) => ChainsTo(peer, ca, log) && NamesTheHost(peer!, remote, errors, log);
         }
         if (Thumbprints.Count > 0)
         {
@@ -49,6 +53,18 @@ public sealed record RemotingTls(string CertificatePath, string? Password, bool 
             validator = validator is null ? pinned : Akka.Remote.Transport.DotNetty.CertificateValidation.Combine(validator, pinned);
         }
         return new Akka.Remote.Transport.DotNetty.DotNettySslSetup(certificate, SuppressValidation, requireMutualAuthentication: true, validator);
+    }
+
+    /// <summary>
+    /// Whether the certificate of a node this one connected to names the host of the address it was reached at (TLS sets
+    /// a name mismatch on the connecting side only: a node that accepts a connection has no name to expect, and relies on the CA).
+    /// </summary>
+    public static bool NamesTheHost(X509Certificate2 peer, string remote, System.Net.Security.SslPolicyErrors errors, Akka.Event.ILoggingAdapter? log = null)
+    {
+        if (!errors.HasFlag(System.Net.Security.SslPolicyErrors.RemoteCertificateNameMismatch)) return true;
+        log?.Warning("TLS: refused the certificate {0} ({1}) of {2}: it does not name the host connected to (a subject alternative name or the common name must)",
+                     peer.Subject, peer.Thumbprint, remote);
+        return false;
     }
 
     /// <summary>Whether <paramref name="peer"/> chains to <paramref name="ca"/>, trusted alone (no system roots, no revocation lists: a private CA has none).</summary>

@@ -21,7 +21,7 @@ internal class TlsSettings : CommandSettings
     [CommandOption("--tls-password-file <FILE>"), Description("A file holding the certificate's password (its first line).")]
     public string? TlsPasswordFile { get; init; }
 
-    [CommandOption("--tls-ca <CERT>"), Description("Trust only peers whose certificates chain to this CA certificate (PEM or DER); without it, the system's trusted roots.")]
+    [CommandOption("--tls-ca <CERT>"), Description("Trust only peers whose certificates chain to this CA certificate (PEM or DER), and a node connected to only if its certificate names the host it is reached at. --tls-certificate needs it or --tls-thumbprint.")]
     public string? TlsCa { get; init; }
 
     [CommandOption("--tls-thumbprint <SHA1,…>"), Description("Accept only peers presenting one of these certificates (SHA-1 thumbprints, hex, comma-separated).")]
@@ -38,6 +38,9 @@ internal class TlsSettings : CommandSettings
                 throw new ArgumentException("--tls-ca, --tls-thumbprint and --tls-insecure need --tls-certificate.");
             return null;
         }
+        if (!TlsInsecure && TlsCa is null && TlsThumbprint is null)
+            throw new ArgumentException("--tls-certificate needs --tls-ca CA.cer (the cluster's own CA) or --tls-thumbprint SHA1,…: " +
+                                        "trusting every public root would let anyone holding a certificate from a public CA join.");
         if (!File.Exists(TlsCertificate)) throw new ArgumentException($"--tls-certificate: no file {TlsCertificate}.");
         if (TlsCa is not null && !File.Exists(TlsCa)) throw new ArgumentException($"--tls-ca: no file {TlsCa}.");
         if (TlsInsecure && (TlsCa is not null || TlsThumbprint is not null))

@@ -453,7 +453,7 @@ public sealed class ClusterProcessTests(PostgresServer postgres, ITestOutputHelp
     }
 
     [Fact]
-    public void With_a_pinned_ca_a_node_or_client_whose_certificate_does_not_chain_to_it_is_refused()
+    public void With_a_pinned_ca_a_node_or_client_whose_certificate_does_not_chain_to_it_or_a_seed_whose_certificate_names_another_host_is_refused()
     {
         using var dir = new TempDirectory();
         using var caKey = System.Security.Cryptography.RSA.Create(2048);
@@ -465,11 +465,16 @@ public sealed class ClusterProcessTests(PostgresServer postgres, ITestOutputHelp
         using var ca = caRequest.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(2));
         var caFile = dir.Combine("ca.cer");
         File.WriteAllBytes(caFile, ca.Export(System.Security.Cryptography.X509Certificates.X509ContentType.Cert));
-        string Issue(string name, bool byCa)
+        // Each certificate names the host its node is reached at (127.0.0.1), as a node connecting to it checks.
+        string Issue(string name, bool byCa, string host = "127.0.0.1")
         {
             using var key = System.Security.Cryptography.RSA.Create(2048);
             var request = new System.Security.Cryptography.X509Certificates.CertificateRequest($"CN={name}", key,
                 System.Security.Cryptography.HashAlgorithmName.SHA256, System.Security.Cryptography.RSASignaturePadding.Pkcs1);
+            var names = new System.Security.Cryptography.X509Certificates.SubjectAlternativeNameBuilder();
+            if (System.Net.IPAddress.TryParse(host, out var ip)) names.AddIpAddress(ip);
+            else names.AddDnsName(host);
+            request.CertificateExtensions.Add(names.Build());
             using var issued = byCa
                 ? System.Security.Cryptography.X509Certificates.RSACertificateExtensions.CopyWithPrivateKey(
                     request.Create(ca, DateTimeOffset.UtcNow.AddHours(-1), DateTimeOffset.UtcNow.AddDays(1), [1, 2, 3, (byte)name.Length]), key)
@@ -498,6 +503,16 @@ public sealed class ClusterProcessTests(PostgresServer postgres, ITestOutputHelp
         Assert.Equal(3, rogue.WaitForExit(Start));   // it never joins: the seed refuses its certificate
         Assert.DoesNotContain("is up", rogue.Output);
         Assert.DoesNotContain("Password", string.Join(" ", Tls("x")));   // the password travels in a file, not on the command line
+
+        // A seed whose certificate is the CA's but names another host: a worker connecting to 127.0.0.1 refuses it.
+        string elsewhere = $"127.0.0.1:{FreePorts.Next()}";
+        using var misnamed = new NodeProcess("misnamed seed", ["seed", "--bind", elsewhere, "--data-dir", dir.Combine("elsewhere"), "--http", "off",
+                                                               .. Tls(Issue("misnamed", byCa: true, host: "seed.elsewhere.example"))]);
+        misnamed.WaitFor(l => l.StartsWith("Seed ", StringComparison.Ordinal), Start, "misnamed seed up");
+        using var misled = new NodeProcess("misled worker", ["worker", "--seeds", elsewhere, "--data-dir", dir.Combine("elsewhere"), "--threads", "1",
+                                                             "--join-timeout", "20", "--http", "off", .. Tls(Issue("misled", byCa: true))]);
+        Assert.Equal(3, misled.WaitForExit(Start));
+        Assert.DoesNotContain("is up", misled.Output);
     }
 
     /// <summary>A seed on PostgreSQL, two workers and a client following the long tiny sweep, once route is running on one of the workers.</summary>

@@ -88,6 +88,8 @@ public class MalformedInputTests
         // Remoting beyond loopback without TLS: anyone who reaches the port could join.
         ["seed-beyond-loopback-without-tls"] = (s => ["seed", "--bind", "0.0.0.0:0", "--seeds", "127.0.0.1:1", "--http", "off", "--data-dir", s.Data], "without TLS"),
         ["worker-beyond-loopback-without-tls"] = (s => ["worker", "--bind", "0.0.0.0:0", "--seeds", "127.0.0.1:1", "--http", "off", "--data-dir", s.Data], "without TLS"),
+        // TLS trusting every public root: anyone with a certificate from a public CA could join.
+        ["seed-tls-without-ca"] = (s => ["seed", "--tls-certificate", s.Data + "/node.pfx", "--http", "off", "--data-dir", s.Data], "needs --tls-ca"),
         ["cancel-without-cluster"] = (s => ["cancel", "quickstart"], "needs --cluster"),
         // An unclosed string must not end the check early and let the nesting after it through to the parser.
         ["sweep-unclosed-string-then-deep-nesting"] = (s => Run(s, s.File("a.hocon", "sweep {\n name = \"a\n x = " + new string('[', 200_000) + new string(']', 200_000) + "\n}")), "a.hocon:2: a quoted string is not closed"),
