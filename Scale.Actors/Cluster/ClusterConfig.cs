@@ -130,6 +130,18 @@ public sealed record ClusterConfig(string Host, int Port, IReadOnlyList<string> 
         return (bind[..at], port);
     }
 
+    /// <summary>
+    /// The actor paths a peer may select under untrusted mode: the cluster's own daemons (joining, gossip, heartbeats,
+    /// remote death watch), the sweep manager's singleton manager and the singleton it hosts (hand-over and the proxy's
+    /// identification), and the client receptionist with the pub-sub mediator it routes through.
+    /// </summary>
+    public static readonly IReadOnlyList<string> TrustedSelectionPaths =
+    [
+        "/system/cluster/core/daemon", "/system/cluster/heartbeatReceiver", "/system/remote-watcher",
+        $"/user/{ManagerName}", $"/user/{ManagerName}/singleton",
+        "/system/receptionist", "/system/distributedPubSubMediator",
+    ];
+
     public Config ToConfig()
     {
         static string Quote(string s) => "\"" + s.Replace("\\", "\\\\").Replace("\"", "\\\"") + "\"";
@@ -155,6 +167,8 @@ public sealed record ClusterConfig(string Host, int Port, IReadOnlyList<string> 
                 serializers.scale-wire = "Scale.Actors.Cluster.WireSerializer, Scale.Actors"
                 # Akka's default serializer (type names in JSON) is replaced: nothing of Scale's uses it, and no peer may.
                 serializers.json = "Scale.Actors.Cluster.RefusingDefaultSerializer, Scale.Actors"
+                # Akka's small messages, except a failure naming an exception type for this node to instantiate.
+                serializers.akka-misc = "Scale.Actors.Cluster.GuardedMiscSerializer, Scale.Actors"
                 serialization-identifiers { "Scale.Actors.Cluster.WireSerializer, Scale.Actors" = {{WireSerializer.Id}} }
                 serialization-bindings {
             {{bindings}}
@@ -162,6 +176,10 @@ public sealed record ClusterConfig(string Host, int Port, IReadOnlyList<string> 
               }
               remote {
                 log-remote-lifecycle-events = off
+                # A peer may not deploy actors here, send harmful system messages (PoisonPill, Kill's kin), or select actors by
+                # path beyond those the cluster, its singleton and its client receptionist are reached at.
+                untrusted-mode = on
+                trusted-selection-paths = [{{string.Join(", ", TrustedSelectionPaths.Select(Quote))}}]
                 dot-netty.tcp {
                   hostname = {{Quote(Host)}}
                   port = {{Port}}

@@ -45,6 +45,8 @@ public sealed class WireSerializer(ExtendedActorSystem system) : SerializerWithS
         [typeof(SweepList)] = "sweep-list.v1",
         [typeof(ReportSweepUnprepared)] = "report-sweep-unprepared.v1",
         [typeof(CancelSweep)] = "cancel-sweep.v1",
+        // A failed ask's answer: its kind and message, never an exception's type name (Akka's own form names one: GuardedMiscSerializer).
+        [typeof(Status.Failure)] = "failure.v1",
     };
 
     private static readonly Dictionary<string, Type> Types = Manifests.ToDictionary(m => m.Value, m => m.Key);
@@ -72,6 +74,14 @@ public sealed class WireSerializer(ExtendedActorSystem system) : SerializerWithS
     {
         SweepState state => JsonSerializer.SerializeToNode(SweepSnapshot.Of(state), Json)!,
         GetSweepState => new JsonObject(),
+        Status.Failure failure => new JsonObject
+        {
+            ["kind"] = failure.Cause switch
+            {
+                ArgumentException => "argument", TimeoutException => "timeout", InvalidOperationException => "invalid-operation", _ => "other",
+            },
+            ["message"] = failure.Cause?.Message ?? "failed",
+        },
         ToSweep to => new JsonObject
         {
             ["sweep_id"] = to.SweepId,
@@ -85,6 +95,16 @@ public sealed class WireSerializer(ExtendedActorSystem system) : SerializerWithS
     {
         if (!Types.TryGetValue(manifest, out var type)) throw Damaged(manifest, "unknown manifest: sent by a newer Scale?");
         if (type == typeof(GetSweepState)) return GetSweepState.Instance;
+        if (type == typeof(Status.Failure))
+        {
+            var message = node["message"]?.GetValue<string>() ?? throw Damaged(manifest, "no message");
+            return new Status.Failure(node["kind"]?.GetValue<string>() switch
+            {
+                "argument" => new ArgumentException(message),
+                "timeout" => new TimeoutException(message),
+                _ => new InvalidOperationException(message),
+            });
+        }
         if (type == typeof(SweepState))
             return (node.Deserialize<SweepSnapshot>(Strict) ?? throw Damaged(manifest, "null")).ToState();
         if (type == typeof(ToSweep))
@@ -123,4 +143,30 @@ public sealed class RefusingDefaultSerializer(ExtendedActorSystem system) : Akka
     public override object FromBinary(byte[] bytes, Type? type)
         => throw new System.Runtime.Serialization.SerializationException(
             $"refused a remote message for the default (type-name) serializer{(type is null ? "" : $" naming {type.FullName}")}: only Scale's messages are read.");
+}
+
+/// <summary>
+/// Takes the place of Akka's serializer of its small messages (Identify, ActorIdentity, PoisonPill, Status.Success and
+/// Status.Failure, remote scopes and routers: "akka-misc", id 16) and does what it does, except that it refuses to read a
+/// Status.Failure in Akka's form, which names the exception's type for the reader to instantiate: a peer could name any
+/// type with a serialization constructor. Scale's own nodes send failures in Scale's form (<see cref="WireSerializer"/>).
+/// </summary>
+public sealed class GuardedMiscSerializer(ExtendedActorSystem system) : SerializerWithStringManifest(system)
+{
+    /// <summary>Akka's manifest for a Status.Failure (a protobuf naming the exception's type).</summary>
+    public const string FailureManifest = "STF";
+
+    private readonly Akka.Remote.Serialization.MiscMessageSerializer inner = new(system);
+
+    public override int Identifier => inner.Identifier;
+
+    public override string Manifest(object o) => inner.Manifest(o);
+
+    public override byte[] ToBinary(object obj) => inner.ToBinary(obj);
+
+    public override object FromBinary(byte[] bytes, string manifest)
+        => manifest == FailureManifest
+            ? throw new System.Runtime.Serialization.SerializationException(
+                "refused a remote Status.Failure in Akka's form (it names an exception type to instantiate): Scale's nodes send failures in Scale's own form.")
+            : inner.FromBinary(bytes, manifest);
 }

@@ -27,4 +27,30 @@ public sealed class DefaultSerializerTests() : Akka.TestKit.Xunit2.TestKit(
         Assert.Equal(new RequestWork("w"), serialization.Deserialize(serialization.FindSerializerFor(new RequestWork("w")).ToBinary(new RequestWork("w")),
                                                                   WireSerializer.Id, "request-work.v1"));
     }
+
+    [Fact]
+    public void A_failure_crosses_as_its_kind_and_message_and_one_naming_an_exception_type_is_refused()
+    {
+        var serialization = Sys.Serialization;
+        var failure = new Status.Failure(new ArgumentException("No sweep 'x' was submitted to this cluster."));
+
+        var ours = serialization.FindSerializerFor(failure);
+        Assert.IsType<WireSerializer>(ours);
+        var back = Assert.IsType<Status.Failure>(serialization.Deserialize(ours.ToBinary(failure), WireSerializer.Id, "failure.v1"));
+        Assert.IsType<ArgumentException>(back.Cause);
+        Assert.Equal("No sweep 'x' was submitted to this cluster.", back.Cause.Message);
+        var other = (Status.Failure)serialization.Deserialize(ours.ToBinary(new Status.Failure(new NotSupportedException("n"))), WireSerializer.Id, "failure.v1");
+        Assert.IsType<InvalidOperationException>(other.Cause);
+
+        // Akka's own form (what a stock peer sends): the exception's type name for this node to instantiate. Refused.
+        using var stock = ActorSystem.Create("stock", "akka.actor.provider = remote\nakka.remote.dot-netty.tcp.port = 0\nakka.remote.dot-netty.tcp.hostname = 127.0.0.1");
+        var akkaForm = new Akka.Remote.Serialization.MiscMessageSerializer((ExtendedActorSystem)stock).ToBinary(failure);
+        var refused = Assert.Throws<System.Runtime.Serialization.SerializationException>(() => serialization.Deserialize(akkaForm, 16, GuardedMiscSerializer.FailureManifest));
+        Assert.Contains("Status.Failure in Akka's form", refused.Message);
+        // Akka's other small messages are read as before.
+        var identify = new Identify(42);
+        var misc = serialization.FindSerializerFor(identify);
+        Assert.IsType<GuardedMiscSerializer>(misc);
+        Assert.Equal(42, ((Identify)serialization.Deserialize(misc.ToBinary(identify), 16, ((SerializerWithStringManifest)misc).Manifest(identify))).MessageId);
+    }
 }

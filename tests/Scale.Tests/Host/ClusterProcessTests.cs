@@ -453,6 +453,50 @@ public sealed class ClusterProcessTests(PostgresServer postgres, ITestOutputHelp
     }
 
     [Fact]
+    [Trait("Category", "FaultInjection")]
+    public async Task A_peer_can_neither_deploy_an_actor_on_a_node_nor_reach_one_beyond_the_trusted_paths_nor_stop_one()
+    {
+        using var dir = new TempDirectory();
+        string shared = dir.Combine("shared"), seed = $"127.0.0.1:{FreePorts.Next()}";
+        using var seedNode = new NodeProcess("seed", "seed", "--bind", seed, "--data-dir", shared, "--http", "off");
+        var address = seedNode.WaitFor(l => l.StartsWith("Seed ", StringComparison.Ordinal) && l.Contains(" is up"), Start, "seed up").Split(' ')[1];
+
+        // A stock Akka.NET system on the same machine: it speaks the protocol, but is not one of Scale's nodes.
+        using var intruder = Akka.Actor.ActorSystem.Create("intruder", Akka.Configuration.ConfigurationFactory.ParseString("""
+            akka.actor.provider = remote
+            akka.remote.dot-netty.tcp { hostname = 127.0.0.1, port = 0 }
+            akka.loglevel = WARNING
+            """));
+        async Task<Akka.Actor.IActorRef?> Identify(Akka.Actor.ActorSelection selection, TimeSpan within)
+        {
+            try
+            {
+                return (await Akka.Actor.Futures.Ask<Akka.Actor.ActorIdentity>(selection, new Akka.Actor.Identify(1), within)).Subject;
+            }
+            catch (Akka.Actor.AskTimeoutException)
+            {
+                return null;   // dropped: nothing answers
+            }
+        }
+
+        // The receptionist's path is trusted (clients reach it): it answers, so the intruder does reach the seed.
+        Assert.NotNull(await Identify(intruder.ActorSelection($"{address}/system/receptionist"), TimeSpan.FromSeconds(60)));
+        // The sweep manager itself is not: a selection of it is dropped.
+        Assert.Null(await Identify(intruder.ActorSelection($"{address}/user/{Scale.Actors.Cluster.ClusterConfig.ManagerName}/singleton/manager"), TimeSpan.FromSeconds(10)));
+        // Remote deployment is refused: no actor is created on the seed.
+        var deployed = intruder.ActorOf(Akka.Actor.Props.Create<Akka.Event.DefaultLogger>()
+            .WithDeploy(new Akka.Actor.Deploy(new Akka.Actor.RemoteScope(Akka.Actor.Address.Parse(address)))), "deployed");
+        Assert.Null(await Identify(intruder.ActorSelection(deployed.Path), TimeSpan.FromSeconds(10)));
+        // A PoisonPill to the trusted paths is dropped: the sweep manager and the receptionist still answer a client.
+        intruder.ActorSelection($"{address}/user/{Scale.Actors.Cluster.ClusterConfig.ManagerName}").Tell(Akka.Actor.PoisonPill.Instance);
+        intruder.ActorSelection($"{address}/system/receptionist").Tell(Akka.Actor.PoisonPill.Instance);
+        Assert.NotNull(await Identify(intruder.ActorSelection($"{address}/system/receptionist"), TimeSpan.FromSeconds(60)));
+        var status = ScaleProcess.Run("status", "--cluster", seed);
+        Assert.True(status.ExitCode == 0, status.Stderr + status.Stdout);
+        Assert.Contains("No sweeps were submitted", status.Stdout);
+    }
+
+    [Fact]
     public void With_a_pinned_ca_a_node_or_client_whose_certificate_does_not_chain_to_it_or_a_seed_whose_certificate_names_another_host_is_refused()
     {
         using var dir = new TempDirectory();
