@@ -83,6 +83,7 @@ public static class SweepPages
             chars += sweep.Definition.Length;
         }
         var ids = page.Select(s => s.SweepId).ToHashSet();
+        if (start == 0) ids.UnionWith(quarantined.Keys.Where(key => !sweeps.ContainsKey(key)));   // damaged rows that name no sweep: on the first page
         return new SweepList(page)
         {
             Quarantined = quarantined.Where(q => ids.Contains(q.Key)).ToDictionary(),
@@ -127,6 +128,13 @@ public sealed record SweepSubmitted(string SweepId, string Definition) : ISweepE
 
 /// <summary>The sweep manager's persisted event: a sweep was cancelled (its own journal is kept as it was).</summary>
 public sealed record SweepCancelled(string SweepId) : ISweepEvent;
+
+/// <summary>
+/// A row of the sweep manager's journal that could not be read (damaged, or a schema it does not know), offered in its
+/// place so that recovery goes on: the sweep it names, if it still names one, is quarantined (a cancellation still
+/// cancels); a row that names none is reported on its own.
+/// </summary>
+public sealed record UnreadableManagerEvent(string Manifest, string? SweepId, string Reason);
 
 /// <summary>A resolved sweep definition as JSON and back: what a submitter sends and a worker plans from.</summary>
 public static class SweepDefinitionJson

@@ -35,10 +35,12 @@ public sealed class SweepManager : ReceivePersistentActor, IWithTimers
         this.memberCheck = memberCheck;
         Recover<SweepSubmitted>(Add);
         Recover<SweepCancelled>(e => cancelled.Add(e.SweepId));
+        Recover<UnreadableManagerEvent>(Unreadable);
         Recover<RecoveryCompleted>(_ =>
         {
             foreach (var id in order)
             {
+                if (quarantined.ContainsKey(id)) continue;   // its submission could not be read
                 try
                 {
                     SweepDefinitionJson.Read(sweeps[id].Definition);   // one journaled before submissions were validated may not pass now
@@ -149,6 +151,11 @@ public sealed class SweepManager : ReceivePersistentActor, IWithTimers
             sender.Tell(new Status.Failure(new ArgumentException($"Sweep '{submit.SweepId}' was cancelled on this cluster; submit it under a new name.")));
             return;
         }
+        if (quarantined.TryGetValue(submit.SweepId, out var why))
+        {
+            sender.Tell(new Status.Failure(new ArgumentException($"Sweep '{submit.SweepId}' is quarantined on this cluster: {why}")));
+            return;
+        }
         if (sweeps.TryGetValue(submit.SweepId, out var known))
         {
             // Submitted again (a resume): the coordinator answers that nothing new happened, or why it refuses.
@@ -192,6 +199,23 @@ public sealed class SweepManager : ReceivePersistentActor, IWithTimers
             log.Warning("sweep manager: sweep {0} cancelled; its trials are handed out no more", e.SweepId);
             sender.Tell(new Accepted(1));
         });
+    }
+
+    private void Unreadable(UnreadableManagerEvent e)
+    {
+        var why = $"its {e.Manifest} row {LastSequenceNr} in the sweep manager's journal cannot be read ({e.Reason}); restore the journal from a backup, or submit the sweep under a new name";
+        if (e.SweepId is { } id && SweepFiles.NamePattern().IsMatch(id))
+        {
+            if (e.Manifest.StartsWith("sweep-cancelled", StringComparison.Ordinal))
+            {
+                cancelled.Add(id);   // what was cancelled stays cancelled
+                log.Error("sweep manager: a cancellation of sweep {0} cannot be read ({1}); the sweep stays cancelled", id, e.Reason);
+                return;
+            }
+            if (sweeps.TryAdd(id, new SubmittedSweep(id, ""))) order.Add(id);
+            Quarantine(id, why);
+        }
+        else Quarantine($"(manager journal row {LastSequenceNr})", why);
     }
 
     private void Quarantine(string sweepId, string reason)

@@ -85,6 +85,19 @@ public sealed class SweepEventSerializer(ExtendedActorSystem system) : Serialize
 
     public override byte[] ToBinary(object obj) => JsonSerializer.SerializeToUtf8Bytes(obj, obj.GetType(), Json);
 
+    /// <summary>The "sweep_id" a damaged body still names, if it parses that far.</summary>
+    private static string? SweepIdIn(byte[] bytes)
+    {
+        try
+        {
+            return System.Text.Json.Nodes.JsonNode.Parse(bytes)?["sweep_id"]?.GetValue<string>();
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException)
+        {
+            return null;
+        }
+    }
+
     public override object FromBinary(byte[] bytes, string manifest)
     {
         if (!Types.TryGetValue(manifest, out var type))
@@ -99,6 +112,9 @@ public sealed class SweepEventSerializer(ExtendedActorSystem system) : Serialize
         {
             // A snapshot is only a shortcut: an unreadable one is offered as such, and the coordinator replays the events instead.
             if (type == typeof(SweepSnapshot)) return new UnreadableSnapshot($"{manifest}: {e.Message}");
+            // The sweep manager's journal holds every sweep's submission: one damaged row must cost that sweep, not all of them.
+            if (type == typeof(Cluster.SweepSubmitted) || type == typeof(Cluster.SweepCancelled))
+                return new Cluster.UnreadableManagerEvent(manifest, SweepIdIn(bytes), e.Message);
             throw new System.Runtime.Serialization.SerializationException($"Unreadable sweep event '{manifest}': {e.Message}", e);
         }
     }

@@ -57,7 +57,7 @@ internal sealed class OperatorEndpoint : IAsyncDisposable
             })
             .AddPrometheusExporter());
         var app = builder.Build();
-        var json = new JsonSerializerOptions { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
+        var json = SweepReport.JsonOptions;
         if (loopback) app.UseHostFiltering();
         if (token is not null)
         {

@@ -107,10 +107,16 @@ internal static class SweepReport
     public static string MetricOf(SweepState state)
         => state.Trials.Values.Select(t => t.Metrics?.Metric).FirstOrDefault(m => m is not null) ?? ScoreMetric.Recall;
 
-    public static string Json(SweepState state) => JsonSerializer.Serialize(Rows(state), new JsonSerializerOptions
+    /// <summary>
+    /// The JSON of `results --format json` and of the operators' API: rows name their fields themselves, and what they
+    /// carry (a curve's points, the scheduler's rungs) is written in the same snake case ("step", "total_steps").
+    /// </summary>
+    public static readonly JsonSerializerOptions JsonOptions = new()
     {
-        WriteIndented = true, NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
-    });
+        WriteIndented = true, NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals, PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+    };
+
+    public static string Json(SweepState state) => JsonSerializer.Serialize(Rows(state), JsonOptions);
 
     /// <summary>
     /// A plain-text table for the end of a run (readable in a log or a redirected file): each trial by what it is, its scores

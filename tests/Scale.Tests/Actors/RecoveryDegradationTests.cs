@@ -49,14 +49,6 @@ public sealed class RecoveryDegradationTests() : SqliteTestKit("recovery-tests")
         return Convert.ToInt64(command.ExecuteScalar());
     }
 
-    private int Execute(string sql)
-    {
-        using var connection = new SqliteConnection($"Data Source={Path.Combine(Root, "sweeps.db")};Pooling=False");
-        connection.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = sql;
-        return command.ExecuteNonQuery();
-    }
 
     /// <summary>Damage as hex: a body that does not parse, and one that parses but is not the record (a schema change, a hand edit).</summary>
     public static TheoryData<string> Damages => new() { "7B6E6F74206A736F6E" /* {not json */, "7B7D" /* {} */ };

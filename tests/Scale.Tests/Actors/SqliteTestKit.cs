@@ -9,17 +9,32 @@ namespace Scale.Tests.Actors;
 /// </summary>
 public abstract class SqliteTestKit : Akka.TestKit.Xunit2.TestKit
 {
-    protected SqliteTestKit(string systemName) : this(systemName, Path.Combine(Path.GetTempPath(), $"scale-{systemName}-{Guid.NewGuid():N}"))
+    protected SqliteTestKit(string systemName) : this(systemName, Config.Empty)
     {
     }
 
-    private SqliteTestKit(string systemName, string root)
-        : base(ConfigurationFactory.ParseString("akka.test.single-expect-default = 60s\nakka.loglevel = WARNING")
+    /// <summary>With <paramref name="config"/> before the journal's (a cluster node's, for actors that need the cluster).</summary>
+    protected SqliteTestKit(string systemName, Config config) : this(systemName, config, Path.Combine(Path.GetTempPath(), $"scale-{systemName}-{Guid.NewGuid():N}"))
+    {
+    }
+
+    private SqliteTestKit(string systemName, Config config, string root)
+        : base(ConfigurationFactory.ParseString("akka.test.single-expect-default = 60s\nakka.loglevel = WARNING").WithFallback(config)
                    .WithFallback(PersistenceConfig.Sqlite(Path.Combine(Directory.CreateDirectory(root).FullName, "sweeps.db"))), systemName)
         => Root = root;
 
     /// <summary>The test's directory; its journal is Root/sweeps.db.</summary>
     protected string Root { get; }
+
+    /// <summary>Runs a statement on the journal's database directly (as a disk fault or a hand edit would change it); rows changed.</summary>
+    protected int Execute(string sql)
+    {
+        using var connection = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={Path.Combine(Root, "sweeps.db")};Pooling=False");
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        return command.ExecuteNonQuery();
+    }
 
     protected override void AfterAll()
     {

@@ -58,7 +58,8 @@ public class DashboardBrowserTests
         using var dir = new TempDirectory();
         var file = dir.Combine("long.hocon");
         // Long enough that the first trained trial is still running however slowly the browser starts (about 50 steps/s here).
-        File.WriteAllText(file, SweepProcessTestsSweep.Tiny.Replace("steps = 60", "steps = 60000"));
+        // Scored every 25 steps too, so that the chart of scores during training has points to draw.
+        File.WriteAllText(file, SweepProcessTestsSweep.Tiny.Replace("steps = 60", "steps = 60000").Replace("checkpoint-every = 5", "checkpoint-every = 5\n  evaluate-every = 25"));
         var ready = new TaskCompletionSource<string>();
         string? url = null;
         using var run = ScaleProcess.Start(line =>
@@ -83,6 +84,10 @@ public class DashboardBrowserTests
             var later = Until(browser, () => StepOfRunningTrial() is var s && s != first ? s : null, "the running trial's step changing");
             Assert.True(int.Parse(later.Split('/')[0]) > int.Parse(first.Split('/')[0]), $"{first} then {later}");
             Until(browser, () => browser.FindElements(By.CssSelector("svg#loss polyline.loss-curve")).Count > 0 ? "" : null, "a loss curve");
+            // The scores during training are drawn from the API's points (step, retention, acquisition): numbers, not NaN.
+            var scores = Until(browser, () => browser.FindElements(By.CssSelector("polyline.score-curve")).Select(p => p.GetAttribute("points"))
+                .FirstOrDefault(p => p.Split(' ').Length >= 2), "a curve of scores during training");
+            Assert.DoesNotContain("NaN", scores);
             // Read in one script, between two refreshes of the page, so that the table and the chart are from the same data.
             var counts = (System.Collections.ObjectModel.ReadOnlyCollection<object>)((IJavaScriptExecutor)browser).ExecuteScript(
                 "return [document.querySelectorAll('#trials tbody td.state-completed').length, " +
