@@ -136,6 +136,29 @@ public sealed record SweepCancelled(string SweepId) : ISweepEvent;
 /// </summary>
 public sealed record UnreadableManagerEvent(string Manifest, string? SweepId, string Reason);
 
+/// <summary>
+/// The directories a cluster reads a submitted sweep's data from (text and shard folders, an imported base), as its
+/// operator configured them (`scale seed --data-roots`; the data directory by default): a submission that names a
+/// path outside them is refused, so that nobody who can submit a sweep makes the workers read (and report on) any file
+/// they can see.
+/// </summary>
+public static class DataRoots
+{
+    /// <summary>Throws ArgumentException naming the first path of <paramref name="sweep"/> outside <paramref name="roots"/> (symbolic links resolved).</summary>
+    public static void Check(SweepDefinition sweep, IReadOnlyList<string> roots)
+    {
+        var paths = new[] { ("old.folder", sweep.Experiment.Old.Folder), ("new.folder", sweep.Experiment.New.Folder), ("base", sweep.Experiment.BaseModel) };
+        foreach (var (what, path) in paths)
+        {
+            if (path is null) continue;
+            if (!Path.IsPathRooted(path)) throw new ArgumentException($"{what} '{path}' must be an absolute path on the cluster.");
+            if (!roots.Any(root => Trainers.SweepPaths.IsOrContains(root, path)))
+                throw new ArgumentException($"{what} '{path}' lies outside the directories this cluster reads data from ({string.Join(", ", roots)}); " +
+                                            "an operator adds one with `scale seed --data-roots`.");
+        }
+    }
+}
+
 /// <summary>A resolved sweep definition as JSON and back: what a submitter sends and a worker plans from.</summary>
 public static class SweepDefinitionJson
 {

@@ -28,11 +28,12 @@ public sealed class SweepManager : ReceivePersistentActor, IWithTimers
     private readonly Dictionary<string, string> unprepared = new();   // what workers reported since this manager started; not journaled
     private readonly HashSet<string> cancelled = new();
     private readonly TimeSpan memberCheck;
+    private readonly IReadOnlyList<string> dataRoots;
     private readonly ILoggingAdapter log = Context.GetLogger();
 
-    public SweepManager(TimeSpan memberCheck)
+    public SweepManager(IReadOnlyList<string> dataRoots, TimeSpan memberCheck)
     {
-        this.memberCheck = memberCheck;
+        (this.dataRoots, this.memberCheck) = (dataRoots, memberCheck);
         Recover<SweepSubmitted>(Add);
         Recover<SweepCancelled>(e => cancelled.Add(e.SweepId));
         Recover<UnreadableManagerEvent>(Unreadable);
@@ -110,10 +111,13 @@ public sealed class SweepManager : ReceivePersistentActor, IWithTimers
 
     public ITimerScheduler Timers { get; set; } = null!;
 
-    /// <summary>The manager under a backoff supervisor: a database that cannot be reached stops it, and it is started again with backoff.</summary>
-    public static Props Props(TimeSpan? memberCheck = null)
+    /// <summary>
+    /// The manager under a backoff supervisor: a database that cannot be reached stops it, and it is started again with
+    /// backoff. A submission's data paths must lie inside <paramref name="dataRoots"/> (<see cref="DataRoots"/>).
+    /// </summary>
+    public static Props Props(IReadOnlyList<string> dataRoots, TimeSpan? memberCheck = null)
         => BackoffSupervisor.Props(Backoff.OnStop(
-            Akka.Actor.Props.Create(() => new SweepManager(memberCheck ?? TimeSpan.FromSeconds(2))),
+            Akka.Actor.Props.Create(() => new SweepManager(dataRoots, memberCheck ?? TimeSpan.FromSeconds(2))),
             "manager", TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(30), 0.2, -1));
 
     protected override void PreStart()
@@ -139,6 +143,7 @@ public sealed class SweepManager : ReceivePersistentActor, IWithTimers
         {
             definition = SweepDefinitionJson.Read(submit.Definition);
             if (definition.Name != submit.SweepId) throw new ArgumentException($"the definition is named '{definition.Name}', not '{submit.SweepId}'");
+            DataRoots.Check(definition, dataRoots);
         }
         catch (ArgumentException e)
         {

@@ -160,6 +160,10 @@ public static partial class SweepPaths
         return Resolve(path).StartsWith(root, StringComparison.Ordinal);
     }
 
+    /// <summary>Whether <paramref name="path"/> is <paramref name="directory"/> or lies inside it (see <see cref="Contains"/>).</summary>
+    public static bool IsOrContains(string directory, string path)
+        => Contains(directory, path) || Resolve(directory).TrimEnd(Path.DirectorySeparatorChar) == Resolve(path).TrimEnd(Path.DirectorySeparatorChar);
+
     /// <summary>The absolute path with every symbolic link on it resolved, component by component (what need not exist is kept as it is).</summary>
     private static string Resolve(string path, int links = 0)
     {

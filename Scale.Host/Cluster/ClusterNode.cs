@@ -44,7 +44,8 @@ internal sealed class ClusterNode : IAsyncDisposable
     /// <summary>The path under which seeds register the manager's proxy with the receptionist.</summary>
     public const string ServicePath = "/user/sweeps-proxy";
 
-    public static async Task<ClusterNode> StartAsync(ClusterConfig cluster, Config? persistence, TimeSpan joinTimeout, CancellationToken cancellation)
+    public static async Task<ClusterNode> StartAsync(ClusterConfig cluster, Config? persistence, TimeSpan joinTimeout, CancellationToken cancellation,
+                                                     IReadOnlyList<string>? dataRoots = null)
     {
         bool seed = cluster.Roles.Contains(ClusterConfig.SeedRole);
         var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
@@ -71,7 +72,7 @@ internal sealed class ClusterNode : IAsyncDisposable
             .WithActors((system, registry, _) =>
             {
                 if (seed)
-                    system.ActorOf(ClusterSingletonManager.Props(SweepManager.Props(), PoisonPill.Instance,
+                    system.ActorOf(ClusterSingletonManager.Props(SweepManager.Props(dataRoots ?? throw new ArgumentException("a seed needs its data roots")), PoisonPill.Instance,
                         ClusterSingletonManagerSettings.Create(system).WithRole(ClusterConfig.SeedRole)), ClusterConfig.ManagerName);
                 var proxy = system.ActorOf(ClusterSingletonProxy.Props($"/user/{ClusterConfig.ManagerName}",
                     ClusterSingletonProxySettings.Create(system).WithRole(ClusterConfig.SeedRole)), "sweeps-proxy");

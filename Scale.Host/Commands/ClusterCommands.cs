@@ -182,6 +182,15 @@ internal sealed class SeedCommand : AsyncCommand<SeedCommand.Settings>
 
         [CommandOption("--journal-file <FILE>"), Description("A file holding the journal's connection string (its first line), e.g. a mounted secret.")]
         public string? JournalFile { get; init; }
+
+        [CommandOption("--data-roots <DIRS>"), Description("Comma-separated directories a submitted sweep may read data from (text and shard folders, an imported base); a submission naming a path elsewhere is refused. Default: --data-dir. Give every seed the same.")]
+        public string? DataRoots { get; init; }
+
+        /// <summary>The roots, absolute; the data directory when none are given.</summary>
+        public IReadOnlyList<string> Roots()
+            => (DataRoots ?? DataDir).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) is { Length: > 0 } roots
+                ? roots.Select(Path.GetFullPath).ToList()
+                : throw new ArgumentException("--data-roots names no directory.");
     }
 
     public override async Task<int> ExecuteAsync(CommandContext context, Settings settings, CancellationToken cancellation)
@@ -190,6 +199,7 @@ internal sealed class SeedCommand : AsyncCommand<SeedCommand.Settings>
         var (host, port) = ClusterConfig.ParseBind(settings.Bind ?? "127.0.0.1:4053");   // every flag checked before the journal is created
         settings.CheckTransport(host, tls);
         var http = settings.Endpoint();
+        var roots = settings.Roots();
         var journal = Journal(settings);
         var seeds = settings.SeedList(required: false, tls is not null);
         if (seeds.Count == 0)
@@ -199,8 +209,8 @@ internal sealed class SeedCommand : AsyncCommand<SeedCommand.Settings>
         }
         var cluster = new ClusterConfig(host, port, seeds, [ClusterConfig.SeedRole]) { PublicHost = settings.PublicHost, Tls = tls };
         using var stop = NodeSettings.OnSignal(cancellation);
-        await using var node = await ClusterNode.StartAsync(cluster, journal.Config, TimeSpan.FromSeconds(settings.JoinTimeout), stop.Token);
-        Console.WriteLine($"Seed {node.SelfAddress} is up (journal: {journal.Description}). Workers join with: scale worker --seeds {node.SelfAddress}");
+        await using var node = await ClusterNode.StartAsync(cluster, journal.Config, TimeSpan.FromSeconds(settings.JoinTimeout), stop.Token, roots);
+        Console.WriteLine($"Seed {node.SelfAddress} is up (journal: {journal.Description}; sweeps read data under {string.Join(", ", roots)}). Workers join with: scale worker --seeds {node.SelfAddress}");
         Console.Out.Flush();
         await using var view = new ClusterNodeView(node, settings.DataDir, seed: true, []);
         await using var endpoint = await OperatorEndpoint.StartOrReport(http.Address, view, http.Token);

@@ -17,7 +17,7 @@ public sealed class ManagerRecoveryTests() : SqliteTestKit("manager-recovery", n
 
     private IActorRef Manager(string name)
     {
-        var manager = Sys.ActorOf(SweepManager.Props(TimeSpan.FromMinutes(10)), name);
+        var manager = Sys.ActorOf(SweepManager.Props([Root], TimeSpan.FromMinutes(10)), name);
         return manager;
     }
 

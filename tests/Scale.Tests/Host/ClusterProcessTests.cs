@@ -374,17 +374,24 @@ public sealed class ClusterProcessTests(PostgresServer postgres, ITestOutputHelp
     {
         using var dir = new TempDirectory();
         string shared = dir.Combine("shared"), seed = $"127.0.0.1:{FreePorts.Next()}";
-        // Text corpora that no node can see: the submission passes (folders are read where the trials train), the
-        // preparation fails on the worker.
+        // Text corpora that no node can see, inside the data roots (the data directory by default): the submission passes
+        // (folders are read where the trials train), the preparation fails on the worker.
+        string Text(string name, string old, string @new) => System.Text.RegularExpressions.Regex.Replace(SweepText(name), @"old \{[^}]*\}\s*new \{[^}]*\}",
+            $"old {{ kind = text, folder = \"{old}\" }}\n new {{ kind = text, folder = \"{@new}\" }}");
         var bad = dir.Combine("bad.hocon");
-        File.WriteAllText(bad, System.Text.RegularExpressions.Regex.Replace(SweepText("unpreparable"), @"old \{[^}]*\}\s*new \{[^}]*\}",
-            $"old {{ kind = text, folder = \"{dir.Combine("nowhere-old")}\" }}\n new {{ kind = text, folder = \"{dir.Combine("nowhere-new")}\" }}"));
+        File.WriteAllText(bad, Text("unpreparable", Path.Combine(shared, "nowhere-old"), Path.Combine(shared, "nowhere-new")));
+        // Folders outside the roots: refused at submission, before anything of it is journaled.
+        var outside = dir.Combine("outside.hocon");
+        File.WriteAllText(outside, Text("outside", dir.Combine("corpus-old"), dir.Combine("corpus-new")));
         var good = dir.Combine("good.hocon");
         File.WriteAllText(good, SweepText("good").Replace("steps = 600", "steps = 60"));
 
         string http = $"127.0.0.1:{FreePorts.Next()}";
         using var seedNode = new NodeProcess("seed", "seed", "--bind", seed, "--data-dir", shared, "--http", http);
         seedNode.WaitFor(l => l.StartsWith("Seed ", StringComparison.Ordinal), Start, "seed up");
+        var refused = ScaleProcess.Run("run", "--cluster", seed, outside, "--plain");
+        Assert.Equal(2, refused.ExitCode);
+        Assert.Contains("lies outside the directories this cluster reads data from", refused.Stderr);
         // The bad sweep is submitted first, so the worker takes it first (the oldest unfinished sweep).
         using var badClient = new NodeProcess("run --cluster bad", "run", "--cluster", seed, bad, "--plain");
         badClient.WaitFor(l => l.StartsWith("Sweep unpreparable submitted", StringComparison.Ordinal), Start, "bad sweep submitted");
