@@ -124,6 +124,7 @@ internal sealed class ClusterNode : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await LeaveAsync();
+        AkkaDefaults.QuietShutdown(System);
         await host.StopAsync(TimeSpan.FromSeconds(30));
         host.Dispose();
     }

@@ -30,6 +30,12 @@ internal static class AkkaDefaults
         akka.log-dead-letters-during-shutdown = off
         akka.coordinated-shutdown.run-by-clr-shutdown-hook = off
         """);
+
+    /// <summary>
+    /// Warnings and errors only from here on: once the loggers stop during shutdown, Akka prints what is still logged to
+    /// stdout at the system's level, so an information line ("Remoting shut down.") would otherwise end a command's output.
+    /// </summary>
+    public static void QuietShutdown(ActorSystem system) => system.EventStream.SetLogLevel(Akka.Event.LogLevel.WarningLevel);
 }
 
 /// <summary>Marker for the sweep coordinator in the actor registry.</summary>
@@ -169,6 +175,7 @@ internal sealed class SweepSystem : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        AkkaDefaults.QuietShutdown(System);
         await host.StopAsync(TimeSpan.FromSeconds(30));
         host.Dispose();
     }

@@ -64,6 +64,7 @@ public class ReadmeRecipeTests
         Assert.Contains("route novelty-auto:0.995:128 (adapt)", stdout);  // the routing axis's rows, by label
         Assert.Contains("route cosine:0.5 (full)", stdout);              // a routed control
         Assert.Contains("5 trials: 5 completed, 0 running, 0 pending, 0 failed", stdout);
+        Assert.DoesNotContain("[INFO]", stdout);   // no line of Akka's own after the command's (its shutdown is quiet)
         Assert.True(File.Exists(dir.Combine("my-shift.png")));
         Assert.True(File.Exists(dir.Combine("my-shift-report", "report.md")));
         Assert.True(File.Exists(dir.Combine("shards", "korean", "index.json")));
