@@ -204,6 +204,9 @@ public sealed record ClusterConfig(string Host, int Port, IReadOnlyList<string> 
                 singleton.role = {{SeedRole}}
                 singleton-proxy.role = {{SeedRole}}
                 singleton-proxy.buffer-size = 1000
+                # Akka.NET 1.5 starts this warning's timer with no delay, so it fires before the first member is even Up; a
+                # seed's readiness probe says when the sweep manager does not answer.
+                singleton-proxy.log-singleton-identification-failure = off
                 log-info = off
               }
               coordinated-shutdown.exit-clr = off

@@ -123,11 +123,14 @@ public sealed record CancelSweep(string SweepId);
 /// <summary>A worker could not prepare a sweep (its base, its data): it goes on with the others and says why.</summary>
 public sealed record ReportSweepUnprepared(string SweepId, string Worker, string Reason);
 
+/// <summary>What the sweep manager journals (under its own persistence id): not a sweep's event.</summary>
+public interface IManagerEvent;
+
 /// <summary>The sweep manager's persisted event: a sweep was submitted (its coordinator journals the rest).</summary>
-public sealed record SweepSubmitted(string SweepId, string Definition) : ISweepEvent;
+public sealed record SweepSubmitted(string SweepId, string Definition) : IManagerEvent;
 
 /// <summary>The sweep manager's persisted event: a sweep was cancelled (its own journal is kept as it was).</summary>
-public sealed record SweepCancelled(string SweepId) : ISweepEvent;
+public sealed record SweepCancelled(string SweepId) : IManagerEvent;
 
 /// <summary>
 /// A row of the sweep manager's journal that could not be read (damaged, or a schema it does not know), offered in its

@@ -2,6 +2,10 @@ using Akka.Actor;
 using Akka.Event;
 using Akka.Pattern;
 using Akka.Persistence;
+using Akka.Persistence.Query;
+using Akka.Persistence.Sql.Query;
+using Akka.Streams;
+using Akka.Streams.Dsl;
 using Scale.Actors.Sweeps;
 
 namespace Scale.Actors.Cluster;
@@ -20,6 +24,9 @@ public sealed class SweepManager : ReceivePersistentActor, IWithTimers
         public static readonly CheckMembers Instance = new();
     }
 
+    /// <summary>A first submission, with what the sweep's journal already held (<see cref="SweepState"/>) or why it did not answer.</summary>
+    private sealed record FirstSubmission(SubmitSweep Submit, SweepDefinition Definition, IActorRef Sender, object Journal);
+
     private readonly Dictionary<string, SubmittedSweep> sweeps = new();
     private readonly List<string> order = new();
     private readonly Dictionary<string, IActorRef> coordinators = new();
@@ -27,35 +34,38 @@ public sealed class SweepManager : ReceivePersistentActor, IWithTimers
     private readonly Dictionary<string, string> quarantined = new();
     private readonly Dictionary<string, string> unprepared = new();   // what workers reported since this manager started; not journaled
     private readonly HashSet<string> cancelled = new();
+    /// <summary>First submissions waiting for what their sweep's journal already holds, with whom to answer.</summary>
+    private readonly Dictionary<string, IActorRef> pending = new();
     private readonly TimeSpan memberCheck;
-    private readonly IReadOnlyList<string> dataRoots;
+    private readonly IReadOnlyList<string>? dataRoots;
+    private readonly int snapshotEvery;
+    private readonly string? onlySweep;
     private readonly ILoggingAdapter log = Context.GetLogger();
 
-    public SweepManager(IReadOnlyList<string> dataRoots, TimeSpan memberCheck)
+    public SweepManager(IReadOnlyList<string>? dataRoots, TimeSpan memberCheck, int snapshotEvery = 100, string? onlySweep = null)
     {
-        (this.dataRoots, this.memberCheck) = (dataRoots, memberCheck);
+        (this.dataRoots, this.memberCheck, this.snapshotEvery, this.onlySweep) = (dataRoots, memberCheck, snapshotEvery, onlySweep);
+        PersistenceId = onlySweep is null ? ManagerPersistenceId : LocalPersistenceIdOf(onlySweep);
         Recover<SweepSubmitted>(Add);
         Recover<SweepCancelled>(e => cancelled.Add(e.SweepId));
         Recover<UnreadableManagerEvent>(Unreadable);
         Recover<RecoveryCompleted>(_ =>
         {
-            foreach (var id in order)
+            if (LastSequenceNr > 0 || onlySweep is not null)
             {
-                if (quarantined.ContainsKey(id)) continue;   // its submission could not be read
-                try
-                {
-                    SweepDefinitionJson.Read(sweeps[id].Definition);   // one journaled before submissions were validated may not pass now
-                    Coordinator(id);
-                }
-                catch (Exception e) when (e is ArgumentException or InvalidActorNameException)
-                {
-                    // One bad sweep must not disable the manager: it is left out, said in the log, and the others run.
-                    Quarantine(id, $"its definition no longer validates: {e.Message}");
-                }
+                Recovered();
+                return;
             }
-            log.Info("sweep manager: {0} sweep(s) recovered from the journal", order.Count);
+            // Nothing under this id yet: a journal from before it existed may hold the manager's rows under the former id.
+            BecomeStacked(Migrating);
+            PersistenceQuery.Get(Context.System).ReadJournalFor<SqlReadJournal>(SqlReadJournal.Identifier)
+                .CurrentEventsByPersistenceId(LegacyPersistenceId, 0, long.MaxValue)
+                .Select(envelope => envelope.Event).Where(e => e is IManagerEvent or UnreadableManagerEvent)
+                .RunWith(Sink.Seq<object>(), Context.System.Materializer())
+                .PipeTo(Self, success: rows => new LegacyRows(rows), failure: e => new LegacyRows([]) { Error = e });
         });
         Command<SubmitSweep>(Submit);
+        Command<FirstSubmission>(Record);
         Command<CancelSweep>(Cancel);
         Command<ToSweep>(to =>
         {
@@ -95,6 +105,13 @@ public sealed class SweepManager : ReceivePersistentActor, IWithTimers
         // A coordinator whose journal holds an event it cannot read stops and says so: its sweep is left out, the others run.
         Command<SweepQuarantined>(q =>
         {
+            if (pending.Remove(q.SweepId, out var submitter))
+            {
+                // A first submission of a sweep whose existing journal cannot be read: refused, and nothing recorded.
+                if (coordinators.Remove(q.SweepId, out var unreadable)) Context.Stop(unreadable);
+                submitter.Tell(new Status.Failure(new ArgumentException($"Sweep '{q.SweepId}' cannot be recovered: {q.Reason}")));
+                return;
+            }
             if (!sweeps.ContainsKey(q.SweepId)) return;
             if (coordinators.Remove(q.SweepId, out var supervisor)) Context.Stop(supervisor);
             Quarantine(q.SweepId, q.Reason);
@@ -107,17 +124,105 @@ public sealed class SweepManager : ReceivePersistentActor, IWithTimers
         Command<Status.Failure>(f => log.Warning("sweep manager: {0}", f.Cause.Message));
     }
 
-    public override string PersistenceId => "sweep-manager";
+    /// <summary>The manager's journal: an id no sweep's can be (those are `sweep-` and a name of lower-case letters, digits, '-' and '_').</summary>
+    public const string ManagerPersistenceId = "scale.sweep-manager";
+
+    /// <summary>Where versions before it journaled the manager: the id a sweep named `manager` has now.</summary>
+    public const string LegacyPersistenceId = "sweep-manager";
+
+    /// <summary>
+    /// A local run's manager: it manages the run's one sweep (other processes may run other sweeps of the same data
+    /// directory at once), under an id of that sweep's, which only the process holding the sweep's lock writes.
+    /// </summary>
+    public static string LocalPersistenceIdOf(string sweepId) => $"scale.local-run.{sweepId}";
+
+    public override string PersistenceId { get; }
+
+    /// <summary>The manager's rows of a journal written before <see cref="ManagerPersistenceId"/> (none if there are none).</summary>
+    private sealed record LegacyRows(IReadOnlyList<object> Rows)
+    {
+        public Exception? Error { get; init; }
+    }
+
+    /// <summary>
+    /// Copies the former id's manager rows to this one, once: afterwards the manager recovers from its own id only, and
+    /// the former id belongs to a sweep named `manager` (whose coordinator skips these rows). Rows that cannot be read
+    /// are applied from there on every start instead, and nothing is copied until every row reads.
+    /// </summary>
+    private void Migrating()
+    {
+        Command<LegacyRows>(legacy =>
+        {
+            if (legacy.Error is not null)
+                throw new InvalidOperationException($"sweep manager: the journal's rows under {LegacyPersistenceId} could not be read: {legacy.Error.Message}", legacy.Error);
+            var readable = legacy.Rows.OfType<IManagerEvent>().ToList();
+            foreach (var row in legacy.Rows) Apply(row);
+            if (readable.Count == 0 || readable.Count < legacy.Rows.Count)
+            {
+                if (readable.Count < legacy.Rows.Count)
+                    log.Warning("sweep manager: {0} of the {1} rows under {2} cannot be read; they are applied from there until the journal is restored",
+                                legacy.Rows.Count - readable.Count, legacy.Rows.Count, LegacyPersistenceId);
+                Ready();
+                return;
+            }
+            PersistAll(readable, _ => { });
+            DeferAsync(readable.Count, _ =>
+            {
+                log.Info("sweep manager: {0} row(s) copied from {1} to {2}", readable.Count, LegacyPersistenceId, ManagerPersistenceId);
+                Ready();
+            });
+        });
+        CommandAny(_ => Stash.Stash());
+    }
+
+    private void Ready()
+    {
+        UnbecomeStacked();
+        Stash.UnstashAll();
+        Recovered();
+    }
+
+    private void Apply(object row)
+    {
+        switch (row)
+        {
+            case SweepSubmitted e: Add(e); break;
+            case SweepCancelled e: cancelled.Add(e.SweepId); break;
+            case UnreadableManagerEvent e: Unreadable(e); break;
+        }
+    }
+
+    /// <summary>Every recovered sweep gets its coordinator (which recovers its own journal); one that no longer validates is left out.</summary>
+    private void Recovered()
+    {
+        foreach (var id in order)
+        {
+            if (quarantined.ContainsKey(id)) continue;   // its submission could not be read
+            try
+            {
+                SweepDefinitionJson.Read(sweeps[id].Definition);   // one journaled before submissions were validated may not pass now
+                Coordinator(id);
+            }
+            catch (Exception e) when (e is ArgumentException or InvalidActorNameException)
+            {
+                // One bad sweep must not disable the manager: it is left out, said in the log, and the others run.
+                Quarantine(id, $"its definition no longer validates: {e.Message}");
+            }
+        }
+        log.Info("sweep manager: {0} sweep(s) recovered from the journal", order.Count);
+    }
 
     public ITimerScheduler Timers { get; set; } = null!;
 
     /// <summary>
     /// The manager under a backoff supervisor: a database that cannot be reached stops it, and it is started again with
-    /// backoff. A submission's data paths must lie inside <paramref name="dataRoots"/> (<see cref="DataRoots"/>).
+    /// backoff. A submission's data paths must lie inside <paramref name="dataRoots"/> (<see cref="DataRoots"/>); null
+    /// checks none (a local run: the submitter is the machine's own user). Its coordinators snapshot every
+    /// <paramref name="snapshotEvery"/> events.
     /// </summary>
-    public static Props Props(IReadOnlyList<string> dataRoots, TimeSpan? memberCheck = null)
+    public static Props Props(IReadOnlyList<string>? dataRoots, TimeSpan? memberCheck = null, int snapshotEvery = 100, string? onlySweep = null)
         => BackoffSupervisor.Props(Backoff.OnStop(
-            Akka.Actor.Props.Create(() => new SweepManager(dataRoots, memberCheck ?? TimeSpan.FromSeconds(2))),
+            Akka.Actor.Props.Create(() => new SweepManager(dataRoots, memberCheck ?? TimeSpan.FromSeconds(2), snapshotEvery, onlySweep)),
             "manager", TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(30), 0.2, -1));
 
     protected override void PreStart()
@@ -141,9 +246,11 @@ public sealed class SweepManager : ReceivePersistentActor, IWithTimers
         SweepDefinition definition;
         try
         {
+            if (onlySweep is not null && submit.SweepId != onlySweep)
+                throw new ArgumentException($"this process runs sweep '{onlySweep}' only");
             definition = SweepDefinitionJson.Read(submit.Definition);
             if (definition.Name != submit.SweepId) throw new ArgumentException($"the definition is named '{definition.Name}', not '{submit.SweepId}'");
-            DataRoots.Check(definition, dataRoots);
+            if (dataRoots is not null) DataRoots.Check(definition, dataRoots);
         }
         catch (ArgumentException e)
         {
@@ -167,7 +274,7 @@ public sealed class SweepManager : ReceivePersistentActor, IWithTimers
             var before = SweepDefinitionJson.Read(known.Definition);
             try
             {
-                definition.CheckResumes(before.Fingerprint, before.Trials.Select(t => t.Id).ToList(), "in this cluster");
+                definition.CheckResumes(before.Fingerprint, before.Trials.Select(t => t.Id).ToList(), "in this journal");
             }
             catch (ArgumentException e)
             {
@@ -175,6 +282,42 @@ public sealed class SweepManager : ReceivePersistentActor, IWithTimers
                 return;
             }
             Coordinator(submit.SweepId).Tell(definition.StartCommand, sender);
+            return;
+        }
+        // The sweep may already have a journal that no submission of this manager names (a local run of an earlier version
+        // wrote its coordinator's events only): its coordinator recovers it first, and a changed definition is refused
+        // before anything is recorded.
+        if (pending.ContainsKey(submit.SweepId))
+        {
+            sender.Tell(new Status.Failure(new InvalidOperationException($"Sweep '{submit.SweepId}' is being submitted by another client; submit it again in a moment.")));
+            return;
+        }
+        pending[submit.SweepId] = sender;
+        var coordinator = Coordinator(submit.SweepId);
+        coordinator.Ask<object>(GetSweepState.Instance, TimeSpan.FromMinutes(1)).PipeTo(Self,
+            success: journal => new FirstSubmission(submit, definition, sender, journal),
+            failure: e => new FirstSubmission(submit, definition, sender, new Status.Failure(e)));
+    }
+
+    private void Record(FirstSubmission first)
+    {
+        var (submit, definition, sender) = (first.Submit, first.Definition, first.Sender);
+        if (!pending.Remove(submit.SweepId)) return;   // answered already (its journal cannot be read)
+        if (sweeps.ContainsKey(submit.SweepId))
+        {
+            Self.Tell(submit, sender);   // submitted meanwhile: answered as a resubmission
+            return;
+        }
+        try
+        {
+            if (first.Journal is not SweepState journal)
+                throw new InvalidOperationException($"Sweep '{submit.SweepId}': its journal did not answer ({(first.Journal as Status.Failure)?.Cause.Message}); submit it again.");
+            if (journal.Started) definition.CheckResumes(journal.Fingerprint, journal.Order, "in this journal");
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException)
+        {
+            if (coordinators.Remove(submit.SweepId, out var unused)) Context.Stop(unused);
+            sender.Tell(new Status.Failure(e));
             return;
         }
         Persist(new SweepSubmitted(submit.SweepId, submit.Definition), e =>
@@ -237,7 +380,7 @@ public sealed class SweepManager : ReceivePersistentActor, IWithTimers
     private IActorRef Coordinator(string sweepId)
     {
         if (coordinators.TryGetValue(sweepId, out var existing)) return existing;
-        return coordinators[sweepId] = Context.ActorOf(SweepCoordinator.Supervised(sweepId), $"sweep-{sweepId}");
+        return coordinators[sweepId] = Context.ActorOf(SweepCoordinator.Supervised(sweepId, snapshotEvery), $"sweep-{sweepId}");
     }
 
     /// <summary>Nodes that are members and not downed still run their trials (an unreachable node may come back until it is downed).</summary>

@@ -35,16 +35,37 @@ public static class PersistenceConfig
         if (directory is not null) Directory.CreateDirectory(directory);
         try
         {
-            using var connection = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={databaseFile};Default Timeout=30");
-            connection.Open();
-            using var command = connection.CreateCommand();
-            command.CommandText = "PRAGMA journal_mode=WAL;";
-            command.ExecuteScalar();
+            Pragma(databaseFile, "journal_mode=WAL");
         }
         catch (Microsoft.Data.Sqlite.SqliteException)
         {
-            // A file that cannot be opened as a database is reported by the journal itself, with how to resume.
+            // A file that cannot be opened as a database is refused by CheckSqliteOpens, or by the journal itself.
         }
+    }
+
+    /// <summary>
+    /// Refuses, with the cause in one line, a SQLite journal that cannot be opened as a database (a directory in its
+    /// place, a file of another kind, no permission): the journal's own actors would only be restarted with backoff.
+    /// </summary>
+    public static void CheckSqliteOpens(string databaseFile)
+    {
+        try
+        {
+            Pragma(databaseFile, "schema_version");
+        }
+        catch (Microsoft.Data.Sqlite.SqliteException e)
+        {
+            throw new InvalidOperationException($"the sweep journal {Path.GetFullPath(databaseFile)} cannot be opened: {e.Message}", e);
+        }
+    }
+
+    private static void Pragma(string databaseFile, string pragma)
+    {
+        using var connection = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={Path.GetFullPath(databaseFile)};Default Timeout=30;Pooling=False");
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = $"PRAGMA {pragma};";
+        command.ExecuteScalar();
     }
 
     /// <summary>A PostgreSQL database (Npgsql connection string: Host=…;Port=…;Database=…;Username=…;Password=…).</summary>
@@ -85,6 +106,7 @@ public static class PersistenceConfig
               serializers.scale-sweep = "Scale.Actors.Sweeps.SweepEventSerializer, Scale.Actors"
               serialization-bindings {
                 "Scale.Actors.Sweeps.ISweepEvent, Scale.Actors" = scale-sweep
+                "Scale.Actors.Cluster.IManagerEvent, Scale.Actors" = scale-sweep
                 "Scale.Actors.Sweeps.SweepSnapshot, Scale.Actors" = scale-sweep
               }
               serialization-identifiers {

@@ -18,6 +18,7 @@ public static class SweepReadModel
     {
         var journal = PersistenceQuery.Get(system).ReadJournalFor<SqlReadJournal>(SqlReadJournal.Identifier);
         var events = await journal.CurrentEventsByPersistenceId(SweepCoordinator.PersistenceIdOf(sweepId), 0, long.MaxValue)
+            .Where(envelope => envelope.Event is not (Cluster.IManagerEvent or Cluster.UnreadableManagerEvent))   // an earlier manager's rows (SweepCoordinator)
             .Select(envelope => envelope.Event as ISweepEvent
                 ?? throw new InvalidOperationException($"sweep {sweepId}: the journal holds a {envelope.Event.GetType().Name} at {envelope.SequenceNr}, not a sweep event"))
             .RunWith(Sink.Seq<ISweepEvent>(), system.Materializer()).WaitAsync(cancellation);

@@ -29,6 +29,13 @@ public sealed record TrialStopRequested(string TrialId, int Attempt, string Reas
 /// </summary>
 public sealed record SweepQuarantined(string SweepId, string Reason);
 
+/// <summary>
+/// A write or read of a sweep's journal failed (the database locked past its busy timeout, a full disk, a lost server):
+/// the coordinator stops and its supervisor starts it again; said on the event stream, so that a process waiting on
+/// the sweep can bound how long it waits.
+/// </summary>
+public sealed record SweepJournalFault(string SweepId, string Reason);
+
 /// <summary>Asks for the coordinator's current state.</summary>
 public sealed record GetSweepState
 {
@@ -61,6 +68,10 @@ public sealed class SweepCoordinator : ReceivePersistentActor
             if (offer.Snapshot is SweepSnapshot snapshot) state = snapshot.ToState();
             else if (offer.Snapshot is UnreadableSnapshot bad) unreadableSnapshot = (offer.Metadata.SequenceNr, bad.Reason);
         });
+        // Journals written before the sweep manager had an id of its own (sweep-manager, now a sweep's id like any other)
+        // hold the manager's rows there: they are the manager's, copied to its own id, and a sweep named `manager` skips them.
+        Recover<Cluster.IManagerEvent>(_ => { });
+        Recover<Cluster.UnreadableManagerEvent>(_ => { });
         Recover<ISweepEvent>(e =>
         {
             if (unreadableSnapshot is null) state = state.Apply(e);   // after an unreadable snapshot the events alone are not the state
@@ -101,7 +112,20 @@ public sealed class SweepCoordinator : ReceivePersistentActor
             Context.GetLogger().Error("sweep {0} is quarantined: {1}; its journal is kept as it is", sweepId, why);
             Context.System.EventStream.Publish(new SweepQuarantined(sweepId, why));
         }
+        else Context.System.EventStream.Publish(new SweepJournalFault(sweepId, Innermost(reason).Message));
         base.OnRecoveryFailure(reason, message);
+    }
+
+    protected override void OnPersistFailure(Exception cause, object @event, long sequenceNr)
+    {
+        Context.System.EventStream.Publish(new SweepJournalFault(sweepId, Innermost(cause).Message));
+        base.OnPersistFailure(cause, @event, sequenceNr);
+    }
+
+    private static Exception Innermost(Exception e)
+    {
+        while (e.InnerException is not null) e = e.InnerException;
+        return e;
     }
 
     /// <summary>The serialization failure behind a recovery failure, if that is what it was.</summary>
@@ -124,8 +148,8 @@ public sealed class SweepCoordinator : ReceivePersistentActor
     /// <paramref name="maxBackoff"/>, recovering from the journal each time. A write that failed was not recorded,
     /// and the trainer sends it again, so nothing is recorded twice.
     /// </summary>
-    public static Props Supervised(string sweepId, TimeSpan? minBackoff = null, TimeSpan? maxBackoff = null)
-        => Akka.Pattern.BackoffSupervisor.Props(Akka.Pattern.Backoff.OnStop(Props(sweepId), "coordinator",
+    public static Props Supervised(string sweepId, int snapshotEvery = 100, TimeSpan? minBackoff = null, TimeSpan? maxBackoff = null)
+        => Akka.Pattern.BackoffSupervisor.Props(Akka.Pattern.Backoff.OnStop(Props(sweepId, snapshotEvery), "coordinator",
             minBackoff ?? TimeSpan.FromSeconds(1), maxBackoff ?? TimeSpan.FromSeconds(30), 0.2, -1));
 
     private void Handle(ISweepCommand command)

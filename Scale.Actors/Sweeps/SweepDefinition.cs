@@ -66,7 +66,6 @@ public sealed record SweepDefinition
     public SweepDefinition Validate()
     {
         if (!SweepFiles.NamePattern().IsMatch(Name ?? "")) throw new ArgumentException($"sweep name '{Name}' must be lower-case letters, digits, '-' and '_' (at most 64).");
-        if (SweepFiles.Reserved(Name!) is { } reserved) throw new ArgumentException($"sweep name {reserved}");
         if (Trials is null || Trials.Count == 0) throw new ArgumentException($"sweep '{Name}' has no trials.");
         foreach (var trial in Trials) Trainers.SweepPaths.Segment(trial.Id ?? "", "trial id");
         if (Trials.Select(t => t.Id).Distinct().Count() != Trials.Count) throw new ArgumentException($"sweep '{Name}' has two trials with one id.");
@@ -157,13 +156,6 @@ public static partial class SweepFiles
     [GeneratedRegex("^[a-z0-9][a-z0-9_-]{0,63}$")]
     internal static partial Regex NamePattern();
 
-    /// <summary>
-    /// Why <paramref name="name"/> cannot name a sweep, or null. A sweep's journal is `sweep-{name}`, and the cluster's sweep
-    /// manager keeps its own under `sweep-manager`: a sweep named `manager` would replay the manager's events and fail.
-    /// </summary>
-    internal static string? Reserved(string name)
-        => name == "manager" ? "'manager' is reserved: the cluster's sweep manager keeps its journal under that name." : null;
-
     /// <summary>The `scheduler` block: `kind = asha`, the metric and its direction, the first rung and the reduction factor.</summary>
     private static SchedulerSpec ParseScheduler(Config sweep, SweepDefinition definition, string source)
     {
@@ -202,7 +194,6 @@ public static partial class SweepFiles
 
         var name = Hocon.Get(c, "name", k => c.GetString(k), null, source, "sweep.") ?? Fail("name", "is required (lower-case letters, digits, '-' and '_').");
         if (!NamePattern().IsMatch(name)) Fail("name", $"'{name}' must be lower-case letters, digits, '-' and '_' (at most 64).");
-        if (Reserved(name) is { } reserved) Fail("name", reserved);
 
         ExperimentSpec experiment;
         if (!c.HasPath("experiment")) Fail("experiment", "is required: a built-in experiment (bio, bio-ko, bio-qa, bio-validation), a file, or an inline block.");

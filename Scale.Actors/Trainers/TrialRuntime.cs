@@ -127,6 +127,21 @@ public sealed class TrialRuntime : IDisposable
 }
 
 /// <summary>
+/// How many of a sweep's trials a node runs at once and with how many threads each — one policy for `scale run` and
+/// `scale worker`: up to the sweep's max-concurrent within the node's thread budget (a lock-step group needs no thread
+/// per member), split evenly between the node's devices, the budget split evenly between the running trials.
+/// </summary>
+public readonly record struct TrialSlots(int PerDevice, int ThreadsPerTrial)
+{
+    public static TrialSlots For(SweepDefinition sweep, int threadBudget, int devices)
+    {
+        if (threadBudget < 1 || devices < 1) throw new ArgumentException($"a node needs at least one thread and one device, got {threadBudget} and {devices}");
+        int perDevice = Math.Max(1, sweep.ConcurrentTrials(threadBudget) / devices);
+        return new TrialSlots(perDevice, Math.Max(1, threadBudget / (perDevice * devices)));
+    }
+}
+
+/// <summary>
 /// Where a sweep's files live under a data directory. Sweep names and trial ids become path segments, so each is
 /// checked to be one safe segment (no separator, no "." or "..", no absolute path) and the path it makes to stay
 /// inside the data directory: a name from a submitted sweep or a journal can never reach outside it.

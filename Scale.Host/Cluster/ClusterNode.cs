@@ -44,23 +44,36 @@ internal sealed class ClusterNode : IAsyncDisposable
     /// <summary>The path under which seeds register the manager's proxy with the receptionist.</summary>
     public const string ServicePath = "/user/sweeps-proxy";
 
-    public static async Task<ClusterNode> StartAsync(ClusterConfig cluster, Config? persistence, TimeSpan joinTimeout, CancellationToken cancellation,
-                                                     IReadOnlyList<string>? dataRoots = null)
+    public static Task<ClusterNode> StartAsync(ClusterConfig cluster, Config? persistence, TimeSpan joinTimeout, CancellationToken cancellation,
+                                               IReadOnlyList<string>? dataRoots = null)
+        => StartAsync(new NodeOptions(cluster) { Persistence = persistence, JoinTimeout = joinTimeout, DataRoots = dataRoots, CheckDataRoots = true }, cancellation);
+
+    /// <summary>
+    /// Starts the node and returns once it is an Up member: a node with no seed nodes joins itself (a local run's cluster
+    /// of one, on a free port).
+    /// </summary>
+    public static async Task<ClusterNode> StartAsync(NodeOptions options, CancellationToken cancellation)
     {
+        var cluster = options.Cluster;
         bool seed = cluster.Roles.Contains(ClusterConfig.SeedRole);
         var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         builder.Logging.ClearProviders();
-        builder.Logging.AddOneLineConsole("HH:mm:ss ");
-        builder.Logging.AddFilter<Microsoft.Extensions.Logging.Console.ConsoleLoggerProvider>(level => level >= LogLevel.Information);
-        builder.Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Warning);
+        if (options.Logging is { } logging) logging(builder.Logging);
+        else
+        {
+            builder.Logging.AddOneLineConsole("HH:mm:ss ");
+            builder.Logging.AddFilter<Microsoft.Extensions.Logging.Console.ConsoleLoggerProvider>(level => level >= LogLevel.Information);
+            builder.Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Warning);
+        }
         var config = ConfigurationFactory.ParseString($"akka.cluster.client.receptionist.role = {ClusterConfig.SeedRole}")
             .WithFallback(AkkaDefaults.Config()).WithFallback(cluster.ToConfig());
-        if (persistence is not null) config = config.WithFallback(persistence);
+        if (options.Persistence is not null) config = config.WithFallback(options.Persistence);
         // Every node carries the cluster tools' serializers: the receptionist on the seeds gossips through distributed pub-sub.
         config = config.WithFallback(ClusterSingleton.DefaultConfig()).WithFallback(ClusterClientReceptionist.DefaultConfig())
             .WithFallback(Akka.Cluster.Tools.PublishSubscribe.DistributedPubSub.DefaultConfig());
         builder.Services.AddSingleton<IHostLifetime, CommandLifetime>();
-        var ssl = cluster.Tls?.Setup();   // the certificate and how peers' certificates are checked
+        var ssl = options.Tls ?? cluster.Tls?.Setup();   // the certificate and how peers' certificates are checked
+        if (seed && options.CheckDataRoots && options.DataRoots is null) throw new ArgumentException("a seed needs its data roots");
         builder.Services.AddAkka(ClusterConfig.SystemName, (akka, _) => (ssl is null ? akka : akka.AddSetup(ssl))
             .AddHocon(config, HoconAddMode.Prepend)
             .ConfigureLoggers(loggers =>
@@ -72,12 +85,12 @@ internal sealed class ClusterNode : IAsyncDisposable
             .WithActors((system, registry, _) =>
             {
                 if (seed)
-                    system.ActorOf(ClusterSingletonManager.Props(SweepManager.Props(dataRoots ?? throw new ArgumentException("a seed needs its data roots")), PoisonPill.Instance,
-                        ClusterSingletonManagerSettings.Create(system).WithRole(ClusterConfig.SeedRole)), ClusterConfig.ManagerName);
+                    system.ActorOf(ClusterSingletonManager.Props(SweepManager.Props(options.CheckDataRoots ? options.DataRoots : null, snapshotEvery: options.SnapshotEvery, onlySweep: options.OnlySweep),
+                        PoisonPill.Instance, ClusterSingletonManagerSettings.Create(system).WithRole(ClusterConfig.SeedRole)), ClusterConfig.ManagerName);
                 var proxy = system.ActorOf(ClusterSingletonProxy.Props($"/user/{ClusterConfig.ManagerName}",
                     ClusterSingletonProxySettings.Create(system).WithRole(ClusterConfig.SeedRole)), "sweeps-proxy");
                 registry.Register<ManagerProxyKey>(proxy);
-                if (seed) ClusterClientReceptionist.Get(system).RegisterService(proxy);
+                if (seed && options.Receptionist) ClusterClientReceptionist.Get(system).RegisterService(proxy);
             })
             .WithDataLoader());
         var host = builder.Build();
@@ -92,17 +105,25 @@ internal sealed class ClusterNode : IAsyncDisposable
         }
         var node = new ClusterNode(host);
         var up = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        Akka.Cluster.Cluster.Get(node.System).RegisterOnMemberUp(() => up.TrySetResult());
-        if (await Task.WhenAny(up.Task, Task.Delay(joinTimeout, cancellation)) != up.Task)
+        var members = Akka.Cluster.Cluster.Get(node.System);
+        members.RegisterOnMemberUp(() => up.TrySetResult());
+        node.Membership = Actors.Telemetry.ClusterMembership.Follow(node.System);
+        if (cluster.SeedNodes.Count == 0) members.Join(members.SelfAddress);
+        if (await Task.WhenAny(up.Task, Task.Delay(options.JoinTimeout, cancellation)) != up.Task)
         {
             await node.DisposeAsync();
             cancellation.ThrowIfCancellationRequested();
+            if (cluster.SeedNodes.Count == 0)
+                throw new InvalidOperationException($"this process could not join its own cluster at {members.SelfAddress} within {options.JoinTimeout.TotalSeconds:0} s");
             throw new Commands.CommandFailedException(
-                $"could not join the cluster through {string.Join(", ", cluster.SeedNodes)} within {joinTimeout.TotalSeconds:0} s: is a seed running there, and reachable?",
+                $"could not join the cluster through {string.Join(", ", cluster.SeedNodes)} within {options.JoinTimeout.TotalSeconds:0} s: is a seed running there, and reachable?",
                 new TimeoutException(), 3);
         }
         return node;
     }
+
+    /// <summary>This node's view of the cluster's membership, from Akka.Cluster.</summary>
+    public Actors.Telemetry.ClusterMembership Membership { get; private set; } = null!;
 
     /// <summary>The root cause of a start-up failure (Akka wraps it in aggregate and invocation exceptions).</summary>
     public static Exception Innermost(Exception e)
@@ -128,6 +149,28 @@ internal sealed class ClusterNode : IAsyncDisposable
         await host.StopAsync(TimeSpan.FromSeconds(30));
         host.Dispose();
     }
+}
+
+/// <summary>How a <see cref="ClusterNode"/> starts: its cluster settings and, on a seed, its journal and the manager's settings.</summary>
+internal sealed record NodeOptions(ClusterConfig Cluster)
+{
+    /// <summary>The journal (a seed's).</summary>
+    public Config? Persistence { get; init; }
+    public TimeSpan JoinTimeout { get; init; } = TimeSpan.FromMinutes(1);
+    /// <summary>Where a submission's data must lie (a seed's <c>--data-roots</c>), when <see cref="CheckDataRoots"/>.</summary>
+    public IReadOnlyList<string>? DataRoots { get; init; }
+    /// <summary>False for a local run: the sweep comes from the machine's own user, whose files it may name anywhere.</summary>
+    public bool CheckDataRoots { get; init; }
+    /// <summary>Events between snapshots of each sweep's state.</summary>
+    public int SnapshotEvery { get; init; } = 100;
+    /// <summary>TLS given in memory (a local run's certificate made for the run) instead of <see cref="ClusterConfig.Tls"/>'s files.</summary>
+    public Akka.Remote.Transport.DotNetty.DotNettySslSetup? Tls { get; init; }
+    /// <summary>Where logs go; null: information and up to the console with the time (a seed's or a worker's).</summary>
+    public Action<ILoggingBuilder>? Logging { get; init; }
+    /// <summary>A local run's one sweep: its manager manages no other (other processes may run other sweeps of the data directory).</summary>
+    public string? OnlySweep { get; init; }
+    /// <summary>Whether clients (`scale run --cluster`, `status --cluster`) may reach the manager through this seed.</summary>
+    public bool Receptionist { get; init; } = true;
 }
 
 /// <summary>

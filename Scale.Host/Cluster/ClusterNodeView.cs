@@ -10,12 +10,13 @@ namespace Scale.Host.Cluster;
 
 /// <summary>
 /// What a seed or a worker shows operators: the whole cluster, from Akka.Cluster's own membership and the cluster's
-/// sweep manager (every sweep with its trials, the quarantined ones with the reason), refreshed every 2 s in the
+/// sweep manager (every sweep with its trials, the quarantined ones with the reason), refreshed every 2 s, and at once when a sweep event is written on this node, in the
 /// background so that a request never waits on the cluster; this node's trainers with the live progress of their
 /// trials; and Prometheus gauges of all of it.
 /// </summary>
 internal sealed class ClusterNodeView : IOperatorView, IAsyncDisposable
 {
+    private static readonly TimeSpan Debounce = TimeSpan.FromMilliseconds(100);
     private static readonly TimeSpan Every = TimeSpan.FromSeconds(2), AskTimeout = TimeSpan.FromSeconds(10), Stale = TimeSpan.FromSeconds(30);
 
     private readonly ClusterNode node;
@@ -38,8 +39,8 @@ internal sealed class ClusterNodeView : IOperatorView, IAsyncDisposable
     {
         (this.node, this.dataDirectory, this.seed) = (node, dataDirectory, seed);
         ownTrainers = devices.Select(d => ($"{node.SelfAddress}/{d}", d)).ToList();
-        Membership = ClusterMembership.Follow(node.System, "endpoint-membership");
-        node.System.ActorOf(Props.Create(() => new Tap(board)), "endpoint-progress");
+        Membership = node.Membership;
+        node.System.ActorOf(Props.Create(() => new Tap(board, Changed)), "endpoint-progress");
         refreshing = Task.Run(RefreshLoop);
         meter.CreateObservableGauge("scale_cluster_members", () => Membership.Current.Members.GroupBy(m => m.Status)
                 .Select(g => new Measurement<int>(g.Count(), new KeyValuePair<string, object?>("status", g.Key))),
@@ -56,18 +57,42 @@ internal sealed class ClusterNodeView : IOperatorView, IAsyncDisposable
                 .SelectMany(t => t.Trials.Where(p => p.TokensPerSecond is not null).Select(p => new Measurement<double>(p.TokensPerSecond!.Value,
                     new KeyValuePair<string, object?>("trainer", t.Trainer), new KeyValuePair<string, object?>("trial", p.Trial)))),
             description: "Tokens per second of each trial training on this node.");
+        meter.CreateObservableGauge("scale_trainer_steps_per_second", () => Running(t => board.StepsPerSecond(t.Trial)),
+            description: "Training steps per second of each trial training on this node.");
+        meter.CreateObservableGauge("scale_trial_loss", () => Running(t => t.Loss),
+            description: "Loss of the latest step of each trial training on this node.");
+        meter.CreateObservableGauge("scale_trial_checkpoint_age_seconds", () => snapshot.Sweeps
+                .SelectMany(s => s.Trials.Values.Where(t => t.Status == TrialStatus.Running))
+                .Select(t => (Trial: t.Spec.Id, Age: board.CheckpointAge(t.Spec.Id))).Where(a => a.Age is not null)
+                .Select(a => new Measurement<double>(a.Age!.Value, new KeyValuePair<string, object?>("trial", a.Trial))),
+            description: "Seconds since each running trial's last checkpoint (or its start), for the sweeps whose coordinator runs on this node.");
     }
 
-    /// <summary>Hears this node's trainers' progress and the sweep events published here.</summary>
+    /// <summary>A measurement per trial training on this node, tagged with its trainer and trial.</summary>
+    private IEnumerable<Measurement<double>> Running(Func<TrainerTrial, double?> value)
+        => Trainers(snapshot.Sweeps).SelectMany(t => t.Trials.Select(p => (Value: value(p), Trainer: t.Trainer, p.Trial)))
+            .Where(m => m.Value is not null)
+            .Select(m => new Measurement<double>(m.Value!.Value, new KeyValuePair<string, object?>("trainer", m.Trainer), new KeyValuePair<string, object?>("trial", m.Trial)));
+
+    /// <summary>Hears this node's trainers' progress and the sweep events published here (a coordinator on this node wrote one).</summary>
     private sealed class Tap : ReceiveActor
     {
-        public Tap(ProgressBoard board)
+        public Tap(ProgressBoard board, Action changed)
         {
             Context.System.EventStream.Subscribe(Self, typeof(TrialProgress));
             Context.System.EventStream.Subscribe(Self, typeof(ISweepEvent));
-            ReceiveAny(board.Observe);
+            ReceiveAny(message =>
+            {
+                board.Observe(message);
+                if (message is ISweepEvent) changed();
+            });
         }
     }
+
+    private TaskCompletionSource changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>A sweep changed on this node: the next refresh comes now rather than at the next period.</summary>
+    private void Changed() => Volatile.Read(ref changed).TrySetResult();
 
     public ClusterMembership Membership { get; }
 
@@ -108,6 +133,7 @@ internal sealed class ClusterNodeView : IOperatorView, IAsyncDisposable
     {
         while (!stop.IsCancellationRequested)
         {
+            Volatile.Write(ref changed, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));   // changes from here on refresh again
             try
             {
                 var list = await SweepPages.AllAsync(get => node.Manager.Ask<object>(get, AskTimeout, stop.Token));
@@ -127,7 +153,9 @@ internal sealed class ClusterNodeView : IOperatorView, IAsyncDisposable
             }
             try
             {
-                await Task.Delay(Every, stop.Token);
+                await Task.WhenAny(Task.Delay(Every, stop.Token), Volatile.Read(ref changed).Task);
+                stop.Token.ThrowIfCancellationRequested();
+                await Task.Delay(Debounce, stop.Token);   // a burst of events is one refresh
             }
             catch (OperationCanceledException)
             {

@@ -104,13 +104,11 @@ internal sealed class WorkerLoop(ClusterNode node, string dataDirectory, IReadOn
         output.WriteLine($"Working on sweep {sweep.Name} ({sweep.Trials.Count} trials) with {string.Join(", ", devices)}, {threads} thread(s).");
         var view = new PlainSweepView(output);
         Devices.UseThreads(threads);
-        // One trial per device, or in lock-step (every trial of the sweep can share the base's forward) a group of up to
-        // max-concurrent per device: its members wait for each other, so they need no thread each.
-        int slots = sweep.EveryTrialInLockStep ? Math.Max(1, sweep.MaxConcurrent / devices.Count) : 1;
+        var slots = TrialSlots.For(sweep, threads, devices.Count);
         using var runtime = await TrialRuntime.StartAsync(node.System, dataLoader, sweep, new TrialRuntimeOptions
         {
-            Coordinator = node.Manager, DataDirectory = dataDirectory, Devices = devices, Precision = Precision, SlotsPerDevice = slots,
-            ThreadsPerTrial = Math.Max(1, threads / (devices.Count * slots)),
+            Coordinator = node.Manager, DataDirectory = dataDirectory, Devices = devices, Precision = Precision, SlotsPerDevice = slots.PerDevice,
+            ThreadsPerTrial = slots.ThreadsPerTrial,
             TrainerId = device => $"{node.SelfAddress}/{device}", PollInterval = TimeSpan.FromSeconds(1), ReplyTimeout = AskTimeout,
             Envelope = command => new ToSweep(sweep.Name, command), NameSuffix = $"-{g}",
         }, new SynchronousProgress(view.Base), stop);

@@ -1,3 +1,4 @@
+using Scale.Actors.Trainers;
 using System.ComponentModel;
 using Akka.Configuration;
 using Scale.Actors.Cluster;
@@ -230,7 +231,7 @@ internal sealed class SeedCommand : AsyncCommand<SeedCommand.Settings>
         var journal = Secrets.Read(settings.Journal, settings.JournalFile, "SCALE_JOURNAL", "--journal");
         if (journal is null || journal.StartsWith("sqlite:", StringComparison.OrdinalIgnoreCase))
         {
-            var file = journal is null ? SweepSystem.DatabaseFile(settings.DataDir) : journal["sqlite:".Length..];
+            var file = journal is null ? SweepPaths.DatabaseFile(settings.DataDir) : journal["sqlite:".Length..];
             Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(file))!);
             return (PersistenceConfig.Sqlite(file), $"SQLite {file}");
         }

@@ -34,7 +34,7 @@ internal sealed class ReportCommand : AsyncCommand<ReportCommand.Settings>
         var written = new List<string>();
 
         var curves = trials.Select(t => (t.Spec.Id, Curve: TrialLog.LossCurve(Path.Combine(
-            SweepSystem.SweepDirectory(settings.DataDir, settings.Sweep), "trials", t.Spec.Id)))).Where(c => c.Curve.Count > 0).ToList();
+            SweepPaths.SweepDirectory(settings.DataDir, settings.Sweep), "trials", t.Spec.Id)))).Where(c => c.Curve.Count > 0).ToList();
         var labels = SweepReport.Rows(state).ToDictionary(r => r.Trial, r => r.Label);
         if (curves.Count > 0)
         {

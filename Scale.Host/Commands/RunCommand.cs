@@ -67,7 +67,7 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
         {
             var sweep = settings.Sweep;
             throw new CommandFailedException(
-                $"the sweep stopped: {e.GetType().Name}: {e.Message}\nNothing it recorded is lost (journal {SweepSystem.DatabaseFile(settings.DataDir)}); " +
+                $"the sweep stopped: {e.GetType().Name}: {e.Message}\nNothing it recorded is lost (journal {SweepPaths.DatabaseFile(settings.DataDir)}); " +
                 $"once the cause is fixed, run `scale run {sweep} --data-dir {settings.DataDir}` to resume it.", e);
         }
     }
@@ -89,36 +89,40 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
         var precision = Devices.ParsePrecision(settings.Precision, devices);
         if (settings.Threads < 0) throw new ArgumentException($"--threads must be 0 (all cores) or more, got {settings.Threads}.");
         int budget = settings.Threads > 0 ? settings.Threads : Environment.ProcessorCount;
-        // max-concurrent trials in all, split between the trainers; the thread budget split between every running trial.
-        int slotsPerDevice = Math.Max(1, sweep.ConcurrentTrials(budget) / devices.Count);
-        int slots = slotsPerDevice * devices.Count;
-        int threadsPerTrial = Math.Max(1, budget / slots);
-        var sweepDirectory = SweepSystem.SweepDirectory(settings.DataDir, sweep.Name);
+        var policy = TrialSlots.For(sweep, budget, devices.Count);
+        int slotsPerDevice = policy.PerDevice, slots = policy.PerDevice * devices.Count, threadsPerTrial = policy.ThreadsPerTrial;
+        var sweepDirectory = SweepPaths.SweepDirectory(settings.DataDir, sweep.Name);
         using var runLock = SweepLock.Acquire(sweepDirectory, sweep.Name);
         var wall = Stopwatch.StartNew();
-        await using var system = await SweepSystem.StartAsync(settings.DataDir, sweep.Name, settings.SnapshotEvery, keepLog: true);
+        await using var system = await LocalRun.StartAsync(settings.DataDir, sweep.Name, settings.SnapshotEvery, cancellation);
 
-        var started = await system.AskCoordinator(sweep.StartCommand);
-        if (started is Akka.Actor.Status.Failure failure) throw new ArgumentException($"{sweep.Source}: {failure.Cause.Message}");
+        object started;
+        try
+        {
+            started = await system.SubmitAsync(sweep);
+        }
+        catch (ArgumentException e)
+        {
+            throw new ArgumentException($"{sweep.Source}: {e.Message}", e);
+        }
         var state = await system.StateAsync();
         sweep.CheckResumes(state.Fingerprint, state.Order, $"in {settings.DataDir}");
         bool plain = settings.Plain || Console.IsOutputRedirected;
         if (started is Accepted { EventsPersisted: 0 })
-            Console.WriteLine($"Resuming sweep {sweep.Name} from {SweepSystem.DatabaseFile(settings.DataDir)}: {SweepReport.Counts(state)}.");
+            Console.WriteLine($"Resuming sweep {sweep.Name} from {SweepPaths.DatabaseFile(settings.DataDir)}: {SweepReport.Counts(state)}.");
         else
             Console.WriteLine($"Sweep {sweep.Name}: {sweep.Trials.Count} trials, up to {slots} at a time" +
                               (devices.Count > 1 ? $" ({slotsPerDevice} on each of {string.Join(", ", devices)})" : devices[0] == "cpu" ? "" : $" on {devices[0]}") +
                               $", {threadsPerTrial} thread(s) each" + (sweep.EveryTrialInLockStep && slots > 1 ? " in lock-step (sharing the base's forward pass)" : "") +
-                              $", journal {SweepSystem.DatabaseFile(settings.DataDir)}.");
+                              $", journal {SweepPaths.DatabaseFile(settings.DataDir)}.");
         if (budget > Environment.ProcessorCount)
             Console.WriteLine($"Note: a thread budget of {budget} on {Environment.ProcessorCount} cores oversubscribes them; trials will run slower than they could.");
         if (slots < sweep.MaxConcurrent && sweep.MaxConcurrent > budget)
             Console.WriteLine($"Note: max-concurrent {sweep.MaxConcurrent} is above the thread budget {budget}; running {slots} at a time so the cores are not oversubscribed.");
 
-        string TrainerId(string device) => $"{Environment.MachineName}/{device}/{Environment.ProcessId}";
-        using var telemetry = new SweepTelemetry(state, devices.Select(d => (TrainerId(d), d)).ToList(), system.Membership);
-        await using var endpoint = await OperatorEndpoint.StartOrReport(settings.Http, new LocalRunView(system, telemetry, sweepDirectory), token,
-                                                                        Path.Combine(sweepDirectory, OperatorEndpoint.AddressFile));
+        string TrainerId(string device) => $"{system.Node.SelfAddress}/{device}";
+        await using var view = new Cluster.ClusterNodeView(system.Node, settings.DataDir, seed: true, devices);
+        await using var endpoint = await OperatorEndpoint.StartOrReport(settings.Http, view, token, Path.Combine(sweepDirectory, OperatorEndpoint.AddressFile));
         var timing = new RunTiming();
         // Ctrl+C or SIGTERM (a scheduler's stop) stops the trainer: running trials stop at their next step and resume
         // from their last checkpoint next time. Exit 130 after SIGINT, 143 after SIGTERM, as a shell reports them.
@@ -143,13 +147,12 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
             if (!state.Finished)
             {
                 // Nothing of an earlier process runs any more (this process holds the sweep's lock): its trials are pending again.
-                await system.AskCoordinator(new RequeueOrphans([]));
-                telemetry.Reset(await system.StateAsync());
-                if (plain) await RunTrials(sweep, system, new PlainSweepView(Console.Out), devices, precision, TrainerId, telemetry, budget, slotsPerDevice, threadsPerTrial, sweepDirectory, timing, interrupt.Token);
+                await system.AskSweepAsync(new RequeueOrphans([]));
+                if (plain) await RunTrials(sweep, system, new PlainSweepView(Console.Out), devices, precision, TrainerId, budget, slotsPerDevice, threadsPerTrial, timing, interrupt.Token);
                 else
                     await AnsiConsole.Progress().HideCompleted(true).AutoClear(false)
                         .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn(), new SpinnerColumn())
-                        .StartAsync(ctx => RunTrials(sweep, system, new LiveSweepView(ctx), devices, precision, TrainerId, telemetry, budget, slotsPerDevice, threadsPerTrial, sweepDirectory, timing, interrupt.Token));
+                        .StartAsync(ctx => RunTrials(sweep, system, new LiveSweepView(ctx), devices, precision, TrainerId, budget, slotsPerDevice, threadsPerTrial, timing, interrupt.Token));
             }
         }
         catch (OperationCanceledException) when (interrupt.IsCancellationRequested)
@@ -191,18 +194,19 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
         public int Trials;
     }
 
-    private static async Task RunTrials(SweepDefinition sweep, SweepSystem system, ISweepView view, IReadOnlyList<string> devices, TorchSharp.torch.ScalarType? precision,
-                                        Func<string, string> trainerId, SweepTelemetry telemetry, int budget, int slotsPerDevice, int threadsPerTrial, string sweepDirectory, RunTiming timing, CancellationToken cancellation)
+    private static async Task RunTrials(SweepDefinition sweep, LocalRun system, ISweepView view, IReadOnlyList<string> devices, TorchSharp.torch.ScalarType? precision,
+                                        Func<string, string> trainerId, int budget, int slotsPerDevice, int threadsPerTrial, RunTiming timing, CancellationToken cancellation)
     {
         var log = system.Logs.CreateLogger("Scale.Sweep");
         var channel = Channel.CreateUnbounded<object>(new UnboundedChannelOptions { SingleReader = true });
-        system.System.ActorOf(ViewFeed.Props(channel.Writer, telemetry.Observe), "view-feed");
+        system.System.ActorOf(ViewFeed.Props(channel.Writer), "view-feed");
         var clock = Stopwatch.StartNew();
         Devices.UseThreads(Math.Min(budget, Environment.ProcessorCount));
         using var runtime = await TrialRuntime.StartAsync(system.System, system.DataLoader, sweep, new TrialRuntimeOptions
         {
-            Coordinator = system.Coordinator, DataDirectory = system.DataDirectory, Devices = devices, Precision = precision, SlotsPerDevice = slotsPerDevice,
-            ThreadsPerTrial = threadsPerTrial, TrainerId = trainerId, PollInterval = TimeSpan.FromMilliseconds(500),
+            Coordinator = system.Manager, Envelope = command => new Actors.Cluster.ToSweep(sweep.Name, command), DataDirectory = system.DataDirectory,
+            Devices = devices, Precision = precision, SlotsPerDevice = slotsPerDevice, ThreadsPerTrial = threadsPerTrial, TrainerId = trainerId,
+            PollInterval = TimeSpan.FromMilliseconds(500),
         }, new SynchronousProgress(view.Base), cancellation);
         timing.BaseSeconds = clock.Elapsed.TotalSeconds;
         var ended = runtime.Done;
@@ -236,19 +240,21 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
             }
         }
         var interrupted = Task.Delay(Timeout.Infinite, cancellation);
-        // The coordinator stops when its journal cannot be written (a lock held elsewhere past the busy timeout, a full
-        // disk) or read: the trainers would resend their reports to it for ever. The run ends instead, saying why.
-        var coordinatorStopped = system.Coordinator.WatchAsync(CancellationToken.None);
+        // The coordinator is supervised: a journal that cannot be written (a lock held elsewhere past the busy timeout, a
+        // full disk) stops it, it is started again with backoff, and the trainers send their reports again. The run waits
+        // for the journal up to LocalRun.JournalWait, then ends saying why; a journal that cannot be read ends it at once.
         while (!ended.IsCompleted)
         {
             Drain();
-            await Task.WhenAny(ended, interrupted, coordinatorStopped, channel.Reader.WaitToReadAsync(CancellationToken.None).AsTask());
-            if (coordinatorStopped.IsCompleted && !ended.IsCompleted)
+            await Task.WhenAny(ended, interrupted, system.WhenQuarantined, channel.Reader.WaitToReadAsync(CancellationToken.None).AsTask(),
+                               Task.Delay(TimeSpan.FromSeconds(5), CancellationToken.None));
+            var givenUp = system.JournalGivenUp();
+            if ((system.WhenQuarantined.IsCompleted || givenUp is not null) && !ended.IsCompleted)
             {
                 await runtime.Stop();
                 Drain();
-                await system.StateAsync();   // throws, naming the journal (or the quarantine) in one line
-                throw new InvalidOperationException("the sweep coordinator stopped");
+                if (givenUp is not null) throw new InvalidOperationException(givenUp);
+                await system.StateAsync();   // throws the quarantine's one line
             }
             if (!cancellation.IsCancellationRequested) continue;
             await runtime.Stop();

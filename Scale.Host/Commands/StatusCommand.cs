@@ -1,3 +1,4 @@
+using Scale.Actors.Trainers;
 using System.ComponentModel;
 using Scale.Actors.Sweeps;
 using Scale.Host.Sweeps;
@@ -36,7 +37,7 @@ internal sealed class StatusCommand : AsyncCommand<StatusCommand.Settings>
         var active = names.ToDictionary(n => n, n => IsActive(settings.DataDir, n));
         var rows = new Dictionary<string, IReadOnlyList<TrialRow>>();
         foreach (var name in names.Where(n => active[n]))
-            if (await LiveRows(SweepSystem.SweepDirectory(settings.DataDir, name), name) is { } live) rows[name] = live;
+            if (await LiveRows(SweepPaths.SweepDirectory(settings.DataDir, name), name) is { } live) rows[name] = live;
         var fromJournal = names.Where(n => !rows.ContainsKey(n)).ToList();
         var quarantined = new Dictionary<string, string>();
         if (fromJournal.Count > 0)
@@ -53,7 +54,7 @@ internal sealed class StatusCommand : AsyncCommand<StatusCommand.Settings>
             bool finished = trials.All(r => r.State is "completed" or "failed" or "stopped");
             Console.WriteLine($"{name}: {SweepReport.Counts(trials)}; {(finished ? "finished" : active[name] ? "running now" : "interrupted (resumes with `scale run`)")}");
             if (settings.Sweep is null) continue;
-            if (active[name]) await ShowLive(SweepSystem.SweepDirectory(settings.DataDir, name));
+            if (active[name]) await ShowLive(SweepPaths.SweepDirectory(settings.DataDir, name));
             foreach (var t in trials)
                 Console.WriteLine($"  {t.Trial,-22} {t.Method,-9} {(t.State == "running" && !active[name] ? "interrupted" : t.State),-11} " +
                                   $"attempt {t.Attempts}" + (t.LastCheckpointStep is { } step ? $", checkpoint at step {step}" : "") +
@@ -118,7 +119,7 @@ internal sealed class StatusCommand : AsyncCommand<StatusCommand.Settings>
         return Directory.Exists(root) ? Directory.GetDirectories(root).Select(Path.GetFileName).OfType<string>().Order().ToList() : [];
     }
 
-    private static bool IsActive(string dataDirectory, string name) => SweepLock.IsHeld(SweepSystem.SweepDirectory(dataDirectory, name));
+    private static bool IsActive(string dataDirectory, string name) => SweepLock.IsHeld(SweepPaths.SweepDirectory(dataDirectory, name));
 }
 
 /// <summary>`scale results SWEEP`: every trial with its settings, state and scores, as a table, CSV or JSON.</summary>
@@ -197,7 +198,7 @@ internal static class SweepJournal
     /// </summary>
     public static async Task<IReadOnlyList<SweepState>> ReadAll(string dataDirectory, IReadOnlyList<string> sweeps, IDictionary<string, string>? quarantined = null)
     {
-        var database = SweepSystem.DatabaseFile(dataDirectory);
+        var database = SweepPaths.DatabaseFile(dataDirectory);
         if (!File.Exists(database))
             throw new ArgumentException(sweeps.Count == 1
                 ? $"No sweep '{sweeps[0]}' in {dataDirectory}: it has no sweeps yet ({database} does not exist)."

@@ -40,23 +40,47 @@ internal interface IOperatorView
     string? TrialDirectory(string sweep, string trial);
 }
 
-/// <summary>Live progress of the trials training in this process, from the trainers' events.</summary>
+/// <summary>
+/// Live progress of the trials training in this process, from the trainers' events (with each trial's steps per second
+/// between its last two reports), and when each trial last started or checkpointed, from the sweep events heard here.
+/// </summary>
 internal sealed class ProgressBoard
 {
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, TrialProgress> latest = new();
+    private sealed record Entry(TrialProgress Last, DateTime At, double StepsPerSecond);
+
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, Entry> latest = new();
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, DateTime> checkpoints = new();
 
     public void Observe(object message)
     {
-        if (message is TrialProgress p) latest[p.TrialId] = p;
+        var now = DateTime.UtcNow;
+        if (message is TrialProgress p)
+            latest.AddOrUpdate(p.TrialId, _ => new Entry(p, now, 0), (_, old) =>
+            {
+                double seconds = (now - old.At).TotalSeconds;
+                return new Entry(p, now, seconds > 0 && p.Step > old.Last.Step ? (p.Step - old.Last.Step) / seconds : old.StepsPerSecond);
+            });
+        if (message is TrialStarted started) checkpoints[started.TrialId] = now;
+        if (message is TrialCheckpointed checkpointed) checkpoints[checkpointed.TrialId] = now;
         var ended = message switch
         {
             TrialCompleted e => e.TrialId, TrialFailed e => e.TrialId, TrialRetrying e => e.TrialId, TrialRequeued e => e.TrialId, TrialPaused e => e.TrialId,
+            TrialStopped e => e.TrialId,
             _ => null,
         };
-        if (ended is not null) latest.TryRemove(ended, out _);
+        if (ended is null) return;
+        latest.TryRemove(ended, out _);
+        checkpoints.TryRemove(ended, out _);
     }
 
-    public TrialProgress? Of(string trial) => latest.GetValueOrDefault(trial);
+    public TrialProgress? Of(string trial) => latest.GetValueOrDefault(trial)?.Last;
+
+    /// <summary>Training steps per second of a trial between its last two progress reports.</summary>
+    public double? StepsPerSecond(string trial) => latest.GetValueOrDefault(trial)?.StepsPerSecond;
+
+    /// <summary>Seconds since the trial's last checkpoint (or its start), when this process heard either.</summary>
+    public double? CheckpointAge(string trial)
+        => checkpoints.TryGetValue(trial, out var at) ? (DateTime.UtcNow - at).TotalSeconds : null;
 }
 
 /// <summary>The trainers of running trials as the journal names them ("{node}/{device}" or "{host}/{device}/{pid}").</summary>
@@ -89,37 +113,3 @@ internal static class TrainerViews
     }
 }
 
-/// <summary>A `scale run`: one sweep, its coordinator and trainers in this process.</summary>
-internal sealed class LocalRunView(SweepSystem system, SweepTelemetry telemetry, string sweepDirectory) : IOperatorView
-{
-    public async Task<string?> NotReadyAsync()
-    {
-        try
-        {
-            var ask = system.StateAsync();
-            return await Task.WhenAny(ask, Task.Delay(TimeSpan.FromSeconds(5))) == ask && (await ask).Started ? null : "the sweep's journal does not answer";
-        }
-        catch (Exception e)
-        {
-            return e.Message;
-        }
-    }
-
-    public Task<IReadOnlyList<SweepState>> SweepsAsync() => Task.FromResult<IReadOnlyList<SweepState>>([telemetry.Snapshot()]);
-
-    public IReadOnlyDictionary<string, string> Quarantined { get; } = new Dictionary<string, string>();
-
-    public IReadOnlyCollection<string> Cancelled { get; } = [];
-
-    public IReadOnlyDictionary<string, string> Unprepared { get; } = new Dictionary<string, string>();
-
-    public ClusterMembership Membership => telemetry.Membership;
-
-    public IReadOnlyList<TrainerView> Trainers(IReadOnlyList<SweepState> sweeps)
-        => telemetry.Trainers.Select(t => new TrainerView(t.Trainer, t.Device, telemetry.RunningProgress()
-            .Where(p => telemetry.TrainerOf(p.TrialId) == t.Trainer)
-            .Select(p => new TrainerTrial(p.TrialId, telemetry.SweepId, p.Attempt, p.Step, p.TotalSteps, p.Loss, p.TokensPerSecond, p.EtaSeconds))
-            .ToList())).ToList();
-
-    public string? TrialDirectory(string sweep, string trial) => sweep == telemetry.SweepId ? Path.Combine(sweepDirectory, "trials", trial) : null;
-}

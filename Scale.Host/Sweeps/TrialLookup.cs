@@ -1,3 +1,4 @@
+using Scale.Actors.Trainers;
 using Scale.Actors.Sweeps;
 using Scale.Model;
 using Scale.Model.Experiments;
@@ -17,7 +18,7 @@ internal sealed record TrialLookup(SweepDefinition Sweep, TrialSpec Trial, Trial
         var trial = sweep.Trials.FirstOrDefault(t => t.Id == trialId)
             ?? throw new ArgumentException($"Sweep '{sweep.Name}' has no trial '{trialId}'; `scale results {sweep.Name}` lists them.");
         var directory = checkpoint is "latest" or "previous" or "final"
-            ? Path.Combine(SweepSystem.SweepDirectory(dataDirectory, sweep.Name), "trials", trial.Id, checkpoint)
+            ? Path.Combine(SweepPaths.SweepDirectory(dataDirectory, sweep.Name), "trials", trial.Id, checkpoint)
             : checkpoint;
         return new TrialLookup(sweep, trial, sweep.PlanFor(trial), directory);
     }

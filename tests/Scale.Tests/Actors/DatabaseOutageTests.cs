@@ -72,7 +72,7 @@ public sealed class DatabaseOutageTests : Akka.TestKit.Xunit2.TestKit, IClassFix
     [Fact]
     public void While_the_database_is_unreachable_no_work_is_handed_out_and_afterwards_nothing_is_recorded_twice()
     {
-        var coordinator = Sys.ActorOf(SweepCoordinator.Supervised("outage", TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(2)), "coordinator");
+        var coordinator = Sys.ActorOf(SweepCoordinator.Supervised("outage", minBackoff: TimeSpan.FromMilliseconds(200), maxBackoff: TimeSpan.FromSeconds(2)), "coordinator");
         coordinator.Tell(new StartSweep("outage", [new TrialSpec("t1", "preserve", new Dictionary<string, string>()), new TrialSpec("t2", "preserve", new Dictionary<string, string>())],
                                         MaxConcurrent: 2, RetryBudget: 0), TestActor);
         ExpectMsg<Accepted>();

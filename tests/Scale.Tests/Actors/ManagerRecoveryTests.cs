@@ -50,8 +50,8 @@ public sealed class ManagerRecoveryTests() : SqliteTestKit("manager-recovery", n
         ExpectMsg<Accepted>();
         Stop(first);
         // a's submission (row 1) loses its body; c's cancellation (row 4) too, where asked.
-        Assert.Equal(1, Execute($"UPDATE journal SET message = X'{damageA}' WHERE persistence_id = 'sweep-manager' AND sequence_number = 1"));
-        if (damageC is not null) Assert.Equal(1, Execute($"UPDATE journal SET message = X'{damageC}' WHERE persistence_id = 'sweep-manager' AND sequence_number = 4"));
+        Assert.Equal(1, Execute($"UPDATE journal SET message = X'{damageA}' WHERE persistence_id = '{SweepManager.ManagerPersistenceId}' AND sequence_number = 1"));
+        if (damageC is not null) Assert.Equal(1, Execute($"UPDATE journal SET message = X'{damageC}' WHERE persistence_id = '{SweepManager.ManagerPersistenceId}' AND sequence_number = 4"));
 
         var second = Manager("sweeps-2");
         second.Tell(GetSweeps.Instance, TestActor);

@@ -192,13 +192,13 @@ public class SweepFileTests
     }
 
     [Fact]
-    public void A_sweep_cannot_take_the_sweep_managers_journal_from_a_file_or_over_the_wire()
+    public void Any_legal_name_names_a_sweep_and_no_sweeps_journal_is_the_sweep_managers()
     {
-        var file = Assert.Throws<ArgumentException>(() => SweepFiles.Parse("sweep { name = manager\nexperiment = bio\nmethods = [full] }", "f", "."));
-        Assert.Contains("'manager' is reserved", file.Message);
-        var definition = SweepFiles.Parse("sweep { name = managers\nexperiment = bio\nmethods = [full] }", "f", ".");   // a near name is fine
-        var wire = Assert.Throws<ArgumentException>(() => (definition with { Name = "manager" }).Validate());
-        Assert.Contains("'manager' is reserved", wire.Message);
+        var definition = SweepFiles.Parse("sweep { name = manager\nexperiment = bio\nmethods = [full] }", "f", ".");
+        Assert.Equal("manager", definition.Validate().Name);
+        // A sweep's journal is `sweep-` and its name; the managers' ids are not of that form.
+        foreach (var id in new[] { Scale.Actors.Cluster.SweepManager.ManagerPersistenceId, Scale.Actors.Cluster.SweepManager.LocalPersistenceIdOf("manager") })
+            Assert.False(id.StartsWith("sweep-", StringComparison.Ordinal) && SweepFiles.NamePattern().IsMatch(id["sweep-".Length..]), id);
     }
 
     [Fact]

@@ -455,7 +455,7 @@ public sealed class ClusterProcessTests(PostgresServer postgres, ITestOutputHelp
         using var journal = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={Path.Combine(shared, "sweeps.db")};Pooling=False");
         journal.Open();
         using var count = journal.CreateCommand();
-        count.CommandText = "SELECT count(*) FROM journal WHERE persistence_id = 'sweep-manager' AND manifest = 'sweep-cancelled.v1'";
+        count.CommandText = "SELECT count(*) FROM journal WHERE persistence_id = 'scale.sweep-manager' AND manifest = 'sweep-cancelled.v1'";
         Assert.Equal(1L, Convert.ToInt64(count.ExecuteScalar()));
     }
 

@@ -35,6 +35,9 @@ public sealed class FaultInjectionTests(ITestOutputHelper output)
         return JsonDocument.Parse(results.Stdout).RootElement.EnumerateArray().ToArray();
     }
 
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill")]
+    private static extern int SendSignal(int pid, int signal);
+
     private static long Count(string dataDir, string sql)
     {
         using var connection = new SqliteConnection($"Data Source={Path.Combine(dataDir, "sweeps.db")};Pooling=False");
@@ -171,17 +174,14 @@ public sealed class FaultInjectionTests(ITestOutputHelper output)
         Assert.Contains("; finished", status);
     }
 
-    [Fact]
-    public void A_journal_another_process_keeps_locked_ends_the_run_in_bounded_time_naming_the_journal_and_the_command_that_resumes_it()
+    /// <summary>Starts a long run of the tiny sweep and returns once its first trial has checkpointed at step 10.</summary>
+    private static (Process Run, List<string> Lines, List<string> Errors) StartLongRun(TempDirectory dir, string file, string data)
     {
-        using var dir = new TempDirectory();
-        var file = dir.Combine("long.hocon");
         File.WriteAllText(file, SweepProcessTests.TinySweepText.Replace("steps = 60", "steps = 3000"));
-        string data = dir.Combine("data");
         var checkpointed = new TaskCompletionSource();
         var lines = new List<string>();
         var errors = new List<string>();
-        using var run = ScaleProcess.StartWithErrors(line =>
+        var run = ScaleProcess.StartWithErrors(line =>
         {
             lock (lines) lines.Add(line);
             if (line.StartsWith("trial ", StringComparison.Ordinal) && line.EndsWith("checkpoint at step 10", StringComparison.Ordinal))
@@ -189,15 +189,33 @@ public sealed class FaultInjectionTests(ITestOutputHelper output)
         }, line => { lock (errors) errors.Add(line); }, "run", file, "--data-dir", data, "--threads", "1", "--http", "off", "--plain");
         bool started = checkpointed.Task.Wait(TimeSpan.FromMinutes(4));
         lock (lines) Assert.True(started, string.Join("\n", lines));
+        return (run, lines, errors);
+    }
 
-        // Another process takes the journal's write lock and keeps it until the run has ended (5 minutes at most).
+    private static SqliteConnection LockJournal(string data)
+    {
+        var connection = new SqliteConnection($"Data Source={Path.Combine(data, "sweeps.db")};Pooling=False");
+        connection.Open();
+        using var begin = connection.CreateCommand();
+        begin.CommandText = "BEGIN EXCLUSIVE";
+        begin.ExecuteNonQuery();
+        return connection;
+    }
+
+    [Fact]
+    public void A_journal_another_process_keeps_locked_ends_the_run_in_bounded_time_naming_the_journal_and_the_command_that_resumes_it()
+    {
+        using var dir = new TempDirectory();
+        var file = dir.Combine("long.hocon");
+        string data = dir.Combine("data");
+        var (run, lines, errors) = StartLongRun(dir, file, data);
+        using var _ = run;
+
+        // Another process takes the journal's write lock and keeps it until the run has ended (5 minutes at most): the
+        // coordinator fails each write after the busy timeout and is restarted with backoff; the run waits two minutes.
         var clock = Stopwatch.StartNew();
-        using (var connection = new SqliteConnection($"Data Source={Path.Combine(data, "sweeps.db")};Pooling=False"))
+        using (LockJournal(data))
         {
-            connection.Open();
-            using var begin = connection.CreateCommand();
-            begin.CommandText = "BEGIN EXCLUSIVE";
-            begin.ExecuteNonQuery();
             bool ended = run.WaitForExit(TimeSpan.FromMinutes(5));
             lock (lines) Assert.True(ended, $"scale run was still there 5 minutes after its journal was locked:\n{string.Join("\n", lines.TakeLast(10))}");
         }
@@ -207,12 +225,45 @@ public sealed class FaultInjectionTests(ITestOutputHelper output)
         Assert.Equal(1, run.ExitCode);
         string said;
         lock (errors) said = string.Join("\n", errors);
-        Assert.Contains("the sweep coordinator stopped: its journal " + Path.Combine(data, "sweeps.db") + " could not be read or written", said);
+        Assert.Contains("the sweep's journal " + Path.Combine(data, "sweeps.db") + " could not be written for ", said);
         Assert.Contains($"run `scale run {file} --data-dir {data}` to resume it", said);
         Assert.DoesNotContain("   at ", said);   // no stack trace
         var status = ScaleProcess.Run("status", "recover", "--data-dir", data);
         Assert.Equal(0, status.ExitCode);
         Assert.Contains("interrupted (resumes with `scale run`)", status.Stdout);
+    }
+
+    [Fact]
+    public void A_journal_locked_for_longer_than_its_busy_timeout_and_then_released_costs_the_run_nothing()
+    {
+        using var dir = new TempDirectory();
+        var file = dir.Combine("long.hocon");
+        string data = dir.Combine("data");
+        var (run, lines, errors) = StartLongRun(dir, file, data);
+        using var _ = run;
+
+        // Held for 45 s, past the journal's timeouts: writes fail and the coordinator stops. Its supervisor starts it again,
+        // the trainers send their reports again, and once the lock is gone the sweep goes on.
+        using (LockJournal(data))
+        {
+            Assert.False(run.WaitForExit(TimeSpan.FromSeconds(45)), "the run ended while its journal was locked");   // the fault's length
+            lock (errors) Assert.Contains(errors, e => e.Contains("Failed to persist event", StringComparison.Ordinal));
+        }
+        var checkpointsBefore = Count(data, "SELECT count(*) FROM journal WHERE persistence_id = 'sweep-recover'");
+        var watch = Stopwatch.StartNew();
+        while (Count(data, "SELECT count(*) FROM journal WHERE persistence_id = 'sweep-recover'") <= checkpointsBefore + 5 && watch.Elapsed < TimeSpan.FromMinutes(3))
+        {
+            Assert.False(run.HasExited, "the run ended after its journal was released");
+            run.WaitForExit(TimeSpan.FromSeconds(1));
+        }
+        Assert.True(Count(data, "SELECT count(*) FROM journal WHERE persistence_id = 'sweep-recover'") > checkpointsBefore + 5, "no event was written after the lock was released");
+        Assert.False(run.HasExited);
+        SendSignal(run.Id, 2);
+        Assert.True(run.WaitForExit(TimeSpan.FromMinutes(2)));
+        Assert.Equal(130, run.ExitCode);
+        string said;
+        lock (errors) said = string.Join("\n", errors);
+        Assert.DoesNotContain("could not be written for", said);
     }
 
     [Fact]

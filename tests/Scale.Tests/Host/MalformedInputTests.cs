@@ -52,7 +52,7 @@ public class MalformedInputTests
         ["sweep-unparsable"] = (s => Run(s, s.File("a.hocon", "sweep { name = ")), "a.hocon"),
         ["sweep-no-name"] = (s => Run(s, s.Sweep("name = recover", "")), "'sweep.name'"),
         ["sweep-bad-name"] = (s => Run(s, s.Sweep("name = recover", "name = \"Bad Name\"")), "must be lower-case"),
-        ["sweep-reserved-name"] = (s => Run(s, s.Sweep("name = recover", "name = manager")), "'manager' is reserved"),
+        
         ["sweep-unknown-key"] = (s => Run(s, s.Sweep("max-concurrent = 1", "max-concurrent = 1\n colour = blue")), "colour"),
         ["sweep-unknown-method"] = (s => Run(s, s.Sweep("methods = [frozen, preserve, route, full]", "methods = [magic]")), "unknown method 'magic'"),
         ["sweep-no-trials"] = (s => Run(s, s.Sweep("methods = [frozen, preserve, route, full]", "methods = []")), "no trials"),

@@ -362,7 +362,14 @@ public class SweepProcessTests
 
             var live = http.GetAsync("/health/live").Result;
             var readiness = http.GetAsync("/health/ready").Result;
+            // The endpoint's view follows the journal in the background (at once on each event written here, else every 2 s).
             var metrics = http.GetStringAsync("/metrics").Result;
+            var clock = Stopwatch.StartNew();
+            while (!PrometheusText.Parse(metrics).Any(s => s.Name == "scale_trials" && s.Labels["state"] == "running") && clock.Elapsed < TimeSpan.FromSeconds(30))
+            {
+                Thread.Sleep(200);   // polling interval, not a synchronisation
+                metrics = http.GetStringAsync("/metrics").Result;
+            }
             var sweeps = JsonDocument.Parse(http.GetStringAsync("/api/sweeps").Result).RootElement;
             var trials = JsonDocument.Parse(http.GetStringAsync("/api/sweeps/recover/trials").Result).RootElement;
             var cluster = JsonDocument.Parse(http.GetStringAsync("/api/cluster").Result).RootElement;
@@ -385,7 +392,7 @@ public class SweepProcessTests
             Assert.Contains(samples, s => s.Name == "scale_cluster_unreachable_members" && s.Value == 0);
             var status = ScaleProcess.Run("status", "recover", "--data-dir", dir.Combine("d"));
             Assert.Contains("running now", status.Stdout);
-            Assert.Matches(@"member .+ \[coordinator, trainer\] up", status.Stdout);
+            Assert.Matches(@"member .+ \[seed, worker\] up", status.Stdout);
             Assert.Contains("unreachable members: 0", status.Stdout);
             Assert.Matches(@"trainer \S+ \(cpu\): preserve-\w+ step \d+/3000", status.Stdout);
             Assert.Equal("recover", sweeps[0].GetProperty("name").GetString());
@@ -515,7 +522,7 @@ public class SweepProcessTests
         var run = ScaleProcess.Run("run", file, "--data-dir", dir.Combine("d"));
 
         Assert.Equal(1, run.ExitCode);
-        Assert.Contains("the sweep coordinator stopped: its journal", run.Stderr);
+        Assert.Contains($"the sweep journal {Path.GetFullPath(Path.Combine(dir.Combine("d"), "sweeps.db"))} cannot be opened", run.Stderr);
         Assert.Contains($"run `scale run {file} --data-dir {dir.Combine("d")}` to resume it", run.Stderr);
     }
 
@@ -546,5 +553,54 @@ public class SweepProcessTests
         }
         using var again = SweepLock.TryAcquire(dir.Combine("s"));
         Assert.NotNull(again);
+    }
+
+    [Fact]
+    public void Two_processes_run_two_sweeps_of_one_data_directory_at_once_each_minding_its_own()
+    {
+        using var dir = new TempDirectory();
+        string data = dir.Combine("d");
+        var runs = new List<(Process Process, List<string> Lines, TaskCompletionSource Checkpointed)>();
+        foreach (var name in new[] { "left", "right" })
+        {
+            var file = dir.Combine($"{name}.hocon");
+            File.WriteAllText(file, TinySweep.Replace("name = recover", $"name = {name}").Replace("steps = 60", "steps = 3000"));
+            var lines = new List<string>();
+            var checkpointed = new TaskCompletionSource();
+            var process = ScaleProcess.Start(line =>
+            {
+                lock (lines) lines.Add(line);
+                if (line.StartsWith("trial preserve-", StringComparison.Ordinal) && line.EndsWith("checkpoint at step 20", StringComparison.Ordinal)) checkpointed.TrySetResult();
+            }, "run", file, "--data-dir", data, "--threads", "1", "--http", "off", "--plain");
+            runs.Add((process, lines, checkpointed));
+        }
+        try
+        {
+            foreach (var (process, lines, checkpointed) in runs)
+            {
+                bool reached = checkpointed.Task.Wait(TimeSpan.FromMinutes(6));
+                lock (lines) Assert.True(reached, string.Join("\n", lines.TakeLast(20)));
+            }
+            foreach (var (process, lines, _) in runs)
+                lock (lines) Assert.False(process.HasExited, string.Join("\n", lines.TakeLast(20)));
+        }
+        finally
+        {
+            foreach (var (process, _, _) in runs)
+            {
+                if (!process.HasExited) SendSignal(process.Id, 2);
+                process.WaitForExit(TimeSpan.FromMinutes(1));
+            }
+        }
+        // Each interrupted by its own Ctrl+C, neither touched by the other: no trial re-queued, failed or retried.
+        foreach (var (process, lines, _) in runs)
+        {
+            Assert.Equal(130, process.ExitCode);
+            lock (lines) Assert.DoesNotContain(lines, l => l.StartsWith("trial ", StringComparison.Ordinal) && (l.Contains(" re-queued", StringComparison.Ordinal) || l.Contains(" failed", StringComparison.Ordinal)));
+        }
+        var status = ScaleProcess.Run("status", "--data-dir", data);
+        Assert.Equal(0, status.ExitCode);
+        Assert.Matches(@"left: .*interrupted", status.Stdout);
+        Assert.Matches(@"right: .*interrupted", status.Stdout);
     }
 }
