@@ -8,7 +8,7 @@ namespace Scale.Host.Commands;
 
 /// <summary>
 /// `scale tokenize CORPUS --model DIR --out SHARDS`: a corpus larger than memory into token shards that text
-/// experiments read batch by batch (docs/sweeps.md, "Your own model and corpus" in the README).
+/// experiments read batch by batch (docs/sweeps.md, and "Your own model and corpus" in docs/guide.md).
 /// </summary>
 internal sealed class TokenizeCommand : Command<TokenizeCommand.Settings>
 {

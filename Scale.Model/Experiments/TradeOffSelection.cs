@@ -35,10 +35,16 @@ public static class TradeOffSelection
                 continue;
             }
             double top = all.Max(p => Gain(p.Acquisition));
-            var half = all.Where(p => Gain(p.Acquisition) >= top / 2).ToList();
-            var chosen = half.MinBy(p => p.Forgetting)!;
             var front = ScoreMetric.ParetoFront(all, metric, p => p.Retention, p => p.Acquisition);
-            choices.Add(new TradeOffChoice(group.Key, chosen,
+            if (top <= 0)
+            {
+                // No point gains anything over the base: half of the best gain is no threshold.
+                choices.Add(new TradeOffChoice(group.Key, all.MinBy(p => p.Forgetting)!,
+                    "no point within the bound and none above the base's acquisition: least forgetting", front));
+                continue;
+            }
+            var half = all.Where(p => Gain(p.Acquisition) >= top / 2).ToList();
+            choices.Add(new TradeOffChoice(group.Key, half.MinBy(p => p.Forgetting)!,
                 $"no point within the bound: least forgetting among points with at least half the best gain in acquisition", front));
         }
         return choices;

@@ -36,6 +36,18 @@ public class TradeOffSelectionTests
     }
 
     [Fact]
+    public void A_method_that_gains_nothing_over_the_base_anywhere_takes_its_least_forgetting_point()
+    {
+        // Every point below the base's acquisition (a routed LoRA that learnt nothing at one rate, measured on `bio`).
+        var points = new[] { P("lora", null, 0.08, 0.000, 0.90), P("lora", 50, 0.40, 0.001, 0.58) };
+
+        var choice = Assert.Single(TradeOffSelection.Choose(points, ScoreMetric.Recall, 0.02, baseOld: 0.98, baseNew: 0.004));
+
+        Assert.Equal(50L, choice.Chosen.Step);
+        Assert.Contains("none above the base's acquisition", choice.Rule);
+    }
+
+    [Fact]
     public void On_perplexity_the_bound_is_a_share_of_the_base_and_gains_are_in_log_perplexity()
     {
         // Base: old 50, new 1000. 2% of 50 is 1 point of perplexity.

@@ -7,16 +7,16 @@ using Scale.Tests.Model;
 
 namespace Scale.Tests.Host;
 
-/// <summary>The README's "Your own model and corpus": its commands run exactly as written, as a bash script.</summary>
+/// <summary>The guide's "Your own model and corpus" (docs/guide.md, linked from the README): its commands run exactly as written, as a bash script.</summary>
 public class ReadmeRecipeTests
 {
 
-    /// <summary>The first ```bash block of the README section with this heading.</summary>
+    /// <summary>The first ```bash block of the guide's section with this heading.</summary>
     private static string Recipe(string heading)
     {
-        var readme = File.ReadAllText(Repository.File("README.md"));
+        var readme = File.ReadAllText(Repository.File("docs", "guide.md"));
         int section = readme.IndexOf($"## {heading}\n", StringComparison.Ordinal);
-        Assert.True(section >= 0, $"the README has no section '{heading}'");
+        Assert.True(section >= 0, $"docs/guide.md has no section '{heading}'");
         int start = readme.IndexOf("```bash\n", section, StringComparison.Ordinal) + "```bash\n".Length;
         return readme[start..readme.IndexOf("\n```", start, StringComparison.Ordinal)];
     }
