@@ -122,6 +122,10 @@ internal sealed class ClusterNode : IAsyncDisposable
         return node;
     }
 
+    /// <summary>What this node shows operators (its endpoint's view and gauges).</summary>
+    public Actors.Telemetry.NodeView View(string dataDirectory, bool seed, IReadOnlyList<string> devices)
+        => new(System, Manager, SelfAddress, Membership, dataDirectory, seed, devices);
+
     /// <summary>This node's view of the cluster's membership, from Akka.Cluster.</summary>
     public Actors.Telemetry.ClusterMembership Membership { get; private set; } = null!;
 

@@ -213,7 +213,7 @@ internal sealed class SeedCommand : AsyncCommand<SeedCommand.Settings>
         await using var node = await ClusterNode.StartAsync(cluster, journal.Config, TimeSpan.FromSeconds(settings.JoinTimeout), stop.Token, roots);
         Console.WriteLine($"Seed {node.SelfAddress} is up (journal: {journal.Description}; sweeps read data under {string.Join(", ", roots)}). Workers join with: scale worker --seeds {node.SelfAddress}");
         Console.Out.Flush();
-        await using var view = new ClusterNodeView(node, settings.DataDir, seed: true, []);
+        await using var view = node.View(settings.DataDir, seed: true, []);
         await using var endpoint = await OperatorEndpoint.StartOrReport(http.Address, view, http.Token);
         Console.Out.Flush();
         await Task.WhenAny(node.WhenTerminated, Task.Delay(Timeout.Infinite, stop.Token).ContinueWith(_ => { }));
@@ -270,7 +270,7 @@ internal sealed class WorkerCommand : AsyncCommand<WorkerCommand.Settings>
         await using var node = await ClusterNode.StartAsync(cluster, null, TimeSpan.FromSeconds(settings.JoinTimeout), stop.Token);
         Console.WriteLine($"Worker {node.SelfAddress} is up: {string.Join(", ", devices)}, {threads} thread(s), data directory {Path.GetFullPath(settings.DataDir)}.");
         Console.Out.Flush();
-        await using var view = new ClusterNodeView(node, settings.DataDir, seed: false, devices);
+        await using var view = node.View(settings.DataDir, seed: false, devices);
         await using var endpoint = await OperatorEndpoint.StartOrReport(http.Address, view, http.Token);
         Console.Out.Flush();
         var output = TextWriter.Synchronized(Console.Out);

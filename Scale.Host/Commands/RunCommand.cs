@@ -121,7 +121,7 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
             Console.WriteLine($"Note: max-concurrent {sweep.MaxConcurrent} is above the thread budget {budget}; running {slots} at a time so the cores are not oversubscribed.");
 
         string TrainerId(string device) => $"{system.Node.SelfAddress}/{device}";
-        await using var view = new Cluster.ClusterNodeView(system.Node, settings.DataDir, seed: true, devices);
+        await using var view = system.Node.View(settings.DataDir, seed: true, devices);
         await using var endpoint = await OperatorEndpoint.StartOrReport(settings.Http, view, token, Path.Combine(sweepDirectory, OperatorEndpoint.AddressFile));
         var timing = new RunTiming();
         // Ctrl+C or SIGTERM (a scheduler's stop) stops the trainer: running trials stop at their next step and resume

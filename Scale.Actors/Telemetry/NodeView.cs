@@ -2,24 +2,23 @@ using System.Diagnostics.Metrics;
 using Akka.Actor;
 using Scale.Actors.Cluster;
 using Scale.Actors.Sweeps;
-using Scale.Actors.Telemetry;
 using Scale.Actors.Trainers;
-using Scale.Host.Sweeps;
 
-namespace Scale.Host.Cluster;
+namespace Scale.Actors.Telemetry;
 
 /// <summary>
-/// What a seed or a worker shows operators: the whole cluster, from Akka.Cluster's own membership and the cluster's
-/// sweep manager (every sweep with its trials, the quarantined ones with the reason), refreshed every 2 s, and at once when a sweep event is written on this node, in the
-/// background so that a request never waits on the cluster; this node's trainers with the live progress of their
-/// trials; and Prometheus gauges of all of it.
+/// What a node shows operators — a seed, a worker, or a local run (a cluster of one): the cluster from Akka.Cluster's
+/// own membership and the sweep manager (every sweep with its trials, the quarantined ones with the reason), refreshed
+/// in the background every 2 s and at once when a sweep event is written on this node, so that a request never waits
+/// on the cluster; this node's trainers with the live progress of their trials; and Prometheus gauges of all of it.
 /// </summary>
-internal sealed class ClusterNodeView : IOperatorView, IAsyncDisposable
+internal sealed class NodeView : IOperatorView, IAsyncDisposable
 {
     private static readonly TimeSpan Debounce = TimeSpan.FromMilliseconds(100);
     private static readonly TimeSpan Every = TimeSpan.FromSeconds(2), AskTimeout = TimeSpan.FromSeconds(10), Stale = TimeSpan.FromSeconds(30);
 
-    private readonly ClusterNode node;
+    private readonly IActorRef manager;
+    private readonly string selfAddress;
     private readonly string dataDirectory;
     private readonly bool seed;
     private readonly IReadOnlyList<(string Trainer, string Device)> ownTrainers;
@@ -35,12 +34,14 @@ internal sealed class ClusterNodeView : IOperatorView, IAsyncDisposable
         public IReadOnlyDictionary<string, string> Unprepared { get; init; } = new Dictionary<string, string>();
     }
 
-    public ClusterNodeView(ClusterNode node, string dataDirectory, bool seed, IReadOnlyList<string> devices)
+    /// <param name="manager">The sweep manager (a node's singleton proxy).</param>
+    /// <param name="selfAddress">This node's address: its trainers are "{address}/{device}".</param>
+    public NodeView(ActorSystem system, IActorRef manager, string selfAddress, ClusterMembership membership, string dataDirectory, bool seed, IReadOnlyList<string> devices)
     {
-        (this.node, this.dataDirectory, this.seed) = (node, dataDirectory, seed);
-        ownTrainers = devices.Select(d => ($"{node.SelfAddress}/{d}", d)).ToList();
-        Membership = node.Membership;
-        node.System.ActorOf(Props.Create(() => new Tap(board, Changed)), "endpoint-progress");
+        (this.manager, this.selfAddress, this.dataDirectory, this.seed) = (manager, selfAddress, dataDirectory, seed);
+        ownTrainers = devices.Select(d => ($"{selfAddress}/{d}", d)).ToList();
+        Membership = membership;
+        system.ActorOf(Props.Create(() => new Tap(board, Changed)), "endpoint-progress");
         refreshing = Task.Run(RefreshLoop);
         meter.CreateObservableGauge("scale_cluster_members", () => Membership.Current.Members.GroupBy(m => m.Status)
                 .Select(g => new Measurement<int>(g.Count(), new KeyValuePair<string, object?>("status", g.Key))),
@@ -106,7 +107,7 @@ internal sealed class ClusterNodeView : IOperatorView, IAsyncDisposable
 
     public Task<string?> NotReadyAsync()
     {
-        var self = Membership.Current.Members.FirstOrDefault(m => m.Address == node.SelfAddress);
+        var self = Membership.Current.Members.FirstOrDefault(m => m.Address == selfAddress);
         if (self is null || self.Status != "up") return Task.FromResult<string?>($"this node is not an Up member of the cluster ({self?.Status ?? "not a member"})");
         var last = snapshot;
         // A seed is ready when the sweep manager, and so the journal, answers; a worker once it is a member.
@@ -136,10 +137,10 @@ internal sealed class ClusterNodeView : IOperatorView, IAsyncDisposable
             Volatile.Write(ref changed, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));   // changes from here on refresh again
             try
             {
-                var list = await SweepPages.AllAsync(get => node.Manager.Ask<object>(get, AskTimeout, stop.Token));
+                var list = await SweepPages.AllAsync(get => manager.Ask<object>(get, AskTimeout, stop.Token));
                 var states = new List<SweepState>();
                 foreach (var sweep in list.Sweeps.Where(s => !list.Quarantined.ContainsKey(s.SweepId)))
-                    if (await node.Manager.Ask<object>(new ToSweep(sweep.SweepId, GetSweepState.Instance), AskTimeout, stop.Token) is SweepState state)
+                    if (await manager.Ask<object>(new ToSweep(sweep.SweepId, GetSweepState.Instance), AskTimeout, stop.Token) is SweepState state)
                         states.Add(state);
                 snapshot = new Snapshot(states, list.Quarantined, null, DateTime.UtcNow) { Cancelled = list.Cancelled.ToHashSet(), Unprepared = list.Unprepared };
             }

@@ -1,8 +1,7 @@
 using Scale.Actors.Sweeps;
-using Scale.Actors.Telemetry;
 using Scale.Actors.Trainers;
 
-namespace Scale.Host.Sweeps;
+namespace Scale.Actors.Telemetry;
 
 /// <summary>A trainer as operators see it: where it runs, and the trials it is training with their latest progress.</summary>
 internal sealed record TrainerView(string Trainer, string Device, IReadOnlyList<TrainerTrial> Trials);
