@@ -43,8 +43,10 @@ internal interface IOperatorView
 /// Live progress of the trials training in this process, from the trainers' events (with each trial's steps per second
 /// between its last two reports), and when each trial last started or checkpointed, from the sweep events heard here.
 /// </summary>
-internal sealed class ProgressBoard
+internal sealed class ProgressBoard(Func<DateTime>? clock = null)
 {
+    private readonly Func<DateTime> now = clock ?? (() => DateTime.UtcNow);
+
     private sealed record Entry(TrialProgress Last, DateTime At, double StepsPerSecond);
 
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, Entry> latest = new();
@@ -52,15 +54,15 @@ internal sealed class ProgressBoard
 
     public void Observe(object message)
     {
-        var now = DateTime.UtcNow;
+        var at = now();
         if (message is TrialProgress p)
-            latest.AddOrUpdate(p.TrialId, _ => new Entry(p, now, 0), (_, old) =>
+            latest.AddOrUpdate(p.TrialId, _ => new Entry(p, at, 0), (_, old) =>
             {
-                double seconds = (now - old.At).TotalSeconds;
-                return new Entry(p, now, seconds > 0 && p.Step > old.Last.Step ? (p.Step - old.Last.Step) / seconds : old.StepsPerSecond);
+                double seconds = (at - old.At).TotalSeconds;
+                return new Entry(p, at, seconds > 0 && p.Step > old.Last.Step ? (p.Step - old.Last.Step) / seconds : old.StepsPerSecond);
             });
-        if (message is TrialStarted started) checkpoints[started.TrialId] = now;
-        if (message is TrialCheckpointed checkpointed) checkpoints[checkpointed.TrialId] = now;
+        if (message is TrialStarted started) checkpoints[started.TrialId] = at;
+        if (message is TrialCheckpointed checkpointed) checkpoints[checkpointed.TrialId] = at;
         var ended = message switch
         {
             TrialCompleted e => e.TrialId, TrialFailed e => e.TrialId, TrialRetrying e => e.TrialId, TrialRequeued e => e.TrialId, TrialPaused e => e.TrialId,
@@ -79,7 +81,7 @@ internal sealed class ProgressBoard
 
     /// <summary>Seconds since the trial's last checkpoint (or its start), when this process heard either.</summary>
     public double? CheckpointAge(string trial)
-        => checkpoints.TryGetValue(trial, out var at) ? (DateTime.UtcNow - at).TotalSeconds : null;
+        => checkpoints.TryGetValue(trial, out var at) ? (now() - at).TotalSeconds : null;
 }
 
 /// <summary>The trainers of running trials as the journal names them ("{node}/{device}" or "{host}/{device}/{pid}").</summary>

@@ -52,6 +52,7 @@ internal sealed class LocalRun : IAsyncDisposable
     private static readonly TimeSpan AskTimeout = TimeSpan.FromMinutes(2);
     private readonly TaskCompletionSource<SweepQuarantined> quarantined = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly string sweepName;
+    private readonly Lock gate = new();
     private DateTime? faultSince;
     private string? lastFault;
 
@@ -72,11 +73,11 @@ internal sealed class LocalRun : IAsyncDisposable
             Receive<SweepQuarantined>(q => q.SweepId == run.sweepName, q => run.quarantined.TrySetResult(q));
             Receive<SweepJournalFault>(f => f.SweepId == run.sweepName, f =>
             {
-                lock (run.quarantined) (run.faultSince, run.lastFault) = (run.faultSince ?? DateTime.UtcNow, f.Reason);
+                lock (run.gate) (run.faultSince, run.lastFault) = (run.faultSince ?? DateTime.UtcNow, f.Reason);
             });
             Receive<ISweepEvent>(_ =>
             {
-                lock (run.quarantined) run.faultSince = null;   // a write went through
+                lock (run.gate) run.faultSince = null;   // a write went through
             });
             ReceiveAny(_ => { });
         }
@@ -176,13 +177,13 @@ internal sealed class LocalRun : IAsyncDisposable
     /// </summary>
     public string? JournalGivenUp()
     {
-        lock (quarantined)
+        lock (gate)
             return faultSince is { } since && DateTime.UtcNow - since > JournalWait ? JournalFault() : null;
     }
 
     private string? JournalFault()
     {
-        lock (quarantined)
+        lock (gate)
             return faultSince is { } since
                 ? $"the sweep's journal {SweepPaths.DatabaseFile(DataDirectory)} could not be written for {(DateTime.UtcNow - since).TotalSeconds:0} s ({lastFault})"
                 : null;

@@ -75,15 +75,17 @@ public sealed class NodeViewTests() : SqliteTestKit("node-view", new ClusterConf
     [Fact]
     public void Progress_gives_steps_per_second_between_reports_and_leaves_with_the_trial()
     {
-        var board = new ProgressBoard();
+        var clock = new DateTime(2026, 12, 6, 12, 0, 0, DateTimeKind.Utc);
+        var board = new ProgressBoard(() => clock);
         board.Observe(new TrialStarted("t", 1, "n/cpu"));
         board.Observe(new TrialProgress("t", 1, 10, 100, 3.0, 500, 60));
-        Thread.Sleep(50);   // two reports some time apart: a rate needs elapsed time, not a synchronisation
+        clock += TimeSpan.FromSeconds(2);
         board.Observe(new TrialProgress("t", 1, 20, 100, 2.0, 500, 50));
+        clock += TimeSpan.FromSeconds(1);
 
-        Assert.True(board.StepsPerSecond("t") > 0);
+        Assert.Equal(5.0, board.StepsPerSecond("t"));   // 10 steps in 2 s
         Assert.Equal(20, board.Of("t")!.Step);
-        Assert.NotNull(board.CheckpointAge("t"));
+        Assert.Equal(3.0, board.CheckpointAge("t"));     // since the trial started
 
         board.Observe(new TrialCompleted("t", 1, new TrialMetrics(0.5, 0.5, 0.1)));
         Assert.Null(board.Of("t"));
