@@ -30,6 +30,7 @@ public sealed class SweepManager : ReceivePersistentActor, IWithTimers
     private readonly Dictionary<string, SubmittedSweep> sweeps = new();
     private readonly List<string> order = new();
     private readonly Dictionary<string, IActorRef> coordinators = new();
+    private readonly Dictionary<string, int> incarnations = new();
     /// <summary>Sweeps left out, with the reason: they answer with it, and the others run.</summary>
     private readonly Dictionary<string, string> quarantined = new();
     private readonly Dictionary<string, string> unprepared = new();   // what workers reported since this manager started; not journaled
@@ -316,8 +317,7 @@ public sealed class SweepManager : ReceivePersistentActor, IWithTimers
         }
         catch (Exception e) when (e is ArgumentException or InvalidOperationException)
         {
-            if (coordinators.Remove(submit.SweepId, out var unused)) Context.Stop(unused);
-            sender.Tell(new Status.Failure(e));
+            sender.Tell(new Status.Failure(e));   // its coordinator stays: it holds the sweep's journal for the next submission
             return;
         }
         Persist(new SweepSubmitted(submit.SweepId, submit.Definition), e =>
@@ -380,7 +380,10 @@ public sealed class SweepManager : ReceivePersistentActor, IWithTimers
     private IActorRef Coordinator(string sweepId)
     {
         if (coordinators.TryGetValue(sweepId, out var existing)) return existing;
-        return coordinators[sweepId] = Context.ActorOf(SweepCoordinator.Supervised(sweepId, snapshotEvery), $"sweep-{sweepId}");
+        // A coordinator stopped here (quarantined) may still be stopping: a new one never takes its name.
+        int incarnation = incarnations[sweepId] = incarnations.GetValueOrDefault(sweepId) + 1;
+        return coordinators[sweepId] = Context.ActorOf(SweepCoordinator.Supervised(sweepId, snapshotEvery),
+                                                       incarnation == 1 ? $"sweep-{sweepId}" : $"sweep-{sweepId}-{incarnation}");
     }
 
     /// <summary>Nodes that are members and not downed still run their trials (an unreachable node may come back until it is downed).</summary>
