@@ -27,14 +27,10 @@ public sealed class SweepManager : ReceivePersistentActor, IWithTimers
     /// <summary>A first submission, with what the sweep's journal already held (<see cref="SweepState"/>) or why it did not answer.</summary>
     private sealed record FirstSubmission(SubmitSweep Submit, SweepDefinition Definition, IActorRef Sender, object Journal);
 
-    private readonly Dictionary<string, SubmittedSweep> sweeps = new();
-    private readonly List<string> order = new();
+    /// <summary>What the journal says, and what workers reported: decided on and changed by <see cref="ManagerState"/> only.</summary>
+    private ManagerState state = ManagerState.Empty;
     private readonly Dictionary<string, IActorRef> coordinators = new();
     private readonly Dictionary<string, int> incarnations = new();
-    /// <summary>Sweeps left out, with the reason: they answer with it, and the others run.</summary>
-    private readonly Dictionary<string, string> quarantined = new();
-    private readonly Dictionary<string, string> unprepared = new();   // what workers reported since this manager started; not journaled
-    private readonly HashSet<string> cancelled = new();
     /// <summary>First submissions waiting for what their sweep's journal already holds, with whom to answer.</summary>
     private readonly Dictionary<string, IActorRef> pending = new();
     private readonly TimeSpan memberCheck;
@@ -47,8 +43,7 @@ public sealed class SweepManager : ReceivePersistentActor, IWithTimers
     {
         (this.dataRoots, this.memberCheck, this.snapshotEvery, this.onlySweep) = (dataRoots, memberCheck, snapshotEvery, onlySweep);
         PersistenceId = onlySweep is null ? ManagerPersistenceId : LocalPersistenceIdOf(onlySweep);
-        Recover<SweepSubmitted>(Add);
-        Recover<SweepCancelled>(e => cancelled.Add(e.SweepId));
+        Recover<IManagerEvent>(e => state = state.Apply(e));
         Recover<UnreadableManagerEvent>(Unreadable);
         Recover<RecoveryCompleted>(_ =>
         {
@@ -70,27 +65,14 @@ public sealed class SweepManager : ReceivePersistentActor, IWithTimers
         Command<CancelSweep>(Cancel);
         Command<ToSweep>(to =>
         {
-            if (cancelled.Contains(to.SweepId) && to.Message is not GetSweepState)
-            {
-                // A cancelled sweep hands out nothing, and its running trials are told to stop at their next report.
-                Sender.Tell(to.Message switch
-                {
-                    RequestWork => new NoWorkAvailable(true),
-                    ITrialReport r => new AttemptSuperseded(r.TrialId, r.Attempt),
-                    _ => new Status.Failure(new ArgumentException($"Sweep '{to.SweepId}' was cancelled.")),
-                });
-                return;
-            }
-            if (quarantined.TryGetValue(to.SweepId, out var why))
-                Sender.Tell(new Status.Failure(new ArgumentException($"Sweep '{to.SweepId}' is quarantined and does not run: {why}")));
-            else if (sweeps.ContainsKey(to.SweepId)) Coordinator(to.SweepId).Forward(to.Message);
-            else Sender.Tell(new Status.Failure(new ArgumentException($"No sweep '{to.SweepId}' was submitted to this cluster.")));
+            if (state.Answer(to) is { } answer) Sender.Tell(answer);
+            else Coordinator(to.SweepId).Forward(to.Message);
         });
         Command<GetSweeps>(get =>
         {
             try
             {
-                Sender.Tell(SweepPages.Page(get, order, sweeps, quarantined, unprepared, cancelled));
+                Sender.Tell(state.Page(get));
             }
             catch (ArgumentException e)
             {
@@ -99,8 +81,8 @@ public sealed class SweepManager : ReceivePersistentActor, IWithTimers
         });
         Command<ReportSweepUnprepared>(r =>
         {
-            if (!sweeps.ContainsKey(r.SweepId)) return;
-            unprepared[r.SweepId] = $"{r.Worker}: {r.Reason}";
+            if (!state.Sweeps.ContainsKey(r.SweepId)) return;
+            state = state.Unprepare(r);
             log.Warning("sweep manager: worker {0} cannot prepare sweep {1}: {2}", r.Worker, r.SweepId, r.Reason);
         });
         // A coordinator whose journal holds an event it cannot read stops and says so: its sweep is left out, the others run.
@@ -113,7 +95,7 @@ public sealed class SweepManager : ReceivePersistentActor, IWithTimers
                 submitter.Tell(new Status.Failure(new ArgumentException($"Sweep '{q.SweepId}' cannot be recovered: {q.Reason}")));
                 return;
             }
-            if (!sweeps.ContainsKey(q.SweepId)) return;
+            if (!state.Sweeps.ContainsKey(q.SweepId)) return;
             if (coordinators.Remove(q.SweepId, out var supervisor)) Context.Stop(supervisor);
             Quarantine(q.SweepId, q.Reason);
         });
@@ -185,32 +167,27 @@ public sealed class SweepManager : ReceivePersistentActor, IWithTimers
 
     private void Apply(object row)
     {
-        switch (row)
-        {
-            case SweepSubmitted e: Add(e); break;
-            case SweepCancelled e: cancelled.Add(e.SweepId); break;
-            case UnreadableManagerEvent e: Unreadable(e); break;
-        }
+        if (row is IManagerEvent e) state = state.Apply(e);
+        else if (row is UnreadableManagerEvent unreadable) Unreadable(unreadable);
     }
 
-    /// <summary>Every recovered sweep gets its coordinator (which recovers its own journal); one that no longer validates is left out.</summary>
+    /// <summary>Every recovered sweep that runs gets its coordinator (which recovers its own journal).</summary>
     private void Recovered()
     {
-        foreach (var id in order)
+        foreach (var (id, why) in state.Quarantined) log.Error("sweep manager: sweep {0} is quarantined and will not run: {1}", id, why);
+        foreach (var id in state.Runnable.ToList())
         {
-            if (quarantined.ContainsKey(id)) continue;   // its submission could not be read
             try
             {
-                SweepDefinitionJson.Read(sweeps[id].Definition);   // one journaled before submissions were validated may not pass now
                 Coordinator(id);
             }
-            catch (Exception e) when (e is ArgumentException or InvalidActorNameException)
+            catch (InvalidActorNameException e)
             {
                 // One bad sweep must not disable the manager: it is left out, said in the log, and the others run.
-                Quarantine(id, $"its definition no longer validates: {e.Message}");
+                Quarantine(id, $"its name cannot name a coordinator: {e.Message}");
             }
         }
-        log.Info("sweep manager: {0} sweep(s) recovered from the journal", order.Count);
+        log.Info("sweep manager: {0} sweep(s) recovered from the journal", state.Order.Count);
     }
 
     public ITimerScheduler Timers { get; set; } = null!;
@@ -244,85 +221,45 @@ public sealed class SweepManager : ReceivePersistentActor, IWithTimers
 
     private void Submit(SubmitSweep submit)
     {
-        SweepDefinition definition;
-        try
-        {
-            if (onlySweep is not null && submit.SweepId != onlySweep)
-                throw new ArgumentException($"this process runs sweep '{onlySweep}' only");
-            definition = SweepDefinitionJson.Read(submit.Definition);
-            if (definition.Name != submit.SweepId) throw new ArgumentException($"the definition is named '{definition.Name}', not '{submit.SweepId}'");
-            if (dataRoots is not null) DataRoots.Check(definition, dataRoots);
-        }
-        catch (ArgumentException e)
-        {
-            Sender.Tell(new Status.Failure(new ArgumentException($"Sweep '{submit.SweepId}' refused: {e.Message}")));
-            return;
-        }
         var sender = Sender;
-        if (cancelled.Contains(submit.SweepId))
+        switch (state.Decide(submit, onlySweep, dataRoots, pending.ContainsKey(submit.SweepId)))
         {
-            sender.Tell(new Status.Failure(new ArgumentException($"Sweep '{submit.SweepId}' was cancelled on this cluster; submit it under a new name.")));
-            return;
+            case SubmitDecision.Refuse refused:
+                sender.Tell(new Status.Failure(refused.Error));
+                break;
+            case SubmitDecision.Resubmit again:
+                // Submitted again (a resume): the coordinator answers that nothing new happened, or why it refuses.
+                Coordinator(submit.SweepId).Tell(again.Definition.StartCommand, sender);
+                break;
+            case SubmitDecision.First first:
+                // The sweep may already have a journal that no submission of this manager names (a local run of an earlier
+                // version wrote its coordinator's events only): its coordinator recovers it first, and a changed definition is
+                // refused before anything is recorded.
+                pending[submit.SweepId] = sender;
+                Coordinator(submit.SweepId).Ask<object>(GetSweepState.Instance, TimeSpan.FromMinutes(1)).PipeTo(Self,
+                    success: journal => new FirstSubmission(submit, first.Definition, sender, journal),
+                    failure: e => new FirstSubmission(submit, first.Definition, sender, new Status.Failure(e)));
+                break;
         }
-        if (quarantined.TryGetValue(submit.SweepId, out var why))
-        {
-            sender.Tell(new Status.Failure(new ArgumentException($"Sweep '{submit.SweepId}' is quarantined on this cluster: {why}")));
-            return;
-        }
-        if (sweeps.TryGetValue(submit.SweepId, out var known))
-        {
-            // Submitted again (a resume): the coordinator answers that nothing new happened, or why it refuses.
-            var before = SweepDefinitionJson.Read(known.Definition);
-            try
-            {
-                definition.CheckResumes(before.Fingerprint, before.Trials.Select(t => t.Id).ToList(), "in this journal");
-            }
-            catch (ArgumentException e)
-            {
-                sender.Tell(new Status.Failure(e));
-                return;
-            }
-            Coordinator(submit.SweepId).Tell(definition.StartCommand, sender);
-            return;
-        }
-        // The sweep may already have a journal that no submission of this manager names (a local run of an earlier version
-        // wrote its coordinator's events only): its coordinator recovers it first, and a changed definition is refused
-        // before anything is recorded.
-        if (pending.ContainsKey(submit.SweepId))
-        {
-            sender.Tell(new Status.Failure(new InvalidOperationException($"Sweep '{submit.SweepId}' is being submitted by another client; submit it again in a moment.")));
-            return;
-        }
-        pending[submit.SweepId] = sender;
-        var coordinator = Coordinator(submit.SweepId);
-        coordinator.Ask<object>(GetSweepState.Instance, TimeSpan.FromMinutes(1)).PipeTo(Self,
-            success: journal => new FirstSubmission(submit, definition, sender, journal),
-            failure: e => new FirstSubmission(submit, definition, sender, new Status.Failure(e)));
     }
 
     private void Record(FirstSubmission first)
     {
         var (submit, definition, sender) = (first.Submit, first.Definition, first.Sender);
         if (!pending.Remove(submit.SweepId)) return;   // answered already (its journal cannot be read)
-        if (sweeps.ContainsKey(submit.SweepId))
+        if (state.Sweeps.ContainsKey(submit.SweepId))
         {
             Self.Tell(submit, sender);   // submitted meanwhile: answered as a resubmission
             return;
         }
-        try
+        if (ManagerState.CheckFirst(submit.SweepId, definition, first.Journal) is { } refused)
         {
-            if (first.Journal is not SweepState journal)
-                throw new InvalidOperationException($"Sweep '{submit.SweepId}': its journal did not answer ({(first.Journal as Status.Failure)?.Cause.Message}); submit it again.");
-            if (journal.Started) definition.CheckResumes(journal.Fingerprint, journal.Order, "in this journal");
-        }
-        catch (Exception e) when (e is ArgumentException or InvalidOperationException)
-        {
-            sender.Tell(new Status.Failure(e));   // its coordinator stays: it holds the sweep's journal for the next submission
+            sender.Tell(new Status.Failure(refused));   // its coordinator stays: it holds the sweep's journal for the next submission
             return;
         }
         Persist(new SweepSubmitted(submit.SweepId, submit.Definition), e =>
         {
-            Add(e);
+            state = state.Apply(e, definition);
             log.Info("sweep manager: sweep {0} submitted ({1} trials)", e.SweepId, definition.Trials.Count);
             Coordinator(e.SweepId).Tell(definition.StartCommand, sender);
         });
@@ -331,50 +268,36 @@ public sealed class SweepManager : ReceivePersistentActor, IWithTimers
     private void Cancel(CancelSweep cancel)
     {
         var sender = Sender;
-        if (!sweeps.ContainsKey(cancel.SweepId))
+        switch (state.Decide(cancel))
         {
-            sender.Tell(new Status.Failure(new ArgumentException($"No sweep '{cancel.SweepId}' was submitted to this cluster.")));
-            return;
+            case CancelDecision.Refuse refused:
+                sender.Tell(new Status.Failure(refused.Error));
+                break;
+            case CancelDecision.AlreadyCancelled:
+                sender.Tell(new Accepted(0));
+                break;
+            case CancelDecision.Record record:
+                Persist(record.Event, e =>
+                {
+                    state = state.Apply(e);
+                    log.Warning("sweep manager: sweep {0} cancelled; its trials are handed out no more", e.SweepId);
+                    sender.Tell(new Accepted(1));
+                });
+                break;
         }
-        if (cancelled.Contains(cancel.SweepId))
-        {
-            sender.Tell(new Accepted(0));
-            return;
-        }
-        Persist(new SweepCancelled(cancel.SweepId), e =>
-        {
-            cancelled.Add(e.SweepId);
-            log.Warning("sweep manager: sweep {0} cancelled; its trials are handed out no more", e.SweepId);
-            sender.Tell(new Accepted(1));
-        });
     }
 
     private void Unreadable(UnreadableManagerEvent e)
     {
-        var why = $"its {e.Manifest} row {LastSequenceNr} in the sweep manager's journal cannot be read ({e.Reason}); restore the journal from a backup, or submit the sweep under a new name";
-        if (e.SweepId is { } id && SweepFiles.NamePattern().IsMatch(id))
-        {
-            if (e.Manifest.StartsWith("sweep-cancelled", StringComparison.Ordinal))
-            {
-                cancelled.Add(id);   // what was cancelled stays cancelled
-                log.Error("sweep manager: a cancellation of sweep {0} cannot be read ({1}); the sweep stays cancelled", id, e.Reason);
-                return;
-            }
-            if (sweeps.TryAdd(id, new SubmittedSweep(id, ""))) order.Add(id);
-            Quarantine(id, why);
-        }
-        else Quarantine($"(manager journal row {LastSequenceNr})", why);
+        state = state.Apply(e, LastSequenceNr);
+        if (e.Manifest.StartsWith("sweep-cancelled", StringComparison.Ordinal))
+            log.Error("sweep manager: a cancellation of sweep {0} cannot be read ({1}); the sweep stays cancelled", e.SweepId, e.Reason);
     }
 
     private void Quarantine(string sweepId, string reason)
     {
-        quarantined[sweepId] = reason;
+        state = state.Quarantine(sweepId, reason);
         log.Error("sweep manager: sweep {0} is quarantined and will not run: {1}", sweepId, reason);
-    }
-
-    private void Add(SweepSubmitted e)
-    {
-        if (sweeps.TryAdd(e.SweepId, new SubmittedSweep(e.SweepId, e.Definition))) order.Add(e.SweepId);
     }
 
     private IActorRef Coordinator(string sweepId)

@@ -1,9 +1,7 @@
 using System.Reflection;
 using Akka.Configuration;
-using Scale.Model.Baselines;
 using Scale.Model.Data;
 using Scale.Model.Experiments;
-using Scale.Model.Upscaling;
 
 namespace Scale.Actors.Sweeps;
 

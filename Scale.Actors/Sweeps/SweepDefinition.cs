@@ -1,7 +1,5 @@
-using System.Reflection;
 using System.Text.RegularExpressions;
 using Akka.Configuration;
-using Akka.Configuration.Hocon;
 using Scale.Model;
 using Scale.Model.Experiments;
 

@@ -41,7 +41,11 @@ internal sealed class NodeView : IOperatorView, IAsyncDisposable
         (this.manager, this.selfAddress, this.dataDirectory, this.seed) = (manager, selfAddress, dataDirectory, seed);
         ownTrainers = devices.Select(d => ($"{selfAddress}/{d}", d)).ToList();
         Membership = membership;
-        system.ActorOf(Props.Create(() => new Tap(board, Changed)), "endpoint-progress");
+        EventTap.Start(system, "endpoint-progress", message =>
+        {
+            board.Observe(message);
+            if (message is ISweepEvent) Changed();
+        }, typeof(TrialProgress), typeof(ISweepEvent));
         refreshing = Task.Run(RefreshLoop);
         meter.CreateObservableGauge("scale_cluster_members", () => Membership.Current.Members.GroupBy(m => m.Status)
                 .Select(g => new Measurement<int>(g.Count(), new KeyValuePair<string, object?>("status", g.Key))),
@@ -74,21 +78,6 @@ internal sealed class NodeView : IOperatorView, IAsyncDisposable
         => Trainers(snapshot.Sweeps).SelectMany(t => t.Trials.Select(p => (Value: value(p), Trainer: t.Trainer, p.Trial)))
             .Where(m => m.Value is not null)
             .Select(m => new Measurement<double>(m.Value!.Value, new KeyValuePair<string, object?>("trainer", m.Trainer), new KeyValuePair<string, object?>("trial", m.Trial)));
-
-    /// <summary>Hears this node's trainers' progress and the sweep events published here (a coordinator on this node wrote one).</summary>
-    private sealed class Tap : ReceiveActor
-    {
-        public Tap(ProgressBoard board, Action changed)
-        {
-            Context.System.EventStream.Subscribe(Self, typeof(TrialProgress));
-            Context.System.EventStream.Subscribe(Self, typeof(ISweepEvent));
-            ReceiveAny(message =>
-            {
-                board.Observe(message);
-                if (message is ISweepEvent) changed();
-            });
-        }
-    }
 
     private TaskCompletionSource changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
 

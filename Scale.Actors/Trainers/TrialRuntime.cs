@@ -148,6 +148,13 @@ public readonly record struct TrialSlots(int PerDevice, int ThreadsPerTrial)
 /// </summary>
 public static partial class SweepPaths
 {
+    /// <summary>The sweeps that have a directory under <paramref name="dataDirectory"/>, by name.</summary>
+    public static IReadOnlyList<string> KnownSweeps(string dataDirectory)
+    {
+        var root = Path.Combine(dataDirectory, "sweeps");
+        return Directory.Exists(root) ? Directory.GetDirectories(root).Select(Path.GetFileName).OfType<string>().Order().ToList() : [];
+    }
+
     [System.Text.RegularExpressions.GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9_.@:=-]{0,127}$")]
     private static partial System.Text.RegularExpressions.Regex SegmentPattern();
 

@@ -1,7 +1,6 @@
-using System.Globalization;
 using Scale.Actors.Cluster;
 using Scale.Actors.Sweeps;
-using Scale.Host.Sweeps;
+using Scale.Actors.Reports;
 
 namespace Scale.Host.Cluster;
 
@@ -53,7 +52,7 @@ internal static class ClusterRun
             {
                 break;
             }
-            foreach (var line in Changes(before, state)) Console.WriteLine(line);
+            foreach (var line in SweepChanges.Lines(before, state)) Console.WriteLine(line);
             Console.Out.Flush();
             before = state;
             if (!state.Finished && await CancelledOnCluster(connection, sweep.Name, cancellation))
@@ -123,13 +122,7 @@ internal static class ClusterRun
             if (list.Unprepared.TryGetValue(name, out var unprepared) && !state.Finished && !cancelled)
                 Console.WriteLine($"  a worker could not prepare it: {unprepared}");
             if (sweepName is null) continue;
-            foreach (var t in state.Order.Select(id => state.Trials[id]))
-                Console.WriteLine($"  {t.Spec.Id,-22} {t.Spec.Method,-9} {t.Status.ToString().ToLowerInvariant(),-11} attempt {t.Attempt}" +
-                                  (t.Trainer is { } trainer ? $" on {trainer}" : "") +
-                                  (t.LastCheckpoint is { } c ? $", checkpoint at step {c.Step}" : "") +
-                                  (t.Status == TrialStatus.Failed ? $", {t.FailureReason}" : "") +
-                                  (t.StoppedAt is { } stoppedAt ? $", stopped by the scheduler at step {stoppedAt}" : "") +
-                                  (t.PausedAt(DateTime.UtcNow) ? $", paused by an {t.PauseReason}; resumes after {t.RetryAt:HH:mm:ss} UTC" : ""));
+            foreach (var t in state.Order.Select(id => state.Trials[id])) Console.WriteLine(SweepChanges.StatusLine(t, DateTime.UtcNow));
         }
         return unanswered == 0 ? 0 : 1;
     }
@@ -165,29 +158,6 @@ internal static class ClusterRun
                 throw new Commands.CommandFailedException($"no answer from the cluster's seeds {string.Join(", ", seeds)}: is a seed running there, and does the cluster use TLS (then give --tls-certificate)?", e, 3);
             }
             cancellation.ThrowIfCancellationRequested();
-        }
-    }
-
-    private static IEnumerable<string> Changes(SweepState? before, SweepState now)
-    {
-        foreach (var id in now.Order)
-        {
-            var t = now.Trials[id];
-            var was = before?.Trials.GetValueOrDefault(id);
-            if (was is not null && was.Status == t.Status && was.Attempt == t.Attempt && was.LastCheckpoint == t.LastCheckpoint) continue;
-            string F(double v) => v.ToString("0.000", CultureInfo.InvariantCulture);
-            if (t.Status == TrialStatus.Running && (was?.Status != TrialStatus.Running || was.Attempt != t.Attempt))
-                yield return $"trial {id} running on {t.Trainer} (attempt {t.Attempt}" + (t.Attempt > 1 && t.LastCheckpoint is { } from ? $", resumes from step {from.Step})" : ")");
-            if (t.Status == TrialStatus.Running && t.LastCheckpoint is { } checkpoint && checkpoint != was?.LastCheckpoint && was?.Status == TrialStatus.Running && was.Attempt == t.Attempt)
-                yield return $"trial {id} checkpoint at step {checkpoint.Step}";
-            if (t.Status == TrialStatus.Completed && was?.Status != TrialStatus.Completed)
-                yield return $"trial {id} completed: retention {F(t.Metrics!.Retention)}, acquisition {F(t.Metrics.Acquisition)}";
-            else if (t.Status == TrialStatus.Stopped && was?.Status != TrialStatus.Stopped)
-                yield return $"trial {id} stopped by the scheduler at step {t.StoppedAt}";
-            else if (t.Status == TrialStatus.Failed && was?.Status != TrialStatus.Failed)
-                yield return $"trial {id} failed: {t.FailureReason}";
-            else if (t.Status == TrialStatus.Pending && was?.Status == TrialStatus.Running)
-                yield return $"trial {id} pending again (attempt {t.Attempt} ended on {was.Trainer}" + (t.FailureReason is { } why && t.FailedAttempts > was.FailedAttempts ? $": {why})" : ")");
         }
     }
 }

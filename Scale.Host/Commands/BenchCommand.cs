@@ -2,6 +2,7 @@ using System.ComponentModel;
 using System.Diagnostics;
 using System.Text.Json;
 using Scale.Model;
+using Scale.Actors.Reports;
 using Scale.Model.Bench;
 using Spectre.Console;
 using Spectre.Console.Cli;
@@ -100,7 +101,7 @@ internal sealed class BenchCommand : Command<BenchCommand.Settings>
             ? new (string Method, int Group, bool LockStep)[] { (m, 1, false), (m, settings.Group, true), (m, settings.Group, false) }
             : [(m, 1, false)]).ToList();
         var runs = variants.ToDictionary(v => v, _ => new List<BenchResult>());
-        List<BenchResult> Summaries() => runs.Select(r => MedianRun(r.Value)).ToList();
+        List<BenchResult> Summaries() => runs.Select(r => BenchTable.MedianRun(r.Value)).ToList();
         if (settings.Json)
         {
             for (int round = 0; round < settings.Rounds; round++)
@@ -119,33 +120,15 @@ internal sealed class BenchCommand : Command<BenchCommand.Settings>
                 for (int round = 0; round < settings.Rounds; round++)
                     foreach (var variant in variants)
                     {
-                        overall.Description = $"round {round + 1}/{settings.Rounds}: [blue]{Label(variant)}[/]";
+                        overall.Description = $"round {round + 1}/{settings.Rounds}: [blue]{BenchTable.Label(variant)}[/]";
                         runs[variant].Add(RunChild(variant, settings));
                         overall.Increment(1);
                     }
                 overall.Description = "all methods";
             });
-        var results = Summaries();
-        var table = new Table().AddColumns("method", "tokens/s", "step ms", "params", "trainable", "peak RSS MB", "threads");
-        foreach (var r in results)
-            table.AddRow(Label((r.Method, r.Members, r.LockStep)), r.TokensPerSecond.ToString("N0"), r.StepMs.ToString("N1"), r.Params.ToString("N0"),
-                         r.TrainableParams.ToString("N0"), r.PeakRssMb.ToString("N0"), r.Threads.ToString());
-        AnsiConsole.Write(table);
-        if (results.FirstOrDefault(r => r.Method == "full" && r.Members == 1) is { } full)
-            foreach (var r in results.Where(r => r.Method != "full" && r.Members == 1))
-                AnsiConsole.MarkupLine($"  {r.Method}: step time {r.StepMs / full.StepMs:0.00} × full fine-tuning's, peak RSS {r.PeakRssMb / full.PeakRssMb:0.00} ×");
-        foreach (var r in results.Where(r => r.Members > 1))
-            if (results.FirstOrDefault(o => o.Method == r.Method && o.Members == 1) is { } one)
-                AnsiConsole.MarkupLine($"  {Label((r.Method, r.Members, r.LockStep))}: wall time {r.StepMs / one.StepMs:0.00} × one trial's, peak RSS {r.PeakRssMb / one.PeakRssMb:0.00} ×");
+        BenchTable.Write(Summaries());
         return 0;
     }
-
-    private static string Label((string Method, int Group, bool LockStep) v)
-        => v.Group == 1 ? v.Method : $"{v.Method} ×{v.Group} {(v.LockStep ? "lock-step" : "one by one")}";
-
-    /// <summary>The run with the median step time, labelled with the number of rounds.</summary>
-    private static BenchResult MedianRun(IReadOnlyList<BenchResult> runs)
-        => runs.OrderBy(r => r.StepMs).ElementAt(runs.Count / 2) with { Rounds = runs.Count };
 
     private static BenchResult RunChild((string Method, int Group, bool LockStep) variant, Settings settings)
     {

@@ -1,11 +1,13 @@
+using Akka.Actor;
 using Scale.Actors.Trainers;
 using System.ComponentModel;
 using Akka.Configuration;
 using Scale.Actors.Cluster;
 using Scale.Actors.Persistence;
 using Scale.Host.Cluster;
+using Scale.Actors.Reports;
+using Scale.Actors.Telemetry;
 using Scale.Host.Sweeps;
-using Scale.Model;
 using Spectre.Console.Cli;
 
 namespace Scale.Host.Commands;
@@ -274,13 +276,17 @@ internal sealed class WorkerCommand : AsyncCommand<WorkerCommand.Settings>
         await using var endpoint = await OperatorEndpoint.StartOrReport(http.Address, view, http.Token);
         Console.Out.Flush();
         var output = TextWriter.Synchronized(Console.Out);
-        try
+        var progress = new PlainSweepView(output);
+        EventTap.Start(node.System, "progress", message =>
         {
-            await new WorkerLoop(node, settings.DataDir, devices, threads, output) { Precision = precision }.RunAsync(stop.Token);
-        }
-        catch (OperationCanceledException) when (stop.IsCancellationRequested)
-        {
-        }
+            if (message is TrialProgress p) progress.Trial(p);
+            else if (message is TrialNotice n) progress.Notice(n);
+        }, typeof(TrialProgress), typeof(TrialNotice));
+        var worker = node.System.ActorOf(Worker.Props(new WorkerOptions(settings.DataDir, devices, threads, output) { Precision = precision },
+                                                      node.Manager, node.DataLoader, node.SelfAddress, node.Logs.CreateLogger("Scale.Worker")), "worker");
+        await Task.WhenAny(node.WhenTerminated, Task.Delay(Timeout.Infinite, stop.Token).ContinueWith(_ => { }, TaskScheduler.Default));
+        if (!node.WhenTerminated.IsCompleted)
+            await Task.WhenAny(worker.Ask<WorkerStopped>(StopWorking.Instance, TimeSpan.FromMinutes(5)), node.WhenTerminated);
         if (node.WhenTerminated.IsCompleted && !stop.IsCancellationRequested)
         {
             Console.Error.WriteLine("scale: this worker was removed from the cluster (downed or partitioned away); its trials continue elsewhere. Start it again to rejoin.");

@@ -1,9 +1,9 @@
+using Scale.Actors.Cluster;
 using System.ComponentModel;
 using Akka.Actor;
 using Scale.Actors.Evaluation;
 using Scale.Actors.Sweeps;
 using Scale.Actors.Trainers;
-using Scale.Host.Sweeps;
 using Scale.Model;
 using Scale.Model.Experiments;
 using Spectre.Console.Cli;

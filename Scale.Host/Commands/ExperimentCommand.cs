@@ -5,7 +5,7 @@ using Scale.Model;
 using Scale.Model.Experiments;
 using Spectre.Console;
 using Spectre.Console.Cli;
-using Scale.Host.Sweeps;
+using Scale.Actors.Reports;
 
 namespace Scale.Host.Commands;
 

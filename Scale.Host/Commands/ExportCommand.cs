@@ -1,10 +1,7 @@
 using System.ComponentModel;
 using Scale.Actors.Sweeps;
-using Scale.Host.Sweeps;
-using Scale.Model;
 using Scale.Model.Checkpoints;
 using Scale.Model.Data;
-using Scale.Model.Experiments;
 using Spectre.Console;
 using Spectre.Console.Cli;
 

@@ -1,17 +1,11 @@
 using System.ComponentModel;
-using System.Globalization;
-using System.Text;
-using Scale.Actors.Sweeps;
-using Scale.Actors.Trainers;
-using Scale.Host.Sweeps;
+using Scale.Actors.Persistence;
+using Scale.Actors.Reports;
 using Spectre.Console.Cli;
 
 namespace Scale.Host.Commands;
 
-/// <summary>
-/// `scale report SWEEP --out DIR`: PNG plots (ScottPlot) — loss curves from the trials' logs, retention against
-/// acquisition with the Pareto front, recall per attribute — and report.md with the results table.
-/// </summary>
+/// <summary>`scale report SWEEP --out DIR`: the sweep's plots and report.md, written by <see cref="SweepReportFiles"/>.</summary>
 internal sealed class ReportCommand : AsyncCommand<ReportCommand.Settings>
 {
     public sealed class Settings : CommandSettings
@@ -30,130 +24,8 @@ internal sealed class ReportCommand : AsyncCommand<ReportCommand.Settings>
     {
         var state = await SweepJournal.Read(settings.DataDir, settings.Sweep);
         var output = Directory.CreateDirectory(settings.Out ?? $"report-{settings.Sweep}").FullName;
-        var trials = state.Order.Select(id => state.Trials[id]).ToList();
-        var written = new List<string>();
-
-        var curves = trials.Select(t => (t.Spec.Id, Curve: TrialLog.LossCurve(Path.Combine(
-            SweepPaths.SweepDirectory(settings.DataDir, settings.Sweep), "trials", t.Spec.Id)))).Where(c => c.Curve.Count > 0).ToList();
-        var labels = SweepReport.Rows(state).ToDictionary(r => r.Trial, r => r.Label);
-        if (curves.Count > 0)
-        {
-            var plot = new ScottPlot.Plot();
-            foreach (var (id, curve) in curves)
-            {
-                var line = plot.Add.Scatter(curve.Select(c => (double)c.Step).ToArray(), curve.Select(c => c.Loss).ToArray());
-                line.MarkerSize = 0;
-                line.LegendText = labels.GetValueOrDefault(id, id);
-            }
-            plot.Title($"{settings.Sweep}: training loss");
-            plot.XLabel("step");
-            plot.YLabel("loss");
-            plot.ShowLegend(ScottPlot.Alignment.UpperRight);
-            Save(plot, output, "loss.png", written);
-        }
-
-        // Scores against step (the sweep's evaluate-every): acquisition solid, retention dashed, one colour per trial.
-        var withCurves = trials.Where(t => t.Curve.Count > 0).ToList();
-        if (withCurves.Count > 0)
-        {
-            // Retention alone against step, one line per trial (the paper's biography figure: Task-0 accuracy per method).
-            var metric = withCurves[0].Metrics?.Metric;
-            var sides = Scale.Model.Experiments.ScoreMetric.Sides(metric);
-            foreach (var (name, side, select) in new (string, string, Func<ScorePoint, double>)[]
-                     { ("retention.png", sides.Retention, p => p.Retention), ("acquisition.png", sides.Acquisition, p => p.Acquisition) })
-            {
-                var single = new ScottPlot.Plot();
-                var colours = new ScottPlot.Palettes.Category10();
-                foreach (var (t, i) in withCurves.Select((t, i) => (t, i)))
-                {
-                    var line = single.Add.Scatter(t.Curve.Select(p => (double)p.Step).ToArray(), t.Curve.Select(select).ToArray());
-                    line.Color = colours.GetColor(i);
-                    line.LegendText = labels.GetValueOrDefault(t.Spec.Id, t.Spec.Id);
-                }
-                if (name == "retention.png" && withCurves.Select(t => t.Metrics?.BaseOld).FirstOrDefault(b => b is not null) is { } baseOld)
-                {
-                    var reference = single.Add.HorizontalLine(baseOld);
-                    reference.LinePattern = ScottPlot.LinePattern.Dashed;
-                    reference.Color = ScottPlot.Colors.Gray;
-                    reference.LegendText = "the frozen base";
-                }
-                single.Title($"{settings.Sweep}: {side} during training");
-                single.XLabel("step");
-                single.YLabel(side);
-                single.ShowLegend(ScottPlot.Alignment.MiddleRight);
-                Save(single, output, name, written);
-            }
-            var plot = new ScottPlot.Plot();
-            var palette = new ScottPlot.Palettes.Category10();
-            foreach (var (t, i) in withCurves.Select((t, i) => (t, i)))
-            {
-                var steps = t.Curve.Select(p => (double)p.Step).ToArray();
-                var acquisition = plot.Add.Scatter(steps, t.Curve.Select(p => p.Acquisition).ToArray());
-                acquisition.Color = palette.GetColor(i);
-                acquisition.LegendText = $"{labels.GetValueOrDefault(t.Spec.Id, t.Spec.Id)} acquisition";
-                var retention = plot.Add.Scatter(steps, t.Curve.Select(p => p.Retention).ToArray());
-                retention.Color = palette.GetColor(i);
-                retention.LinePattern = ScottPlot.LinePattern.Dashed;
-                retention.LegendText = $"{labels.GetValueOrDefault(t.Spec.Id, t.Spec.Id)} retention";
-            }
-            plot.Title($"{settings.Sweep}: scores during training");
-            plot.XLabel("step");
-            plot.YLabel(Scale.Model.Experiments.ScoreMetric.Describe(withCurves[0].Metrics?.Metric));
-            plot.ShowLegend(ScottPlot.Alignment.MiddleRight);
-            Save(plot, output, "scores.png", written);
-        }
-        var points = PlotCommand.Point.All(settings.Sweep, state).ToList();
-        if (points.Count > 0)
-        {
-            PlotCommand.Draw(points, $"{settings.Sweep}: retention vs acquisition", Path.Combine(output, "pareto.png"));
-            written.Add("pareto.png");
-        }
-        foreach (var (side, select) in new (string, Func<TrialMetrics, IReadOnlyDictionary<string, double>?>)[]
-                 { ("retention", m => m.RetentionByAttribute), ("acquisition", m => m.AcquisitionByAttribute) })
-        {
-            var scored = trials.Where(t => t.Metrics is not null && select(t.Metrics) is { Count: > 0 }).ToList();
-            if (scored.Count == 0) continue;
-            var attributes = scored.SelectMany(t => select(t.Metrics!)!.Keys).Distinct().ToList();
-            var plot = new ScottPlot.Plot();
-            double width = 0.8 / scored.Count;
-            var palette = new ScottPlot.Palettes.Category10();
-            for (int i = 0; i < scored.Count; i++)
-            {
-                var values = select(scored[i].Metrics!)!;
-                var bars = plot.Add.Bars(attributes.Select((_, a) => a + (i - (scored.Count - 1) / 2.0) * width).ToArray(),
-                                         attributes.Select(a => values.GetValueOrDefault(a)).ToArray());
-                foreach (var bar in bars.Bars) bar.Size = width * 0.9;
-                bars.Color = palette.GetColor(i);
-                bars.LegendText = scored[i].Spec.Id;
-            }
-            plot.Axes.Bottom.SetTicks(attributes.Select((_, a) => (double)a).ToArray(), attributes.ToArray());
-            plot.Axes.SetLimitsY(0, 1.05);
-            plot.Title($"{settings.Sweep}: {side} (recall) per attribute");
-            plot.ShowLegend(ScottPlot.Alignment.UpperRight);
-            Save(plot, output, $"{side}-by-attribute.png", written);
-        }
-
-        File.WriteAllText(Path.Combine(output, "report.md"), Markdown(settings.Sweep, state, written));
-        Console.WriteLine($"Wrote {Path.Combine(output, "report.md")} and {string.Join(", ", written)} ({points.Count} points in pareto.png, {curves.Count} loss curves).");
+        var report = SweepReportFiles.Write(settings.DataDir, settings.Sweep, state, output);
+        Console.WriteLine($"Wrote {Path.Combine(output, "report.md")} and {string.Join(", ", report.Written)} ({report.Points} points in pareto.png, {report.Curves} loss curves).");
         return 0;
-    }
-
-    private static void Save(ScottPlot.Plot plot, string directory, string name, List<string> written)
-    {
-        plot.SavePng(Path.Combine(directory, name), 1000, 650);
-        written.Add(name);
-    }
-
-    private static string Markdown(string sweep, SweepState state, IReadOnlyList<string> images)
-    {
-        static string N(double? v) => v?.ToString("0.000", CultureInfo.InvariantCulture) ?? "—";
-        var md = new StringBuilder($"# Sweep {sweep}\n\n{SweepReport.Counts(state)}.\n\n");
-        md.AppendLine("| trial | method | params | state | retention | acquisition | forgetting | attempts | tokens/s |");
-        md.AppendLine("|---|---|---|---|---:|---:|---:|---:|---:|");
-        foreach (var r in SweepReport.Rows(state))
-            md.AppendLine($"| {r.Trial} | {r.Method} | {SweepReport.Params(r.Params)} | {r.State} | {N(r.Retention)} | {N(r.Acquisition)} | {N(r.Forgetting)} | {r.Attempts} | {(r.TokensPerSecond is > 0 ? r.TokensPerSecond.Value.ToString("N0", CultureInfo.InvariantCulture) : "—")} |");
-        md.AppendLine();
-        foreach (var image in images) md.AppendLine($"![{image}]({image})\n");
-        return md.ToString();
     }
 }

@@ -1,16 +1,11 @@
 using System.ComponentModel;
 using System.Diagnostics;
-using System.Threading.Channels;
-using Akka.Actor;
-using Microsoft.Extensions.Logging;
-using Scale.Actors.Data;
-using Scale.Actors.Evaluation;
 using Scale.Actors.Sweeps;
 using Scale.Actors.Trainers;
+using Scale.Actors.Reports;
 using Scale.Host.Sweeps;
 using Scale.Model;
 using Scale.Model.Bench;
-using Scale.Model.Experiments;
 using Spectre.Console;
 using Spectre.Console.Cli;
 
@@ -123,7 +118,13 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
         string TrainerId(string device) => $"{system.Node.SelfAddress}/{device}";
         await using var view = system.Node.View(settings.DataDir, seed: true, devices);
         await using var endpoint = await OperatorEndpoint.StartOrReport(settings.Http, view, token, Path.Combine(sweepDirectory, OperatorEndpoint.AddressFile));
-        var timing = new RunTiming();
+        var trials = new LocalTrials(system.System, system.DataLoader, sweep, new TrialRuntimeOptions
+        {
+            Coordinator = system.Manager, Envelope = command => new Actors.Cluster.ToSweep(sweep.Name, command), DataDirectory = settings.DataDir,
+            Devices = devices, Precision = precision, SlotsPerDevice = slotsPerDevice, ThreadsPerTrial = threadsPerTrial, TrainerId = TrainerId,
+            PollInterval = TimeSpan.FromMilliseconds(500),
+        }, Math.Min(budget, Environment.ProcessorCount), system.Journal, system.StateAsync, system.Logs.CreateLogger("Scale.Sweep"));
+        var timing = trials.Timing;
         // Ctrl+C or SIGTERM (a scheduler's stop) stops the trainer: running trials stop at their next step and resume
         // from their last checkpoint next time. Exit 130 after SIGINT, 143 after SIGTERM, as a shell reports them.
         using var interrupt = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
@@ -148,11 +149,11 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
             {
                 // Nothing of an earlier process runs any more (this process holds the sweep's lock): its trials are pending again.
                 await system.AskSweepAsync(new RequeueOrphans([]));
-                if (plain) await RunTrials(sweep, system, new PlainSweepView(Console.Out), devices, precision, TrainerId, budget, slotsPerDevice, threadsPerTrial, timing, interrupt.Token);
+                if (plain) await trials.RunAsync(new PlainSweepView(Console.Out), interrupt.Token);
                 else
                     await AnsiConsole.Progress().HideCompleted(true).AutoClear(false)
                         .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn(), new SpinnerColumn())
-                        .StartAsync(ctx => RunTrials(sweep, system, new LiveSweepView(ctx), devices, precision, TrainerId, budget, slotsPerDevice, threadsPerTrial, timing, interrupt.Token));
+                        .StartAsync(ctx => trials.RunAsync(new LiveSweepView(ctx), interrupt.Token));
             }
         }
         catch (OperationCanceledException) when (interrupt.IsCancellationRequested)
@@ -186,116 +187,5 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
         }
         Console.WriteLine($"Peak RSS {ProcessMemory.PeakResidentMegabytes():0} MB. Results: scale results {sweep.Name} --data-dir {settings.DataDir}");
         return 0;
-    }
-
-    private sealed class RunTiming
-    {
-        public double BaseSeconds, TrainSeconds, EvaluationSeconds, CheckpointSeconds;
-        public int Trials;
-    }
-
-    private static async Task RunTrials(SweepDefinition sweep, LocalRun system, ISweepView view, IReadOnlyList<string> devices, TorchSharp.torch.ScalarType? precision,
-                                        Func<string, string> trainerId, int budget, int slotsPerDevice, int threadsPerTrial, RunTiming timing, CancellationToken cancellation)
-    {
-        var log = system.Logs.CreateLogger("Scale.Sweep");
-        var channel = Channel.CreateUnbounded<object>(new UnboundedChannelOptions { SingleReader = true });
-        system.System.ActorOf(ViewFeed.Props(channel.Writer), "view-feed");
-        var clock = Stopwatch.StartNew();
-        Devices.UseThreads(Math.Min(budget, Environment.ProcessorCount));
-        using var runtime = await TrialRuntime.StartAsync(system.System, system.DataLoader, sweep, new TrialRuntimeOptions
-        {
-            Coordinator = system.Manager, Envelope = command => new Actors.Cluster.ToSweep(sweep.Name, command), DataDirectory = system.DataDirectory,
-            Devices = devices, Precision = precision, SlotsPerDevice = slotsPerDevice, ThreadsPerTrial = threadsPerTrial, TrainerId = trainerId,
-            PollInterval = TimeSpan.FromMilliseconds(500),
-        }, new SynchronousProgress(view.Base), cancellation);
-        timing.BaseSeconds = clock.Elapsed.TotalSeconds;
-        var ended = runtime.Done;
-        var state = await system.StateAsync();
-        int total = state.Trials.Count, done = state.Trials.Values.Count(t => t.Status.IsEnded());
-        view.Overall(done, total);
-        void Drain()
-        {
-            while (channel.Reader.TryRead(out var item))
-            {
-                switch (item)
-                {
-                    case TrialProgress p: view.Trial(p); break;
-                    case TrialNotice n:
-                        view.Notice(n);
-                        log.LogWarning("Trial {trial}: {notice}", n.TrialId, n.Message);
-                        break;
-                    case ISweepEvent e:
-                        view.Event(e);
-                        LogEvent(log, e);
-                        if (e is TrialCompleted c)
-                        {
-                            timing.Trials++;
-                            timing.TrainSeconds += c.Metrics.TrainSeconds;
-                            timing.EvaluationSeconds += c.Metrics.EvaluationSeconds;
-                            timing.CheckpointSeconds += c.Metrics.CheckpointSeconds;
-                        }
-                        if (e is TrialCompleted or TrialFailed or TrialStopped) view.Overall(++done, total);
-                        break;
-                }
-            }
-        }
-        var interrupted = Task.Delay(Timeout.Infinite, cancellation);
-        // The coordinator is supervised: a journal that cannot be written (a lock held elsewhere past the busy timeout, a
-        // full disk) stops it, it is started again with backoff, and the trainers send their reports again. The run waits
-        // for the journal up to LocalRun.JournalWait, then ends saying why; a journal that cannot be read ends it at once.
-        while (!ended.IsCompleted)
-        {
-            Drain();
-            await Task.WhenAny(ended, interrupted, system.WhenQuarantined, channel.Reader.WaitToReadAsync(CancellationToken.None).AsTask(),
-                               Task.Delay(TimeSpan.FromSeconds(5), CancellationToken.None));
-            var givenUp = system.JournalGivenUp();
-            if ((system.WhenQuarantined.IsCompleted || givenUp is not null) && !ended.IsCompleted)
-            {
-                await runtime.Stop();
-                Drain();
-                if (givenUp is not null) throw new InvalidOperationException(givenUp);
-                await system.StateAsync();   // throws the quarantine's one line
-            }
-            if (!cancellation.IsCancellationRequested) continue;
-            await runtime.Stop();
-            Drain();
-            return;
-        }
-        // The trainer stops once the coordinator says the sweep is finished; the last events may still be on their way to the feed.
-        var last = await system.StateAsync();
-        int expected = last.Trials.Values.Count(t => t.Status.IsEnded());
-        var deadline = Stopwatch.StartNew();
-        while (done < expected && deadline.Elapsed < TimeSpan.FromSeconds(10))
-        {
-            Drain();
-            if (done < expected) await Task.WhenAny(channel.Reader.WaitToReadAsync().AsTask(), Task.Delay(TimeSpan.FromSeconds(10) - deadline.Elapsed));
-        }
-        Drain();
-        await ended;
-    }
-
-    private static void LogEvent(ILogger log, ISweepEvent e)
-    {
-        switch (e)
-        {
-            case TrialStarted s: log.LogInformation("Trial {trial} started, attempt {attempt}, on {trainer}", s.TrialId, s.Attempt, s.TrainerId); break;
-            case TrialCheckpointed c: log.LogInformation("Trial {trial} checkpointed at step {step}", c.TrialId, c.Step); break;
-            case TrialCompleted c:
-                log.LogInformation("Trial {trial} completed: retention {retention}, acquisition {acquisition}, forgetting {forgetting}",
-                                   c.TrialId, c.Metrics.Retention, c.Metrics.Acquisition, c.Metrics.Forgetting);
-                break;
-            case TrialRetrying r: log.LogWarning("Trial {trial} attempt {attempt} failed, retrying: {reason}", r.TrialId, r.Attempt, r.Reason); break;
-            case TrialPaused p: log.LogWarning("Trial {trial} attempt {attempt} paused until {retryAt:u} by an {reason}", p.TrialId, p.Attempt, p.RetryAt, p.Reason); break;
-            case TrialFailed f: log.LogError("Trial {trial} failed for good after attempt {attempt}: {reason}", f.TrialId, f.Attempt, f.Reason); break;
-            case TrialRequeued q: log.LogWarning("Trial {trial} re-queued: its trainer {trainer} is gone", q.TrialId, q.TrainerId); break;
-            case TrialPromoted p:
-                log.LogInformation("Trial {trial} promoted at step {step} (rung {rung}): {score} against the cutoff {cutoff}",
-                                   p.TrialId, p.Decision.Step, p.Decision.Rung, p.Decision.Score, p.Decision.Cutoff);
-                break;
-            case TrialStopped s:
-                log.LogInformation("Trial {trial} stopped at step {step} (rung {rung}): {score} against the cutoff {cutoff}",
-                                   s.TrialId, s.Decision.Step, s.Decision.Rung, s.Decision.Score, s.Decision.Cutoff);
-                break;
-        }
     }
 }

@@ -1,6 +1,8 @@
 using Scale.Actors.Trainers;
 using System.ComponentModel;
 using Scale.Actors.Sweeps;
+using Scale.Actors.Persistence;
+using Scale.Actors.Reports;
 using Scale.Host.Sweeps;
 using Scale.Model.Experiments;
 using Spectre.Console;
@@ -26,7 +28,7 @@ internal sealed class StatusCommand : AsyncCommand<StatusCommand.Settings>
     public override async Task<int> ExecuteAsync(CommandContext context, Settings settings, CancellationToken cancellation)
     {
         if (settings.Cluster is { } seeds) return await Cluster.ClusterRun.Status(settings.Sweep, Cluster.ClusterRun.Seeds(seeds), settings.ClientHost, settings.Tls(), cancellation);
-        var names = settings.Sweep is { } one ? [one] : KnownSweeps(settings.DataDir);
+        var names = settings.Sweep is { } one ? [one] : SweepPaths.KnownSweeps(settings.DataDir);
         if (names.Count == 0)
         {
             Console.WriteLine($"No sweeps in {settings.DataDir}. Start one with: scale run quickstart --data-dir {settings.DataDir}");
@@ -113,12 +115,6 @@ internal sealed class StatusCommand : AsyncCommand<StatusCommand.Settings>
         }
     }
 
-    internal static IReadOnlyList<string> KnownSweeps(string dataDirectory)
-    {
-        var root = Path.Combine(dataDirectory, "sweeps");
-        return Directory.Exists(root) ? Directory.GetDirectories(root).Select(Path.GetFileName).OfType<string>().Order().ToList() : [];
-    }
-
     private static bool IsActive(string dataDirectory, string name) => SweepLock.IsHeld(SweepPaths.SweepDirectory(dataDirectory, name));
 }
 
@@ -180,54 +176,5 @@ internal sealed class ResultsCommand : AsyncCommand<ResultsCommand.Settings>
                 break;
         }
         return 0;
-    }
-}
-
-/// <summary>
-/// Reads sweeps' states from the journal without changing it: the events are replayed through Akka.Persistence.Query
-/// in an actor system that has only the read journal, so no coordinator is started and no lock is taken.
-/// </summary>
-internal static class SweepJournal
-{
-    public static async Task<SweepState> Read(string dataDirectory, string sweep)
-        => (await ReadAll(dataDirectory, [sweep]))[0];
-
-    /// <summary>
-    /// The sweeps' states from the journal. A sweep whose journal holds an event that cannot be read is refused with the
-    /// reason, or, given <paramref name="quarantined"/>, recorded there and left out (the others are read).
-    /// </summary>
-    public static async Task<IReadOnlyList<SweepState>> ReadAll(string dataDirectory, IReadOnlyList<string> sweeps, IDictionary<string, string>? quarantined = null)
-    {
-        var database = SweepPaths.DatabaseFile(dataDirectory);
-        if (!File.Exists(database))
-            throw new ArgumentException(sweeps.Count == 1
-                ? $"No sweep '{sweeps[0]}' in {dataDirectory}: it has no sweeps yet ({database} does not exist)."
-                : $"No sweeps in {dataDirectory} ({database} does not exist).");
-        var config = AkkaDefaults.Config("WARNING").WithFallback(Scale.Actors.Persistence.PersistenceConfig.SqliteReadOnly(database));
-        using var system = Akka.Actor.ActorSystem.Create("scale-read", config);
-        var states = new List<SweepState>();
-        foreach (var sweep in sweeps)
-        {
-            SweepState state;
-            try
-            {
-                state = await Scale.Actors.Persistence.SweepReadModel.ReadAsync(system, sweep);
-            }
-            catch (Exception e) when (SweepCoordinator.Unreadable(e) is { } unreadable)
-            {
-                var why = $"its journal holds an event that cannot be read: {unreadable.Message}";
-                if (quarantined is null) throw new ArgumentException($"Sweep '{sweep}' is quarantined: {why}");
-                quarantined[sweep] = why;
-                continue;
-            }
-            if (!state.Started)
-            {
-                var known = StatusCommand.KnownSweeps(dataDirectory);
-                throw new ArgumentException($"No sweep '{sweep}' in {dataDirectory}" + (known.Count > 0 ? $"; known: {string.Join(", ", known)}." : "."));
-            }
-            states.Add(state);
-        }
-        await system.Terminate();
-        return states;
     }
 }

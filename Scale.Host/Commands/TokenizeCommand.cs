@@ -1,5 +1,5 @@
 using System.ComponentModel;
-using Scale.Host.Sweeps;
+using Scale.Actors.Reports;
 using Scale.Model.Data;
 using Spectre.Console;
 using Spectre.Console.Cli;

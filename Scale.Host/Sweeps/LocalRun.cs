@@ -1,6 +1,4 @@
 using Akka.Actor;
-using Akka.Configuration;
-using Akka.Hosting;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -21,24 +19,6 @@ internal sealed class CommandLifetime : IHostLifetime
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 }
 
-/// <summary>Akka settings every `scale` actor system starts from: quiet about dead letters, and shut down by the command, not by the CLR.</summary>
-internal static class AkkaDefaults
-{
-    public static Akka.Configuration.Config Config(string logLevel = "INFO") => ConfigurationFactory.ParseString($"""
-        akka.loglevel = {logLevel}
-        akka.stdout-loglevel = WARNING
-        akka.log-dead-letters = off
-        akka.log-dead-letters-during-shutdown = off
-        akka.coordinated-shutdown.run-by-clr-shutdown-hook = off
-        """);
-
-    /// <summary>
-    /// Warnings and errors only from here on: once the loggers stop during shutdown, Akka prints what is still logged to
-    /// stdout at the system's level, so an information line ("Remoting shut down.") would otherwise end a command's output.
-    /// </summary>
-    public static void QuietShutdown(ActorSystem system) => system.EventStream.SetLogLevel(Akka.Event.LogLevel.WarningLevel);
-}
-
 /// <summary>
 /// A local `scale run`: the same node a cluster runs, as its only member — seed and worker in one process, on loopback
 /// with TLS made for the run, the embedded SQLite journal under the data directory — so that the sweep goes through the
@@ -46,44 +26,18 @@ internal static class AkkaDefaults
 /// </summary>
 internal sealed class LocalRun : IAsyncDisposable
 {
-    /// <summary>How long a journal that fails every write (locked by another process, a full disk) is waited for before the run ends.</summary>
-    public static readonly TimeSpan JournalWait = TimeSpan.FromMinutes(2);
-
     private static readonly TimeSpan AskTimeout = TimeSpan.FromMinutes(2);
-    private readonly TaskCompletionSource<SweepQuarantined> quarantined = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly string sweepName;
-    private readonly Lock gate = new();
-    private DateTime? faultSince;
-    private string? lastFault;
 
     private LocalRun(ClusterNode node, string dataDirectory, string sweepName)
     {
         (Node, DataDirectory, this.sweepName) = (node, dataDirectory, sweepName);
-        node.System.ActorOf(Props.Create(() => new JournalTap(this)), "journal-tap");
-    }
-
-    /// <summary>Hears the sweep's coordinator say that its journal cannot be recovered (quarantined) or written, and that it wrote again.</summary>
-    private sealed class JournalTap : ReceiveActor
-    {
-        public JournalTap(LocalRun run)
-        {
-            Context.System.EventStream.Subscribe(Self, typeof(SweepQuarantined));
-            Context.System.EventStream.Subscribe(Self, typeof(SweepJournalFault));
-            Context.System.EventStream.Subscribe(Self, typeof(ISweepEvent));
-            Receive<SweepQuarantined>(q => q.SweepId == run.sweepName, q => run.quarantined.TrySetResult(q));
-            Receive<SweepJournalFault>(f => f.SweepId == run.sweepName, f =>
-            {
-                lock (run.gate) (run.faultSince, run.lastFault) = (run.faultSince ?? DateTime.UtcNow, f.Reason);
-            });
-            Receive<ISweepEvent>(_ =>
-            {
-                lock (run.gate) run.faultSince = null;   // a write went through
-            });
-            ReceiveAny(_ => { });
-        }
+        Journal = new SweepJournalWatch(node.System, sweepName, SweepPaths.DatabaseFile(dataDirectory));
     }
 
     public ClusterNode Node { get; }
+    /// <summary>The sweep's journal: quarantined, or failing its writes.</summary>
+    public SweepJournalWatch Journal { get; }
     public string DataDirectory { get; }
     public ActorSystem System => Node.System;
     /// <summary>The sweep manager: trainers address the sweep through it.</summary>
@@ -141,7 +95,7 @@ internal sealed class LocalRun : IAsyncDisposable
     private async Task<object> AskAsync(object message)
     {
         var answer = Manager.Ask<object>(message, AskTimeout);
-        if (await Task.WhenAny(answer, quarantined.Task) != answer) throw Quarantined();
+        if (await Task.WhenAny(answer, Journal.WhenQuarantined) != answer) throw Quarantined();
         object result;
         try
         {
@@ -149,11 +103,11 @@ internal sealed class LocalRun : IAsyncDisposable
         }
         catch (AskTimeoutException)
         {
-            throw new InvalidOperationException(JournalFault() ?? $"the sweep's journal {SweepPaths.DatabaseFile(DataDirectory)} did not answer within {AskTimeout.TotalSeconds:0} s");
+            throw new InvalidOperationException(Journal.Fault() ?? $"the sweep's journal {SweepPaths.DatabaseFile(DataDirectory)} did not answer within {AskTimeout.TotalSeconds:0} s");
         }
         if (result is Status.Failure failure)
         {
-            if (await Task.WhenAny(quarantined.Task, Task.Delay(TimeSpan.FromSeconds(1))) == quarantined.Task) throw Quarantined();
+            if (await Task.WhenAny(Journal.WhenQuarantined, Task.Delay(TimeSpan.FromSeconds(1))) == Journal.WhenQuarantined) throw Quarantined();
             if (failure.Cause is ArgumentException) throw failure.Cause;
             throw new InvalidOperationException(failure.Cause.Message, failure.Cause);
         }
@@ -162,31 +116,10 @@ internal sealed class LocalRun : IAsyncDisposable
 
     private Commands.CommandFailedException Quarantined()
     {
-        var q = quarantined.Task.Result;
+        var q = Journal.WhenQuarantined.Result;
         return new Commands.CommandFailedException(
             $"sweep {q.SweepId} cannot be recovered: {q.Reason}. Its journal {SweepPaths.DatabaseFile(DataDirectory)} is kept as it is; " +
             "restore it from a backup, or run the sweep under a new name.", new InvalidOperationException(q.Reason));
-    }
-
-    /// <summary>Completes with a quarantine's one line when the sweep is quarantined.</summary>
-    public Task WhenQuarantined => quarantined.Task;
-
-    /// <summary>
-    /// Why the run should end, when the journal has failed every write for longer than <see cref="JournalWait"/>
-    /// (the coordinator is restarted with backoff meanwhile, and the trainers send their reports again); else null.
-    /// </summary>
-    public string? JournalGivenUp()
-    {
-        lock (gate)
-            return faultSince is { } since && DateTime.UtcNow - since > JournalWait ? JournalFault() : null;
-    }
-
-    private string? JournalFault()
-    {
-        lock (gate)
-            return faultSince is { } since
-                ? $"the sweep's journal {SweepPaths.DatabaseFile(DataDirectory)} could not be written for {(DateTime.UtcNow - since).TotalSeconds:0} s ({lastFault})"
-                : null;
     }
 
     public async ValueTask DisposeAsync()

@@ -1,4 +1,4 @@
-using System.Text.Json;
+using Scale.Actors.Reports;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;

@@ -3,7 +3,6 @@ using System.Text.Json.Serialization;
 using Scale.Model.Baselines;
 using Scale.Model.Training;
 using Scale.Model.Transformer;
-using Scale.Model.Upscaling;
 using TorchSharp;
 using static TorchSharp.torch;
 

@@ -1,8 +1,6 @@
 using System.Text.Json.Serialization;
-using Scale.Model.Baselines;
 using Scale.Model.Data;
 using Scale.Model.Transformer;
-using Scale.Model.Upscaling;
 
 namespace Scale.Model.Experiments;
 

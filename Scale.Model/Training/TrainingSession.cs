@@ -1,5 +1,4 @@
 using Scale.Model.Transformer;
-using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Scale.Model.Training;

@@ -1,6 +1,8 @@
 using System.Collections.Immutable;
 using Scale.Actors.Sweeps;
 using Scale.Host.Commands;
+using Scale.Actors.Reports;
+using Scale.Actors.Persistence;
 using Scale.Host.Sweeps;
 using Scale.Model;
 using Scale.Model.Experiments;
@@ -117,14 +119,14 @@ public class MetricDirectionTests
     public void The_pareto_front_of_a_text_sweep_keeps_the_low_points()
     {
         var state = TextSweep();
-        var points = state.Order.Select(id => PlotCommand.Point.Of("text", state.Trials[id])).ToList();
+        var points = state.Order.Select(id => ResultPoint.Of("text", state.Trials[id])).ToList();
 
-        var front = PlotCommand.ParetoFront(points).Select(p => p.Trial).ToList();
+        var front = ResultPlot.ParetoFront(points).Select(p => p.Trial).ToList();
 
         Assert.Equal(["t1", "t2", "t3"], front);   // t4 is worse than every other trial on both
         Assert.All(points, p => Assert.Equal(10, p.BaseOld));
         using var dir = new TempDirectory();
-        PlotCommand.Draw(points, "text", dir.Combine("pareto.png"));
+        ResultPlot.Draw(points, "text", dir.Combine("pareto.png"));
         Assert.True(new FileInfo(dir.Combine("pareto.png")).Length > 1000);
     }
 
@@ -143,9 +145,9 @@ public class MetricDirectionTests
             new TrialCompleted("f", 1, new TrialMetrics(0.02, 0.95, 0.97) { Routed = routed }),
         ]);
 
-        var every = PlotCommand.Point.All("s", state).ToList();
-        var one = PlotCommand.Point.All("s", state, new HashSet<string> { "cosine:0.5" }).ToList();
-        var none = PlotCommand.Point.All("s", state, new HashSet<string>()).ToList();
+        var every = ResultPoint.All("s", state).ToList();
+        var one = ResultPoint.All("s", state, new HashSet<string> { "cosine:0.5" }).ToList();
+        var none = ResultPoint.All("s", state, new HashSet<string>()).ToList();
 
         Assert.Equal(["f", "f@cosine:0.5", "f@novelty-auto:0.995:128"], every.Select(p => p.Trial).Order(StringComparer.Ordinal));
         Assert.All(every, p => Assert.Equal("full", p.Method));
@@ -154,7 +156,7 @@ public class MetricDirectionTests
         Assert.Equal((0.3, 0.1), (one[1].Retention, one[1].Acquisition));
         Assert.Equal(["f"], none.Select(p => p.Trial));
         using var dir = new TempDirectory();
-        PlotCommand.Draw(every, "s", dir.Combine("pareto.png"));
+        ResultPlot.Draw(every, "s", dir.Combine("pareto.png"));
         Assert.True(new FileInfo(dir.Combine("pareto.png")).Length > 1000);
     }
 

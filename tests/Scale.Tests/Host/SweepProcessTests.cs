@@ -1,5 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
+using Scale.Actors.Reports;
+using Scale.Actors.Persistence;
 using Scale.Host.Sweeps;
 using Scale.Actors.Sweeps;
 using Scale.Tests.Model;
@@ -296,10 +298,10 @@ public class SweepProcessTests
     [Fact]
     public void The_pareto_front_keeps_exactly_the_points_nothing_beats_on_both_axes()
     {
-        static Scale.Host.Commands.PlotCommand.Point P(string id, double retention, double acquisition) => new("s", id, "m", retention, acquisition, 0.9);
+        static ResultPoint P(string id, double retention, double acquisition) => new("s", id, "m", retention, acquisition, 0.9);
         var points = new[] { P("a", 0.1, 0.9), P("b", 0.5, 0.5), P("c", 0.4, 0.4), P("d", 0.9, 0.0), P("e", 0.5, 0.2), P("f", 0.1, 0.9) };
 
-        var front = Scale.Host.Commands.PlotCommand.ParetoFront(points);
+        var front = ResultPlot.ParetoFront(points);
 
         Assert.Equal(["a", "b", "d"], front.Select(p => p.Trial));
     }

@@ -1,4 +1,6 @@
 using Scale.Actors.Sweeps;
+using Scale.Actors.Reports;
+using Scale.Actors.Persistence;
 using Scale.Host.Sweeps;
 
 namespace Scale.Tests.Host;

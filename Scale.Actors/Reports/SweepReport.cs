@@ -6,7 +6,7 @@ using Scale.Actors.Sweeps;
 using Scale.Model.Experiments;
 using Spectre.Console;
 
-namespace Scale.Host.Sweeps;
+namespace Scale.Actors.Reports;
 
 /// <summary>One trial in `scale results`.</summary>
 internal sealed record TrialRow

@@ -4,7 +4,7 @@ using Scale.Actors.Trainers;
 using Scale.Model.Experiments;
 using Spectre.Console;
 
-namespace Scale.Host.Sweeps;
+namespace Scale.Actors.Reports;
 
 /// <summary>What `scale run` shows while a sweep runs: base preparation, a line or bar per running trial, the sweep's events.</summary>
 internal interface ISweepView

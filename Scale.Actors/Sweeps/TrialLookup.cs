@@ -1,9 +1,8 @@
 using Scale.Actors.Trainers;
-using Scale.Actors.Sweeps;
 using Scale.Model;
 using Scale.Model.Experiments;
 
-namespace Scale.Host.Sweeps;
+namespace Scale.Actors.Sweeps;
 
 /// <summary>A trial of a sweep file, planned, with the checkpoint a command asked for (`scale evaluate`, `scale export`).</summary>
 internal sealed record TrialLookup(SweepDefinition Sweep, TrialSpec Trial, TrialPlan Plan, string CheckpointDirectory)
