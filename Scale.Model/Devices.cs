@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace Scale.Model;
 
 /// <summary>Device selection, a runtime option: "cpu", "cuda" or "cuda:N" (and "cpu:N" for a further trainer on the CPU).</summary>
-public static class Devices
+internal static class Devices
 {
     public static Device Parse(string name)
     {

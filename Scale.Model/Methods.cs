@@ -5,10 +5,10 @@ using Scale.Model.Upscaling;
 namespace Scale.Model;
 
 /// <summary>The continual pre-training methods Scale compares (docs/method.md).</summary>
-public enum MethodKind { Frozen, Full, Preserve, Adapt, Route, Depth, Lora, Freeze }
+internal enum MethodKind { Frozen, Full, Preserve, Adapt, Route, Depth, Lora, Freeze }
 
 /// <summary>A method and its settings: the expansion for SCALE variants, the adapter for LoRA, k for depth expansion.</summary>
-public sealed record MethodSpec
+internal sealed record MethodSpec
 {
     public required MethodKind Kind { get; init; }
     public ExpansionSpec? Expansion { get; init; }
@@ -116,7 +116,7 @@ public sealed record MethodSpec
 }
 
 /// <summary>Lifetime of the models that methods build on a shared base.</summary>
-public static class TrialModels
+internal static class TrialModels
 {
     /// <summary>
     /// Frees the tensors a variant added on top of <paramref name="baseModel"/> (expansions, adapters, copies),

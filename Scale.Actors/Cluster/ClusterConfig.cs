@@ -6,7 +6,7 @@ using Akka.Event;
 namespace Scale.Actors.Cluster;
 
 /// <summary>TLS for remoting: a PKCS#12 certificate every node presents and trusts.</summary>
-public sealed record RemotingTls(string CertificatePath, string? Password, bool SuppressValidation = false)
+internal sealed record RemotingTls(string CertificatePath, string? Password, bool SuppressValidation = false)
 {
     /// <summary>
     /// A CA certificate (PEM or DER) that peers' certificates must chain to, as the only trust anchor; a node this one
@@ -86,7 +86,7 @@ public sealed record RemotingTls(string CertificatePath, string? Password, bool 
 /// (loopback by default; port 0 picks a free one), the seed nodes, the node's roles, the split-brain resolver
 /// (keep-majority), the coordinator singleton on the "seed" role, optional TLS, and Scale's wire serializer.
 /// </summary>
-public sealed record ClusterConfig(string Host, int Port, IReadOnlyList<string> SeedNodes, IReadOnlyList<string> Roles)
+internal sealed record ClusterConfig(string Host, int Port, IReadOnlyList<string> SeedNodes, IReadOnlyList<string> Roles)
 {
     public const string SystemName = "scale";
     public const string SeedRole = "seed";
@@ -169,6 +169,8 @@ public sealed record ClusterConfig(string Host, int Port, IReadOnlyList<string> 
                 serializers.json = "Scale.Actors.Cluster.RefusingDefaultSerializer, Scale.Actors"
                 # Akka's small messages, except a failure naming an exception type for this node to instantiate.
                 serializers.akka-misc = "Scale.Actors.Cluster.GuardedMiscSerializer, Scale.Actors"
+                # Akka's system messages, except those carrying an exception type (a child's failure and its parent's answer).
+                serializers.akka-system-msg = "Scale.Actors.Cluster.GuardedSystemMessageSerializer, Scale.Actors"
                 serialization-identifiers { "Scale.Actors.Cluster.WireSerializer, Scale.Actors" = {{WireSerializer.Id}} }
                 serialization-bindings {
             {{bindings}}
@@ -220,7 +222,7 @@ public sealed record ClusterConfig(string Host, int Port, IReadOnlyList<string> 
 /// by its thumbprint alone (mutual authentication). The run's own process is its only member, so nothing else — a stock
 /// `scale worker`, a raw TCP client, another user's process — can join it or deliver a message to it.
 /// </summary>
-public static class LocalRunTls
+internal static class LocalRunTls
 {
     public static Akka.Remote.Transport.DotNetty.DotNettySslSetup Create()
     {

@@ -7,10 +7,10 @@ namespace Scale.Actors.Cluster;
 /// A sweep handed to the cluster: the resolved definition as JSON (experiment included), so that every worker
 /// plans the same trials without reading the submitter's files.
 /// </summary>
-public sealed record SubmitSweep(string SweepId, string Definition);
+internal sealed record SubmitSweep(string SweepId, string Definition);
 
 /// <summary>A message for one sweep's coordinator (a sweep command, or <see cref="GetSweepState"/>), routed by the sweep manager.</summary>
-public sealed record ToSweep(string SweepId, object Message);
+internal sealed record ToSweep(string SweepId, object Message);
 
 /// <summary>
 /// Asks the sweep manager for one page of the sweeps submitted to the cluster, oldest first: those after
@@ -18,7 +18,7 @@ public sealed record ToSweep(string SweepId, object Message);
 /// characters of definitions (always at least one sweep), so that no answer outgrows a remoting frame however many
 /// sweeps were submitted. <see cref="SweepPages.AllAsync"/> reads every page.
 /// </summary>
-public sealed record GetSweeps
+internal sealed record GetSweeps
 {
     /// <summary>The first page.</summary>
     public static readonly GetSweeps Instance = new();
@@ -33,10 +33,10 @@ public sealed record GetSweeps
 }
 
 /// <summary>One submitted sweep: its id and resolved definition (JSON).</summary>
-public sealed record SubmittedSweep(string SweepId, string Definition);
+internal sealed record SubmittedSweep(string SweepId, string Definition);
 
 /// <summary>The sweeps submitted to the cluster, oldest first.</summary>
-public sealed record SweepList(IReadOnlyList<SubmittedSweep> Sweeps)
+internal sealed record SweepList(IReadOnlyList<SubmittedSweep> Sweeps)
 {
     /// <summary>Sweeps that do not run, by id, with the reason (a journal that cannot be recovered, a definition that no longer validates).</summary>
     public IReadOnlyDictionary<string, string> Quarantined { get; init; } = new Dictionary<string, string>();
@@ -55,7 +55,7 @@ public sealed record SweepList(IReadOnlyList<SubmittedSweep> Sweeps)
 }
 
 /// <summary>Pages of the sweep list: the manager's side (<see cref="Page"/>) and a reader's (<see cref="AllAsync"/>).</summary>
-public static class SweepPages
+internal static class SweepPages
 {
     /// <summary>
     /// The page <paramref name="get"/> asks for, of the sweeps in submission <paramref name="order"/>; an out-of-range limit
@@ -118,26 +118,26 @@ public static class SweepPages
 }
 
 /// <summary>An operator's `scale cancel`: the sweep leaves the work queue for good (journaled); its running trials stop.</summary>
-public sealed record CancelSweep(string SweepId);
+internal sealed record CancelSweep(string SweepId);
 
 /// <summary>A worker could not prepare a sweep (its base, its data): it goes on with the others and says why.</summary>
-public sealed record ReportSweepUnprepared(string SweepId, string Worker, string Reason);
+internal sealed record ReportSweepUnprepared(string SweepId, string Worker, string Reason);
 
 /// <summary>What the sweep manager journals (under its own persistence id): not a sweep's event.</summary>
-public interface IManagerEvent;
+internal interface IManagerEvent;
 
 /// <summary>The sweep manager's persisted event: a sweep was submitted (its coordinator journals the rest).</summary>
-public sealed record SweepSubmitted(string SweepId, string Definition) : IManagerEvent;
+internal sealed record SweepSubmitted(string SweepId, string Definition) : IManagerEvent;
 
 /// <summary>The sweep manager's persisted event: a sweep was cancelled (its own journal is kept as it was).</summary>
-public sealed record SweepCancelled(string SweepId) : IManagerEvent;
+internal sealed record SweepCancelled(string SweepId) : IManagerEvent;
 
 /// <summary>
 /// A row of the sweep manager's journal that could not be read (damaged, or a schema it does not know), offered in its
 /// place so that recovery goes on: the sweep it names, if it still names one, is quarantined (a cancellation still
 /// cancels); a row that names none is reported on its own.
 /// </summary>
-public sealed record UnreadableManagerEvent(string Manifest, string? SweepId, string Reason);
+internal sealed record UnreadableManagerEvent(string Manifest, string? SweepId, string Reason);
 
 /// <summary>
 /// The directories a cluster reads a submitted sweep's data from (text and shard folders, an imported base), as its
@@ -145,7 +145,7 @@ public sealed record UnreadableManagerEvent(string Manifest, string? SweepId, st
 /// path outside them is refused, so that nobody who can submit a sweep makes the workers read (and report on) any file
 /// they can see.
 /// </summary>
-public static class DataRoots
+internal static class DataRoots
 {
     /// <summary>Throws ArgumentException naming the first path of <paramref name="sweep"/> outside <paramref name="roots"/> (symbolic links resolved).</summary>
     public static void Check(SweepDefinition sweep, IReadOnlyList<string> roots)
@@ -163,7 +163,7 @@ public static class DataRoots
 }
 
 /// <summary>A resolved sweep definition as JSON and back: what a submitter sends and a worker plans from.</summary>
-public static class SweepDefinitionJson
+internal static class SweepDefinitionJson
 {
     private static readonly JsonSerializerOptions Options = new()
     {

@@ -17,7 +17,7 @@ namespace Scale.Actors.Cluster;
 /// cluster's membership: the running trials of a node that left or was downed are pending again.
 /// When the singleton moves to another node, the new instance recovers all of this from the journal.
 /// </summary>
-public sealed class SweepManager : ReceivePersistentActor, IWithTimers
+internal sealed class SweepManager : ReceivePersistentActor, IWithTimers
 {
     private sealed record CheckMembers
     {

@@ -12,7 +12,7 @@ namespace Scale.Actors.Cluster;
 /// release understand each other whatever the assemblies are called. A coordinator's state travels as its
 /// snapshot. <see cref="ToSweep"/> carries its inner message with that message's own manifest.
 /// </summary>
-public sealed class WireSerializer(ExtendedActorSystem system) : SerializerWithStringManifest(system)
+internal sealed class WireSerializer(ExtendedActorSystem system) : SerializerWithStringManifest(system)
 {
     public const int Id = 7302;
 
@@ -26,8 +26,8 @@ public sealed class WireSerializer(ExtendedActorSystem system) : SerializerWithS
         [typeof(StartSweep)] = "start-sweep.v1",
         [typeof(RequestWork)] = "request-work.v1",
         [typeof(ReportCheckpoint)] = "report-checkpoint.v1",
-        [typeof(ReportScores)] = "report-scores.v1",
-        [typeof(ReportCompleted)] = "report-completed.v1",
+        [typeof(ReportScores)] = "report-scores.v2",
+        [typeof(ReportCompleted)] = "report-completed.v2",
         [typeof(ReportFailed)] = "report-failed.v1",
         [typeof(TrainerLost)] = "trainer-lost.v1",
         [typeof(RequeueOrphans)] = "requeue-orphans.v1",
@@ -38,7 +38,7 @@ public sealed class WireSerializer(ExtendedActorSystem system) : SerializerWithS
         [typeof(AttemptSuperseded)] = "attempt-superseded.v1",
         [typeof(TrialStopRequested)] = "trial-stop-requested.v1",
         [typeof(GetSweepState)] = "get-sweep-state.v1",
-        [typeof(SweepState)] = "sweep-state.v1",
+        [typeof(SweepState)] = "sweep-state.v2",
         [typeof(SubmitSweep)] = "submit-sweep.v1",
         [typeof(ToSweep)] = "to-sweep.v1",
         [typeof(GetSweeps)] = "get-sweeps.v1",
@@ -50,6 +50,14 @@ public sealed class WireSerializer(ExtendedActorSystem system) : SerializerWithS
     };
 
     private static readonly Dictionary<string, Type> Types = Manifests.ToDictionary(m => m.Value, m => m.Key);
+
+    /// <summary>Manifests of the release before, read as the current type after bringing their body to the current form.</summary>
+    private static readonly Dictionary<string, (string Current, Action<JsonNode> Migrate)> Earlier = new()
+    {
+        ["report-scores.v1"] = ("report-scores.v2", body => ScoresV1.Point(body["point"])),
+        ["report-completed.v1"] = ("report-completed.v2", body => ScoresV1.Metrics(body["metrics"])),
+        ["sweep-state.v1"] = ("sweep-state.v2", ScoresV1.Snapshot),
+    };
 
     public override int Identifier => Id;
 
@@ -93,6 +101,11 @@ public sealed class WireSerializer(ExtendedActorSystem system) : SerializerWithS
 
     private static object FromNode(JsonNode node, string manifest)
     {
+        if (Earlier.TryGetValue(manifest, out var earlier))
+        {
+            earlier.Migrate(node);
+            manifest = earlier.Current;
+        }
         if (!Types.TryGetValue(manifest, out var type)) throw Damaged(manifest, "unknown manifest: sent by a newer Scale?");
         if (type == typeof(GetSweepState)) return GetSweepState.Instance;
         if (type == typeof(Status.Failure))
@@ -125,7 +138,7 @@ public sealed class WireSerializer(ExtendedActorSystem system) : SerializerWithS
 /// choosing by naming it. A message with no serializer of its own is refused when it is sent, and one that arrives for
 /// the default serializer is refused when it is read.
 /// </summary>
-public sealed class RefusingDefaultSerializer(ExtendedActorSystem system) : Akka.Serialization.Serializer(system)
+internal sealed class RefusingDefaultSerializer(ExtendedActorSystem system) : Akka.Serialization.Serializer(system)
 {
     /// <summary>The constructor Akka uses for a serializer with settings (the default one's, which this replaces, has some).</summary>
     public RefusingDefaultSerializer(ExtendedActorSystem system, Akka.Configuration.Config settings) : this(system)
@@ -151,7 +164,7 @@ public sealed class RefusingDefaultSerializer(ExtendedActorSystem system) : Akka
 /// Status.Failure in Akka's form, which names the exception's type for the reader to instantiate: a peer could name any
 /// type with a serialization constructor. Scale's own nodes send failures in Scale's form (<see cref="WireSerializer"/>).
 /// </summary>
-public sealed class GuardedMiscSerializer(ExtendedActorSystem system) : SerializerWithStringManifest(system)
+internal sealed class GuardedMiscSerializer(ExtendedActorSystem system) : SerializerWithStringManifest(system)
 {
     /// <summary>Akka's manifest for a Status.Failure (a protobuf naming the exception's type).</summary>
     public const string FailureManifest = "STF";
@@ -169,4 +182,28 @@ public sealed class GuardedMiscSerializer(ExtendedActorSystem system) : Serializ
             ? throw new System.Runtime.Serialization.SerializationException(
                 "refused a remote Status.Failure in Akka's form (it names an exception type to instantiate): Scale's nodes send failures in Scale's own form.")
             : inner.FromBinary(bytes, manifest);
+}
+
+/// <summary>
+/// Takes the place of Akka's serializer of system messages ("akka-system-msg", id 22) and does what it does, except that
+/// it refuses to read the three that carry an exception in Akka's form (its type named for the reader to instantiate):
+/// Failed (a child's failure to its parent), Recreate and Resume (a parent's answer to it). A parent and its children are
+/// always on one node here (remote deployment is refused), so none of the three crosses between Scale's nodes; death
+/// watch, which does, is read as before.
+/// </summary>
+internal sealed class GuardedSystemMessageSerializer(ExtendedActorSystem system) : Akka.Serialization.Serializer(system)
+{
+    private readonly Akka.Remote.Serialization.SystemMessageSerializer inner = new(system);
+
+    public override int Identifier => inner.Identifier;
+
+    public override bool IncludeManifest => inner.IncludeManifest;
+
+    public override byte[] ToBinary(object obj) => inner.ToBinary(obj);
+
+    public override object FromBinary(byte[] bytes, Type type)
+        => type == typeof(Akka.Dispatch.SysMsg.Failed) || type == typeof(Akka.Dispatch.SysMsg.Recreate) || type == typeof(Akka.Dispatch.SysMsg.Resume)
+            ? throw new System.Runtime.Serialization.SerializationException(
+                $"refused a remote {type.Name} system message (it carries an exception type to instantiate, and no parent and child are on two nodes here).")
+            : inner.FromBinary(bytes, type);
 }

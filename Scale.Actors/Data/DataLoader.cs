@@ -7,18 +7,18 @@ namespace Scale.Actors.Data;
 
 // Protocol: a node's data sets and the batches drawn from them.
 /// <summary>Makes a packed data set available under <paramref name="Dataset"/> on this node.</summary>
-public sealed record RegisterDataset(string Dataset, ITokenWindows Sequences);
+internal sealed record RegisterDataset(string Dataset, ITokenWindows Sequences);
 /// <summary>Asks for the batch of <paramref name="Step"/> of a trial that draws <paramref name="BatchSize"/> sequences per step in the order of <paramref name="Seed"/>.</summary>
-public sealed record GetBatch(string Dataset, long Seed, int BatchSize, long Step);
+internal sealed record GetBatch(string Dataset, long Seed, int BatchSize, long Step);
 /// <summary>A batch as plain tokens, row-major (Rows × Columns): immutable, and cheap to send.</summary>
-public sealed record BatchReady(long Step, long[] Tokens, int Rows, int Columns);
+internal sealed record BatchReady(long Step, long[] Tokens, int Rows, int Columns);
 
 /// <summary>
 /// A node's data loader: deterministic batches from (data set, seed, batch size, step), so a trial resumed
 /// anywhere sees exactly the batches it would have seen. It holds no queue of its own: each request is
 /// answered at once, and the trainer's <see cref="PrefetchingBatches"/> bounds how many are in flight.
 /// </summary>
-public sealed class DataLoader : ReceiveActor
+internal sealed class DataLoader : ReceiveActor
 {
     private readonly Dictionary<string, ITokenWindows> datasets = new();
     private readonly Dictionary<(string, long, int), BatchSchedule> schedules = new();
@@ -53,7 +53,7 @@ public sealed class DataLoader : ReceiveActor
 /// of the step being trained (prefetch), and asks for the next only when one is taken (backpressure: nothing
 /// queues without bound). Used from the trial's training thread.
 /// </summary>
-public sealed class PrefetchingBatches(IActorRef loader, string dataset, long seed, int batchSize, int depth, TimeSpan timeout) : IBatchSource, IDisposable
+internal sealed class PrefetchingBatches(IActorRef loader, string dataset, long seed, int batchSize, int depth, TimeSpan timeout) : IBatchSource, IDisposable
 {
     private readonly Dictionary<long, Task<BatchReady>> inFlight = new();
 

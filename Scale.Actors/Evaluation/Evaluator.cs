@@ -5,14 +5,14 @@ namespace Scale.Actors.Evaluation;
 
 // Protocol: scoring a trial's weights.
 /// <summary>Scores the weights in <paramref name="Checkpoint"/> (none: the method as built) of a trial planned as <paramref name="Plan"/>.</summary>
-public sealed record EvaluateCheckpoint(string TrialId, TrialPlan Plan, string? Checkpoint);
-public sealed record CheckpointEvaluated(string TrialId, string? Checkpoint, TrialScores Scores);
+internal sealed record EvaluateCheckpoint(string TrialId, TrialPlan Plan, string? Checkpoint);
+internal sealed record CheckpointEvaluated(string TrialId, string? Checkpoint, TrialScores Scores);
 
 /// <summary>
 /// Scores checkpoints on retention and acquisition: every finished trial's final weights, and any checkpoint on
 /// request. One evaluation at a time, off the mailbox thread; requests that arrive meanwhile wait in the stash.
 /// </summary>
-public sealed class Evaluator : ReceiveActor, IWithUnboundedStash
+internal sealed class Evaluator : ReceiveActor, IWithUnboundedStash
 {
     private sealed record Done(IActorRef ReplyTo, object Reply);
 

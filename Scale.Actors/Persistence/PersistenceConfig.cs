@@ -7,7 +7,7 @@ namespace Scale.Actors.Persistence;
 /// Akka.Persistence.Sql configuration: the embedded default, a SQLite file, or PostgreSQL for clusters (tables are
 /// created on first use in both), with Scale's own serialiser bound to the persisted sweep events and snapshots.
 /// </summary>
-public static class PersistenceConfig
+internal static class PersistenceConfig
 {
     /// <summary>
     /// A SQLite file, in WAL mode (readers never block the writer, nor it them) with a 30 s busy timeout: Microsoft.Data.Sqlite

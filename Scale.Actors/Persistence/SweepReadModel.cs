@@ -12,7 +12,7 @@ namespace Scale.Actors.Persistence;
 /// no persistent actor is started, so a reader never competes with the coordinator that owns the persistence id.
 /// The coordinator never deletes events (snapshots only shorten its own recovery), so the events alone are the whole history.
 /// </summary>
-public static class SweepReadModel
+internal static class SweepReadModel
 {
     public static async Task<SweepState> ReadAsync(ActorSystem system, string sweepId, CancellationToken cancellation = default)
     {

@@ -16,8 +16,9 @@ internal sealed record ResultPoint(string Sweep, string Trial, string Method, do
     public static ResultPoint Of(string sweep, TrialState trial)
     {
         var m = trial.Metrics!;
-        double baseOld = m.BaseOld ?? (m.LowerIsBetter ? m.Retention - m.Forgetting : m.Retention + m.Forgetting);
-        return new ResultPoint(sweep, trial.Spec.Id, trial.Spec.Method, m.Retention, m.Acquisition, baseOld) { Metric = m.Metric ?? ScoreMetric.Recall };
+        var s = m.Scores;
+        double baseOld = m.BaseOld ?? (m.LowerIsBetter ? s.Retention - s.Forgetting : s.Retention + s.Forgetting);
+        return new ResultPoint(sweep, trial.Spec.Id, trial.Spec.Method, s.Retention, s.Acquisition, baseOld) { Metric = m.Metric ?? ScoreMetric.Recall };
     }
 
     /// <summary>
@@ -32,7 +33,7 @@ internal sealed record ResultPoint(string Sweep, string Trial, string Method, do
                 .Where(r => rules is null || rules.Contains(r.Key))
                 .Select(r => trained with
                 {
-                    Trial = $"{t.Spec.Id}@{r.Key}", Rule = r.Key, Retention = r.Value.Retention, Acquisition = r.Value.Acquisition,
+                    Trial = $"{t.Spec.Id}@{r.Key}", Rule = r.Key, Retention = r.Value.Scores.Retention, Acquisition = r.Value.Scores.Acquisition,
                 }));
         });
 }

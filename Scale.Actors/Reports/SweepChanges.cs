@@ -20,7 +20,7 @@ internal static class SweepChanges
             if (t.Status == TrialStatus.Running && t.LastCheckpoint is { } checkpoint && checkpoint != was?.LastCheckpoint && was?.Status == TrialStatus.Running && was.Attempt == t.Attempt)
                 yield return $"trial {id} checkpoint at step {checkpoint.Step}";
             if (t.Status == TrialStatus.Completed && was?.Status != TrialStatus.Completed)
-                yield return $"trial {id} completed: retention {F(t.Metrics!.Retention)}, acquisition {F(t.Metrics.Acquisition)}";
+                yield return $"trial {id} completed: retention {F(t.Metrics!.Scores.Retention)}, acquisition {F(t.Metrics.Scores.Acquisition)}";
             else if (t.Status == TrialStatus.Stopped && was?.Status != TrialStatus.Stopped)
                 yield return $"trial {id} stopped by the scheduler at step {t.StoppedAt}";
             else if (t.Status == TrialStatus.Failed && was?.Status != TrialStatus.Failed)

@@ -14,7 +14,7 @@ internal static class SweepEventLog
             case TrialCheckpointed c: log.LogInformation("Trial {trial} checkpointed at step {step}", c.TrialId, c.Step); break;
             case TrialCompleted c:
                 log.LogInformation("Trial {trial} completed: retention {retention}, acquisition {acquisition}, forgetting {forgetting}",
-                                   c.TrialId, c.Metrics.Retention, c.Metrics.Acquisition, c.Metrics.Forgetting);
+                                   c.TrialId, c.Metrics.Scores.Retention, c.Metrics.Scores.Acquisition, c.Metrics.Scores.Forgetting);
                 break;
             case TrialRetrying r: log.LogWarning("Trial {trial} attempt {attempt} failed, retrying: {reason}", r.TrialId, r.Attempt, r.Reason); break;
             case TrialPaused p: log.LogWarning("Trial {trial} attempt {attempt} paused until {retryAt:u} by an {reason}", p.TrialId, p.Attempt, p.RetryAt, p.Reason); break;

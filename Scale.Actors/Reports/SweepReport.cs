@@ -41,7 +41,7 @@ internal sealed record TrialRow
     [JsonPropertyName("block_passes")] public double? BlockPasses { get; init; }
     [JsonPropertyName("evaluation_seconds")] public double? EvaluationSeconds { get; init; }
     /// <summary>Scores during training (the sweep's evaluate-every), by step.</summary>
-    [JsonPropertyName("curve")] public IReadOnlyList<ScorePoint>? Curve { get; init; }
+    [JsonPropertyName("curve")] public IReadOnlyList<CurvePoint>? Curve { get; init; }
     /// <summary>The step of the curve's best point (most acquisition less forgetting, by the metric's direction); null without a curve.</summary>
     [JsonPropertyName("best_step")] public long? BestStep { get; init; }
     /// <summary>The step the sweep's scheduler stopped the trial at (null: not stopped), and its decisions at each rung.</summary>
@@ -64,6 +64,23 @@ internal sealed record TrialRow
     }
 }
 
+/// <summary>
+/// A point of a trial's scores during training in `scale results` and the operators' API: the journal's
+/// <see cref="ScorePoint"/> with its <see cref="Scores"/> written at the top level, as users' scripts and the dashboard read them.
+/// </summary>
+internal sealed record CurvePoint(long Step, double Retention, double Acquisition, double Forgetting)
+{
+    public double? RetentionFirstToken { get; init; }
+    public double? AcquisitionFirstToken { get; init; }
+    public long? TotalSteps { get; init; }
+    public string? Metric { get; init; }
+
+    public static CurvePoint Of(ScorePoint p) => new(p.Step, p.Scores.Retention, p.Scores.Acquisition, p.Scores.Forgetting)
+    {
+        RetentionFirstToken = p.Scores.RetentionFirstToken, AcquisitionFirstToken = p.Scores.AcquisitionFirstToken, TotalSteps = p.TotalSteps, Metric = p.Metric,
+    };
+}
+
 /// <summary>A sweep's trials as a table, CSV or JSON.</summary>
 internal static class SweepReport
 {
@@ -78,7 +95,7 @@ internal static class SweepReport
         {
             Trial = $"{t.Spec.Id}@{r.Key}", Method = "route",
             Params = new Dictionary<string, string>(t.Spec.Parameters) { ["routing"] = r.Key, ["trained_as"] = t.Spec.Method },
-            State = "completed", Retention = r.Value.Retention, Acquisition = r.Value.Acquisition, Forgetting = r.Value.Forgetting,
+            State = "completed", Retention = r.Value.Scores.Retention, Acquisition = r.Value.Scores.Acquisition, Forgetting = r.Value.Scores.Forgetting,
             Attempts = t.Attempt, Metric = t.Metrics!.Metric ?? ScoreMetric.Recall, From = t.Spec.Id,
             RoutingThreshold = r.Value.Threshold, ResidentParams = r.Value.ResidentParameters, BlockPasses = r.Value.BlockPasses,
             EvaluationSeconds = r.Value.EvaluationSeconds,
@@ -90,17 +107,17 @@ internal static class SweepReport
     private static TrialRow Row(TrialState t, bool paused) => new()
     {
         Trial = t.Spec.Id, Method = t.Spec.Method, Params = t.Spec.Parameters, State = paused ? "paused" : t.Status.ToString().ToLowerInvariant(),
-        Retention = t.Metrics?.Retention, Acquisition = t.Metrics?.Acquisition, Forgetting = t.Metrics?.Forgetting,
+        Retention = t.Metrics?.Scores.Retention, Acquisition = t.Metrics?.Scores.Acquisition, Forgetting = t.Metrics?.Scores.Forgetting,
         Attempts = t.Attempt, FinalLoss = t.Metrics?.FinalLoss, TrainableParams = t.Metrics?.TrainableParameters,
         TokensPerSecond = t.Metrics?.TokensPerSecond, Kernels = t.Metrics?.Kernels, Precision = t.Metrics?.Precision, RoutingThreshold = t.Metrics?.RoutingThreshold,
         ResidentParams = t.Metrics?.ResidentParameters, LastCheckpointStep = t.LastCheckpoint?.Step,
         Failure = t.Status == TrialStatus.Failed ? t.FailureReason
                   : paused ? $"{t.PauseReason}; resumes after {t.RetryAt:yyyy-MM-dd HH:mm:ss} UTC" : null,
         Metric = t.Metrics?.Metric ?? (t.Metrics is null ? null : ScoreMetric.Recall),
-        Curve = t.Curve.Count == 0 ? null : t.Curve,
+        Curve = t.Curve.Count == 0 ? null : t.Curve.Select(CurvePoint.Of).ToList(),
         StoppedAt = t.StoppedAt, Rungs = t.Decisions.Count == 0 ? null : t.Decisions,
         BestStep = t.Curve.Count == 0 ? null
-            : t.Curve.MaxBy(p => ScoreMetric.Gain(t.Metrics?.Metric, p.Acquisition, 0) - p.Forgetting)!.Step,
+            : t.Curve.MaxBy(p => ScoreMetric.Gain(t.Metrics?.Metric, p.Scores.Acquisition, 0) - p.Scores.Forgetting)!.Step,
     };
 
     /// <summary>The metric a sweep's trials were scored on (recall when none has finished: nothing is ranked then).</summary>

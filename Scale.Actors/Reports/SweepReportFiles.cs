@@ -44,7 +44,7 @@ internal static class SweepReportFiles
             var metric = withCurves[0].Metrics?.Metric;
             var sides = Scale.Model.Experiments.ScoreMetric.Sides(metric);
             foreach (var (name, side, select) in new (string, string, Func<ScorePoint, double>)[]
-                     { ("retention.png", sides.Retention, p => p.Retention), ("acquisition.png", sides.Acquisition, p => p.Acquisition) })
+                     { ("retention.png", sides.Retention, p => p.Scores.Retention), ("acquisition.png", sides.Acquisition, p => p.Scores.Acquisition) })
             {
                 var single = new ScottPlot.Plot();
                 var colours = new ScottPlot.Palettes.Category10();
@@ -72,10 +72,10 @@ internal static class SweepReportFiles
             foreach (var (t, i) in withCurves.Select((t, i) => (t, i)))
             {
                 var steps = t.Curve.Select(p => (double)p.Step).ToArray();
-                var acquisition = plot.Add.Scatter(steps, t.Curve.Select(p => p.Acquisition).ToArray());
+                var acquisition = plot.Add.Scatter(steps, t.Curve.Select(p => p.Scores.Acquisition).ToArray());
                 acquisition.Color = palette.GetColor(i);
                 acquisition.LegendText = $"{labels.GetValueOrDefault(t.Spec.Id, t.Spec.Id)} acquisition";
-                var retention = plot.Add.Scatter(steps, t.Curve.Select(p => p.Retention).ToArray());
+                var retention = plot.Add.Scatter(steps, t.Curve.Select(p => p.Scores.Retention).ToArray());
                 retention.Color = palette.GetColor(i);
                 retention.LinePattern = ScottPlot.LinePattern.Dashed;
                 retention.LegendText = $"{labels.GetValueOrDefault(t.Spec.Id, t.Spec.Id)} retention";

@@ -43,7 +43,7 @@ internal sealed class PlainSweepView(TextWriter output) : ISweepView
             case TrialStarted s: output.WriteLine($"trial {s.TrialId} started (attempt {s.Attempt})"); break;
             case TrialCheckpointed c: output.WriteLine($"trial {c.TrialId} checkpoint at step {c.Step}"); break;
             case TrialCompleted c:
-                output.WriteLine($"trial {c.TrialId} completed: retention {F(c.Metrics.Retention, "0.000")}, acquisition {F(c.Metrics.Acquisition, "0.000")}");
+                output.WriteLine($"trial {c.TrialId} completed: retention {F(c.Metrics.Scores.Retention, "0.000")}, acquisition {F(c.Metrics.Scores.Acquisition, "0.000")}");
                 break;
             case TrialRetrying r: output.WriteLine($"trial {r.TrialId} attempt {r.Attempt} failed, retrying from its last checkpoint: {r.Reason}"); break;
             case TrialFailed f: output.WriteLine($"trial {f.TrialId} failed for good after attempt {f.Attempt}: {f.Reason}"); break;
@@ -96,7 +96,7 @@ internal sealed class LiveSweepView(ProgressContext context) : ISweepView
         {
             case TrialCompleted c:
                 if (bars.TryGetValue(c.TrialId, out var done)) done.StopTask();
-                AnsiConsole.MarkupLine($"[green]{Markup.Escape(c.TrialId)}[/] retention {c.Metrics.Retention:0.000}, acquisition {c.Metrics.Acquisition:0.000}");
+                AnsiConsole.MarkupLine($"[green]{Markup.Escape(c.TrialId)}[/] retention {c.Metrics.Scores.Retention:0.000}, acquisition {c.Metrics.Scores.Acquisition:0.000}");
                 break;
             case TrialRetrying r:
                 AnsiConsole.MarkupLine($"[yellow]{Markup.Escape(r.TrialId)} attempt {r.Attempt} failed, retrying: {Markup.Escape(r.Reason)}[/]");

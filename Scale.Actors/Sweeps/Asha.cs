@@ -1,4 +1,5 @@
 using System.Globalization;
+using Scale.Model.Experiments;
 
 namespace Scale.Actors.Sweeps;
 
@@ -9,7 +10,7 @@ namespace Scale.Actors.Sweeps;
 /// recorded at that rung so far (its own included): in the best 1/η it is promoted and trains on; otherwise it is stopped
 /// there. Each decision is an event (<see cref="TrialPromoted"/>, <see cref="TrialStopped"/>), so a resumed sweep keeps them.
 /// </summary>
-public sealed record SchedulerSpec
+internal sealed record SchedulerSpec
 {
     public const string AshaKind = "asha";
 
@@ -26,7 +27,9 @@ public sealed record SchedulerSpec
     /// <summary>η: each rung keeps the best 1/η and lies η times further into training than the one before.</summary>
     public int Reduction { get; init; } = 3;
 
-    public bool HigherIsBetter => Mode == "max";
+    /// <summary>The <see cref="Mode"/> as the one direction type ("max": higher is better).</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public Direction Direction => Mode == "max" ? Direction.HigherIsBetter : Direction.LowerIsBetter;
 
     /// <summary>The rung step <paramref name="step"/> is (0, 1, …), or null when it is none.</summary>
     public int? RungAt(long step)
@@ -48,11 +51,11 @@ public sealed record SchedulerSpec
     /// <summary>The point's score on <see cref="Metric"/> (null where the point has none, e.g. first-token accuracy of a perplexity sweep).</summary>
     public double? ScoreOf(ScorePoint point) => Metric switch
     {
-        "acquisition" => point.Acquisition,
-        "retention" => point.Retention,
-        "forgetting" => point.Forgetting,
-        "acquisition-first-token" => point.AcquisitionFirstToken,
-        "retention-first-token" => point.RetentionFirstToken,
+        "acquisition" => point.Scores.Acquisition,
+        "retention" => point.Scores.Retention,
+        "forgetting" => point.Scores.Forgetting,
+        "acquisition-first-token" => point.Scores.AcquisitionFirstToken,
+        "retention-first-token" => point.Scores.RetentionFirstToken,
         _ => null,
     };
 
@@ -64,7 +67,7 @@ public sealed record SchedulerSpec
     public double Cutoff(IReadOnlyList<double> recorded)
     {
         var sorted = recorded.Order().ToList();
-        double q = HigherIsBetter ? 1 - 1.0 / Reduction : 1.0 / Reduction;
+        double q = Direction == Direction.HigherIsBetter ? 1 - 1.0 / Reduction : 1.0 / Reduction;
         double position = q * (sorted.Count - 1);
         int below = (int)Math.Floor(position);
         int above = Math.Min(below + 1, sorted.Count - 1);
@@ -72,11 +75,11 @@ public sealed record SchedulerSpec
     }
 
     /// <summary>Whether <paramref name="score"/> earns promotion against <paramref name="cutoff"/> (a tie is promoted).</summary>
-    public bool Promotes(double score, double cutoff) => HigherIsBetter ? score >= cutoff : score <= cutoff;
+    public bool Promotes(double score, double cutoff) => Direction.AtLeast(score, cutoff);
 
     public override string ToString()
         => string.Create(CultureInfo.InvariantCulture, $"{Kind} on {Metric} ({Mode}), grace {GraceSteps} steps, reduction {Reduction}");
 }
 
 /// <summary>A scheduler's decision for a trial at a rung: the trial's score there, the cutoff it met or missed, and the outcome.</summary>
-public sealed record RungDecision(int Rung, long Step, double Score, double Cutoff, bool Promoted);
+internal sealed record RungDecision(int Rung, long Step, double Score, double Cutoff, bool Promoted);

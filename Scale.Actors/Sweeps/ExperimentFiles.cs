@@ -6,7 +6,7 @@ using Scale.Model.Experiments;
 namespace Scale.Actors.Sweeps;
 
 /// <summary>Reads experiment definitions in HOCON (hocon/experiments/*.hocon, embedded in `scale`, or any file).</summary>
-public static class ExperimentFiles
+internal static class ExperimentFiles
 {
     public static IReadOnlyList<string> BuiltIn =>
         Assembly.GetExecutingAssembly().GetManifestResourceNames()

@@ -5,7 +5,7 @@ using System.Text;
 namespace Scale.Actors.Sweeps;
 
 /// <summary>A hyper-parameter drawn at random: uniform in [Min, Max], or log-uniform when <see cref="Log"/> is set.</summary>
-public sealed record RandomAxis(string Name, double Min, double Max, bool Log = false, bool Integer = false)
+internal sealed record RandomAxis(string Name, double Min, double Max, bool Log = false, bool Integer = false)
 {
     public RandomAxis Validate()
     {
@@ -28,7 +28,7 @@ public sealed record RandomAxis(string Name, double Min, double Max, bool Log = 
 /// (a number of samples drawn from a seed, crossed with the grid). Expansion is deterministic, and each trial's
 /// id is a hash of its settings, so the same sweep file always yields the same trials with the same ids.
 /// </summary>
-public sealed record SearchSpace
+internal sealed record SearchSpace
 {
     public IReadOnlyDictionary<string, string> Fixed { get; init; } = new Dictionary<string, string>();
     public IReadOnlyDictionary<string, IReadOnlyList<string>> Grid { get; init; } = new Dictionary<string, IReadOnlyList<string>>();

@@ -5,39 +5,39 @@ using Akka.Persistence;
 namespace Scale.Actors.Sweeps;
 
 /// <summary>A trainer asked for work and got this trial (resume from <see cref="Checkpoint"/> when it is set).</summary>
-public sealed record WorkGranted(TrialSpec Trial, int Attempt, CheckpointRef? Checkpoint);
+internal sealed record WorkGranted(TrialSpec Trial, int Attempt, CheckpointRef? Checkpoint);
 
 /// <summary>A trainer asked for work and there is none now (all running, done, or the concurrency limit is reached).</summary>
-public sealed record NoWorkAvailable(bool SweepFinished);
+internal sealed record NoWorkAvailable(bool SweepFinished);
 
 /// <summary>A command was handled (persisted when it changed anything).</summary>
-public sealed record Accepted(int EventsPersisted);
+internal sealed record Accepted(int EventsPersisted);
 
 /// <summary>
 /// A report named an attempt that is no longer the trial's running one (the trial was re-queued and given to
 /// another trainer, or is already finished): the reporter must stop running it. Nothing of the report is recorded.
 /// </summary>
-public sealed record AttemptSuperseded(string TrialId, int Attempt);
+internal sealed record AttemptSuperseded(string TrialId, int Attempt);
 
 /// <summary>The answer to a score report that stopped its trial (the sweep's scheduler): the reporter stops training it.</summary>
-public sealed record TrialStopRequested(string TrialId, int Attempt, string Reason);
+internal sealed record TrialStopRequested(string TrialId, int Attempt, string Reason);
 
 /// <summary>
 /// A sweep whose journal cannot be recovered (an event that cannot be read: damaged, or written by a newer Scale): its
 /// coordinator stops and says why, on the event stream, so that the process reports it and the others go on. The
 /// journal is left as it is.
 /// </summary>
-public sealed record SweepQuarantined(string SweepId, string Reason);
+internal sealed record SweepQuarantined(string SweepId, string Reason);
 
 /// <summary>
 /// A write or read of a sweep's journal failed (the database locked past its busy timeout, a full disk, a lost server):
 /// the coordinator stops and its supervisor starts it again; said on the event stream, so that a process waiting on
 /// the sweep can bound how long it waits.
 /// </summary>
-public sealed record SweepJournalFault(string SweepId, string Reason);
+internal sealed record SweepJournalFault(string SweepId, string Reason);
 
 /// <summary>Asks for the coordinator's current state.</summary>
-public sealed record GetSweepState
+internal sealed record GetSweepState
 {
     public static readonly GetSweepState Instance = new();
 }
@@ -47,7 +47,7 @@ public sealed record GetSweepState
 /// Every command is decided against the current state; the resulting events are persisted, applied and
 /// only then acknowledged, so a reply means the change is durable. Recovery replays the journal.
 /// </summary>
-public sealed class SweepCoordinator : ReceivePersistentActor
+internal sealed class SweepCoordinator : ReceivePersistentActor
 {
     /// <summary>Thrown (restarting the coordinator) once an unreadable snapshot is deleted, so that recovery replays the events.</summary>
     private sealed class SnapshotDiscardedException(string sweepId, Exception? cause = null)

@@ -6,7 +6,7 @@ using Scale.Model.Experiments;
 namespace Scale.Actors.Sweeps;
 
 /// <summary>A sweep as its file defines it: the experiment (base, old and new data), the trials, and how they are run.</summary>
-public sealed record SweepDefinition
+internal sealed record SweepDefinition
 {
     public required string Name { get; init; }
     public required ExperimentSpec Experiment { get; init; }
@@ -49,7 +49,18 @@ public sealed record SweepDefinition
     public bool EveryTrialInLockStep
         => LockStep && Trials.All(t => PlanFor(t) is var plan && plan.Method.SharesBaseForward(Experiment.Model.NumLayers) && plan.Options.AccumulationSteps == 1);
 
-    public TrialPlan PlanFor(TrialSpec trial) => TrialPlanner.Plan(Experiment, trial.Method, trial.Parameters, CheckpointEvery, EvaluateEvery);
+    /// <summary>
+    /// A trial's typed plan from its settings (strings only in the sweep file, the journal and the wire), planned once per
+    /// definition and trial: every later call (lock-step, slots, the start command, each attempt) reads the same plan.
+    /// </summary>
+    public TrialPlan PlanFor(TrialSpec trial)
+        => Planned.GetValue(this, _ => new()).GetOrAdd(PlanKey(trial), _ => TrialPlanner.Plan(Experiment, trial.Method, trial.Parameters, CheckpointEvery, EvaluateEvery));
+
+    /// <summary>Plans by definition instance (a <c>with</c> copy is planned afresh) and by the trial's id, method and settings.</summary>
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<SweepDefinition, System.Collections.Concurrent.ConcurrentDictionary<string, TrialPlan>> Planned = new();
+
+    private static string PlanKey(TrialSpec trial)
+        => string.Join("\n", [trial.Id, trial.Method, .. trial.Parameters.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => $"{p.Key}={p.Value}")]);
 
     public StartSweep StartCommand => new(Name, Trials, MaxConcurrent, RetryBudget)
     {
@@ -120,7 +131,7 @@ public sealed record SweepDefinition
 /// Reads sweep files (hocon/sweeps/*.hocon, embedded in `scale`, or any file). Unknown keys, wrong types and
 /// impossible combinations are rejected before anything runs, naming the file, the key and the reason.
 /// </summary>
-public static partial class SweepFiles
+internal static partial class SweepFiles
 {
     public static IReadOnlyList<string> BuiltIn => Resources("sweeps/");
 

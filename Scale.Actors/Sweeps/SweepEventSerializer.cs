@@ -1,5 +1,6 @@
 using System.Collections.Immutable;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using Akka.Actor;
 using Akka.Serialization;
 
@@ -11,10 +12,10 @@ namespace Scale.Actors.Sweeps;
 /// journal written before. A new version of an event gets a new manifest and a reader for the old one.
 /// </summary>
 /// <summary>A coordinator snapshot whose body could not be read: recovery discards it and replays the events.</summary>
-public sealed record UnreadableSnapshot(string Reason);
+internal sealed record UnreadableSnapshot(string Reason);
 
 /// <summary>A coordinator snapshot: the state as plain data (trials in sweep order).</summary>
-public sealed record SweepSnapshot(string SweepId, int MaxConcurrent, int RetryBudget, IReadOnlyList<TrialState> Trials)
+internal sealed record SweepSnapshot(string SweepId, int MaxConcurrent, int RetryBudget, IReadOnlyList<TrialState> Trials)
 {
     public string? Fingerprint { get; init; }
     public SchedulerSpec? Scheduler { get; init; }
@@ -36,7 +37,44 @@ public sealed record SweepSnapshot(string SweepId, int MaxConcurrent, int RetryB
     };
 }
 
-public sealed class SweepEventSerializer(ExtendedActorSystem system) : SerializerWithStringManifest(system)
+/// <summary>
+/// The first score schema (v1 events and messages) brought to the current one: the score fields of a score point, of a
+/// trial's metrics and of each routed row moved, as they were, into one nested <c>scores</c> object
+/// (<see cref="Scale.Model.Experiments.Scores"/>). A body without them then lacks what the current form requires, and is
+/// refused as before.
+/// </summary>
+internal static class ScoresV1
+{
+    private static readonly string[] Fields = ["retention", "acquisition", "forgetting", "retention_first_token", "acquisition_first_token"];
+
+    public static void Point(JsonNode? node)
+    {
+        if (node is not JsonObject o || o.ContainsKey("scores")) return;
+        var scores = new JsonObject();
+        foreach (var field in Fields)
+            if (o.Remove(field, out var value)) scores[field] = value;
+        if (scores.Count > 0) o["scores"] = scores;
+    }
+
+    public static void Metrics(JsonNode? metrics)
+    {
+        Point(metrics);
+        if (metrics?["routed"] is JsonObject routed)
+            foreach (var (_, row) in routed) Point(row);
+    }
+
+    /// <summary>A snapshot (a coordinator's in the journal, a sweep's state on the wire): each trial's metrics and curve.</summary>
+    public static void Snapshot(JsonNode body)
+    {
+        foreach (var trial in (body["trials"] as JsonArray ?? []).OfType<JsonObject>())
+        {
+            Metrics(trial["metrics"]);
+            foreach (var point in trial["curve"] as JsonArray ?? []) Point(point);
+        }
+    }
+}
+
+internal sealed class SweepEventSerializer(ExtendedActorSystem system) : SerializerWithStringManifest(system)
 {
     /// <summary>Akka serializer id, unique within the actor system (ids below 100 are Akka's own).</summary>
     public const int Id = 7301;
@@ -61,20 +99,28 @@ public sealed class SweepEventSerializer(ExtendedActorSystem system) : Serialize
         [typeof(SweepStarted)] = "sweep-started.v1",
         [typeof(TrialStarted)] = "trial-started.v1",
         [typeof(TrialCheckpointed)] = "trial-checkpointed.v1",
-        [typeof(TrialScored)] = "trial-scored.v1",
-        [typeof(TrialCompleted)] = "trial-completed.v1",
+        [typeof(TrialScored)] = "trial-scored.v2",
+        [typeof(TrialCompleted)] = "trial-completed.v2",
         [typeof(TrialRetrying)] = "trial-retrying.v1",
         [typeof(TrialFailed)] = "trial-failed.v1",
         [typeof(TrialRequeued)] = "trial-requeued.v1",
         [typeof(TrialPaused)] = "trial-paused.v1",
         [typeof(TrialPromoted)] = "trial-promoted.v1",
         [typeof(TrialStopped)] = "trial-stopped.v1",
-        [typeof(SweepSnapshot)] = "sweep-snapshot.v1",
+        [typeof(SweepSnapshot)] = "sweep-snapshot.v2",
         [typeof(Cluster.SweepSubmitted)] = "sweep-submitted.v1",
         [typeof(Cluster.SweepCancelled)] = "sweep-cancelled.v1",
     };
 
     private static readonly Dictionary<string, Type> Types = Manifests.ToDictionary(m => m.Value, m => m.Key);
+
+    /// <summary>Manifests of earlier versions, with the type they now read as and how their body is brought to the current form (<see cref="ScoresV1"/>).</summary>
+    private static readonly Dictionary<string, (Type Type, Action<JsonNode> Migrate)> Earlier = new()
+    {
+        ["trial-scored.v1"] = (typeof(TrialScored), body => ScoresV1.Point(body["point"])),
+        ["trial-completed.v1"] = (typeof(TrialCompleted), body => ScoresV1.Metrics(body["metrics"])),
+        ["sweep-snapshot.v1"] = (typeof(SweepSnapshot), ScoresV1.Snapshot),
+    };
 
     public override int Identifier => Id;
 
@@ -100,11 +146,22 @@ public sealed class SweepEventSerializer(ExtendedActorSystem system) : Serialize
 
     public override object FromBinary(byte[] bytes, string manifest)
     {
+        Action<JsonNode>? migrate = null;
         if (!Types.TryGetValue(manifest, out var type))
-            throw new System.Runtime.Serialization.SerializationException(
-                $"Unknown sweep event manifest '{manifest}': the journal was written by a newer Scale, or is damaged.");
+        {
+            if (!Earlier.TryGetValue(manifest, out var earlier))
+                throw new System.Runtime.Serialization.SerializationException(
+                    $"Unknown sweep event manifest '{manifest}': the journal was written by a newer Scale, or is damaged.");
+            (type, migrate) = earlier;
+        }
         try
         {
+            if (migrate is not null)
+            {
+                var body = JsonNode.Parse(bytes) ?? throw new JsonException("empty body");
+                migrate(body);
+                return body.Deserialize(type, Strict) ?? throw new JsonException("empty body");
+            }
             return JsonSerializer.Deserialize(bytes, type, Strict)
                    ?? throw new JsonException("empty body");
         }

@@ -4,7 +4,7 @@ namespace Scale.Actors.Sweeps;
 /// One process at a time works on a sweep: an exclusively opened lock file in the sweep's directory.
 /// The operating system releases it when the process ends, however it ends (SIGKILL included).
 /// </summary>
-public sealed class SweepLock : IDisposable
+internal sealed class SweepLock : IDisposable
 {
     private readonly FileStream stream;
 

@@ -1,25 +1,25 @@
+using Scale.Model.Experiments;
+
 namespace Scale.Actors.Sweeps;
 
 /// <summary>
 /// A trial's place in its life: pending → running → completed, or back to pending on a retry, or failed for good, or
 /// stopped early by the sweep's scheduler (ASHA) at a rung.
 /// </summary>
-public enum TrialStatus { Pending, Running, Completed, Failed, Stopped }
+internal enum TrialStatus { Pending, Running, Completed, Failed, Stopped }
 
-public static class TrialStatuses
+internal static class TrialStatuses
 {
     /// <summary>Whether a trial in <paramref name="status"/> runs no more.</summary>
     public static bool IsEnded(this TrialStatus status) => status is TrialStatus.Completed or TrialStatus.Failed or TrialStatus.Stopped;
 }
 
 /// <summary>What a trial runs: a method and its hyper-parameters.</summary>
-public sealed record TrialSpec(string Id, string Method, IReadOnlyDictionary<string, string> Parameters);
+internal sealed record TrialSpec(string Id, string Method, IReadOnlyDictionary<string, string> Parameters);
 
 /// <summary>A trial's scores at one step of its training (the sweep's evaluate-every): the points of its score curve.</summary>
-public sealed record ScorePoint(long Step, double Retention, double Acquisition, double Forgetting)
+internal sealed record ScorePoint(long Step, Scores Scores)
 {
-    public double? RetentionFirstToken { get; init; }
-    public double? AcquisitionFirstToken { get; init; }
     /// <summary>The steps the trial trains in all (a scheduler decides nothing at the last); absent in journals from before schedulers.</summary>
     public long? TotalSteps { get; init; }
     /// <summary>The scores' metric (Scale.Model.Experiments.ScoreMetric); absent in journals from before schedulers.</summary>
@@ -27,10 +27,10 @@ public sealed record ScorePoint(long Step, double Retention, double Acquisition,
 }
 
 /// <summary>The last checkpoint a trial reported: it resumes from here after a retry or a lost trainer.</summary>
-public sealed record CheckpointRef(long Step, string Path);
+internal sealed record CheckpointRef(long Step, string Path);
 
 /// <summary>A finished trial's scores (retention, acquisition, forgetting as docs/method.md defines them) and what it cost.</summary>
-public sealed record TrialMetrics(double Retention, double Acquisition, double Forgetting)
+internal sealed record TrialMetrics(Scores Scores)
 {
     /// <summary>
     /// The scores' metric (Scale.Model.Experiments.ScoreMetric: recall, higher is better; perplexity, lower is better).
@@ -40,8 +40,6 @@ public sealed record TrialMetrics(double Retention, double Acquisition, double F
     [System.Text.Json.Serialization.JsonIgnore] public bool LowerIsBetter => Scale.Model.Experiments.ScoreMetric.LowerIsBetter(Metric);
     /// <summary>The base's score on the old data (forgetting's reference); absent in journals from before it was recorded.</summary>
     public double? BaseOld { get; init; }
-    public double? RetentionFirstToken { get; init; }
-    public double? AcquisitionFirstToken { get; init; }
     /// <summary>Loss of the last training step (null when nothing trains, as for the frozen base).</summary>
     public double? FinalLoss { get; init; }
     public long TrainableParameters { get; init; }
@@ -65,10 +63,8 @@ public sealed record TrialMetrics(double Retention, double Acquisition, double F
 }
 
 /// <summary>A trained trial's scores under one routing rule (no training: the same weights, answered per token by the rule).</summary>
-public sealed record RoutedScores(double Retention, double Acquisition, double Forgetting)
+internal sealed record RoutedScores(Scores Scores)
 {
-    public double? RetentionFirstToken { get; init; }
-    public double? AcquisitionFirstToken { get; init; }
     /// <summary>A novelty-auto rule's threshold in nats, calibrated on the old data; absent for other rules and in older journals.</summary>
     public double? Threshold { get; init; }
     /// <summary>What routing costs: parameters the trial holds beyond the shared base, blocks run per token for both heads (in base passes), and the seconds its scoring took. Absent in older journals.</summary>
@@ -78,8 +74,8 @@ public sealed record RoutedScores(double Retention, double Acquisition, double F
 }
 
 // Commands (imperative): what the coordinator is asked to do.
-public interface ISweepCommand;
-public sealed record StartSweep(string SweepId, IReadOnlyList<TrialSpec> Trials, int MaxConcurrent, int RetryBudget) : ISweepCommand
+internal interface ISweepCommand;
+internal sealed record StartSweep(string SweepId, IReadOnlyList<TrialSpec> Trials, int MaxConcurrent, int RetryBudget) : ISweepCommand
 {
     /// <summary>A hash of what the trials run on (the experiment and checkpoint interval): a resumed sweep must match it.</summary>
     public string? Fingerprint { get; init; }
@@ -96,37 +92,37 @@ public sealed record StartSweep(string SweepId, IReadOnlyList<TrialSpec> Trials,
 /// is <see cref="Running"/> (cluster trainers do) gets back, as pending, any trial the coordinator thinks it runs but
 /// it does not — a grant whose answer was lost on the way.
 /// </summary>
-public sealed record RequestWork(string TrainerId, int Slots = 1) : ISweepCommand
+internal sealed record RequestWork(string TrainerId, int Slots = 1) : ISweepCommand
 {
     public IReadOnlyList<string>? Running { get; init; }
 }
 /// <summary>A trainer's report on one attempt of a trial: it counts only while that attempt is the trial's running one.</summary>
-public interface ITrialReport : ISweepCommand
+internal interface ITrialReport : ISweepCommand
 {
     string TrialId { get; }
     int Attempt { get; }
 }
-public sealed record ReportCheckpoint(string TrialId, int Attempt, long Step, string Path) : ITrialReport;
-public sealed record ReportScores(string TrialId, int Attempt, ScorePoint Point) : ITrialReport;
-public sealed record ReportCompleted(string TrialId, int Attempt, TrialMetrics Metrics) : ITrialReport;
-public sealed record ReportFailed(string TrialId, int Attempt, string Reason) : ITrialReport
+internal sealed record ReportCheckpoint(string TrialId, int Attempt, long Step, string Path) : ITrialReport;
+internal sealed record ReportScores(string TrialId, int Attempt, ScorePoint Point) : ITrialReport;
+internal sealed record ReportCompleted(string TrialId, int Attempt, TrialMetrics Metrics) : ITrialReport;
+internal sealed record ReportFailed(string TrialId, int Attempt, string Reason) : ITrialReport
 {
     /// <summary>The attempt failed for a reason outside the trial (disk full, an I/O error: <see cref="Trainers.Faults"/>), not because of what it trains.</summary>
     public bool Infrastructure { get; init; }
 }
-public sealed record TrainerLost(string TrainerId) : ISweepCommand;
+internal sealed record TrainerLost(string TrainerId) : ISweepCommand;
 /// <summary>Every running trial whose trainer is not among <paramref name="LiveTrainers"/> is pending again (a restarted process).</summary>
-public sealed record RequeueOrphans(IReadOnlyList<string> LiveTrainers) : ISweepCommand;
+internal sealed record RequeueOrphans(IReadOnlyList<string> LiveTrainers) : ISweepCommand;
 
 /// <summary>
 /// Every running trial whose trainer is not on one of <paramref name="LiveNodes"/> is pending again: cluster
 /// trainers are named "{node address}/{device}", and a node that left or was downed runs nothing any more.
 /// </summary>
-public sealed record RequeueLostNodes(IReadOnlyList<string> LiveNodes) : ISweepCommand;
+internal sealed record RequeueLostNodes(IReadOnlyList<string> LiveNodes) : ISweepCommand;
 
 // Events (past tense): what happened, persisted in order; the state is their fold.
-public interface ISweepEvent;
-public sealed record SweepStarted(string SweepId, IReadOnlyList<TrialSpec> Trials, int MaxConcurrent, int RetryBudget) : ISweepEvent
+internal interface ISweepEvent;
+internal sealed record SweepStarted(string SweepId, IReadOnlyList<TrialSpec> Trials, int MaxConcurrent, int RetryBudget) : ISweepEvent
 {
     /// <summary>See <see cref="StartSweep.Fingerprint"/>; absent in journals written before it existed.</summary>
     public string? Fingerprint { get; init; }
@@ -135,23 +131,23 @@ public sealed record SweepStarted(string SweepId, IReadOnlyList<TrialSpec> Trial
     /// <summary>See <see cref="StartSweep.PlannedSteps"/>; absent in journals written before plans were sent.</summary>
     public IReadOnlyDictionary<string, long>? PlannedSteps { get; init; }
 }
-public sealed record TrialStarted(string TrialId, int Attempt, string TrainerId) : ISweepEvent;
-public sealed record TrialCheckpointed(string TrialId, int Attempt, long Step, string Path) : ISweepEvent;
+internal sealed record TrialStarted(string TrialId, int Attempt, string TrainerId) : ISweepEvent;
+internal sealed record TrialCheckpointed(string TrialId, int Attempt, long Step, string Path) : ISweepEvent;
 /// <summary>A trial's scores during training; a point at a step already scored (an attempt resumed before it) replaces it.</summary>
-public sealed record TrialScored(string TrialId, int Attempt, ScorePoint Point) : ISweepEvent;
-public sealed record TrialCompleted(string TrialId, int Attempt, TrialMetrics Metrics) : ISweepEvent;
+internal sealed record TrialScored(string TrialId, int Attempt, ScorePoint Point) : ISweepEvent;
+internal sealed record TrialCompleted(string TrialId, int Attempt, TrialMetrics Metrics) : ISweepEvent;
 /// <summary>A failed attempt with budget left: the trial is pending again and resumes from its last checkpoint.</summary>
-public sealed record TrialRetrying(string TrialId, int Attempt, string Reason) : ISweepEvent;
+internal sealed record TrialRetrying(string TrialId, int Attempt, string Reason) : ISweepEvent;
 /// <summary>A failed attempt that used the last of the trial's budget: the trial is failed for good.</summary>
-public sealed record TrialFailed(string TrialId, int Attempt, string Reason) : ISweepEvent;
+internal sealed record TrialFailed(string TrialId, int Attempt, string Reason) : ISweepEvent;
 /// <summary>
 /// An attempt hit an infrastructure fault (disk full, an I/O error): the trial is paused — pending again, but given to no
 /// trainer before <paramref name="RetryAt"/> (backoff doubling per fault in a row) — without spending its retry budget.
 /// </summary>
-public sealed record TrialPaused(string TrialId, int Attempt, string Reason, DateTime RetryAt) : ISweepEvent;
+internal sealed record TrialPaused(string TrialId, int Attempt, string Reason, DateTime RetryAt) : ISweepEvent;
 /// <summary>The trainer running the trial was lost (process or node): pending again, without spending the trial's budget.</summary>
-public sealed record TrialRequeued(string TrialId, int Attempt, string TrainerId) : ISweepEvent;
+internal sealed record TrialRequeued(string TrialId, int Attempt, string TrainerId) : ISweepEvent;
 /// <summary>The scheduler compared the trial's score at a rung with the rung's cutoff and let it train on.</summary>
-public sealed record TrialPromoted(string TrialId, int Attempt, RungDecision Decision) : ISweepEvent;
+internal sealed record TrialPromoted(string TrialId, int Attempt, RungDecision Decision) : ISweepEvent;
 /// <summary>The scheduler stopped the trial at a rung (its score missed the cutoff): it trains no more, and its scores are those of that step.</summary>
-public sealed record TrialStopped(string TrialId, int Attempt, RungDecision Decision) : ISweepEvent;
+internal sealed record TrialStopped(string TrialId, int Attempt, RungDecision Decision) : ISweepEvent;

@@ -3,7 +3,7 @@ using System.Collections.Immutable;
 namespace Scale.Actors.Sweeps;
 
 /// <summary>One trial as the coordinator knows it.</summary>
-public sealed record TrialState(TrialSpec Spec, TrialStatus Status, int Attempt, int FailedAttempts, string? Trainer,
+internal sealed record TrialState(TrialSpec Spec, TrialStatus Status, int Attempt, int FailedAttempts, string? Trainer,
                                 CheckpointRef? LastCheckpoint, TrialMetrics? Metrics, string? FailureReason)
 {
     /// <summary>Scores during training by step (ascending; one point per step, the latest attempt's).</summary>
@@ -41,7 +41,7 @@ public sealed record TrialState(TrialSpec Spec, TrialStatus Status, int Attempt,
 /// causes (none for a duplicate, late or stale message), <see cref="Apply"/> folds one event into the state.
 /// The persistent actor only persists what Decide returns and applies it, so this is tested without actors.
 /// </summary>
-public sealed record SweepState
+internal sealed record SweepState
 {
     public static readonly SweepState Empty = new();
 
@@ -191,10 +191,7 @@ public sealed record SweepState
         {
             Status = TrialStatus.Stopped, Trainer = null, Decisions = [.. t.Decisions, s.Decision],
             Metrics = t.Curve.LastOrDefault(p => p.Step == s.Decision.Step) is { } at
-                ? new TrialMetrics(at.Retention, at.Acquisition, at.Forgetting)
-                {
-                    Metric = at.Metric, RetentionFirstToken = at.RetentionFirstToken, AcquisitionFirstToken = at.AcquisitionFirstToken,
-                }
+                ? new TrialMetrics(at.Scores) { Metric = at.Metric }
                 : t.Metrics,
         }),
         _ => throw new ArgumentException($"Unknown sweep event {@event.GetType().Name}."),

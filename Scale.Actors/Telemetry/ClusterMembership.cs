@@ -5,10 +5,10 @@ using Akka.Cluster;
 namespace Scale.Actors.Telemetry;
 
 /// <summary>One member as this process sees it.</summary>
-public sealed record MemberView(string Address, IReadOnlyList<string> Roles, string Status);
+internal sealed record MemberView(string Address, IReadOnlyList<string> Roles, string Status);
 
 /// <summary>The cluster's membership as this process sees it: every member with its status, and the unreachable ones.</summary>
-public sealed record MembershipView(IReadOnlyList<MemberView> Members, IReadOnlyList<string> Unreachable)
+internal sealed record MembershipView(IReadOnlyList<MemberView> Members, IReadOnlyList<string> Unreachable)
 {
     public static readonly MembershipView Empty = new([], []);
 }
@@ -18,7 +18,7 @@ public sealed record MembershipView(IReadOnlyList<MemberView> Members, IReadOnly
 /// events, not <c>Cluster.State</c>, which lags): on one machine the process is the only member; on a cluster, the
 /// real membership. Read from any thread through <see cref="Current"/>.
 /// </summary>
-public sealed class ClusterMembership
+internal sealed class ClusterMembership
 {
     private MembershipView current = MembershipView.Empty;
 

@@ -3,7 +3,7 @@ using System.Diagnostics.Metrics;
 namespace Scale.Actors.Telemetry;
 
 /// <summary>Scale's own instruments (System.Diagnostics.Metrics); the host exports them (OpenTelemetry, Prometheus).</summary>
-public static class SweepMetrics
+internal static class SweepMetrics
 {
     public const string MeterName = "Scale";
 

@@ -15,7 +15,7 @@ namespace Scale.Actors.Trainers;
 /// Each trial's thread uses <paramref name="threadsPerTrial"/> libtorch threads, so that the device's trials
 /// together never use more threads than its budget.
 /// </summary>
-public sealed class SweepTrialExecutor(SweepDefinition sweep, TrialRunner runner, string checkpointRoot, IActorRef dataLoader,
+internal sealed class SweepTrialExecutor(SweepDefinition sweep, TrialRunner runner, string checkpointRoot, IActorRef dataLoader,
                                        string dataset, IActorRef evaluator, EventStream events, int threadsPerTrial,
                                        int? threadsPerDevice = null) : ITrialExecutor
 {
@@ -111,17 +111,13 @@ public sealed class SweepTrialExecutor(SweepDefinition sweep, TrialRunner runner
             },
             onScores: (step, scores) =>
             {
-                log.Write("scores", new { step, retention = scores.Retention, acquisition = scores.Acquisition, forgetting = scores.Forgetting });
-                onScores(new ScorePoint(step, scores.Retention, scores.Acquisition, scores.Forgetting)
-                {
-                    RetentionFirstToken = scores.RetentionFirstToken, AcquisitionFirstToken = scores.AcquisitionFirstToken,
-                    TotalSteps = plan.Phase.Steps, Metric = scores.Metric,
-                });
+                log.Write("scores", new { step, retention = scores.Scores.Retention, acquisition = scores.Scores.Acquisition, forgetting = scores.Scores.Forgetting });
+                onScores(new ScorePoint(step, scores.Scores) { TotalSteps = plan.Phase.Steps, Metric = scores.Metric });
             },
             attempt: attempt, lockStep: LockStep);
         var scored = evaluator.Ask<CheckpointEvaluated>(new EvaluateCheckpoint(trial.Id, plan, trained.FinalCheckpoint), TimeSpan.FromHours(2), cancellation)
             .GetAwaiter().GetResult();
-        log.Write("scored", new { retention = scored.Scores.Retention, acquisition = scored.Scores.Acquisition, forgetting = scored.Scores.Forgetting });
+        log.Write("scored", new { retention = scored.Scores.Scores.Retention, acquisition = scored.Scores.Scores.Acquisition, forgetting = scored.Scores.Scores.Forgetting });
         // The sweep's evaluation-only routing axis: the same final weights, answered per token by each rule.
         Dictionary<string, RoutedScores>? routed = null;
         double routedSeconds = 0;
@@ -134,17 +130,16 @@ public sealed class SweepTrialExecutor(SweepDefinition sweep, TrialRunner runner
                 var scores = evaluator.Ask<CheckpointEvaluated>(new EvaluateCheckpoint(trial.Id, under, trained.FinalCheckpoint), TimeSpan.FromHours(2), cancellation)
                     .GetAwaiter().GetResult().Scores;
                 routedSeconds += scores.Seconds;
-                routed[rule] = new RoutedScores(scores.Retention, scores.Acquisition, scores.Forgetting)
+                routed[rule] = new RoutedScores(scores.Scores)
                 {
-                    RetentionFirstToken = scores.RetentionFirstToken, AcquisitionFirstToken = scores.AcquisitionFirstToken,
                     Threshold = scores.RoutingThreshold, ResidentParameters = scores.ResidentParameters, BlockPasses = scores.BlockPasses,
                     EvaluationSeconds = scores.Seconds,
                 };
-                log.Write("routed", new { routing = rule, retention = scores.Retention, acquisition = scores.Acquisition, forgetting = scores.Forgetting,
+                log.Write("routed", new { routing = rule, retention = scores.Scores.Retention, acquisition = scores.Scores.Acquisition, forgetting = scores.Scores.Forgetting,
                                           threshold = scores.RoutingThreshold, seconds = scores.Seconds });
             }
         }
-        return new TrialMetrics(scored.Scores.Retention, scored.Scores.Acquisition, scored.Scores.Forgetting)
+        return new TrialMetrics(scored.Scores.Scores)
         {
             FinalLoss = trained.FinalCheckpoint is null ? null : trained.FinalLoss,
             TrainableParameters = trained.TrainableParameters,
@@ -156,8 +151,6 @@ public sealed class SweepTrialExecutor(SweepDefinition sweep, TrialRunner runner
             Metric = scored.Scores.Metric, BaseOld = scored.Scores.BaseOld,
             RetentionByAttribute = scored.Scores.RetentionByAttribute,
             AcquisitionByAttribute = scored.Scores.AcquisitionByAttribute,
-            RetentionFirstToken = scored.Scores.RetentionFirstToken,
-            AcquisitionFirstToken = scored.Scores.AcquisitionFirstToken,
             Routed = routed,
             Kernels = Scale.Model.Native.MklKernels.Current.Id,
             Precision = runner.Precision is null ? "fp32" : "bf16",

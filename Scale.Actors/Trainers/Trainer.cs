@@ -5,7 +5,7 @@ using Scale.Actors.Sweeps;
 namespace Scale.Actors.Trainers;
 
 /// <summary>Runs one granted trial: resumes from <paramref name="resume"/> when given, reports each checkpoint, returns the scores.</summary>
-public interface ITrialExecutor
+internal interface ITrialExecutor
 {
     TrialMetrics Execute(TrialSpec trial, int attempt, CheckpointRef? resume, Action<string, long> onCheckpoint, CancellationToken cancellation);
 
@@ -20,7 +20,7 @@ public interface ITrialExecutor
 /// quota, I/O errors, a stale or disconnected network mount). They pause a trial without spending its retry budget;
 /// everything else (a NaN loss, a bug, bad settings) is the trial's own failure and spends it.
 /// </summary>
-public static class Faults
+internal static class Faults
 {
     // errno values on Linux: EIO, ENOSPC, EROFS, ENOTCONN, ETIMEDOUT, ESTALE, EDQUOT.
     private static readonly HashSet<int> InfrastructureErrnos = [5, 28, 30, 107, 110, 116, 122];
@@ -42,8 +42,8 @@ public static class Faults
 }
 
 // Published on the actor system's event stream while trials run (for progress displays and status views).
-public sealed record TrialProgress(string TrialId, int Attempt, long Step, long TotalSteps, double Loss, double TokensPerSecond, double EtaSeconds);
-public sealed record TrialNotice(string TrialId, string Message);
+internal sealed record TrialProgress(string TrialId, int Attempt, long Step, long TotalSteps, double Loss, double TokensPerSecond, double EtaSeconds);
+internal sealed record TrialNotice(string TrialId, string Message);
 
 /// <summary>
 /// A trainer for one device with a number of trial slots: it pulls work from the coordinator (never pushed) while
@@ -55,7 +55,7 @@ public sealed record TrialNotice(string TrialId, string Message);
 /// it is acknowledged — the coordinator records a repeated report once. A report answered with
 /// <see cref="AttemptSuperseded"/> means another trainer owns the trial now: it is stopped here.
 /// </summary>
-public sealed class Trainer : ReceiveActor, IWithTimers
+internal sealed class Trainer : ReceiveActor, IWithTimers
 {
     private sealed record Finished(string TrialId, int Attempt, TrialMetrics Metrics);
     private sealed record Crashed(string TrialId, int Attempt, string Reason, bool Infrastructure);

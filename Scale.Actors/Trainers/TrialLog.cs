@@ -8,7 +8,7 @@ namespace Scale.Actors.Trainers;
 /// taken for lost that still trains, and its replacement) each write their own file and never interleave or overwrite
 /// each other's lines. Loss curves and post-mortems read them in attempt order; `scale report` plots them.
 /// </summary>
-public sealed class TrialLog : IDisposable
+internal sealed class TrialLog : IDisposable
 {
     /// <summary>The single file of logs written before attempts had files of their own; read first when present.</summary>
     public const string LegacyFileName = "log.jsonl";

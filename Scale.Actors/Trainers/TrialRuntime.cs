@@ -8,7 +8,7 @@ using Scale.Model.Experiments;
 namespace Scale.Actors.Trainers;
 
 /// <summary>How a node runs a sweep's trials: where they come from, on which devices, with how many threads.</summary>
-public sealed record TrialRuntimeOptions
+internal sealed record TrialRuntimeOptions
 {
     /// <summary>The sweep's coordinator (a local persistent actor, or the cluster's sweep manager with <see cref="Envelope"/>).</summary>
     public required IActorRef Coordinator { get; init; }
@@ -37,7 +37,7 @@ public sealed record TrialRuntimeOptions
 /// the new data registered with the node's data loader, an evaluator, and one trainer per device pulling trials from
 /// the coordinator. It ends when every trainer has stopped (the sweep is finished), or when <see cref="Stop"/> is called.
 /// </summary>
-public sealed class TrialRuntime : IDisposable
+internal sealed class TrialRuntime : IDisposable
 {
     private readonly ActorSystem system;
     private readonly IReadOnlyList<IActorRef> evaluators;
@@ -131,7 +131,7 @@ public sealed class TrialRuntime : IDisposable
 /// `scale worker`: up to the sweep's max-concurrent within the node's thread budget (a lock-step group needs no thread
 /// per member), split evenly between the node's devices, the budget split evenly between the running trials.
 /// </summary>
-public readonly record struct TrialSlots(int PerDevice, int ThreadsPerTrial)
+internal readonly record struct TrialSlots(int PerDevice, int ThreadsPerTrial)
 {
     public static TrialSlots For(SweepDefinition sweep, int threadBudget, int devices)
     {
@@ -146,7 +146,7 @@ public readonly record struct TrialSlots(int PerDevice, int ThreadsPerTrial)
 /// checked to be one safe segment (no separator, no "." or "..", no absolute path) and the path it makes to stay
 /// inside the data directory: a name from a submitted sweep or a journal can never reach outside it.
 /// </summary>
-public static partial class SweepPaths
+internal static partial class SweepPaths
 {
     /// <summary>The sweeps that have a directory under <paramref name="dataDirectory"/>, by name.</summary>
     public static IReadOnlyList<string> KnownSweeps(string dataDirectory)
@@ -218,7 +218,7 @@ public static partial class SweepPaths
 /// Several processes (or nodes sharing the data directory) that need the same base: one prepares it while the
 /// others wait on a lock file, then they load the cached copy. Every path that prepares a base goes through here.
 /// </summary>
-public static class BaseLock
+internal static class BaseLock
 {
     public static ExperimentTask Prepare(ExperimentSpec spec, string dataDirectory, IProgress<ExperimentProgress>? progress, CancellationToken cancellation)
     {
@@ -237,7 +237,7 @@ public static class BaseLock
 }
 
 /// <summary>Akka.Hosting wiring of the node-level parts every `scale` process that trains needs.</summary>
-public static class TrialRuntimeHosting
+internal static class TrialRuntimeHosting
 {
     /// <summary>Registers the node's data loader (in the actor registry under <see cref="DataLoader"/>).</summary>
     public static AkkaConfigurationBuilder WithDataLoader(this AkkaConfigurationBuilder builder)

@@ -8,7 +8,7 @@ namespace Scale.Model.Baselines;
 /// down projections are zero, so each copy starts as the identity. Only the copies train; the base's
 /// blocks, embedding, norm and head are shared and frozen.
 /// </summary>
-public static class DepthExpansion
+internal static class DepthExpansion
 {
     public static Decoder Expand(Decoder baseModel, int every)
     {

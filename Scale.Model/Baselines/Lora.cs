@@ -6,7 +6,7 @@ using static TorchSharp.torch;
 namespace Scale.Model.Baselines;
 
 /// <summary>LoRA settings: rank r, scale alpha (the update is (alpha/r)·B·A), target modules by name, optional layer range.</summary>
-public sealed record LoraSpec
+internal sealed record LoraSpec
 {
     public int Rank { get; init; } = 8;
     public double Alpha { get; init; } = 16;
@@ -84,7 +84,7 @@ internal sealed class LoraLinear : nn.Module<Tensor, Tensor>
     }
 }
 
-public static class Lora
+internal static class Lora
 {
     /// <summary>Wraps the target linears of <paramref name="baseModel"/> in adapters; only adapters train.</summary>
     public static Decoder Apply(Decoder baseModel, LoraSpec spec, long seed = 0)

@@ -10,7 +10,7 @@ namespace Scale.Model.Bench;
 /// gradients. What a method skips follows from what trains: Preserve's base stream needs no backward at all; Adapt's
 /// W12 puts every base product on the backward path; depth expansion's backward starts at its first inserted block.
 /// </summary>
-public static class StepFlops
+internal static class StepFlops
 {
     public sealed record Cost(double Forward, double Backward)
     {

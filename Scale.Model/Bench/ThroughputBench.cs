@@ -9,7 +9,7 @@ using static TorchSharp.torch;
 namespace Scale.Model.Bench;
 
 /// <summary>The bench configuration: the defaults of the external PyTorch peer (docs/bench.md), so figures compare side by side.</summary>
-public sealed record BenchSettings
+internal sealed record BenchSettings
 {
     public ModelConfig Model { get; init; } = new()
     {
@@ -65,7 +65,7 @@ public sealed record BenchSettings
 }
 
 /// <summary>One method's throughput on the bench configuration.</summary>
-public sealed record BenchResult
+internal sealed record BenchResult
 {
     [JsonPropertyName("method")] public required string Method { get; init; }
     /// <summary>Batch × sequence tokens over the median step time.</summary>
@@ -98,7 +98,7 @@ public sealed record BenchResult
 /// PyTorch peer does, and measures it. Peak memory is the process's high-water mark, so each method should
 /// run in a process of its own (the `scale bench` command does that).
 /// </summary>
-public static class ThroughputBench
+internal static class ThroughputBench
 {
     public static BenchResult Run(string method, BenchSettings settings, Device device, Action<int>? onStep = null)
     {
@@ -259,7 +259,7 @@ public static class ThroughputBench
 }
 
 /// <summary>The process's memory high-water mark (VmHWM on Linux; the peak working set elsewhere).</summary>
-public static class ProcessMemory
+internal static class ProcessMemory
 {
     public static double PeakResidentMegabytes()
     {

@@ -4,7 +4,7 @@ using System.Runtime.InteropServices;
 namespace Scale.Model.Checkpoints;
 
 /// <summary>A checkpoint was not written because a later attempt of the same trial owns its directory now.</summary>
-public sealed class CheckpointFencedException(string trialDirectory, int attempt, int owner)
+internal sealed class CheckpointFencedException(string trialDirectory, int attempt, int owner)
     : Exception($"{trialDirectory}: attempt {attempt} is superseded by attempt {owner}; its checkpoint was not written.")
 {
     public int Attempt { get; } = attempt;
@@ -19,7 +19,7 @@ public sealed class CheckpointFencedException(string trialDirectory, int attempt
 /// checkpoint is refused with <see cref="CheckpointFencedException"/> and never replaces the current attempt's.
 /// The lock is an exclusively opened file (flock on Linux), released by the operating system however a process ends.
 /// </summary>
-public sealed class CheckpointFence(string trialDirectory, int attempt)
+internal sealed class CheckpointFence(string trialDirectory, int attempt)
 {
     public const string FenceFile = "attempt.fence";
     private const string LockFile = "checkpoint.lock";
@@ -114,7 +114,7 @@ public sealed class CheckpointFence(string trialDirectory, int attempt)
 /// Writes that survive a power cut once they return: the data is flushed to the disk (fsync) before a file is renamed into
 /// place, and the directory holding the new name is flushed after the rename.
 /// </summary>
-public static class Durable
+internal static class Durable
 {
     /// <summary>Flushes a written file's data to the disk.</summary>
     public static void SyncFile(string path)

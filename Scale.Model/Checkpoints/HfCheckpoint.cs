@@ -11,7 +11,7 @@ namespace Scale.Model.Checkpoints;
 /// rotary layout Scale uses, so the mapping is a name table: HF's "model." prefix comes off on import and
 /// goes back on export. A Scale base model is saved in exactly this format.
 /// </summary>
-public static class HfCheckpoint
+internal static class HfCheckpoint
 {
     public const string ConfigFile = "config.json";
     public const string WeightsFile = "model.safetensors";

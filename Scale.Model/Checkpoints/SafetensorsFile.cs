@@ -10,7 +10,7 @@ namespace Scale.Model.Checkpoints;
 /// truncated or corrupt file is reported by name and reason instead of failing somewhere inside the loader.
 /// Writes go to a temporary file that replaces the target only once complete.
 /// </summary>
-public static class SafetensorsFile
+internal static class SafetensorsFile
 {
     public sealed record Entry(string Dtype, long[] Shape, long Begin, long End);
 

@@ -7,7 +7,7 @@ using static TorchSharp.torch;
 namespace Scale.Model.Checkpoints;
 
 /// <summary>What a trial checkpoint records besides tensors.</summary>
-public sealed record TrialCheckpointState
+internal sealed record TrialCheckpointState
 {
     [JsonPropertyName("format_version")] public int FormatVersion { get; init; } = TrialCheckpoint.FormatVersion;
     [JsonPropertyName("step")] public long Step { get; init; }
@@ -29,7 +29,7 @@ public sealed record TrialCheckpointState
 /// moments, the step, the RNG state and the data position. A directory written atomically:
 /// <c>trainable.safetensors</c>, <c>optimizer.safetensors</c>, <c>state.json</c>.
 /// </summary>
-public static class TrialCheckpoint
+internal static class TrialCheckpoint
 {
     public const int FormatVersion = 1;
     public const string TrainableFile = "trainable.safetensors";

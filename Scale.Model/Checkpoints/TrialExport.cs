@@ -14,7 +14,7 @@ namespace Scale.Model.Checkpoints;
 /// initialisation) and expansion.safetensors (the trained tensors); <see cref="Load"/> rebuilds it, so
 /// `scale generate --model DIR` generates with the upscaled (and, for Route, the routed) model.
 /// </summary>
-public static class TrialExport
+internal static class TrialExport
 {
     public const string ScaleFile = "scale.json";
     public const string ExpansionFile = "expansion.safetensors";

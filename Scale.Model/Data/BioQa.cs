@@ -6,7 +6,7 @@ namespace Scale.Model.Data;
 /// the question up to "Answer:", scored by hard first-token accuracy (the argmax after the prompt must be the
 /// answer's first token) and by recall of the whole value.
 /// </summary>
-public static class BioQa
+internal static class BioQa
 {
     // {0} is the person's name. Written for this project.
     private static readonly IReadOnlyDictionary<BioAttribute, string> Questions = new Dictionary<BioAttribute, string>

@@ -5,7 +5,7 @@ namespace Scale.Model.Data;
 /// different order each time. In every template the value follows a prefix that names the person, so the
 /// prefix is a prompt whose greedy continuation must begin with the value.
 /// </summary>
-public static class BioRenderer
+internal static class BioRenderer
 {
     // {0} is the person's name, {1} the value. Written for this project.
     private static readonly IReadOnlyDictionary<BioAttribute, string[]> English = new Dictionary<BioAttribute, string[]>

@@ -3,25 +3,25 @@ using System.Text;
 namespace Scale.Model.Data;
 
 /// <summary>The six attributes of a synthetic biography (after bioS, "Physics of Language Models 3.1").</summary>
-public enum BioAttribute { BirthDate, BirthCity, University, Major, Employer, EmployerCity }
+internal enum BioAttribute { BirthDate, BirthCity, University, Major, Employer, EmployerCity }
 
 /// <summary>The language a population is rendered in.</summary>
-public enum BioLanguage { English, Korean }
+internal enum BioLanguage { English, Korean }
 
 /// <summary>One individual: a unique name and six attribute values, all in one language. The employer's city follows from the employer.</summary>
-public sealed record Person(string Name, IReadOnlyDictionary<BioAttribute, string> Attributes)
+internal sealed record Person(string Name, IReadOnlyDictionary<BioAttribute, string> Attributes)
 {
     public string this[BioAttribute attribute] => Attributes[attribute];
 }
 
 /// <summary>An evaluation item: greedy generation after <see cref="Prompt"/> must start with <see cref="Answer"/>.</summary>
-public sealed record BioPrompt(string Person, BioAttribute Attribute, string Prompt, string Answer);
+internal sealed record BioPrompt(string Person, BioAttribute Attribute, string Prompt, string Answer);
 
 /// <summary>
 /// Every name and value pool of a synthetic world, generated from syllables by a seed: nothing is taken
 /// from real lists. English and Korean worlds are generated independently (Hangul syllables for Korean).
 /// </summary>
-public sealed class BioWorld
+internal sealed class BioWorld
 {
     private static readonly string[] LatinOnsets =
         ["b", "br", "c", "ch", "d", "dr", "f", "g", "gr", "h", "j", "k", "kl", "l", "m", "n", "p", "pr", "r", "s", "sh", "st", "t", "tr", "v", "w", "z"];

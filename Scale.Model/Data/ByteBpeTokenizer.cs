@@ -13,7 +13,7 @@ namespace Scale.Model.Data;
 /// stored as a Hugging Face tokenizer.json. Encoding and decoding are Microsoft.ML.Tokenizers' BpeTokenizer;
 /// what that library lacks — training merges on a corpus and reading and writing tokenizer.json — is here.
 /// </summary>
-public sealed partial class ByteBpeTokenizer : ITokenizer
+internal sealed partial class ByteBpeTokenizer : ITokenizer
 {
     public const string EndOfText = "<|endoftext|>";
 

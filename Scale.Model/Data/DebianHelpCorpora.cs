@@ -3,7 +3,7 @@ using System.Diagnostics;
 namespace Scale.Model.Data;
 
 /// <summary>A corpus made from one of Debian's help packages: its name, the package, where the package puts its pages, and their language.</summary>
-public sealed record HelpCorpus(string Name, string Package, string Tree, TextLanguage Language);
+internal sealed record HelpCorpus(string Name, string Package, string Tree, TextLanguage Language);
 
 /// <summary>
 /// The real-text corpora of the built-in text experiments: the GIMP and LibreOffice help in English, German and Korean,
@@ -14,7 +14,7 @@ public sealed record HelpCorpus(string Name, string Package, string Tree, TextLa
 /// <c>apt-get download</c> (no root needed: nothing is installed), unpacked with <c>dpkg-deb</c> and extracted by
 /// <see cref="HelpPages"/>.
 /// </summary>
-public static class DebianHelpCorpora
+internal static class DebianHelpCorpora
 {
     /// <summary>Where installed packages are looked for (default "/"): a chroot or an unpacked tree can stand in for the system.</summary>
     public const string RootVariable = "SCALE_DEBIAN_ROOT";

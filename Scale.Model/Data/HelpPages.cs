@@ -7,7 +7,7 @@ using AngleSharp.Html.Parser;
 namespace Scale.Model.Data;
 
 /// <summary>The languages the help-page corpora are sorted into.</summary>
-public enum TextLanguage { English, German, Korean }
+internal enum TextLanguage { English, German, Korean }
 
 /// <summary>
 /// Which language a paragraph is in, from what it is written with: Hangul (Korean) when at least 30% of its letters are
@@ -16,7 +16,7 @@ public enum TextLanguage { English, German, Korean }
 /// Translated help is partly untranslated: a Korean page keeps its English paragraphs verbatim, so a corpus of one
 /// language takes only the paragraphs of that language.
 /// </summary>
-public static class ParagraphLanguage
+internal static class ParagraphLanguage
 {
     private static readonly HashSet<string> English =
     [
@@ -54,7 +54,7 @@ public static class ParagraphLanguage
 }
 
 /// <summary>What one extraction wrote: pages read, documents written, their characters, and paragraphs kept or left out.</summary>
-public sealed record HelpCorpusCounts
+internal sealed record HelpCorpusCounts
 {
     [JsonPropertyName("source")] public required string Source { get; init; }
     [JsonPropertyName("language")] public required string Language { get; init; }
@@ -72,7 +72,7 @@ public sealed record HelpCorpusCounts
 /// DocBook's navheader and navfooter), scripts and styles stripped. Pages with fewer than
 /// <see cref="MinimumCharacters"/> characters of that language are left out.
 /// </summary>
-public static class HelpPages
+internal static class HelpPages
 {
     public const int MinimumCharacters = 100;
     public const string CountsFile = "corpus.json";

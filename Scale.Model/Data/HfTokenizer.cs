@@ -5,7 +5,7 @@ using Scale.Model.Transformer;
 namespace Scale.Model.Data;
 
 /// <summary>What the experiments need of a tokenizer: text to ids and back, and the id that ends a document.</summary>
-public interface ITokenizer
+internal interface ITokenizer
 {
     /// <summary>Ids run from 0 to VocabSize − 1.</summary>
     int VocabSize { get; }
@@ -29,7 +29,7 @@ public interface ITokenizer
 /// a sequence (Llama 3's &lt;|begin_of_text|&gt;, Llama 2's &lt;s&gt;) are read from the file and added to training
 /// documents, never to prompts or answers; the end-of-sequence token comes from the model's own files.
 /// </summary>
-public sealed class HfTokenizer : ITokenizer, IDisposable
+internal sealed class HfTokenizer : ITokenizer, IDisposable
 {
     public const string FileName = "tokenizer.json";
 

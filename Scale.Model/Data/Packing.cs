@@ -6,7 +6,7 @@ namespace Scale.Model.Data;
 /// Token sequences for language-model training: documents joined by the end-of-text token and cut into
 /// windows of T + 1 tokens (inputs 0..T-1 predict targets 1..T). A trailing part shorter than a window is dropped.
 /// </summary>
-public sealed class PackedSequences : ITokenWindows
+internal sealed class PackedSequences : ITokenWindows
 {
     private readonly int[] tokens;
 
@@ -52,7 +52,7 @@ public sealed class PackedSequences : ITokenWindows
 /// (seed, epoch) alone, so the batch of step s is the same wherever and whenever it is computed —
 /// a run resumed at step s sees exactly the batches it would have seen.
 /// </summary>
-public sealed class BatchSchedule
+internal sealed class BatchSchedule
 {
     private readonly int sequences;
     private readonly int batchSize;

@@ -11,7 +11,7 @@ namespace Scale.Model.Data;
 /// with a hash of the document's source and position — stable however the folder is listed and whatever else it holds.
 /// Held in memory: for corpora larger than memory, `scale tokenize` writes token shards (<see cref="TokenShards"/>).
 /// </summary>
-public sealed record TextCorpus(IReadOnlyList<string> Train, IReadOnlyList<string> HeldOut)
+internal sealed record TextCorpus(IReadOnlyList<string> Train, IReadOnlyList<string> HeldOut)
 {
     /// <summary>
     /// Documents set aside from training as well, disjoint from <see cref="HeldOut"/>: the old data's calibration slice, on
@@ -40,14 +40,14 @@ public sealed record TextCorpus(IReadOnlyList<string> Train, IReadOnlyList<strin
 }
 
 /// <summary>One document of a corpus: its text, and the key its held-out split is drawn from ("file#index").</summary>
-public sealed record CorpusDocument(string Key, string Text);
+internal sealed record CorpusDocument(string Key, string Text);
 
 /// <summary>
 /// Reads a corpus — a folder, or one file — document by document, never the whole of it at once. Text must be valid
 /// UTF-8: a file that is not is refused naming it and the byte offset of the first bad byte (of the decompressed
 /// stream, for .gz files), not skipped, so that what trains is what the user gave.
 /// </summary>
-public static class CorpusFiles
+internal static class CorpusFiles
 {
     public static readonly IReadOnlyList<string> Extensions = [".txt", ".jsonl", ".txt.gz", ".jsonl.gz"];
 

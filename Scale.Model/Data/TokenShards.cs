@@ -9,7 +9,7 @@ using static TorchSharp.torch;
 namespace Scale.Model.Data;
 
 /// <summary>Windows of T + 1 tokens to train or score on, by index: packed in memory or read from token shards.</summary>
-public interface ITokenWindows
+internal interface ITokenWindows
 {
     /// <summary>T: each window holds T + 1 tokens.</summary>
     int SequenceLength { get; }
@@ -22,7 +22,7 @@ public interface ITokenWindows
 }
 
 /// <summary>One file of a shard set: its name, and how many tokens and documents it holds.</summary>
-public sealed record ShardFile(
+internal sealed record ShardFile(
     [property: JsonPropertyName("file")] string File,
     [property: JsonPropertyName("tokens")] long Tokens,
     [property: JsonPropertyName("documents")] long Documents);
@@ -31,7 +31,7 @@ public sealed record ShardFile(
 /// index.json of a token-shard directory (written by `scale tokenize`): the tokenizer the ids come from (its file's
 /// SHA-256, so that shards are never read with another model's tokenizer), and each split's shard files.
 /// </summary>
-public sealed record ShardIndex
+internal sealed record ShardIndex
 {
     public const string FileName = "index.json";
     public const string FormatName = "scale-token-shards";
@@ -87,7 +87,7 @@ public sealed record ShardIndex
 /// windows with positioned reads, so memory does not grow with the corpus (a mapped file would count every page it
 /// touches in the process's resident set).
 /// </summary>
-public sealed class TokenShards : ITokenWindows, IDisposable
+internal sealed class TokenShards : ITokenWindows, IDisposable
 {
     private readonly SafeFileHandle[] files;
     private readonly long[] firstWindow;   // the global index of each shard's first window, and the total at the end
@@ -176,7 +176,7 @@ public sealed class TokenShards : ITokenWindows, IDisposable
 }
 
 /// <summary>Writes a split's shards: token ids appended document by document, a new file every <see cref="ShardTokens"/> tokens.</summary>
-public sealed class ShardWriter(string directory, string split, long shardTokens) : IDisposable
+internal sealed class ShardWriter(string directory, string split, long shardTokens) : IDisposable
 {
     private readonly List<ShardFile> written = [];
     private FileStream? current;
@@ -226,7 +226,7 @@ public sealed class ShardWriter(string directory, string split, long shardTokens
 }
 
 /// <summary>What tokenizing a corpus has done so far.</summary>
-public sealed record TokenizeProgress(int FilesDone, int Files, long Documents, long Tokens, string? CurrentFile);
+internal sealed record TokenizeProgress(int FilesDone, int Files, long Documents, long Tokens, string? CurrentFile);
 
 /// <summary>
 /// `scale tokenize`: a corpus (folder or file of .txt, .jsonl and their .gz) through a model's tokenizer into token
@@ -234,7 +234,7 @@ public sealed record TokenizeProgress(int FilesDone, int Files, long Documents, 
 /// held-out split by the same hash as an in-memory text corpus. The shards are written into DIR.partial and moved to
 /// DIR whole, so an interrupted run leaves nothing that looks finished.
 /// </summary>
-public static class CorpusTokenizer
+internal static class CorpusTokenizer
 {
     public const long DefaultShardTokens = 64L << 20;   // 64 Mi tokens, 256 MiB a file
 

@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 namespace Scale.Model.Evaluation;
 
 /// <summary>Recall of one attribute over a set of people.</summary>
-public sealed record AttributeScore(BioAttribute Attribute, int Correct, int FirstTokenCorrect, int Total)
+internal sealed record AttributeScore(BioAttribute Attribute, int Correct, int FirstTokenCorrect, int Total)
 {
     /// <summary>Share of prompts whose greedy continuation reproduces the value exactly.</summary>
     public double Recall => Total == 0 ? 0 : (double)Correct / Total;
@@ -15,7 +15,7 @@ public sealed record AttributeScore(BioAttribute Attribute, int Correct, int Fir
 }
 
 /// <summary>Recall per attribute and overall.</summary>
-public sealed record RecallReport(IReadOnlyList<AttributeScore> PerAttribute)
+internal sealed record RecallReport(IReadOnlyList<AttributeScore> PerAttribute)
 {
     public double Recall => Ratio(PerAttribute.Sum(a => a.Correct));
     public double FirstTokenAccuracy => Ratio(PerAttribute.Sum(a => a.FirstTokenCorrect));
@@ -23,13 +23,13 @@ public sealed record RecallReport(IReadOnlyList<AttributeScore> PerAttribute)
 }
 
 /// <summary>The stability–plasticity pair of a method (docs/method.md).</summary>
-public sealed record TradeOff(double Retention, double Acquisition, double Forgetting)
+internal sealed record TradeOff(double Retention, double Acquisition, double Forgetting)
 {
     /// <summary>Retention = score on old data after CPT; acquisition = score on new data; forgetting = base score − retention.</summary>
     public static TradeOff From(double baseOldScore, double oldScore, double newScore) => new(oldScore, newScore, baseOldScore - oldScore);
 }
 
-public static class Metrics
+internal static class Metrics
 {
     /// <summary>
     /// Attribute recall: for every prompt, greedy generation must reproduce " " + value exactly, and the value

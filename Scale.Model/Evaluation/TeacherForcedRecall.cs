@@ -11,7 +11,7 @@ namespace Scale.Model.Evaluation;
 /// So one causal forward pass over prompt + value, right-padded, answers what token-by-token generation
 /// would, for a whole batch of prompts at once (padding on the right never affects earlier positions).
 /// </summary>
-public static class TeacherForcedRecall
+internal static class TeacherForcedRecall
 {
     public static RecallReport Measure(CausalLM model, ITokenizer tokenizer, IEnumerable<BioPrompt> prompts, int batchSize = 64)
     {

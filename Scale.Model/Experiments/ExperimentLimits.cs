@@ -9,7 +9,7 @@ namespace Scale.Model.Experiments;
 /// memory this process may use. The estimates are deliberately coarse (they bound, they do not predict) and named in
 /// the message so that a user can see what to lower.
 /// </summary>
-public static class ExperimentLimits
+internal static class ExperimentLimits
 {
     /// <summary>The largest vocabulary Scale trains a tokenizer for (Llama 3's has 128,256 tokens, Gemma's 262,144).</summary>
     public const int MaxVocabulary = 262_144;

@@ -5,7 +5,7 @@ using Scale.Model.Transformer;
 namespace Scale.Model.Experiments;
 
 /// <summary>One side of an experiment: synthetic biographies, or a folder of text.</summary>
-public sealed record DataSpec
+internal sealed record DataSpec
 {
     /// <summary>"bio" or "text".</summary>
     public string Kind { get; init; } = "bio";
@@ -54,7 +54,7 @@ public sealed record DataSpec
 }
 
 /// <summary>A training phase: steps of batches of sequences.</summary>
-public sealed record PhaseSpec
+internal sealed record PhaseSpec
 {
     public int Steps { get; init; } = 250;
     public int Batch { get; init; } = 32;
@@ -78,7 +78,7 @@ public sealed record PhaseSpec
 }
 
 /// <summary>Which of population A's people Task 0 is measured on in the `bio-qa` protocol.</summary>
-public enum QaMeasure
+internal enum QaMeasure
 {
     /// <summary>The half of A whose questions were not trained: knowledge extraction (the paper's Task 0).</summary>
     HeldOut,
@@ -91,7 +91,7 @@ public enum QaMeasure
 /// fine-tuned (Task 0) on the questions about half of A; each method then trains on the questions about new people B
 /// (Task 1). Retention is Task-0 first-token accuracy, acquisition Task-1 first-token accuracy.
 /// </summary>
-public sealed record QaSpec
+internal sealed record QaSpec
 {
     /// <summary>Task 0: full fine-tuning of the pre-trained base on QA about the first half of A; the best step is kept.</summary>
     public PhaseSpec Task0 { get; init; } = new() { Steps = 150, LearningRate = 1e-3, WarmupSteps = 10, EvaluateEvery = 25 };
@@ -111,7 +111,7 @@ public sealed record QaSpec
 /// The two-phase experiment (docs/method.md): pre-train a base on the old data, then continually pre-train each
 /// method on the new data with the same token budget, and score retention (old) and acquisition (new).
 /// </summary>
-public sealed partial record ExperimentSpec
+internal sealed partial record ExperimentSpec
 {
     public string Name { get; init; } = "experiment";
     public long Seed { get; init; } = 1;
@@ -231,25 +231,27 @@ public sealed partial record ExperimentSpec
 }
 
 /// <summary>Scores of one method after continual pre-training. For biographies scores are attribute recall
-/// (higher is better); for text they are held-out perplexity (lower is better), and forgetting is then the rise.</summary>
-public sealed record MethodResult
+/// (higher is better); for text they are held-out perplexity (lower is better), and forgetting is then the rise.
+/// Its JSON (`scale experiment`'s output) keeps the scores' fields at the top level, as users' scripts read them.</summary>
+internal sealed record MethodResult
 {
     [JsonPropertyName("method")] public required string Method { get; init; }
     [JsonPropertyName("trainable_params")] public long TrainableParams { get; init; }
-    [JsonPropertyName("retention")] public double Retention { get; init; }
-    [JsonPropertyName("acquisition")] public double Acquisition { get; init; }
-    [JsonPropertyName("forgetting")] public double Forgetting { get; init; }
+    [JsonIgnore] public Scores Scores { get; init; } = null!;   // not `required`: System.Text.Json refuses a required member it ignores
+    [JsonPropertyName("retention")] public double Retention => Scores.Retention;
+    [JsonPropertyName("acquisition")] public double Acquisition => Scores.Acquisition;
+    [JsonPropertyName("forgetting")] public double Forgetting => Scores.Forgetting;
     [JsonPropertyName("tokens_per_second")] public double TokensPerSecond { get; init; }
     [JsonPropertyName("train_seconds")] public double TrainSeconds { get; init; }
     /// <summary>Loss of the last training step (null when nothing trains).</summary>
     [JsonPropertyName("final_loss")] public double? FinalLoss { get; init; }
     [JsonPropertyName("retention_by_attribute")] public IReadOnlyDictionary<string, double>? RetentionByAttribute { get; init; }
     [JsonPropertyName("acquisition_by_attribute")] public IReadOnlyDictionary<string, double>? AcquisitionByAttribute { get; init; }
-    [JsonPropertyName("retention_first_token")] public double? RetentionFirstToken { get; init; }
-    [JsonPropertyName("acquisition_first_token")] public double? AcquisitionFirstToken { get; init; }
+    [JsonPropertyName("retention_first_token")] public double? RetentionFirstToken => Scores.RetentionFirstToken;
+    [JsonPropertyName("acquisition_first_token")] public double? AcquisitionFirstToken => Scores.AcquisitionFirstToken;
 }
 
-public sealed record ExperimentResult
+internal sealed record ExperimentResult
 {
     [JsonPropertyName("experiment")] public required string Experiment { get; init; }
     [JsonPropertyName("metric")] public required string Metric { get; init; }

@@ -1,10 +1,10 @@
 namespace Scale.Model.Experiments;
 
 /// <summary>One point a method reached: a trial's scores at a step of its training (null: its final scores).</summary>
-public sealed record TradeOffPoint(string Group, string Trial, long? Step, double Retention, double Acquisition, double Forgetting);
+internal sealed record TradeOffPoint(string Group, string Trial, long? Step, double Retention, double Acquisition, double Forgetting);
 
 /// <summary>A method's chosen point by <see cref="TradeOffSelection"/>, the rule that chose it, and its whole front when none met the bound.</summary>
-public sealed record TradeOffChoice(string Group, TradeOffPoint Chosen, string Rule, IReadOnlyList<TradeOffPoint> Front);
+internal sealed record TradeOffChoice(string Group, TradeOffPoint Chosen, string Rule, IReadOnlyList<TradeOffPoint> Front);
 
 /// <summary>
 /// Each method at its best trade-off, by Route's own criterion (docs/experiments.md): among every point the method reached
@@ -13,7 +13,7 @@ public sealed record TradeOffChoice(string Group, TradeOffPoint Chosen, string R
 /// base's). Where no point qualifies, the method's whole Pareto front is kept, and the point of least forgetting among
 /// those that reach half of the method's best gain in acquisition over the base (for perplexity, half in log-perplexity).
 /// </summary>
-public static class TradeOffSelection
+internal static class TradeOffSelection
 {
     public static IReadOnlyList<TradeOffChoice> Choose(IEnumerable<TradeOffPoint> points, string metric, double bound, double baseOld, double baseNew)
     {

@@ -11,7 +11,7 @@ namespace Scale.Model.Experiments;
 /// groups, the seed of the expansion's initialisation and of the batch order, and the checkpoint interval.
 /// Built only by <see cref="TrialPlanner"/> in the programs; tests may build one directly.
 /// </summary>
-public sealed record TrialPlan(MethodSpec Method, PhaseSpec Phase, long Seed, int CheckpointEvery)
+internal sealed record TrialPlan(MethodSpec Method, PhaseSpec Phase, long Seed, int CheckpointEvery)
 {
     public GroupRates Rates { get; init; } = new();
 
@@ -33,11 +33,11 @@ public sealed record TrialPlan(MethodSpec Method, PhaseSpec Phase, long Seed, in
 /// experiment-wide value; <see cref="Field"/> the <see cref="TrialPlan"/> field it sets. docs/sweeps.md's parameter
 /// table is <see cref="TrialPlanner.MarkdownTable"/> (a test checks that they agree).
 /// </summary>
-public sealed record TrialKey(string Key, string? ExperimentKey, string Field, string Meaning, IReadOnlyList<MethodKind> Methods,
+internal sealed record TrialKey(string Key, string? ExperimentKey, string Field, string Meaning, IReadOnlyList<MethodKind> Methods,
                               Action<TrialDraft, TrialValue> Apply);
 
 /// <summary>A setting's text with the name to give in errors (the sweep key or the experiment file's key).</summary>
-public sealed record TrialValue(string Text, string Name)
+internal sealed record TrialValue(string Text, string Name)
 {
     public ArgumentException Error(string reason) => new($"parameter '{Name}' {reason}");
 
@@ -66,7 +66,7 @@ public sealed record TrialValue(string Text, string Name)
 }
 
 /// <summary>A trial being planned: the defaults, then the experiment's settings, then the trial's own, applied in that order.</summary>
-public sealed class TrialDraft(MethodKind kind, PhaseSpec phase, long seed)
+internal sealed class TrialDraft(MethodKind kind, PhaseSpec phase, long seed)
 {
     public MethodKind Kind { get; } = kind;
     public PhaseSpec Phase { get; set; } = phase;
@@ -93,7 +93,7 @@ public sealed class TrialDraft(MethodKind kind, PhaseSpec phase, long seed)
 /// settings (its file's `scale`, `lora` and `route` blocks), then the trial's own parameters, each named by one row
 /// of <see cref="Keys"/>. A bad value or an impossible combination fails naming the key and the reason.
 /// </summary>
-public static class TrialPlanner
+internal static class TrialPlanner
 {
     private static readonly MethodKind[] Trained = [MethodKind.Full, MethodKind.Freeze, MethodKind.Depth, MethodKind.Lora, MethodKind.Preserve, MethodKind.Adapt, MethodKind.Route];
     private static readonly MethodKind[] Scale = [MethodKind.Preserve, MethodKind.Adapt, MethodKind.Route];

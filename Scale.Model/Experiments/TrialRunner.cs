@@ -11,7 +11,7 @@ using static TorchSharp.torch;
 namespace Scale.Model.Experiments;
 
 /// <summary>What training a trial produced: the last loss, its cost, and the checkpoint of its final weights (none when nothing trains).</summary>
-public sealed record TrialTraining(long Steps, double FinalLoss, long TrainableParameters, double TokensPerSecond,
+internal sealed record TrialTraining(long Steps, double FinalLoss, long TrainableParameters, double TokensPerSecond,
                                    double TrainSeconds, string? FinalCheckpoint)
 {
     /// <summary>Seconds spent writing checkpoints (not in <see cref="TrainSeconds"/>).</summary>
@@ -21,7 +21,7 @@ public sealed record TrialTraining(long Steps, double FinalLoss, long TrainableP
 }
 
 /// <summary>A trial's scores on the old and new data, and how long scoring took.</summary>
-public sealed record TrialScores(double Retention, double Acquisition, double Forgetting, double Seconds)
+internal sealed record TrialScores(Scores Scores, double Seconds)
 {
     /// <summary>The scores' metric, which says which direction is better (<see cref="ScoreMetric"/>).</summary>
     public string Metric { get; init; } = ScoreMetric.Recall;
@@ -30,9 +30,6 @@ public sealed record TrialScores(double Retention, double Acquisition, double Fo
     /// <summary>Retention and acquisition per attribute (biography recall only).</summary>
     public IReadOnlyDictionary<string, double>? RetentionByAttribute { get; init; }
     public IReadOnlyDictionary<string, double>? AcquisitionByAttribute { get; init; }
-    /// <summary>First-token accuracy on the old and new prompts (biography recall only).</summary>
-    public double? RetentionFirstToken { get; init; }
-    public double? AcquisitionFirstToken { get; init; }
     /// <summary>The rule the answers were routed by (null: not routed), and novelty-auto's calibrated threshold in nats.</summary>
     public string? Routing { get; init; }
     public double? RoutingThreshold { get; init; }
@@ -43,23 +40,25 @@ public sealed record TrialScores(double Retention, double Acquisition, double Fo
 }
 
 /// <summary>A score, with its parts per attribute and its first-token accuracy where the metric has them.</summary>
-public sealed record Score(double Value, IReadOnlyDictionary<string, double>? ByAttribute = null, double? FirstToken = null);
+internal sealed record Score(double Value, IReadOnlyDictionary<string, double>? ByAttribute = null, double? FirstToken = null);
 
 /// <summary>
 /// The metrics trials are scored on, by name, and their direction: attribute recall (higher is better) and held-out
 /// perplexity (lower is better). Results carry the name, so rankings, fronts and forgetting read the right way.
 /// </summary>
-public static class ScoreMetric
+internal static class ScoreMetric
 {
     public const string Recall = "recall";
     public const string Perplexity = "perplexity";
     /// <summary>Hard first-token accuracy on questions (the `bio-qa` protocol): Task 0 as retention, Task 1 as acquisition.</summary>
     public const string FirstToken = "first-token";
 
-    public static bool LowerIsBetter(string? metric) => metric == Perplexity;
+    public static Direction DirectionOf(string? metric) => metric == Perplexity ? Direction.LowerIsBetter : Direction.HigherIsBetter;
+
+    public static bool LowerIsBetter(string? metric) => DirectionOf(metric) == Direction.LowerIsBetter;
 
     /// <summary>How much better <paramref name="a"/> is than <paramref name="b"/> (positive: better) on <paramref name="metric"/>.</summary>
-    public static double Gain(string? metric, double a, double b) => LowerIsBetter(metric) ? b - a : a - b;
+    public static double Gain(string? metric, double a, double b) => DirectionOf(metric).Gain(a, b);
 
     /// <summary>The points no other point beats on both scores (better by <paramref name="metric"/>'s direction).</summary>
     public static IReadOnlyList<T> ParetoFront<T>(IReadOnlyList<T> points, string? metric, Func<T, double> retention, Func<T, double> acquisition)
@@ -89,17 +88,16 @@ public static class ScoreMetric
 }
 
 /// <summary>A trial's end: its scores on the old and new populations and what it cost.</summary>
-public sealed record TrialOutcome(long Steps, double FinalLoss, double Retention, double Acquisition, double Forgetting,
-                                  long TrainableParameters, double TokensPerSecond);
+internal sealed record TrialOutcome(long Steps, double FinalLoss, Scores Scores, long TrainableParameters, double TokensPerSecond);
 
 /// <summary>Where a trial's batches come from: the (B, T + 1) int64 batch of a step, the same wherever it is computed.</summary>
-public interface IBatchSource
+internal interface IBatchSource
 {
     Tensor BatchAt(long step);
 }
 
 /// <summary>How a trained model is scored: retention on the old data, acquisition on the new, and forgetting against the base.</summary>
-public sealed class TrialScoring(Func<CausalLM, Score> old, Func<CausalLM, Score> @new, double baseOld, string metric)
+internal sealed class TrialScoring(Func<CausalLM, Score> old, Func<CausalLM, Score> @new, double baseOld, string metric)
 {
     public double BaseOld { get; } = baseOld;
     public string Metric { get; } = metric;
@@ -171,7 +169,7 @@ public sealed class TrialScoring(Func<CausalLM, Score> old, Func<CausalLM, Score
 /// uninterrupted one does. Two rolling checkpoints are kept, "latest" and "previous": when the one to resume from
 /// is damaged, the trial falls back to the other, then to the start, so a corrupt file costs steps, never the trial.
 /// </summary>
-public sealed class TrialRunner(Decoder baseModel, ITokenWindows train, TrialScoring scoring)
+internal sealed class TrialRunner(Decoder baseModel, ITokenWindows train, TrialScoring scoring)
 {
     public const string Latest = "latest";
     public const string Previous = "previous";
@@ -228,8 +226,7 @@ public sealed class TrialRunner(Decoder baseModel, ITokenWindows train, TrialSco
     {
         var trained = Train(plan, checkpointDirectory, resumeFrom, null, onStep, onCheckpoint, cancellation, onNotice);
         var scores = Evaluate(plan, trained.FinalCheckpoint);
-        return new TrialOutcome(trained.Steps, trained.FinalLoss, scores.Retention, scores.Acquisition, scores.Forgetting,
-                                trained.TrainableParameters, trained.TokensPerSecond);
+        return new TrialOutcome(trained.Steps, trained.FinalLoss, scores.Scores, trained.TrainableParameters, trained.TokensPerSecond);
     }
 
     /// <summary>The local batch of a step: what a <see cref="IBatchSource"/> must reproduce.</summary>
@@ -345,11 +342,13 @@ public sealed class TrialRunner(Decoder baseModel, ITokenWindows train, TrialSco
     {
         using var noGrad = TorchSharp.torch.no_grad();
         var (retention, acquisition) = (scoring.OldDetailed(model), scoring.NewDetailed(model));
-        return new TrialScores(retention.Value, acquisition.Value, scoring.Forgetting(retention.Value), clock.Elapsed.TotalSeconds)
+        var scores = new Scores(retention.Value, acquisition.Value, scoring.Forgetting(retention.Value))
         {
-            Metric = scoring.Metric, BaseOld = scoring.BaseOld,
-            RetentionByAttribute = retention.ByAttribute, AcquisitionByAttribute = acquisition.ByAttribute,
             RetentionFirstToken = retention.FirstToken, AcquisitionFirstToken = acquisition.FirstToken,
+        };
+        return new TrialScores(scores, clock.Elapsed.TotalSeconds)
+        {
+            Metric = scoring.Metric, BaseOld = scoring.BaseOld, RetentionByAttribute = retention.ByAttribute, AcquisitionByAttribute = acquisition.ByAttribute,
         };
     }
 

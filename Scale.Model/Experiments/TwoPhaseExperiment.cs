@@ -13,10 +13,10 @@ using static TorchSharp.torch;
 namespace Scale.Model.Experiments;
 
 /// <summary>What a running experiment reports: which phase and method, and how far it is.</summary>
-public sealed record ExperimentProgress(string Phase, string Method, long Step, long TotalSteps, double Loss, double TokensPerSecond, string? Note = null);
+internal sealed record ExperimentProgress(string Phase, string Method, long Step, long TotalSteps, double Loss, double TokensPerSecond, string? Note = null);
 
 /// <summary>A prepared continual phase: the resident frozen base, its tokenizer, the trial runner over the new data.</summary>
-public sealed class ExperimentTask(ExperimentSpec spec, Decoder baseModel, ITokenizer tokenizer, TrialRunner runner, double baseNew,
+internal sealed class ExperimentTask(ExperimentSpec spec, Decoder baseModel, ITokenizer tokenizer, TrialRunner runner, double baseNew,
                                    double basePretrainSeconds, long baseBestStep, bool baseCached,
                                    IReadOnlyList<BioPrompt>? oldPrompts, IReadOnlyList<BioPrompt>? newPrompts) : IDisposable
 {
@@ -48,7 +48,7 @@ public sealed class ExperimentTask(ExperimentSpec spec, Decoder baseModel, IToke
 /// directory by a content hash of its configuration and documents, so a second run reuses it), phase 2
 /// trains each method on the new data with the same token budget and scores retention and acquisition.
 /// </summary>
-public static class TwoPhaseExperiment
+internal static class TwoPhaseExperiment
 {
     private const int CacheFormat = 1;
 
@@ -209,22 +209,19 @@ public static class TwoPhaseExperiment
         var trained = runner.Train(plan, directory, cancellation: cancellation,
             onStep: step => progress?.Report(new("continual", name, step.Step, plan.Phase.Steps, step.Loss,
                                                  plan.Phase.TokensPerStep * step.Step / Math.Max(clock.Elapsed.TotalSeconds, 1e-9))));
-        var scores = runner.Evaluate(plan, trained.FinalCheckpoint);
+        var scored = runner.Evaluate(plan, trained.FinalCheckpoint);
+        var scores = scored.Scores;
         progress?.Report(new("evaluate", name, 0, 0, 0, trained.TokensPerSecond, $"{name}: retention {scores.Retention:0.000}, acquisition {scores.Acquisition:0.000}"));
         return new MethodResult
         {
             Method = name,
             TrainableParams = trained.TrainableParameters,
-            Retention = scores.Retention,
-            Acquisition = scores.Acquisition,
-            Forgetting = scores.Forgetting,
+            Scores = scores,
             TokensPerSecond = trained.TokensPerSecond,
             TrainSeconds = trained.TrainSeconds,
             FinalLoss = trained.FinalCheckpoint is null ? null : trained.FinalLoss,
-            RetentionByAttribute = scores.RetentionByAttribute,
-            AcquisitionByAttribute = scores.AcquisitionByAttribute,
-            RetentionFirstToken = scores.RetentionFirstToken,
-            AcquisitionFirstToken = scores.AcquisitionFirstToken,
+            RetentionByAttribute = scored.RetentionByAttribute,
+            AcquisitionByAttribute = scored.AcquisitionByAttribute,
         };
     }
 

@@ -3,7 +3,7 @@ using System.Runtime.Intrinsics.X86;
 namespace Scale.Model.Native;
 
 /// <summary>What the CPU offers beyond what .NET reports: bf16 matrix units, which decide whether bf16 mixed precision pays on the CPU.</summary>
-public static class CpuFeatures
+internal static class CpuFeatures
 {
     /// <summary>Set to <c>absent</c>, the CPU is taken to have no bf16 units (to test the refusal on a CPU that has them).</summary>
     public const string Bf16Variable = "SCALE_CPU_BF16";

@@ -11,7 +11,7 @@ namespace Scale.Model.Native;
 /// a resume is bit-identical only on the same path. <see cref="Id"/> is short and stable ("mkl-avx512", "mkl-avx2",
 /// "mkl-generic", "mkl-type-N", "no-mkl"); <see cref="Description"/> says how it was chosen.
 /// </summary>
-public sealed record KernelPath(string Id, string Description)
+internal sealed record KernelPath(string Id, string Description)
 {
     /// <summary>A line to show once, when the selection could not do what was asked (null when it did).</summary>
     public string? Notice { get; init; }
@@ -40,7 +40,7 @@ public sealed record KernelPath(string Id, string Description)
 /// MKL 2024.2: other codes are refused by MKL with "CPU N is not supported" and end the process, so none other is ever
 /// written).
 /// </remarks>
-public static class MklKernels
+internal static class MklKernels
 {
     public const string Variable = "SCALE_MKL_KERNELS";
 
@@ -231,4 +231,4 @@ public static class MklKernels
 }
 
 /// <summary>The selected kernel path could not be confirmed; MKL may already have cached it, so the process must start again on MKL's own choice.</summary>
-public sealed class KernelCheckFailedException(string message) : Exception(message);
+internal sealed class KernelCheckFailedException(string message) : Exception(message);

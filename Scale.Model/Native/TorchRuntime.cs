@@ -7,7 +7,7 @@ namespace Scale.Model.Native;
 /// (<see cref="MklKernels"/>, which must precede the first matrix product). Every `scale` command that computes
 /// calls it first; the tests' assembly calls it as it loads.
 /// </summary>
-public static class TorchRuntime
+internal static class TorchRuntime
 {
     /// <summary>Idempotent: the kernel path of the process. Throws <see cref="KernelCheckFailedException"/> as <see cref="MklKernels.Select"/> does.</summary>
     public static KernelPath Start()

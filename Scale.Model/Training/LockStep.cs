@@ -14,7 +14,7 @@ namespace Scale.Model.Training;
 /// thread each, half the memory; docs/bench.md).
 /// Checkpoints, scores, retries and resume stay each trial's own, and a trial's step is the same bits in a group or alone.
 /// </summary>
-public sealed class LockStepGroups
+internal sealed class LockStepGroups
 {
     /// <summary>How far behind or ahead of a group a trial may join it (steps): beyond, waiting for it costs more than sharing gains.</summary>
     public const long MaxLag = 32;
@@ -191,7 +191,7 @@ public sealed class LockStepGroups
 }
 
 /// <summary>One trial's place in a lock-step group: the base's trace for each step, then word that the step is done. Dispose to leave.</summary>
-public sealed class LockStepMember : IDisposable
+internal sealed class LockStepMember : IDisposable
 {
     private readonly LockStepGroups owner;
     private bool left;

@@ -1,7 +1,7 @@
 namespace Scale.Model.Training;
 
 /// <summary>Optimisation settings of one training run.</summary>
-public sealed record TrainingOptions
+internal sealed record TrainingOptions
 {
     /// <summary>Peak learning rate.</summary>
     public double LearningRate { get; init; } = 2e-3;
@@ -62,10 +62,10 @@ public sealed record TrainingOptions
 }
 
 /// <summary>The learning-rate groups of trainable tensors.</summary>
-public enum ParameterGroup { Base, Expansion, W12, Lora }
+internal enum ParameterGroup { Base, Expansion, W12, Lora }
 
 /// <summary>Learning-rate multipliers per parameter group; every group starts at 1 (the phase's rate).</summary>
-public sealed record GroupRates
+internal sealed record GroupRates
 {
     /// <summary>Trained base weights (full fine-tuning, depth copies).</summary>
     public double Base { get; init; } = 1;
@@ -86,7 +86,7 @@ public sealed record GroupRates
 /// last segment) for SCALE's and LoRA's blocks; everything else is a
 /// base weight. Exact segments, never substrings.
 /// </summary>
-public static class ParameterGroups
+internal static class ParameterGroups
 {
     public static ParameterGroup Of(string parameterName)
     {

@@ -4,10 +4,10 @@ using static TorchSharp.torch;
 namespace Scale.Model.Training;
 
 /// <summary>What one optimiser step did.</summary>
-public readonly record struct StepResult(long Step, double Loss, double AuxiliaryLoss, double GradientNorm, double LearningRate);
+internal readonly record struct StepResult(long Step, double Loss, double AuxiliaryLoss, double GradientNorm, double LearningRate);
 
 /// <summary>A training step's loss was NaN or infinite; the parameters were left as they were before the step.</summary>
-public sealed class NonFiniteLossException(long step, double loss)
+internal sealed class NonFiniteLossException(long step, double loss)
     : Exception($"Loss became {loss} at step {step}; the step was not applied.")
 {
     public long Step { get; } = step;
@@ -18,7 +18,7 @@ public sealed class NonFiniteLossException(long step, double loss)
 /// clipping, gradient accumulation and per-group learning rates. Frozen tensors get neither gradients
 /// nor optimiser state. Deterministic: the same model, options and batches give the same bits.
 /// </summary>
-public sealed class TrainingSession : IDisposable
+internal sealed class TrainingSession : IDisposable
 {
     private readonly AdamW optimizer;
     private readonly Device device;

@@ -16,7 +16,7 @@ internal sealed record BlockTrace(Tensor Stream, Tensor AttentionInput, Tensor A
 /// the trials' own original stream runs (<see cref="Decoder.Trace"/>), so a trial's step is the same bits either way.
 /// Owns its tensors: dispose it when every trial has taken its step.
 /// </summary>
-public sealed class BaseTrace : IDisposable
+internal sealed class BaseTrace : IDisposable
 {
     private readonly List<Tensor> owned = [];
 

@@ -8,7 +8,7 @@ namespace Scale.Model.Transformer;
 /// Anything that maps tokens (B, T) to next-token logits (B, T, V): the base decoder and every
 /// variant built on it (SCALE, depth expansion, LoRA).
 /// </summary>
-public abstract class CausalLM : nn.Module<Tensor, Tensor>
+internal abstract class CausalLM : nn.Module<Tensor, Tensor>
 {
     protected CausalLM(string name, ModelConfig config) : base(name) => Config = config;
 
@@ -68,7 +68,7 @@ public abstract class CausalLM : nn.Module<Tensor, Tensor>
 }
 
 /// <summary>The LLaMA-style base decoder: embed, L pre-norm blocks, final RMSNorm, LM head.</summary>
-public sealed class Decoder : CausalLM
+internal sealed class Decoder : CausalLM
 {
     private readonly TokenEmbedding embed_tokens;   // (V, d)
     private readonly ModuleList<Block> layers;

@@ -3,7 +3,7 @@ using static TorchSharp.torch;
 namespace Scale.Model.Transformer;
 
 /// <summary>Keys and values of one attention group, kept across generation steps.</summary>
-public sealed class KvCache : IDisposable
+internal sealed class KvCache : IDisposable
 {
     private Tensor? keys;     // (B, kv, S, hs)
     private Tensor? values;   // (B, kv, S, hs)
@@ -29,7 +29,7 @@ public sealed class KvCache : IDisposable
 }
 
 /// <summary>The KV caches of a whole model during greedy generation, one slot per attention group.</summary>
-public sealed class DecodeCache : IDisposable
+internal sealed class DecodeCache : IDisposable
 {
     private readonly Dictionary<int, KvCache> slots = new();
 

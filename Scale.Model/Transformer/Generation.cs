@@ -3,7 +3,7 @@ using static TorchSharp.torch;
 namespace Scale.Model.Transformer;
 
 /// <summary>Greedy decoding with a KV cache (for a model that cannot use one, on the whole sequence at every step).</summary>
-public static class Generation
+internal static class Generation
 {
     /// <summary>Continues <paramref name="prompt"/> by up to <paramref name="maxNewTokens"/> argmax tokens,
     /// stopping early at <paramref name="stopToken"/> (which is included). Returns only the new tokens.</summary>

@@ -6,7 +6,7 @@ namespace Scale.Model.Transformer;
 /// The shape of a LLaMA-style decoder. Field names follow Hugging Face's LlamaConfig so that a
 /// base model's config.json is readable by both Scale and HF tooling.
 /// </summary>
-public sealed record ModelConfig
+internal sealed record ModelConfig
 {
     /// <summary>Token vocabulary size V.</summary>
     [JsonPropertyName("vocab_size")] public int VocabSize { get; init; } = 512;
@@ -114,7 +114,7 @@ public sealed record ModelConfig
 /// Rotary frequency scaling, as Hugging Face defines it. "llama3" (Llama 3.1 and 3.2) keeps the high frequencies,
 /// divides the low ones by <see cref="Factor"/> and blends the band between; "linear" divides every frequency by it.
 /// </summary>
-public sealed record RopeScaling
+internal sealed record RopeScaling
 {
     public const string Llama3 = "llama3";
     public const string Linear = "linear";
@@ -155,7 +155,7 @@ public sealed record RopeScaling
 }
 
 /// <summary>A model configuration that cannot be built; <see cref="Field"/> names the culprit.</summary>
-public sealed class InvalidModelConfigException(string field, string reason)
+internal sealed class InvalidModelConfigException(string field, string reason)
     : ArgumentException($"Invalid model config: {field} {reason}.")
 {
     public string Field { get; } = field;

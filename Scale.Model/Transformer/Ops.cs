@@ -140,7 +140,7 @@ internal static class Ops
 /// the optimiser, norms, attention softmax and the logits stay fp32 — what CUDA autocast does for matmuls. TorchSharp
 /// has no autocast of its own, hence this. Outside, nothing changes: fp32 bit for bit as before.
 /// </summary>
-public static class Autocast
+internal static class Autocast
 {
     [ThreadStatic] private static ScalarType? current;
 

@@ -2,16 +2,16 @@ using static TorchSharp.torch;
 
 namespace Scale.Model.Transformer;
 
-public enum TensorRole { Weight, Bias, Gain }
+internal enum TensorRole { Weight, Bias, Gain }
 
 /// <summary>One tensor of a base decoder: its checkpoint name, shape and role.</summary>
-public sealed record TensorSpec(string Name, long[] Shape, TensorRole Role);
+internal sealed record TensorSpec(string Name, long[] Shape, TensorRole Role);
 
 /// <summary>A checkpoint that does not match what it claims to hold; the message lists every problem found.</summary>
-public sealed class InvalidCheckpointException(string message) : Exception(message);
+internal sealed class InvalidCheckpointException(string message) : Exception(message);
 
 /// <summary>The tensors a base decoder of a given configuration holds: the table that import, export and checks share.</summary>
-public static class TensorLayout
+internal static class TensorLayout
 {
     public static IReadOnlyList<TensorSpec> Of(ModelConfig config)
     {

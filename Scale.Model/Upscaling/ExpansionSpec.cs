@@ -3,7 +3,7 @@ using Scale.Model.Transformer;
 namespace Scale.Model.Upscaling;
 
 /// <summary>The new tensors SCALE adds (docs/method.md); each can be trained or left as initialised.</summary>
-public enum ExpansionBlock
+internal enum ExpansionBlock
 {
     /// <summary>New input → original output, zero-initialised; the only path that changes the base computation.</summary>
     W12,
@@ -24,7 +24,7 @@ public enum ExpansionBlock
 /// a null layer bound means unbounded. Items outside any layer (embedding, head, final norm)
 /// match only rules without layer bounds.
 /// </summary>
-public sealed record TrainRule(ExpansionBlock Block, IReadOnlyList<string>? Modules = null, int? FirstLayer = null, int? LastLayer = null)
+internal sealed record TrainRule(ExpansionBlock Block, IReadOnlyList<string>? Modules = null, int? FirstLayer = null, int? LastLayer = null)
 {
     /// <summary>Module names a rule may name, by block.</summary>
     public static readonly IReadOnlyList<string> LinearModules =
@@ -52,7 +52,7 @@ public sealed record TrainRule(ExpansionBlock Block, IReadOnlyList<string>? Modu
 }
 
 /// <summary>How the random new blocks W21 and W22 start.</summary>
-public enum ExpansionInit
+internal enum ExpansionInit
 {
     /// <summary>
     /// From the base weight's singular value decomposition W = U Σ Vᵀ (docs/method.md): row i of W21 is the i-th right
@@ -70,7 +70,7 @@ public enum ExpansionInit
 /// units f_u, the init scale of the random new blocks, and which new blocks train. W12 exists only
 /// where a rule trains it; elsewhere it is fixed at zero, which is the same as absent, so it costs nothing.
 /// </summary>
-public sealed record ExpansionSpec
+internal sealed record ExpansionSpec
 {
     /// <summary>Preset name, for reports.</summary>
     public string Name { get; init; } = "custom";

@@ -11,7 +11,7 @@ namespace Scale.Model.Upscaling;
 /// whole passes: the base's and the trained model's. The trained model's parameters are not registered here: it keeps
 /// its own names, and this wrapper adds none.
 /// </summary>
-public sealed class RoutedModel : CausalLM
+internal sealed class RoutedModel : CausalLM
 {
     private readonly Decoder baseModel;
     private readonly CausalLM adapted;

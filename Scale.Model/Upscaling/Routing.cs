@@ -6,7 +6,7 @@ using static TorchSharp.torch;
 namespace Scale.Model.Upscaling;
 
 /// <summary>How SCALE-Route picks, per token, between the preservation head and the adaptation head.</summary>
-public enum RouteRule
+internal enum RouteRule
 {
     /// <summary>The paper's: cosine similarity of the two logit vectors ≥ τ → the preservation head.</summary>
     Cosine,
@@ -32,7 +32,7 @@ public enum RouteRule
 /// A routing rule with its threshold (τ, θ, s, or for novelty-auto the quantile q) and, for novelty, its window (0: every
 /// token so far). A novelty-auto rule routes only once calibrated: <see cref="Calibrated"/> is its threshold in nats.
 /// </summary>
-public sealed record RoutingSpec(RouteRule Rule, double Threshold, int Window = 0)
+internal sealed record RoutingSpec(RouteRule Rule, double Threshold, int Window = 0)
 {
     /// <summary>novelty-auto's threshold in nats, from the old data's calibration slice (<see cref="RoutingCalibration"/>); null until calibrated.</summary>
     public double? Calibrated { get; init; }
@@ -117,7 +117,7 @@ public sealed record RoutingSpec(RouteRule Rule, double Threshold, int Window = 
 /// The routing rules as pure functions of the two heads' logits (and, for novelty, the tokens the base read):
 /// each returns, per token, whether the adaptation head answers.
 /// </summary>
-public static class Routing
+internal static class Routing
 {
     /// <summary>(B, T) booleans: true where the adaptation head answers. Logits (B, T, V); tokens (B, T).</summary>
     public static Tensor ChooseAdaptation(RoutingSpec spec, Tensor preservation, Tensor adaptation, Tensor tokens)
@@ -211,7 +211,7 @@ public static class Routing
 /// surprisal over w tokens at every position that has read a token. One pass of the base over the slice; the result
 /// depends on the base and that slice only, never on the new data or the held-out set.
 /// </summary>
-public static class RoutingCalibration
+internal static class RoutingCalibration
 {
     /// <summary>Positions of the slice scored at most (its windows are taken evenly spread when it has more).</summary>
     public const int MaxWindows = 512;

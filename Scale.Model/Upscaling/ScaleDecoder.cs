@@ -58,7 +58,7 @@ internal sealed class BaseStream(Decoder baseModel)
 /// (SCALE-Route) it answers each token from the preservation head (the base's logits: the original stream computed
 /// without any W12 term) or the adaptation head, both from one pass.
 /// </summary>
-public sealed class ScaleDecoder : CausalLM
+internal sealed class ScaleDecoder : CausalLM
 {
     private readonly ScaleEmbedding embed_tokens;
     private readonly ModuleList<ScaleBlock> layers;

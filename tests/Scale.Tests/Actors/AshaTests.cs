@@ -1,3 +1,4 @@
+using Scale.Model.Experiments;
 using Scale.Actors.Sweeps;
 
 namespace Scale.Tests.Actors;
@@ -30,7 +31,7 @@ public class AshaTests
     }
 
     private static ReportScores Score(string trial, long step, double acquisition, double forgetting = 0.1, int attempt = 1, long total = 30)
-        => new(trial, attempt, new ScorePoint(step, 0.9, acquisition, forgetting) { TotalSteps = total, Metric = "recall", AcquisitionFirstToken = acquisition / 2 });
+        => new(trial, attempt, new ScorePoint(step, new Scores(0.9, acquisition, forgetting) { AcquisitionFirstToken = acquisition / 2 }) { TotalSteps = total, Metric = "recall" });
 
     [Fact]
     public void The_first_trial_at_a_rung_is_promoted_and_one_below_the_best_third_is_stopped_there_with_its_scores_of_that_step()
@@ -49,7 +50,7 @@ public class AshaTests
 
         var b = afterC.Trials["b"];
         Assert.Equal((TrialStatus.Stopped, 2L, (string?)null), (b.Status, b.StoppedAt, b.Trainer));
-        Assert.Equal((0.9, 0.2, 0.1, 0.1, "recall"), (b.Metrics!.Retention, b.Metrics.Acquisition, b.Metrics.Forgetting, b.Metrics.AcquisitionFirstToken, b.Metrics.Metric));
+        Assert.Equal((0.9, 0.2, 0.1, 0.1, "recall"), (b.Metrics!.Scores.Retention, b.Metrics.Scores.Acquisition, b.Metrics.Scores.Forgetting, b.Metrics.Scores.AcquisitionFirstToken, b.Metrics.Metric));
         Assert.Empty(afterC.Decide(Score("b", 3, 0.9)));   // a stopped trial's later reports count for nothing
         Assert.False(afterC.Finished);
     }
@@ -79,7 +80,7 @@ public class AshaTests
 
         state = Handle(state, Score("a", 2, 0.5, forgetting: 0.05)).State;
         var (events, after) = Handle(state, Score("b", 2, 0.9, forgetting: 0.30));   // more forgetting: stopped
-        after = Handle(after, new ReportCompleted("a", 1, new TrialMetrics(0.9, 0.5, 0.05))).State;
+        after = Handle(after, new ReportCompleted("a", 1, new TrialMetrics(new Scores(0.9, 0.5, 0.05)))).State;
 
         Assert.IsType<TrialStopped>(events[1]);
         Assert.True(after.Finished);

@@ -1,3 +1,4 @@
+using Scale.Model.Experiments;
 using Akka.Actor;
 using Akka.Configuration;
 using Npgsql;
@@ -56,7 +57,7 @@ public sealed class DatabaseOutageTests : Akka.TestKit.Xunit2.TestKit, IClassFix
                 Started.TrySetResult();
                 Release.Wait(cancellation);
             }
-            return new TrialMetrics(0.9, 0.8, 0.05) { FinalLoss = 1 };
+            return new TrialMetrics(new Scores(0.9, 0.8, 0.05)) { FinalLoss = 1 };
         }
     }
 
@@ -91,14 +92,14 @@ public sealed class DatabaseOutageTests : Akka.TestKit.Xunit2.TestKit, IClassFix
         Assert.True(Logged("no answer to ReportCompleted for trial t1"));
         Assert.True(Logged("no work answer from the coordinator"));
         Assert.True(Logged("no answer to ReportCompleted for trial t1"));   // sent again, with backoff
-        Assert.Equal(0, Count("trial-completed.v1"));
+        Assert.Equal(0, Count("trial-completed.v2"));
         Assert.Equal(1, Count("trial-started.v1"));
 
         gate.Restore();
         ExpectTerminated(trainer, TimeSpan.FromMinutes(2));   // the trainer stops when the sweep is finished
 
         Assert.Equal(2, Count("trial-started.v1"));
-        Assert.Equal(2, Count("trial-completed.v1"));
+        Assert.Equal(2, Count("trial-completed.v2"));
         Assert.Equal(0, Count("trial-requeued.v1") + Count("trial-retrying.v1") + Count("trial-failed.v1"));
         coordinator.Tell(GetSweepState.Instance, TestActor);
         var state = FishForMessage<SweepState>(_ => true);

@@ -6,6 +6,7 @@ using Scale.Actors.Sweeps;
 namespace Scale.Tests.Actors;
 
 /// <summary>A node's serializers as its cluster configuration sets them: Akka's default type-name serializer is not reachable.</summary>
+[Trait("Category", "FaultInjection")]
 public sealed class DefaultSerializerTests() : Akka.TestKit.Xunit2.TestKit(
     new ClusterConfig("127.0.0.1", 0, [], ["worker"]).ToConfig(), "default-serializer")
 {
@@ -52,5 +53,30 @@ public sealed class DefaultSerializerTests() : Akka.TestKit.Xunit2.TestKit(
         var misc = serialization.FindSerializerFor(identify);
         Assert.IsType<GuardedMiscSerializer>(misc);
         Assert.Equal(42, ((Identify)serialization.Deserialize(misc.ToBinary(identify), 16, ((SerializerWithStringManifest)misc).Manifest(identify))).MessageId);
+    }
+
+    [Fact]
+    public void A_system_message_carrying_an_exception_type_is_refused_and_death_watch_still_reads()
+    {
+        var serialization = Sys.Serialization;
+        var self = (IInternalActorRef)TestActor;
+        var watch = new Akka.Dispatch.SysMsg.Watch(self, self);
+        var guarded = serialization.FindSerializerFor(watch);
+        Assert.IsType<GuardedSystemMessageSerializer>(guarded);
+
+        // What a stock peer sends: the child's failure with its exception's type for this node to instantiate. Refused.
+        using var stock = ActorSystem.Create("stock-sys", "akka.actor.provider = remote\nakka.remote.dot-netty.tcp.port = 0\nakka.remote.dot-netty.tcp.hostname = 127.0.0.1");
+        var akkaForm = new Akka.Remote.Serialization.SystemMessageSerializer((ExtendedActorSystem)stock);
+        var failed = akkaForm.ToBinary(new Akka.Dispatch.SysMsg.Failed(self, new InvalidOperationException("boom"), 1));
+        Assert.IsType<InvalidOperationException>(((Akka.Dispatch.SysMsg.Failed)akkaForm.FromBinary(failed, typeof(Akka.Dispatch.SysMsg.Failed))).Cause);   // Akka's own reads it
+        var refused = Assert.Throws<System.Runtime.Serialization.SerializationException>(
+            () => serialization.Deserialize(failed, guarded.Identifier, typeof(Akka.Dispatch.SysMsg.Failed)));
+        Assert.Contains("refused a remote Failed", refused.Message);
+        Assert.Throws<System.Runtime.Serialization.SerializationException>(
+            () => serialization.Deserialize(akkaForm.ToBinary(new Akka.Dispatch.SysMsg.Recreate(new InvalidOperationException("boom"))), guarded.Identifier, typeof(Akka.Dispatch.SysMsg.Recreate)));
+
+        // Death watch crosses between nodes and reads as before.
+        var back = Assert.IsType<Akka.Dispatch.SysMsg.Watch>(serialization.Deserialize(guarded.ToBinary(watch), guarded.Identifier, typeof(Akka.Dispatch.SysMsg.Watch)));
+        Assert.Equal(self.Path, back.Watchee.Path);
     }
 }

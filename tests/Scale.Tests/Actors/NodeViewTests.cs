@@ -1,3 +1,4 @@
+using Scale.Model.Experiments;
 using System.Diagnostics.Metrics;
 using Akka.Actor;
 using Scale.Actors.Cluster;
@@ -87,7 +88,7 @@ public sealed class NodeViewTests() : SqliteTestKit("node-view", new ClusterConf
         Assert.Equal(20, board.Of("t")!.Step);
         Assert.Equal(3.0, board.CheckpointAge("t"));     // since the trial started
 
-        board.Observe(new TrialCompleted("t", 1, new TrialMetrics(0.5, 0.5, 0.1)));
+        board.Observe(new TrialCompleted("t", 1, new TrialMetrics(new Scores(0.5, 0.5, 0.1))));
         Assert.Null(board.Of("t"));
         Assert.Null(board.CheckpointAge("t"));
     }

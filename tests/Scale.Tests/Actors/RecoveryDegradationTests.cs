@@ -1,3 +1,4 @@
+using Scale.Model.Experiments;
 using Akka.Actor;
 using Microsoft.Data.Sqlite;
 using Scale.Actors.Persistence;
@@ -27,7 +28,7 @@ public sealed class RecoveryDegradationTests() : SqliteTestKit("recovery-tests")
             coordinator.Tell(new ReportCheckpoint(granted.Trial.Id, granted.Attempt, 10, $"/c/{granted.Trial.Id}"), TestActor);
             ExpectMsg<Accepted>();
         }
-        coordinator.Tell(new ReportCompleted("t1", 1, new TrialMetrics(0.9, 0.8, 0.01)), TestActor);
+        coordinator.Tell(new ReportCompleted("t1", 1, new TrialMetrics(new Scores(0.9, 0.8, 0.01))), TestActor);
         ExpectMsg<Accepted>();
         coordinator.Tell(GetSweepState.Instance, TestActor);
         var state = ExpectMsg<SweepState>();

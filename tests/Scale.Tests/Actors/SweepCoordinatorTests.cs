@@ -1,3 +1,4 @@
+using Scale.Model.Experiments;
 using System.Text;
 using Akka.Actor;
 using Akka.Configuration;
@@ -61,7 +62,7 @@ public abstract class SweepCoordinatorContract(Config persistence, string name)
         }
         coordinator.Tell(new ReportCheckpoint("t1", 1, 10, "/c/t1"), TestActor);
         ExpectMsg<Accepted>();
-        coordinator.Tell(new ReportCompleted("t2", 1, new TrialMetrics(0.5, 0.25, 0.1) { FinalLoss = 1.5 }), TestActor);
+        coordinator.Tell(new ReportCompleted("t2", 1, new TrialMetrics(new Scores(0.5, 0.25, 0.1)) { FinalLoss = 1.5 }), TestActor);
         ExpectMsg<Accepted>();
         coordinator.Tell(new ReportFailed("t1", 1, "boom"), TestActor);
         ExpectMsg<Accepted>();
@@ -78,7 +79,7 @@ public abstract class SweepCoordinatorContract(Config persistence, string name)
         Assert.Equal(before.Order, after.Order);
         foreach (var id in before.Order) Assert.Equal(before.Trials[id] with { Spec = after.Trials[id].Spec }, after.Trials[id]);
         Assert.Equal(1.5, after.Trials["t2"].Metrics!.FinalLoss);
-        Assert.Contains("sweep-snapshot.v1", StoredText());
+        Assert.Contains("sweep-snapshot.v2", StoredText());
     }
 
     [Fact]
@@ -96,17 +97,17 @@ public abstract class SweepCoordinatorContract(Config persistence, string name)
 
         coordinator.Tell(new ReportCheckpoint("t1", 1, 10, "/c/old"), TestActor);
         ExpectMsg<AttemptSuperseded>(s => Assert.Equal(("t1", 1), (s.TrialId, s.Attempt)));
-        coordinator.Tell(new ReportCompleted("t1", 1, new TrialMetrics(1, 1, 0)), TestActor);
+        coordinator.Tell(new ReportCompleted("t1", 1, new TrialMetrics(new Scores(1, 1, 0))), TestActor);
         ExpectMsg<AttemptSuperseded>();
-        coordinator.Tell(new ReportCompleted("t1", 2, new TrialMetrics(0.5, 0.5, 0.1)), TestActor);
+        coordinator.Tell(new ReportCompleted("t1", 2, new TrialMetrics(new Scores(0.5, 0.5, 0.1))), TestActor);
         ExpectMsg<Accepted>(a => Assert.Equal(1, a.EventsPersisted));
-        coordinator.Tell(new ReportCompleted("t1", 2, new TrialMetrics(0.5, 0.5, 0.1)), TestActor);   // sent again: recorded once
+        coordinator.Tell(new ReportCompleted("t1", 2, new TrialMetrics(new Scores(0.5, 0.5, 0.1))), TestActor);   // sent again: recorded once
         ExpectMsg<AttemptSuperseded>();
         coordinator.Tell(GetSweepState.Instance, TestActor);
         var state = ExpectMsg<SweepState>();
 
         Assert.Equal(TrialStatus.Completed, state.Trials["t1"].Status);
-        Assert.Equal(0.5, state.Trials["t1"].Metrics!.Retention);
+        Assert.Equal(0.5, state.Trials["t1"].Metrics!.Scores.Retention);
         Assert.Null(state.Trials["t1"].LastCheckpoint);
     }
 

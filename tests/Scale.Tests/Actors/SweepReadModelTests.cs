@@ -1,3 +1,4 @@
+using Scale.Model.Experiments;
 using Akka.Actor;
 using Akka.Configuration;
 using Scale.Actors.Persistence;
@@ -31,7 +32,7 @@ public sealed class SweepReadModelTests() : SqliteTestKit("read-model-tests")
         Assert.Equal(SweepSnapshot.Of(live), SweepSnapshot.Of(read), new SnapshotComparer());
         Assert.False((await SweepReadModel.ReadAsync(reader, "unknown")).Started);
         // The coordinator still owns its persistence id: it records the next event, and a new reader sees it.
-        coordinator.Tell(new ReportCompleted("a", 1, new TrialMetrics(1, 0, 0)), TestActor);
+        coordinator.Tell(new ReportCompleted("a", 1, new TrialMetrics(new Scores(1, 0, 0))), TestActor);
         ExpectMsg<object>();
         var after = await SweepReadModel.ReadAsync(reader, "live");
         Assert.Equal(TrialStatus.Completed, after.Trials["a"].Status);

@@ -81,13 +81,13 @@ public sealed class SweepRuntimeTests() : SqliteTestKit("runtime-tests")
             var trial = state.Trials[retried];
             Assert.Equal(TrialStatus.Completed, trial.Status);
             Assert.Equal(2, trial.Attempt);
-            Assert.Equal(reference.Metrics!.Retention, trial.Metrics!.Retention);
-            Assert.Equal(reference.Metrics.Acquisition, trial.Metrics.Acquisition);
+            Assert.Equal(reference.Metrics!.Scores.Retention, trial.Metrics!.Scores.Retention);
+            Assert.Equal(reference.Metrics.Scores.Acquisition, trial.Metrics.Scores.Acquisition);
             Assert.Equal(reference.Metrics.FinalLoss, trial.Metrics.FinalLoss);   // bit for bit
         }
         Assert.NotNull(reference.Metrics!.FinalLoss);
         Assert.Equal(6, reference.Metrics.AcquisitionByAttribute!.Count);   // the six biography attributes
-        Assert.Equal(reference.Metrics.Acquisition, reference.Metrics.AcquisitionByAttribute.Values.Average(), 10);
+        Assert.Equal(reference.Metrics.Scores.Acquisition, reference.Metrics.AcquisitionByAttribute.Values.Average(), 10);
         Assert.Contains("injected fault in a step", state.Trials["crash"].FailureReason);
         var nan = state.Trials["nan"];
         Assert.Equal(TrialStatus.Failed, nan.Status);
@@ -107,7 +107,7 @@ public sealed class SweepRuntimeTests() : SqliteTestKit("runtime-tests")
         Assert.Equal(SweepSnapshot.Of(state).Trials, SweepSnapshot.Of(again).Trials, new TrialStateComparer());
         var journal = string.Concat(new[] { "sweeps.db", "sweeps.db-wal" }.Select(f => Path.Combine(Root, f)).Where(File.Exists)
             .Select(f => System.Text.Encoding.UTF8.GetString(File.ReadAllBytes(f))));
-        Assert.Contains("sweep-snapshot.v1", journal);
+        Assert.Contains("sweep-snapshot.v2", journal);
     }
 
     [Fact]
@@ -188,7 +188,7 @@ public sealed class SweepRuntimeTests() : SqliteTestKit("runtime-tests")
         foreach (var trial in trials)
         {
             var (a, b) = (two.Trials[trial.Id].Metrics!, one.Trials[trial.Id].Metrics!);
-            Assert.Equal((b.Retention, b.Acquisition, b.FinalLoss), (a.Retention, a.Acquisition, a.FinalLoss));   // bit for bit
+            Assert.Equal((b.Scores.Retention, b.Scores.Acquisition, b.FinalLoss), (a.Scores.Retention, a.Scores.Acquisition, a.FinalLoss));   // bit for bit
         }
     }
 
@@ -218,8 +218,8 @@ public sealed class SweepRuntimeTests() : SqliteTestKit("runtime-tests")
         foreach (var trial in trials)
         {
             var (a, b) = (grouped.Trials[trial.Id].Metrics!, alone.Trials[trial.Id].Metrics!);
-            Assert.Equal((b.Retention, b.Acquisition, b.FinalLoss, b.RetentionFirstToken, b.AcquisitionFirstToken),
-                         (a.Retention, a.Acquisition, a.FinalLoss, a.RetentionFirstToken, a.AcquisitionFirstToken));   // bit for bit
+            Assert.Equal((b.Scores.Retention, b.Scores.Acquisition, b.FinalLoss, b.Scores.RetentionFirstToken, b.Scores.AcquisitionFirstToken),
+                         (a.Scores.Retention, a.Scores.Acquisition, a.FinalLoss, a.Scores.RetentionFirstToken, a.Scores.AcquisitionFirstToken));   // bit for bit
         }
     }
 

@@ -1,10 +1,11 @@
+using Scale.Model.Experiments;
 using Scale.Actors.Sweeps;
 
 namespace Scale.Tests.Actors;
 
 public class SweepStateTests
 {
-    private static readonly TrialMetrics Metrics = new(0.9, 0.8, 0.05);
+    private static readonly TrialMetrics Metrics = new(new Scores(0.9, 0.8, 0.05));
 
     private static TrialSpec Trial(string id) => new(id, "preserve", new Dictionary<string, string> { ["lr"] = "2e-3" });
 
@@ -50,25 +51,29 @@ public class SweepStateTests
         Assert.IsType<TrialFailed>(Assert.Single(HandleAt(running, new ReportFailed("t1", 2, "NonFiniteLossException"), t0.AddSeconds(6)).Events));
     }
 
-    public static TheoryData<ISweepCommand, string> OutOfRange => new()
-    {
-        { new RequestWork(""), "trainer id" },
-        { new RequestWork(null!), "trainer id" },
-        { new RequestWork(new string('w', 513)), "trainer id" },
-        { new RequestWork("w1", 0), "slots" },
-        { new ReportCheckpoint("t1", 1, -1, "/c/latest"), "step" },
-        { new ReportCheckpoint("t1", 1, 5, ""), "path" },
-        { new ReportCheckpoint("", 1, 5, "/c/latest"), "trial id" },
-        { new ReportCheckpoint("t1", 0, 5, "/c/latest"), "attempt" },
-        { new ReportScores("t1", 1, null!), "step" },
-        { new ReportCompleted("t1", 1, null!), "metrics" },
-        { new ReportFailed("t1", 1, null!), "reason" },
-    };
+    private static readonly (ISweepCommand Command, string Field)[] OutOfRangeCommands =
+    [
+        (new RequestWork(""), "trainer id"),
+        (new RequestWork(null!), "trainer id"),
+        (new RequestWork(new string('w', 513)), "trainer id"),
+        (new RequestWork("w1", 0), "slots"),
+        (new ReportCheckpoint("t1", 1, -1, "/c/latest"), "step"),
+        (new ReportCheckpoint("t1", 1, 5, ""), "path"),
+        (new ReportCheckpoint("", 1, 5, "/c/latest"), "trial id"),
+        (new ReportCheckpoint("t1", 0, 5, "/c/latest"), "attempt"),
+        (new ReportScores("t1", 1, null!), "step"),
+        (new ReportCompleted("t1", 1, null!), "metrics"),
+        (new ReportFailed("t1", 1, null!), "reason"),
+    ];
+
+    /// <summary>Indexes into <see cref="OutOfRangeCommands"/> (a theory's parameters must be public types; the commands are internal).</summary>
+    public static TheoryData<int> OutOfRange => new(Enumerable.Range(0, OutOfRangeCommands.Length));
 
     [Theory]
     [MemberData(nameof(OutOfRange))]
-    public void A_command_with_a_field_out_of_range_is_refused_before_it_reaches_the_state(ISweepCommand command, string field)
+    public void A_command_with_a_field_out_of_range_is_refused_before_it_reaches_the_state(int index)
     {
+        var (command, field) = OutOfRangeCommands[index];
         var state = Handle(Started(), new RequestWork("w1")).State;   // t1 running, attempt 1
 
         var error = Assert.Throws<ArgumentException>(() => state.Decide(command));
@@ -90,11 +95,11 @@ public class SweepStateTests
 
         var huge = Assert.Throws<ArgumentException>(() => state.Decide(new ReportCheckpoint("t1", 1, 1_000_000_000_000, "/c/latest")));
         Assert.Contains("beyond trial t1's plan of 300 steps", huge.Message);
-        Assert.Throws<ArgumentException>(() => state.Decide(new ReportScores("t1", 1, new ScorePoint(301, 0.5, 0.5, 0.1))));
+        Assert.Throws<ArgumentException>(() => state.Decide(new ReportScores("t1", 1, new ScorePoint(301, new Scores(0.5, 0.5, 0.1)))));
         // At the plan's last step both are taken, and a later, larger checkpoint still moves the resume point.
         state = Handle(state, new ReportCheckpoint("t1", 1, 250, "/c/latest")).State;
         Assert.Equal(new CheckpointRef(300, "/c/latest"), Handle(state, new ReportCheckpoint("t1", 1, 300, "/c/latest")).State.Trials["t1"].LastCheckpoint);
-        Assert.Single(state.Decide(new ReportScores("t1", 1, new ScorePoint(300, 0.5, 0.5, 0.1))));
+        Assert.Single(state.Decide(new ReportScores("t1", 1, new ScorePoint(300, new Scores(0.5, 0.5, 0.1)))));
 
         // A plan that does not name every trial, or names 0 steps, is refused at the start.
         Assert.Throws<ArgumentException>(() => SweepState.Empty.Decide(start with { PlannedSteps = new Dictionary<string, long> { ["t1"] = 300 } }));
@@ -307,7 +312,7 @@ public class SweepStateTests
     {
         var state = Started(trials: 1);
         (_, state) = Handle(state, new RequestWork("cpu", 1));
-        ScorePoint Point(long step, double acquisition) => new(step, 0.9, acquisition, 0.01);
+        ScorePoint Point(long step, double acquisition) => new(step, new Scores(0.9, acquisition, 0.01));
 
         var (events, after) = Handle(state, new ReportScores("t1", 1, Point(10, 0.2)));
         (_, after) = Handle(after, new ReportScores("t1", 1, Point(5, 0.1)));
@@ -317,6 +322,6 @@ public class SweepStateTests
         Assert.Single(events);
         Assert.Empty(stale);
         Assert.Equal([5L, 10L], after.Trials["t1"].Curve.Select(p => p.Step));
-        Assert.Equal(0.3, after.Trials["t1"].Curve[1].Acquisition);
+        Assert.Equal(0.3, after.Trials["t1"].Curve[1].Scores.Acquisition);
     }
 }

@@ -22,7 +22,7 @@ public sealed class TrainerTests() : SqliteTestKit("trainer-tests")
             double lr = trial.Parameters.TryGetValue("lr", out var text) ? double.Parse(text, CultureInfo.InvariantCulture) : phase.LearningRate;
             var plan = new TrialPlan(MethodSpec.Preset(trial.Method), phase with { LearningRate = lr }, Seed: 9, CheckpointEvery: 3);
             var outcome = runner.Run(plan, Path.Combine(root, trial.Id), resume?.Path, onCheckpoint: onCheckpoint, cancellation: cancellation);
-            return new TrialMetrics(outcome.Retention, outcome.Acquisition, outcome.Forgetting);
+            return new TrialMetrics(new Scores(outcome.Scores.Retention, outcome.Scores.Acquisition, outcome.Scores.Forgetting));
         }
     }
 

@@ -1,3 +1,4 @@
+using Scale.Model.Experiments;
 using Akka.Actor;
 using Scale.Actors.Cluster;
 using Scale.Actors.Sweeps;
@@ -7,7 +8,7 @@ namespace Scale.Tests.Actors;
 public sealed class WireSerializerTests : Akka.TestKit.Xunit2.TestKit
 {
     private static readonly TrialSpec Spec = new("route-1", "route", new Dictionary<string, string> { ["lr"] = "1e-3", ["router_hard"] = "true" });
-    private static readonly TrialMetrics Metrics = new(0.5, 0.25, 0.125)
+    private static readonly TrialMetrics Metrics = new(new Scores(0.5, 0.25, 0.125))
     {
         FinalLoss = 1.5, TrainableParameters = 1234, TokensPerSecond = 99.5,
         RetentionByAttribute = new Dictionary<string, double> { ["city"] = 0.75 },
@@ -113,4 +114,23 @@ public sealed class WireSerializerTests : Akka.TestKit.Xunit2.TestKit
     [Fact]
     public void A_damaged_definition_is_refused_with_a_reason()
         => Assert.Contains("not a sweep definition", Assert.Throws<ArgumentException>(() => SweepDefinitionJson.Read("{\"Name\": 3")).Message);
+
+    [Fact]
+    public void Reports_of_the_release_before_the_scores_schema_still_read()
+    {
+        var serializer = new WireSerializer((ExtendedActorSystem)Sys);
+        var completed = Assert.IsType<ReportCompleted>(serializer.FromBinary(
+            """{"trial_id":"t1","attempt":1,"metrics":{"retention":0.5,"acquisition":0.25,"forgetting":0.125,"trainable_parameters":3,"tokens_per_second":1,"train_seconds":0,"evaluation_seconds":0,"checkpoint_seconds":0}}"""u8.ToArray(),
+            "report-completed.v1"));
+        Assert.Equal(new Scores(0.5, 0.25, 0.125), completed.Metrics.Scores);
+        var scores = Assert.IsType<ReportScores>(serializer.FromBinary(
+            """{"trial_id":"t1","attempt":1,"point":{"step":5,"retention":0.5,"acquisition":0.25,"forgetting":0.125}}"""u8.ToArray(), "report-scores.v1"));
+        Assert.Equal(new ScorePoint(5, new Scores(0.5, 0.25, 0.125)), scores.Point);
+        // Inside an envelope, as a worker of the release before sends it to a sweep.
+        var wrapped = Assert.IsType<ToSweep>(serializer.FromBinary(System.Text.Encoding.UTF8.GetBytes(
+            """{"sweep_id":"s","manifest":"report-scores.v1","message":{"trial_id":"t1","attempt":1,"point":{"step":5,"retention":0.5,"acquisition":0.25,"forgetting":0.125}}}"""),
+            "to-sweep.v1"));
+        Assert.Equal(scores, wrapped.Message);
+        Assert.Equal("report-completed.v2", serializer.Manifest(completed));
+    }
 }

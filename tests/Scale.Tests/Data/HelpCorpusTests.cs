@@ -37,13 +37,13 @@ public class HelpCorpusTests
     }
 
     [Theory]
-    [InlineData("The command opens a dialog that lets you select an image from the disk.", TextLanguage.English)]
-    [InlineData("Mit diesem Befehl öffnen Sie einen Dialog, in dem Sie das Bild auswählen können.", TextLanguage.German)]
-    [InlineData("파일 메뉴에서 열기 명령을 선택하면 Open dialog 대화 상자가 나타납니다.", TextLanguage.Korean)]
+    [InlineData("The command opens a dialog that lets you select an image from the disk.", "English")]
+    [InlineData("Mit diesem Befehl öffnen Sie einen Dialog, in dem Sie das Bild auswählen können.", "German")]
+    [InlineData("파일 메뉴에서 열기 명령을 선택하면 Open dialog 대화 상자가 나타납니다.", "Korean")]
     [InlineData("Filters → Distorts → Ripple", null)]
     [InlineData("2.4", null)]
-    public void A_paragraphs_language_is_told_by_its_script_or_its_function_words(string paragraph, TextLanguage? expected)
-        => Assert.Equal(expected, ParagraphLanguage.Of(paragraph));
+    public void A_paragraphs_language_is_told_by_its_script_or_its_function_words(string paragraph, string? expected)
+        => Assert.Equal(expected is null ? null : Enum.Parse<TextLanguage>(expected), ParagraphLanguage.Of(paragraph));
 
     [Fact]
     public void Extraction_writes_a_document_per_page_with_only_its_languages_paragraphs_and_counts_them()

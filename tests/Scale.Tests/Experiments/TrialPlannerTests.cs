@@ -100,7 +100,7 @@ public class MetricDirectionTests
         foreach (var (trial, (retention, acquisition)) in trials.Zip(scores))
         {
             events.Add(new TrialStarted(trial.Id, 1, "cpu"));
-            events.Add(new TrialCompleted(trial.Id, 1, new TrialMetrics(retention, acquisition, retention - 10) { Metric = ScoreMetric.Perplexity, BaseOld = 10 }));
+            events.Add(new TrialCompleted(trial.Id, 1, new TrialMetrics(new Scores(retention, acquisition, retention - 10)) { Metric = ScoreMetric.Perplexity, BaseOld = 10 }));
         }
         return SweepState.Replay(events);
     }
@@ -136,13 +136,13 @@ public class MetricDirectionTests
         var full = new TrialSpec("f", "full", ImmutableDictionary<string, string>.Empty);
         var routed = new Dictionary<string, RoutedScores>
         {
-            ["novelty-auto:0.995:128"] = new(0.98, 0.9, 0.01),
-            ["cosine:0.5"] = new(0.3, 0.1, 0.69),
+            ["novelty-auto:0.995:128"] = new(new Scores(0.98, 0.9, 0.01)),
+            ["cosine:0.5"] = new(new Scores(0.3, 0.1, 0.69)),
         };
         var state = SweepState.Replay([
             new SweepStarted("s", [full], 1, 0),
             new TrialStarted("f", 1, "cpu"),
-            new TrialCompleted("f", 1, new TrialMetrics(0.02, 0.95, 0.97) { Routed = routed }),
+            new TrialCompleted("f", 1, new TrialMetrics(new Scores(0.02, 0.95, 0.97)) { Routed = routed }),
         ]);
 
         var every = ResultPoint.All("s", state).ToList();
@@ -166,10 +166,23 @@ public class MetricDirectionTests
         var (a, b) = (new TrialSpec("a", "adapt", ImmutableDictionary<string, string>.Empty), new TrialSpec("b", "adapt", ImmutableDictionary<string, string>.Empty));
         var state = SweepState.Replay([
             new SweepStarted("bio", [a, b], 1, 0),
-            new TrialStarted("a", 1, "cpu"), new TrialCompleted("a", 1, new TrialMetrics(0.9, 0.5, 0.01)),
-            new TrialStarted("b", 1, "cpu"), new TrialCompleted("b", 1, new TrialMetrics(0.9, 0.7, 0.02) { Metric = ScoreMetric.Recall }),
+            new TrialStarted("a", 1, "cpu"), new TrialCompleted("a", 1, new TrialMetrics(new Scores(0.9, 0.5, 0.01))),
+            new TrialStarted("b", 1, "cpu"), new TrialCompleted("b", 1, new TrialMetrics(new Scores(0.9, 0.7, 0.02)) { Metric = ScoreMetric.Recall }),
         ]);
 
         Assert.Equal("b", SweepReport.Best(state, 0.05).Best!.Trial);
+    }
+
+    [Fact]
+    public void A_sweeps_trial_is_planned_once_and_a_changed_copy_is_planned_afresh()
+    {
+        var sweep = SweepFiles.Load("quickstart");
+        var trial = sweep.Trials[1];
+        Assert.Same(sweep.PlanFor(trial), sweep.PlanFor(trial));
+        Assert.Same(sweep.PlanFor(trial), sweep.PlanFor(trial with { Parameters = new Dictionary<string, string>(trial.Parameters) }));   // the same settings
+
+        var longer = sweep with { CheckpointEvery = sweep.CheckpointEvery + 1 };
+        Assert.NotSame(sweep.PlanFor(trial), longer.PlanFor(trial));
+        Assert.Equal(sweep.CheckpointEvery + 1, longer.PlanFor(trial).CheckpointEvery);
     }
 }

@@ -158,9 +158,9 @@ public sealed class ClusterProcessTests(PostgresServer postgres, ITestOutputHelp
 
     private static void EachTrialCompletedOnce(string database, string sweep, int trials)
     {
-        Assert.Equal(trials, Count(database, $"SELECT count(*) FROM journal WHERE persistence_id = 'sweep-{sweep}' AND manifest = 'trial-completed.v1'"));
+        Assert.Equal(trials, Count(database, $"SELECT count(*) FROM journal WHERE persistence_id = 'sweep-{sweep}' AND manifest = 'trial-completed.v2'"));
         Assert.Equal(trials, Count(database,
-            $"SELECT count(DISTINCT convert_from(message, 'UTF8')::json->>'trial_id') FROM journal WHERE persistence_id = 'sweep-{sweep}' AND manifest = 'trial-completed.v1'"));
+            $"SELECT count(DISTINCT convert_from(message, 'UTF8')::json->>'trial_id') FROM journal WHERE persistence_id = 'sweep-{sweep}' AND manifest = 'trial-completed.v2'"));
     }
 
     [Fact]

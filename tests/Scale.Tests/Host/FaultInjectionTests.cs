@@ -117,7 +117,7 @@ public sealed class FaultInjectionTests(ITestOutputHelper output)
         var after = Results(killed);
         SameAsReference(after, Results(straight));
         foreach (var trial in after.Select(t => t.GetProperty("trial").GetString()))
-            Assert.Equal(1, Count(killed, $"SELECT count(*) FROM journal WHERE persistence_id = 'sweep-recover' AND manifest = 'trial-completed.v1' " +
+            Assert.Equal(1, Count(killed, $"SELECT count(*) FROM journal WHERE persistence_id = 'sweep-recover' AND manifest = 'trial-completed.v2' " +
                                           $"AND CAST(message AS TEXT) LIKE '%\"trial_id\":\"{trial}\"%'"));
     }
 

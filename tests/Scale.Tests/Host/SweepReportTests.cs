@@ -1,3 +1,4 @@
+using Scale.Model.Experiments;
 using Scale.Actors.Sweeps;
 using Scale.Actors.Reports;
 using Scale.Actors.Persistence;
@@ -13,7 +14,7 @@ public class SweepReportTests
         foreach (var (id, retention, acquisition, forgetting) in trials)
         {
             state = state.Apply(new TrialStarted(id, 1, "w"));
-            state = state.Apply(new TrialCompleted(id, 1, new TrialMetrics(retention, acquisition, forgetting)));
+            state = state.Apply(new TrialCompleted(id, 1, new TrialMetrics(new Scores(retention, acquisition, forgetting))));
         }
         return state;
     }

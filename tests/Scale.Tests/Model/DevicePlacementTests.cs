@@ -192,6 +192,6 @@ public class DevicePlacementTests
         Assert.NotEqual(full.FinalLoss, reduced.FinalLoss);
         Assert.True(Math.Abs(full.FinalLoss - reduced.FinalLoss) < 0.05 * full.FinalLoss, $"fp32 {full.FinalLoss}, bf16 {reduced.FinalLoss}");
         Assert.Equal(full.FinalLoss, again.FinalLoss);   // fp32 bit for bit, with a bf16 run in between
-        Assert.Equal(full.Retention, again.Retention);
+        Assert.Equal(full.Scores.Retention, again.Scores.Retention);
     }
 }

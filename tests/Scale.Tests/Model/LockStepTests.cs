@@ -160,7 +160,7 @@ public class LockStepTests
     }
 
     private static string Figures(TrialScores s)
-        => $"{s.Retention:R} {s.Acquisition:R} {s.Forgetting:R} {s.RetentionFirstToken:R} {s.AcquisitionFirstToken:R} "
+        => $"{s.Scores.Retention:R} {s.Scores.Acquisition:R} {s.Scores.Forgetting:R} {s.Scores.RetentionFirstToken:R} {s.Scores.AcquisitionFirstToken:R} "
            + string.Join(",", s.RetentionByAttribute!.Concat(s.AcquisitionByAttribute!).Select(a => $"{a.Key}={a.Value:R}"));
 
     private sealed record Run(IReadOnlyList<double> Losses, TrialScores Scores, IReadOnlyDictionary<string, Tensor> Weights);

@@ -70,12 +70,12 @@ public class RoutingTests
     }
 
     [Theory]
-    [InlineData("cosine", RouteRule.Cosine, 0.5, 0)]
-    [InlineData("confidence:0.7", RouteRule.Confidence, 0.7, 0)]
-    [InlineData("novelty:6:16", RouteRule.Novelty, 6.0, 16)]
-    [InlineData("cosine-prob:0.9", RouteRule.CosineProb, 0.9, 0)]
-    public void Routing_rules_parse_from_rule_threshold_and_window(string text, RouteRule rule, double threshold, int window)
-        => Assert.Equal(new RoutingSpec(rule, threshold, window), RoutingSpec.Parse(text));
+    [InlineData("cosine", "Cosine", 0.5, 0)]
+    [InlineData("confidence:0.7", "Confidence", 0.7, 0)]
+    [InlineData("novelty:6:16", "Novelty", 6.0, 16)]
+    [InlineData("cosine-prob:0.9", "CosineProb", 0.9, 0)]
+    public void Routing_rules_parse_from_rule_threshold_and_window(string text, string rule, double threshold, int window)
+        => Assert.Equal(new RoutingSpec(Enum.Parse<RouteRule>(rule), threshold, window), RoutingSpec.Parse(text));
 
     [Theory]
     [InlineData("gate", "unknown routing rule 'gate'")]
