@@ -37,7 +37,7 @@ internal sealed record WorkerStopped
 /// <see cref="WorkerOptions.SkipUnprepared"/>; the worker goes on with the others. Checkpoints go under the shared data
 /// directory, where any other worker can resume them.
 /// </summary>
-internal sealed class Worker : ReceiveActor, IWithTimers
+internal sealed class Worker : ReceiveActor, IWithTimers, IWithUnboundedStash
 {
     private sealed record Look;
     private sealed record Found(SweepDefinition? Sweep);
@@ -55,6 +55,7 @@ internal sealed class Worker : ReceiveActor, IWithTimers
     private (SweepDefinition Sweep, TrialRuntime Runtime)? working;
 
     public ITimerScheduler Timers { get; set; } = null!;
+    public IStash Stash { get; set; } = null!;
 
     public Worker(WorkerOptions options, IActorRef manager, IActorRef dataLoader, string selfAddress, ILogger log)
     {
@@ -67,11 +68,8 @@ internal sealed class Worker : ReceiveActor, IWithTimers
 
     protected override void PreStart() => Self.Tell(new Look());
 
-    protected override void PostStop()
-    {
-        stopping.Cancel();
-        stopping.Dispose();
-    }
+    // Not disposed: a preparation or a look may still hold its token when the worker stops.
+    protected override void PostStop() => stopping.Cancel();
 
     private void Looking()
     {
@@ -108,7 +106,7 @@ internal sealed class Worker : ReceiveActor, IWithTimers
         Receive<RuntimeUp>(up => up.Generation == g, up =>
         {
             working = (up.Sweep, up.Runtime);
-            up.Runtime.Done.PipeTo(Self, success: () => new RuntimeDone(g));
+            up.Runtime.Done.PipeTo(Self, success: () => new RuntimeDone(g), failure: _ => new RuntimeDone(g));
             Become(() => Working(g));
         });
         Receive<NotPrepared>(failed => failed.Generation == g, failed =>
@@ -145,8 +143,18 @@ internal sealed class Worker : ReceiveActor, IWithTimers
             var (sweep, runtime) = working!.Value;
             working = null;
             options.Output.WriteLine($"Sweep {sweep.Name}: nothing left for this worker.");
+            // The runtime's evaluators are let go before the next sweep (or a stop) is taken on.
             Task.Run(runtime.Dispose).PipeTo(Self, success: () => new Look(), failure: _ => new Look());
-            Become(Looking);
+            Become(() =>
+            {
+                Receive<Look>(_ =>
+                {
+                    Become(Looking);
+                    Stash.UnstashAll();
+                    Self.Tell(new Look());
+                });
+                Receive<StopWorking>(_ => Stash.Stash());
+            });
         });
         Receive<StopWorking>(_ =>
         {

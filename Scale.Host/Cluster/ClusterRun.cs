@@ -93,8 +93,8 @@ internal static class ClusterRun
     public static async Task<int> Status(string? sweepName, IReadOnlyList<string> seeds, string bindHost, Actors.Cluster.RemotingTls? tls, CancellationToken cancellation)
     {
         await using var connection = ClusterClientConnection.Connect(seeds, bindHost, tls);
-        await Retry(() => connection.AskAsync(GetSweeps.Instance, AskTimeout, cancellation), seeds, cancellation);   // the first contact
-        var list = await SweepPages.AllAsync(get => connection.AskAsync(get, AskTimeout, cancellation));
+        var first = await Retry(() => connection.AskAsync(GetSweeps.Instance, AskTimeout, cancellation), seeds, cancellation);   // the first contact: the first page
+        var list = await SweepPages.AllAsync(get => get.After is null ? Task.FromResult(first) : connection.AskAsync(get, AskTimeout, cancellation));
         var names = sweepName is null ? list.Sweeps.Select(s => s.SweepId).ToList() : [sweepName];
         if (names.Count == 0) Console.WriteLine("No sweeps were submitted to this cluster.");
         int unanswered = 0;
