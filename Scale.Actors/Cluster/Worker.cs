@@ -90,13 +90,11 @@ internal sealed class Worker : ReceiveActor, IWithTimers, IWithUnboundedStash
         Devices.UseThreads(options.Threads);
         var slots = TrialSlots.For(sweep, options.Threads, options.Devices.Count);
         var view = new PlainSweepView(options.Output);
-        TrialRuntime.StartAsync(Context.System, dataLoader, sweep, new TrialRuntimeOptions
+        var runtime = TrialRuntimeOptions.ThroughManager(manager, sweep, selfAddress, options.DataDirectory, options.Devices, options.Precision, slots) with
         {
-            Coordinator = manager, DataDirectory = options.DataDirectory, Devices = options.Devices, Precision = options.Precision,
-            SlotsPerDevice = slots.PerDevice, ThreadsPerTrial = slots.ThreadsPerTrial,
-            TrainerId = device => $"{selfAddress}/{device}", PollInterval = TimeSpan.FromSeconds(1), ReplyTimeout = options.AskTimeout,
-            Envelope = command => new ToSweep(sweep.Name, command), NameSuffix = $"-{g}",
-        }, new SynchronousProgress(view.Base), stopping.Token)
+            PollInterval = TimeSpan.FromSeconds(1), ReplyTimeout = options.AskTimeout, NameSuffix = $"-{g}",
+        };
+        TrialRuntime.StartAsync(Context.System, dataLoader, sweep, runtime, new SynchronousProgress(view.Base), stopping.Token)
             .PipeTo(Self, success: runtime => new RuntimeUp(g, sweep, runtime), failure: e => new NotPrepared(g, sweep, e));
         Become(() => Preparing(g));
     }

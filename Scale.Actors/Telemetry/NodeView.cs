@@ -39,7 +39,7 @@ internal sealed class NodeView : IOperatorView, IAsyncDisposable
     public NodeView(ActorSystem system, IActorRef manager, string selfAddress, ClusterMembership membership, string dataDirectory, bool seed, IReadOnlyList<string> devices)
     {
         (this.manager, this.selfAddress, this.dataDirectory, this.seed) = (manager, selfAddress, dataDirectory, seed);
-        ownTrainers = devices.Select(d => ($"{selfAddress}/{d}", d)).ToList();
+        ownTrainers = devices.Select(d => (TrialRuntimeOptions.TrainerIdOf(selfAddress, d), d)).ToList();
         Membership = membership;
         EventTap.Start(system, "endpoint-progress", message =>
         {

@@ -29,6 +29,22 @@ internal sealed record TrialRuntimeOptions
     public Func<ISweepCommand, object>? Envelope { get; init; }
     /// <summary>Distinguishes the actors of successive runtimes in one actor system (a worker works on one sweep after another).</summary>
     public string NameSuffix { get; init; } = "";
+
+    /// <summary>A trainer's id: the node's address and the device (the operators' view finds a node's own trainers by it).</summary>
+    public static string TrainerIdOf(string nodeAddress, string device) => $"{nodeAddress}/{device}";
+
+    /// <summary>
+    /// A sweep's runtime on a node, as `scale run` and `scale worker` start it: its trainers, one per device with the
+    /// node's <paramref name="slots"/>, address the sweep through the sweep manager and are named by the node's address.
+    /// </summary>
+    public static TrialRuntimeOptions ThroughManager(IActorRef manager, SweepDefinition sweep, string nodeAddress, string dataDirectory,
+                                                     IReadOnlyList<string> devices, TorchSharp.torch.ScalarType? precision, TrialSlots slots)
+        => new()
+        {
+            Coordinator = manager, Envelope = command => new Cluster.ToSweep(sweep.Name, command), DataDirectory = dataDirectory,
+            Devices = devices, Precision = precision, SlotsPerDevice = slots.PerDevice, ThreadsPerTrial = slots.ThreadsPerTrial,
+            TrainerId = device => TrainerIdOf(nodeAddress, device),
+        };
 }
 
 /// <summary>

@@ -115,15 +115,13 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
         if (slots < sweep.MaxConcurrent && sweep.MaxConcurrent > budget)
             Console.WriteLine($"Note: max-concurrent {sweep.MaxConcurrent} is above the thread budget {budget}; running {slots} at a time so the cores are not oversubscribed.");
 
-        string TrainerId(string device) => $"{system.Node.SelfAddress}/{device}";
         await using var view = system.Node.View(settings.DataDir, seed: true, devices);
         await using var endpoint = await OperatorEndpoint.StartOrReport(settings.Http, view, token, Path.Combine(sweepDirectory, OperatorEndpoint.AddressFile));
-        var trials = new LocalTrials(system.System, system.DataLoader, sweep, new TrialRuntimeOptions
+        var runtime = TrialRuntimeOptions.ThroughManager(system.Manager, sweep, system.Node.SelfAddress, settings.DataDir, devices, precision, policy) with
         {
-            Coordinator = system.Manager, Envelope = command => new Actors.Cluster.ToSweep(sweep.Name, command), DataDirectory = settings.DataDir,
-            Devices = devices, Precision = precision, SlotsPerDevice = slotsPerDevice, ThreadsPerTrial = threadsPerTrial, TrainerId = TrainerId,
             PollInterval = TimeSpan.FromMilliseconds(500),
-        }, Math.Min(budget, Environment.ProcessorCount), system.Journal, system.StateAsync, system.Logs.CreateLogger("Scale.Sweep"));
+        };
+        var trials = new LocalTrials(system.System, system.DataLoader, sweep, runtime, Math.Min(budget, Environment.ProcessorCount), system.Journal, system.StateAsync, system.Logs.CreateLogger("Scale.Sweep"));
         var timing = trials.Timing;
         // Ctrl+C or SIGTERM (a scheduler's stop) stops the trainer: running trials stop at their next step and resume
         // from their last checkpoint next time. Exit 130 after SIGINT, 143 after SIGTERM, as a shell reports them.
