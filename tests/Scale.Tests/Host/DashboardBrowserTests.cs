@@ -26,14 +26,14 @@ public class DashboardBrowserTests
         return new ChromeDriver(service, options, TimeSpan.FromMinutes(2));
     }
 
-    /// <summary>
-    /// Checks <paramref name="condition"/> after each refresh of the page (it dispatches "scale-refreshed" every 2 s)
-    /// until it holds: the test waits for the page's own event, not for time.
-    /// </summary>
     /// <summary>How long the page may take to show a change: generous, as a loaded 2-core machine (the other test classes run
     /// beside this one) once took 4 minutes to reach the sweep's first checkpoint.</summary>
     private static readonly TimeSpan Patience = TimeSpan.FromMinutes(6);
 
+    /// <summary>
+    /// Checks <paramref name="condition"/> after each refresh of the page (it dispatches "scale-refreshed" every 2 s)
+    /// until it holds: the test waits for the page's own event, not for time.
+    /// </summary>
     private static T Until<T>(ChromeDriver browser, Func<T?> condition, string what)
     {
         var clock = Stopwatch.StartNew();
@@ -77,8 +77,10 @@ public class DashboardBrowserTests
             browser.Navigate().GoToUrl(ready.Task.Result + "/");
 
             Until(browser, () => browser.FindElements(By.CssSelector("#trials tbody tr")).Count == 4 ? "" : null, "the sweep's 4 trials");
-            Assert.Contains("recover", browser.FindElement(By.Id("sweep-name")).Text);
-            Assert.Equal("up", browser.FindElement(By.CssSelector("#members .member-status")).Text);
+            // Every read of the page goes through Until: the page re-renders its tables on each refresh, so an element
+            // found a moment ago may be stale when its text is read.
+            Until(browser, () => browser.FindElement(By.Id("sweep-name")).Text.Contains("recover") ? "" : null, "the sweep's name");
+            Until(browser, () => browser.FindElement(By.CssSelector("#members .member-status")).Text == "up" ? "" : null, "the member up");
             string StepOfRunningTrial() => browser.FindElement(By.CssSelector("#trials tbody tr[data-trial^='preserve-'] td.step")).Text;
             var first = Until(browser, () => StepOfRunningTrial() is { Length: > 0 } s && s.Contains('/') ? s : null, "the running trial's step");
             var later = Until(browser, () => StepOfRunningTrial() is var s && s != first ? s : null, "the running trial's step changing");
@@ -164,6 +166,6 @@ public class DashboardBrowserTests
             .FirstOrDefault(r => r.Text.Contains(workerAddress) && !r.FindElement(By.CssSelector("td.trainer-trial")).Text.Contains("idle"))?.Text,
             "the worker's trainer with its trial");
         Assert.Contains("cpu", trainer);
-        Assert.Contains("watched", browser.FindElement(By.Id("sweep-name")).Text);
+        Until(browser, () => browser.FindElement(By.Id("sweep-name")).Text.Contains("watched") ? "" : null, "the sweep's name");
     }
 }
