@@ -7,10 +7,15 @@ namespace Scale.Actors.Telemetry;
 /// <summary>One member as this process sees it.</summary>
 internal sealed record MemberView(string Address, IReadOnlyList<string> Roles, string Status);
 
-/// <summary>The cluster's membership as this process sees it: every member with its status, and the unreachable ones.</summary>
+/// <summary>
+/// The cluster's membership as this process sees it: every member with its status, the unreachable ones, and the oldest
+/// Up seed (where the sweep manager, a singleton on the seed role, runs).
+/// </summary>
 internal sealed record MembershipView(IReadOnlyList<MemberView> Members, IReadOnlyList<string> Unreachable)
 {
     public static readonly MembershipView Empty = new([], []);
+
+    public string? OldestSeed { get; init; }
 }
 
 /// <summary>
@@ -60,7 +65,11 @@ internal sealed class ClusterMembership
             (members, unreachable) = (nextMembers, nextUnreachable);
             Volatile.Write(ref target.current, new MembershipView(
                 members.Values.Select(m => new MemberView(m.Address.ToString(), m.Roles.Order().ToList(), m.Status.ToString().ToLowerInvariant())).ToList(),
-                unreachable.Select(a => a.ToString()).Order().ToList()));
+                unreachable.Select(a => a.ToString()).Order().ToList())
+            {
+                OldestSeed = members.Values.Where(m => m.Status == MemberStatus.Up && m.HasRole(Cluster.ClusterConfig.SeedRole))
+                    .Aggregate((Member?)null, (oldest, m) => oldest is null || m.IsOlderThan(oldest) ? m : oldest)?.Address.ToString(),
+            });
         }
     }
 }

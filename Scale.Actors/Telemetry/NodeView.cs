@@ -47,17 +47,22 @@ internal sealed class NodeView : IOperatorView, IAsyncDisposable
             if (message is ISweepEvent) Changed();
         }, typeof(TrialProgress), typeof(ISweepEvent));
         refreshing = Task.Run(RefreshLoop);
-        meter.CreateObservableGauge("scale_cluster_members", () => Membership.Current.Members.GroupBy(m => m.Status)
-                .Select(g => new Measurement<int>(g.Count(), new KeyValuePair<string, object?>("status", g.Key))),
-            description: "Cluster members by status, as this node sees them.");
+        // Cluster-wide series come from one node only, the one the sweep manager runs on (the oldest seed), so that a sum
+        // over every scraped node counts each member and trial once; every state of every sweep is a series, zero included.
+        meter.CreateObservableGauge("scale_cluster_members", () => ClusterWide(Membership.Current.Members.GroupBy(m => m.Status)
+                .Select(g => new Measurement<int>(g.Count(), new KeyValuePair<string, object?>("status", g.Key)))),
+            description: "Cluster members by status (exported by the node the sweep manager runs on).");
         meter.CreateObservableGauge("scale_cluster_unreachable_members", () => Membership.Current.Unreachable.Count,
             description: "Members this node cannot reach.");
-        meter.CreateObservableGauge("scale_trials", () => snapshot.Sweeps.SelectMany(s => s.Trials.Values.GroupBy(t => t.Status)
-                .Select(g => new Measurement<int>(g.Count(), new KeyValuePair<string, object?>("sweep", s.SweepId),
-                                                  new KeyValuePair<string, object?>("state", g.Key.ToString().ToLowerInvariant())))),
-            description: "Trials of every sweep of the cluster by state.");
-        meter.CreateObservableGauge("scale_sweeps_quarantined", () => snapshot.Quarantined.Count,
-            description: "Sweeps that do not run (their journal cannot be recovered).");
+        meter.CreateObservableGauge("scale_trials", () => ClusterWide(snapshot.Sweeps.SelectMany(s => Enum.GetValues<TrialStatus>()
+                .Select(state => new Measurement<int>(s.Trials.Values.Count(t => t.Status == state), new KeyValuePair<string, object?>("sweep", s.SweepId),
+                                                      new KeyValuePair<string, object?>("state", state.ToString().ToLowerInvariant()))))),
+            description: "Trials of every sweep of the cluster by state (exported by the node the sweep manager runs on).");
+        meter.CreateObservableCounter("scale_trial_attempts_failed", () => ClusterWide(snapshot.Sweeps.Select(s => new Measurement<int>(
+                s.Trials.Values.Sum(t => t.FailedAttempts), new KeyValuePair<string, object?>("sweep", s.SweepId)))),
+            description: "Failed attempts of the trials of every sweep, from the journal (exported by the node the sweep manager runs on).");
+        meter.CreateObservableGauge("scale_sweeps_quarantined", () => ClusterWide([new Measurement<int>(snapshot.Quarantined.Count)]),
+            description: "Sweeps that do not run, their journal unrecoverable (exported by the node the sweep manager runs on).");
         meter.CreateObservableGauge("scale_trainer_tokens_per_second", () => Trainers(snapshot.Sweeps)
                 .SelectMany(t => t.Trials.Where(p => p.TokensPerSecond is not null).Select(p => new Measurement<double>(p.TokensPerSecond!.Value,
                     new KeyValuePair<string, object?>("trainer", t.Trainer), new KeyValuePair<string, object?>("trial", p.Trial)))),
@@ -72,6 +77,10 @@ internal sealed class NodeView : IOperatorView, IAsyncDisposable
                 .Select(a => new Measurement<double>(a.Age!.Value, new KeyValuePair<string, object?>("trial", a.Trial))),
             description: "Seconds since each running trial's last checkpoint (or its start), for the sweeps whose coordinator runs on this node.");
     }
+
+    /// <summary><paramref name="measurements"/> where this node is the one the sweep manager runs on (the oldest seed); none elsewhere.</summary>
+    private IEnumerable<Measurement<int>> ClusterWide(IEnumerable<Measurement<int>> measurements)
+        => Membership.Current.OldestSeed == selfAddress ? measurements : [];
 
     /// <summary>A measurement per trial training on this node, tagged with its trainer and trial.</summary>
     private IEnumerable<Measurement<double>> Running(Func<TrainerTrial, double?> value)

@@ -7,6 +7,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
 using Scale.Actors.Telemetry;
 
 namespace Scale.Host.Sweeps;
@@ -49,7 +50,10 @@ internal sealed class OperatorEndpoint : IAsyncDisposable
                 o.AllowedHosts = ["127.0.0.1", "localhost", "[::1]"];
                 o.AllowEmptyHosts = false;
             });
-        builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics
+        // The service's name and version (Prometheus's target_info); each process gets an instance id of its own.
+        builder.Services.AddOpenTelemetry()
+            .ConfigureResource(resource => resource.AddService("scale", serviceVersion: typeof(OperatorEndpoint).Assembly.GetName().Version?.ToString()))
+            .WithMetrics(metrics => metrics
             .AddMeter(SweepMetrics.MeterName)
             .AddView("scale_journal_write_seconds", new ExplicitBucketHistogramConfiguration
             {

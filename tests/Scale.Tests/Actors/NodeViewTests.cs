@@ -14,7 +14,8 @@ namespace Scale.Tests.Actors;
 /// </summary>
 public sealed class NodeViewTests() : SqliteTestKit("node-view", new ClusterConfig("127.0.0.1", 0, [], ["seed"]).ToConfig())
 {
-    private const string Self = "akka.ssl.tcp://scale@127.0.0.1:1";
+    /// <summary>This test system's own address: the view's node.</summary>
+    private string Self => Akka.Cluster.Cluster.Get(Sys).SelfAddress.ToString();
 
     private static string Definition(string name) => SweepDefinitionJson.Write(SweepFiles.Parse(
         $"sweep {{\n name = {name}\n experiment {{\n model {{\n hidden-size = 32\n layers = 2\n heads = 2\n ffn = 64\n }}\n }}\n methods = [frozen, full]\n}}", $"{name}.hocon", "."));
@@ -63,8 +64,20 @@ public sealed class NodeViewTests() : SqliteTestKit("node-view", new ClusterConf
             Assert.Equal((granted.Trial.Id, 7L, 1234.0), (trial.Trial, trial.Step!.Value, trial.TokensPerSecond!.Value));
         }, TimeSpan.FromSeconds(30), TimeSpan.FromMilliseconds(100));
 
+        // Not a member yet, so not the node the sweep manager runs on: no cluster-wide series here, this node's own only.
+        var before = Gauges();
+        Assert.DoesNotContain(before, g => g.Name is "scale_trials" or "scale_sweeps_quarantined" or "scale_trial_attempts_failed" or "scale_cluster_members");
+        Assert.Contains(before, g => g.Name == "scale_trainer_tokens_per_second" && (string?)g.Tags["trial"] == granted.Trial.Id);
+
+        // Up as the only (so the oldest) seed: the cluster-wide series, every state of the sweep's trials, zeros included.
+        Akka.Cluster.Cluster.Get(Sys).Join(Akka.Cluster.Cluster.Get(Sys).SelfAddress);
+        await AwaitConditionAsync(() => Task.FromResult(view.Membership.Current.OldestSeed == Self), TimeSpan.FromSeconds(30));
         var gauges = Gauges();
         Assert.Contains(gauges, g => g.Name == "scale_trials" && (string?)g.Tags["sweep"] == "watched" && (string?)g.Tags["state"] == "running" && g.Value == 1);
+        Assert.Contains(gauges, g => g.Name == "scale_trials" && (string?)g.Tags["state"] == "failed" && g.Value == 0);
+        Assert.Equal(5, gauges.Count(g => g.Name == "scale_trials"));
+        Assert.Contains(gauges, g => g.Name == "scale_trial_attempts_failed" && (string?)g.Tags["sweep"] == "watched" && g.Value == 0);
+        Assert.Contains(gauges, g => g.Name == "scale_cluster_members" && (string?)g.Tags["status"] == "up" && g.Value == 1);
         Assert.Contains(gauges, g => g.Name == "scale_trials" && (string?)g.Tags["state"] == "pending" && g.Value == 1);
         Assert.Contains(gauges, g => g.Name == "scale_trainer_tokens_per_second" && (string?)g.Tags["trial"] == granted.Trial.Id && g.Value == 1234);
         Assert.Contains(gauges, g => g.Name == "scale_trial_loss" && (string?)g.Tags["trainer"] == $"{Self}/cpu" && g.Value == 2.5);

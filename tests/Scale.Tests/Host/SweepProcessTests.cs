@@ -367,7 +367,7 @@ public class SweepProcessTests
             // The endpoint's view follows the journal in the background (at once on each event written here, else every 2 s).
             var metrics = http.GetStringAsync("/metrics").Result;
             var clock = Stopwatch.StartNew();
-            while (!PrometheusText.Parse(metrics).Any(s => s.Name == "scale_trials" && s.Labels["state"] == "running") && clock.Elapsed < TimeSpan.FromSeconds(30))
+            while (!PrometheusText.Parse(metrics).Any(s => s.Name == "scale_trials" && s.Labels["state"] == "running" && s.Value == 1) && clock.Elapsed < TimeSpan.FromSeconds(30))
             {
                 Thread.Sleep(200);   // polling interval, not a synchronisation
                 metrics = http.GetStringAsync("/metrics").Result;
@@ -386,6 +386,9 @@ public class SweepProcessTests
             var samples = PrometheusText.Parse(metrics);
             Assert.Contains(samples, s => s.Name == "scale_trials" && s.Labels["state"] == "running" && s.Value == 1);
             Assert.Contains(samples, s => s.Name == "scale_trials" && s.Labels["state"] == "completed" && s.Value >= 1);
+            Assert.Contains(samples, s => s.Name == "scale_trials" && s.Labels["state"] == "failed" && s.Value == 0);   // every state, zero too
+            Assert.Contains(samples, s => s.Name == "scale_trial_attempts_failed_total" && s.Value == 0);
+            Assert.Contains(samples, s => s.Name == "target_info" && s.Labels["service_name"] == "scale");
             Assert.Contains(samples, s => s.Name == "scale_trainer_tokens_per_second" && s.Labels["trial"].StartsWith("preserve-") && s.Value > 0);
             Assert.Contains(samples, s => s.Name == "scale_trainer_steps_per_second" && s.Labels.ContainsKey("trainer"));
             Assert.Contains(samples, s => s.Name == "scale_trial_checkpoint_age_seconds" && s.Value >= 0);
