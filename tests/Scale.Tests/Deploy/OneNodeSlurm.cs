@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using Scale.Tests.Model;
 
 namespace Scale.Tests.Deploy;
 
@@ -86,23 +85,11 @@ internal sealed class OneNodeSlurm : IDisposable
     /// <summary>The cluster's slurm.conf: SLURM_CONF for every Slurm command (and so for sbatch's job environment).</summary>
     public string Config { get; }
 
-    public sealed record Result(int ExitCode, string Output);
-
     /// <summary>Runs a Slurm command against this cluster (with <paramref name="environment"/> added).</summary>
-    public Result Run(string command, params string[] arguments) => RunWith(new Dictionary<string, string>(), command, arguments);
+    public ExternalCommand.Result Run(string command, params string[] arguments) => RunWith(new Dictionary<string, string>(), command, arguments);
 
-    public Result RunWith(IReadOnlyDictionary<string, string> environment, string command, params string[] arguments)
-    {
-        var start = new ProcessStartInfo(command, arguments) { RedirectStandardOutput = true, RedirectStandardError = true };
-        start.Environment["SLURM_CONF"] = Config;
-        foreach (var (name, value) in environment) start.Environment[name] = value;
-        using var process = Process.Start(start)!;
-        var error = process.StandardError.ReadToEndAsync();
-        var output = process.StandardOutput.ReadToEnd();
-        if (!process.WaitForExit(TimeSpan.FromMinutes(2))) process.Kill();
-        process.WaitForExit();
-        return new Result(process.ExitCode, output + error.Result);
-    }
+    public ExternalCommand.Result RunWith(IReadOnlyDictionary<string, string> environment, string command, params string[] arguments)
+        => ExternalCommand.Run(command, arguments, new Dictionary<string, string>(environment) { ["SLURM_CONF"] = Config }, timeout: TimeSpan.FromMinutes(2));
 
     /// <summary>A job's JobState (PENDING, RUNNING, COMPLETED, CANCELLED, …) and its ExitCode ("0:0").</summary>
     public (string State, string ExitCode) Job(string id)

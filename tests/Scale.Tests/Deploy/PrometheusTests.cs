@@ -20,21 +20,8 @@ public sealed class PrometheusTests(ITestOutputHelper output)
             ? null
             : "Prometheus is not installed (Debian's prometheus, with promtool) and could not be installed";
 
-    private static (int ExitCode, string Output) Promtool(string? input, params string[] arguments)
-    {
-        var start = new ProcessStartInfo("/usr/bin/promtool", arguments)
-        {
-            RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true,
-            WorkingDirectory = Repository.File("deploy", "prometheus"),
-        };
-        using var process = Process.Start(start)!;
-        if (input is not null) process.StandardInput.Write(input);
-        process.StandardInput.Close();
-        var error = process.StandardError.ReadToEndAsync();
-        var text = process.StandardOutput.ReadToEnd();
-        process.WaitForExit();
-        return (process.ExitCode, text + error.Result);
-    }
+    private static ExternalCommand.Result Promtool(string? input, params string[] arguments)
+        => ExternalCommand.Run("/usr/bin/promtool", arguments, input: input, workingDirectory: Repository.File("deploy", "prometheus"));
 
     [SkippableFact]
     [Trait("Category", "Deploy")]

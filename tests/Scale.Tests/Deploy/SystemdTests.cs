@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.RegularExpressions;
 using Scale.Tests.Host;
 using Scale.Tests.Model;
@@ -15,15 +14,7 @@ public sealed partial class SystemdTests
     [GeneratedRegex(@"^ExecStart=(?<command>(?:.*\\\n)*.*)$", RegexOptions.Multiline)]
     private static partial Regex ExecStart();
 
-    private static (int ExitCode, string Output) Verify(string unit)
-    {
-        var start = new ProcessStartInfo("systemd-analyze", ["verify", unit]) { RedirectStandardOutput = true, RedirectStandardError = true };
-        using var process = Process.Start(start)!;
-        var error = process.StandardError.ReadToEndAsync();
-        var text = process.StandardOutput.ReadToEnd();
-        process.WaitForExit();
-        return (process.ExitCode, text + error.Result);
-    }
+    private static ExternalCommand.Result Verify(string unit) => ExternalCommand.Run("systemd-analyze", ["verify", unit]);
 
     [SkippableTheory]
     [Trait("Category", "Deploy")]
