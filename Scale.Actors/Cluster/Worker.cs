@@ -16,9 +16,17 @@ internal sealed record WorkerOptions(string DataDirectory, IReadOnlyList<string>
     public TimeSpan SkipUnprepared { get; init; } = TimeSpan.FromMinutes(5);
     public TimeSpan Idle { get; init; } = TimeSpan.FromSeconds(2);
     public TimeSpan AskTimeout { get; init; } = TimeSpan.FromSeconds(15);
+    /// <summary>
+    /// How long a stop waits for running trials to checkpoint and for the coordinator to acknowledge it (within a
+    /// scheduler's grace: Slurm's KillWait is 30 s by default); past it they stop and resume from their last acknowledged checkpoint.
+    /// </summary>
+    public TimeSpan DrainPatience { get; init; } = TimeSpan.FromSeconds(15);
 }
 
-/// <summary>Asks a worker to stop its trial runtime (running trials stop at their next step) and itself; it answers <see cref="WorkerStopped"/>.</summary>
+/// <summary>
+/// Asks a worker to stop its trial runtime (running trials checkpoint at their next step and stop) and itself; it answers
+/// <see cref="WorkerStopped"/>.
+/// </summary>
 internal sealed record StopWorking
 {
     public static readonly StopWorking Instance = new();
@@ -162,14 +170,17 @@ internal sealed class Worker : ReceiveActor, IWithTimers, IWithUnboundedStash
         });
     }
 
-    /// <summary>Running trials stop at their next step (they resume elsewhere from their last checkpoint); then the worker stops.</summary>
+    /// <summary>
+    /// Running trials checkpoint at their next step and stop (they resume elsewhere from that checkpoint, or from their last
+    /// one if the coordinator did not acknowledge it within the drain's patience); then the worker stops.
+    /// </summary>
     private void StopRuntime(SweepDefinition sweep, TrialRuntime runtime, IActorRef requester)
     {
         stopping.Cancel();
         var output = options.Output;
         Task.Run(async () =>
         {
-            await runtime.Stop();
+            await runtime.Drain(options.DrainPatience);
             runtime.Dispose();
             output.WriteLine($"Stopped working on sweep {sweep.Name}.");
         }).PipeTo(Self, success: () => new Stopped(requester), failure: _ => new Stopped(requester));

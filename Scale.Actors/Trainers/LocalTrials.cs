@@ -86,7 +86,8 @@ internal sealed class LocalTrials(ActorSystem system, IActorRef dataLoader, Swee
                 await state();   // throws the quarantine's one line
             }
             if (!cancellation.IsCancellationRequested) continue;
-            await runtime.Stop();
+            // Ctrl+C or SIGTERM: running trials checkpoint the steps since their last checkpoint, and the journal records it.
+            await runtime.Drain(TimeSpan.FromSeconds(15));
             Drain();
             return;
         }

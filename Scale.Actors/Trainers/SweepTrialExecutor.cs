@@ -53,12 +53,16 @@ internal sealed class SweepTrialExecutor(SweepDefinition sweep, TrialRunner runn
 
     public TrialMetrics Execute(TrialSpec trial, int attempt, CheckpointRef? resume, Action<string, long> onCheckpoint, Action<ScorePoint> onScores,
                                 CancellationToken cancellation)
+        => Execute(trial, attempt, resume, onCheckpoint, onScores, cancellation, CancellationToken.None);
+
+    public TrialMetrics Execute(TrialSpec trial, int attempt, CheckpointRef? resume, Action<string, long> onCheckpoint, Action<ScorePoint> onScores,
+                                CancellationToken cancellation, CancellationToken drain)
     {
         lock (gate)
             if (active++ == 0) idle = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         try
         {
-            return Run(trial, attempt, resume, onCheckpoint, onScores, cancellation);
+            return Run(trial, attempt, resume, onCheckpoint, onScores, cancellation, drain);
         }
         finally
         {
@@ -68,7 +72,7 @@ internal sealed class SweepTrialExecutor(SweepDefinition sweep, TrialRunner runn
     }
 
     private TrialMetrics Run(TrialSpec trial, int attempt, CheckpointRef? resume, Action<string, long> onCheckpoint, Action<ScorePoint> onScores,
-                             CancellationToken cancellation)
+                             CancellationToken cancellation, CancellationToken drain)
     {
         TorchSharp.torch.set_num_threads(threadsPerTrial);
         var plan = sweep.PlanFor(trial);
@@ -114,7 +118,7 @@ internal sealed class SweepTrialExecutor(SweepDefinition sweep, TrialRunner runn
                 log.Write("scores", new { step, retention = scores.Scores.Retention, acquisition = scores.Scores.Acquisition, forgetting = scores.Scores.Forgetting });
                 onScores(new ScorePoint(step, scores.Scores) { TotalSteps = plan.Phase.Steps, Metric = scores.Metric });
             },
-            attempt: attempt, lockStep: LockStep);
+            attempt: attempt, lockStep: LockStep, checkpointThenStop: drain);
         var scored = evaluator.Ask<CheckpointEvaluated>(new EvaluateCheckpoint(trial.Id, plan, trained.FinalCheckpoint), TimeSpan.FromHours(2), cancellation)
             .GetAwaiter().GetResult();
         log.Write("scored", new { retention = scored.Scores.Scores.Retention, acquisition = scored.Scores.Scores.Acquisition, forgetting = scored.Scores.Scores.Forgetting });

@@ -13,6 +13,18 @@ internal interface ITrialExecutor
     TrialMetrics Execute(TrialSpec trial, int attempt, CheckpointRef? resume, Action<string, long> onCheckpoint, Action<ScorePoint> onScores,
                          CancellationToken cancellation)
         => Execute(trial, attempt, resume, onCheckpoint, cancellation);
+
+    /// <summary>
+    /// As the scoring overload; when <paramref name="drain"/> is signalled the trial writes a checkpoint of the steps since
+    /// its last one (reported through <paramref name="onCheckpoint"/>) and stops. An executor that cannot checkpoint on
+    /// demand stops at once, as on <paramref name="cancellation"/>.
+    /// </summary>
+    TrialMetrics Execute(TrialSpec trial, int attempt, CheckpointRef? resume, Action<string, long> onCheckpoint, Action<ScorePoint> onScores,
+                         CancellationToken cancellation, CancellationToken drain)
+    {
+        using var either = CancellationTokenSource.CreateLinkedTokenSource(cancellation, drain);
+        return Execute(trial, attempt, resume, onCheckpoint, onScores, either.Token);
+    }
 }
 
 /// <summary>
@@ -71,6 +83,15 @@ internal sealed class Trainer : ReceiveActor, IWithTimers
         public static readonly AskForWork Instance = new();
     }
 
+    /// <summary>
+    /// Told by the runtime when the node stops gracefully: ask for no more work, have each running trial checkpoint the
+    /// steps since its last checkpoint and stop, and stop once every report (those checkpoints included) is acknowledged.
+    /// </summary>
+    public sealed record Drain
+    {
+        public static readonly Drain Instance = new();
+    }
+
     private readonly IActorRef coordinator;
     private readonly string trainerId;
     private readonly int slots;
@@ -79,7 +100,10 @@ internal sealed class Trainer : ReceiveActor, IWithTimers
     private readonly TimeSpan replyTimeout;
     private readonly Func<ISweepCommand, object> envelope;
     private readonly CancellationTokenSource stopping = new();
-    private readonly Dictionary<string, (int Attempt, CancellationTokenSource Cancel)> running = new();
+    private readonly Dictionary<string, (int Attempt, CancellationTokenSource Cancel, CancellationTokenSource Drain)> running = new();
+    /// <summary>Reports sent and not yet acknowledged (a drain waits for them).</summary>
+    private readonly HashSet<ITrialReport> unacknowledged = new();
+    private bool draining;
     /// <summary>Trials that ended here whose end is not acknowledged yet: still ours, so they are named as running when asking for work.</summary>
     private readonly HashSet<string> ending = new();
     private readonly ILoggingAdapter log = Context.GetLogger();
@@ -103,8 +127,14 @@ internal sealed class Trainer : ReceiveActor, IWithTimers
         {
             if (running.TryGetValue(c.TrialId, out var r) && r.Attempt == c.Attempt) running.Remove(c.TrialId);
             Self.Tell(AskForWork.Instance);
+            StopWhenDrained();
         });
-        Receive<Answered>(a => OnAnswer(a.Report, a.Answer));
+        Receive<Answered>(a =>
+        {
+            unacknowledged.Remove(a.Report);
+            OnAnswer(a.Report, a.Answer);
+            StopWhenDrained();
+        });
         Receive<Unanswered>(u =>
         {
             var delay = TimeSpan.FromSeconds(Math.Min(30, Math.Pow(2, u.Tries)));
@@ -113,6 +143,17 @@ internal sealed class Trainer : ReceiveActor, IWithTimers
             Timers.StartSingleTimer($"resend-{++resends}", new Resend(u.Report, u.Tries + 1), delay);
         });
         Receive<Resend>(r => Send(r.Report, r.Tries));
+        Receive<Drain>(_ =>
+        {
+            draining = true;
+            foreach (var r in running.Values) r.Drain.Cancel();
+            StopWhenDrained();
+        });
+    }
+
+    private void StopWhenDrained()
+    {
+        if (draining && running.Count == 0 && unacknowledged.Count == 0) Context.Stop(Self);
     }
 
     public ITimerScheduler Timers { get; set; } = null!;
@@ -127,7 +168,7 @@ internal sealed class Trainer : ReceiveActor, IWithTimers
 
     private void Ask()
     {
-        if (asking || running.Count >= slots) return;
+        if (asking || draining || running.Count >= slots) return;
         asking = true;
         coordinator.Ask<object>(envelope(new RequestWork(trainerId, slots) { Running = running.Keys.Concat(ending).Distinct().ToList() }), replyTimeout)
             .PipeTo(Self, success: answer => new WorkAnswer(answer), failure: e => new WorkAnswer(new Status.Failure(e)));
@@ -162,17 +203,19 @@ internal sealed class Trainer : ReceiveActor, IWithTimers
         var self = Self;
         var (trial, attempt) = (work.Trial, work.Attempt);
         var cancel = CancellationTokenSource.CreateLinkedTokenSource(stopping.Token);
-        running[trial.Id] = (attempt, cancel);
+        var drain = new CancellationTokenSource();
+        running[trial.Id] = (attempt, cancel, drain);
         Task.Factory.StartNew(() =>
         {
             try
             {
                 var metrics = executor.Execute(trial, attempt, work.Checkpoint,
                     (path, step) => self.Tell(new CheckpointWritten(trial.Id, attempt, path, step)),
-                    point => self.Tell(new Scored(trial.Id, attempt, point)), cancel.Token);
+                    point => self.Tell(new Scored(trial.Id, attempt, point)), cancel.Token, drain.Token);
                 return (object)new Finished(trial.Id, attempt, metrics);
             }
-            catch (Exception e) when (cancel.IsCancellationRequested && e is OperationCanceledException or AggregateException { InnerException: OperationCanceledException })
+            catch (Exception e) when ((cancel.IsCancellationRequested || drain.IsCancellationRequested)
+                                      && e is OperationCanceledException or AggregateException { InnerException: OperationCanceledException })
             {
                 return new Cancelled(trial.Id, attempt);
             }
@@ -201,8 +244,11 @@ internal sealed class Trainer : ReceiveActor, IWithTimers
     }
 
     private void Send(ITrialReport report, int tries)
-        => coordinator.Ask<object>(envelope(report), replyTimeout)
+    {
+        unacknowledged.Add(report);
+        coordinator.Ask<object>(envelope(report), replyTimeout)
             .PipeTo(Self, success: answer => new Answered(report, answer), failure: e => new Unanswered(report, tries, e.Message));
+    }
 
     private void OnAnswer(ITrialReport report, object answer)
     {

@@ -116,6 +116,19 @@ internal sealed class TrialRuntime : IDisposable
     }
 
     /// <summary>
+    /// Stops gracefully: each trainer asks for no more work, its running trials write a checkpoint of the steps since their
+    /// last one and stop, and it stops once the coordinator has acknowledged every report (those checkpoints included).
+    /// Trainers still draining after <paramref name="patience"/> (the coordinator does not answer) are stopped as by
+    /// <see cref="Stop"/>: their trials resume from their last acknowledged checkpoint.
+    /// </summary>
+    public async Task Drain(TimeSpan patience)
+    {
+        foreach (var trainer in Trainers) trainer.Tell(Trainer.Drain.Instance);
+        await System.Threading.Tasks.Task.WhenAny(Done, System.Threading.Tasks.Task.Delay(patience));
+        await Stop();
+    }
+
+    /// <summary>
     /// Stops the trainers (running trials stop at their next step and resume from their last checkpoint) and waits for
     /// them and for their trials' threads to end.
     /// </summary>

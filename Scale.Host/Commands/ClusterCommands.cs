@@ -224,8 +224,25 @@ internal sealed class SeedCommand : AsyncCommand<SeedCommand.Settings>
             Console.Error.WriteLine("scale: this seed was removed from the cluster (downed or partitioned away); start it again to rejoin.");
             return 3;
         }
+        await WhileWorkersDrain(view.Membership, node.SelfAddress, TimeSpan.FromSeconds(20));
         Console.WriteLine("Leaving the cluster.");
         return 0;
+    }
+
+    /// <summary>
+    /// The last seed (no other Up seed for the sweep manager to move to) stopping while workers are members waits up to
+    /// <paramref name="patience"/> for them to leave: a scheduler stopping the whole cluster (Slurm's scancel) signals
+    /// every node at once, and the checkpoints the draining workers write on their way out reach the journal only
+    /// while the manager runs. Polled every quarter second: membership has no "all workers gone" event.
+    /// </summary>
+    private static async Task WhileWorkersDrain(Scale.Actors.Telemetry.ClusterMembership membership, string self, TimeSpan patience)
+    {
+        bool OtherSeed() => membership.Current.Members.Any(m => m.Address != self && m.Status == "up" && m.Roles.Contains(ClusterConfig.SeedRole));
+        bool Workers() => membership.Current.Members.Any(m => m.Roles.Contains(ClusterConfig.WorkerRole) && m.Status is not ("exiting" or "down" or "removed"));
+        if (OtherSeed() || !Workers()) return;
+        Console.WriteLine($"Waiting up to {patience.TotalSeconds:0} s for the workers to checkpoint and leave (this is the last seed).");
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (Workers() && !OtherSeed() && clock.Elapsed < patience) await Task.Delay(250);
     }
 
     private static (Config Config, string Description) Journal(Settings settings)

@@ -123,8 +123,8 @@ internal sealed class RunCommand : AsyncCommand<RunCommand.Settings>
         };
         var trials = new LocalTrials(system.System, system.DataLoader, sweep, runtime, Math.Min(budget, Environment.ProcessorCount), system.Journal, system.StateAsync, system.Logs.CreateLogger("Scale.Sweep"));
         var timing = trials.Timing;
-        // Ctrl+C or SIGTERM (a scheduler's stop) stops the trainer: running trials stop at their next step and resume
-        // from their last checkpoint next time. Exit 130 after SIGINT, 143 after SIGTERM, as a shell reports them.
+        // Ctrl+C or SIGTERM (a scheduler's stop) drains the trainer: running trials checkpoint at their next step and stop,
+        // and resume from that checkpoint next time. Exit 130 after SIGINT, 143 after SIGTERM, as a shell reports them.
         using var interrupt = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
         int interruptedExit = 130;
         ConsoleCancelEventHandler onCancel = (_, e) =>

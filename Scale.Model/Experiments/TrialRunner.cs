@@ -235,7 +235,7 @@ internal sealed class TrialRunner(Decoder baseModel, ITokenWindows train, TrialS
     public TrialTraining Train(TrialPlan plan, string checkpointDirectory, string? resumeFrom = null, IBatchSource? batches = null,
                                Action<StepResult>? onStep = null, Action<string, long>? onCheckpoint = null,
                                CancellationToken cancellation = default, Action<string>? onNotice = null, Action<long, TrialScores>? onScores = null,
-                               int? attempt = null, LockStepGroups? lockStep = null)
+                               int? attempt = null, LockStepGroups? lockStep = null, CancellationToken checkpointThenStop = default)
     {
         if (plan.CheckpointEvery < 1) throw new ArgumentException($"checkpoint_every must be at least 1, got {plan.CheckpointEvery}.");
         // A sweep's attempt claims the trial's directory: a superseded attempt still running elsewhere can no longer publish there.
@@ -263,7 +263,7 @@ internal sealed class TrialRunner(Decoder baseModel, ITokenWindows train, TrialS
                 ? lockStep.Join(baseModel, $"{RuntimeHelpers.GetHashCode(train)}|batch={plan.Phase.Batch}|seed={plan.Seed}", model.TraceDepth, session.Step)
                 : null;
             double seconds = 0, checkpointSeconds = 0, scoringSeconds = 0, lastLoss = restored?.LastLoss ?? double.NaN;
-            long trained = 0;
+            long trained = 0, saved = session.Step;   // saved: the step the latest checkpoint (or the resume point) holds
             void ScoreNow()
             {
                 var scoringClock = Stopwatch.StartNew();
@@ -273,8 +273,23 @@ internal sealed class TrialRunner(Decoder baseModel, ITokenWindows train, TrialS
             bool scoring = onScores is not null && plan.EvaluateEvery > 0;
             // The curve's first point: the trial before any step (for every method here, the base's own scores).
             if (scoring && session.Step == 0) ScoreNow();
+            void SaveLatest()
+            {
+                var saving = Stopwatch.StartNew();
+                var path = Path.Combine(checkpointDirectory, Latest);
+                TrialCheckpoint.Save(path, session, dataPosition: session.Step, lastLoss, fence, rotateTo: Path.Combine(checkpointDirectory, Previous));
+                checkpointSeconds += saving.Elapsed.TotalSeconds;
+                saved = session.Step;
+                onCheckpoint?.Invoke(path, session.Step);
+            }
             for (long step = session.Step; step < plan.Phase.Steps; step++)
             {
+                // A drain (the process is told to stop): the steps since the last checkpoint are kept, then the trial stops.
+                if (checkpointThenStop.IsCancellationRequested)
+                {
+                    if (session.Step > saved) SaveLatest();
+                    throw new OperationCanceledException("stopped after checkpointing", checkpointThenStop);
+                }
                 cancellation.ThrowIfCancellationRequested();
                 using var batch = batches?.BatchAt(step) ?? train.Batch(schedule.IndicesFor(step));
                 var clock = Stopwatch.StartNew();
@@ -287,11 +302,7 @@ internal sealed class TrialRunner(Decoder baseModel, ITokenWindows train, TrialS
                 // model or the optimiser changes, so the run goes on exactly as it would without them).
                 if (scoring && session.Step % plan.EvaluateEvery == 0) ScoreNow();
                 if (session.Step % plan.CheckpointEvery != 0 || session.Step == plan.Phase.Steps) continue;
-                var saving = Stopwatch.StartNew();
-                var path = Path.Combine(checkpointDirectory, Latest);
-                TrialCheckpoint.Save(path, session, dataPosition: session.Step, lastLoss, fence, rotateTo: Path.Combine(checkpointDirectory, Previous));
-                checkpointSeconds += saving.Elapsed.TotalSeconds;
-                onCheckpoint?.Invoke(path, session.Step);
+                SaveLatest();
             }
             var final = Path.Combine(checkpointDirectory, Final);
             bool resumedAtFinal = resumeFrom is not null && Path.GetFullPath(final) == Path.GetFullPath(resumeFrom);

@@ -27,10 +27,24 @@ public sealed class SlurmTests(ITestOutputHelper output)
         var made = slurm.Run(certificates, dir.Combine("tls"), "127.0.0.1", "localhost");
         Assert.True(made.ExitCode == 0, made.Output);
 
-        // Long enough trials (600 steps, a checkpoint every 5) that each interruption lands mid-trial.
+        // Long enough trials (600 steps) that each interruption lands mid-trial, with no periodic checkpoint before step 599:
+        // a checkpoint before it is one a draining worker wrote on its way out.
         var sweep = dir.Combine("slurmed.hocon");
-        File.WriteAllText(sweep, SweepProcessTestsSweep.Tiny.Replace("name = recover", "name = slurmed").Replace("steps = 60", "steps = 600"));
+        File.WriteAllText(sweep, SweepProcessTestsSweep.Tiny.Replace("name = recover", "name = slurmed").Replace("steps = 60", "steps = 600")
+            .Replace("checkpoint-every = 5", "checkpoint-every = 599"));
         string data = dir.Combine("data"), log = dir.Combine("job.out");
+        // The steps of the checkpoints the journal holds that were written on a drain.
+        List<long> DrainCheckpoints()
+        {
+            using var connection = new SqliteConnection($"Data Source={Path.Combine(data, "sweeps.db")};Pooling=False");
+            connection.Open();
+            using var command = connection.CreateCommand();
+            command.CommandText = "SELECT CAST(message AS TEXT) FROM journal WHERE persistence_id = 'sweep-slurmed' AND manifest = 'trial-checkpointed.v1'";
+            var steps = new List<long>();
+            using var reader = command.ExecuteReader();
+            while (reader.Read()) steps.Add(System.Text.Json.JsonDocument.Parse(reader.GetString(0)).RootElement.GetProperty("step").GetInt64());
+            return steps.Where(s => s is > 0 and < 599).ToList();
+        }
         var environment = new Dictionary<string, string>
         {
             ["SCALE"] = $"dotnet {Path.Combine(AppContext.BaseDirectory, "scale.dll")}",
@@ -68,6 +82,8 @@ public sealed class SlurmTests(ITestOutputHelper output)
             var afterCancel = Log()[cancelledAt..];
             Assert.Contains("scale.sbatch: stopping (SIGTERM", afterCancel);
             Assert.Contains("Leaving the cluster; running trials continue elsewhere", afterCancel);   // the worker drained, not killed
+            // The running trial's steps were checkpointed on the way out, and the journal has it (the last seed waited for the worker).
+            Assert.Single(DrainCheckpoints());
 
             // 2. The same sweep submitted again resumes from the journal; requeued mid-trial, the job runs a third time and ends.
             var resubmittedAt = Log().Length;
@@ -83,6 +99,7 @@ public sealed class SlurmTests(ITestOutputHelper output)
             Assert.Equal("0:0", slurm.Job(second).ExitCode);
             var afterRequeue = Log()[requeuedAt..];
             Assert.Contains($"scale.sbatch: job {second} (run 1)", afterRequeue);
+            Assert.Equal(2, DrainCheckpoints().Count);
             Assert.Contains("Sweep slurmed: 4 trials: 4 completed, 0 running, 0 pending, 0 failed.", afterRequeue);
         }
         catch

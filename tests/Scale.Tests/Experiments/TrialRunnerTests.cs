@@ -52,6 +52,42 @@ public class TrialRunnerTests
         Assert.Equal(corruptLatest ? 1 : 0, notices.Count);
         Assert.Equal(straight, resumed with { TokensPerSecond = straight.TokensPerSecond });
     }
+
+    /// <summary>
+    /// A drain (the process told to stop) between two periodic checkpoints writes one at the step it stops at; resumed
+    /// from it, the trial ends bit for bit as an uninterrupted one, with none of its steps trained again.
+    /// </summary>
+    [Theory]
+    [InlineData("preserve")]
+    [InlineData("full")]
+    public void A_trial_drained_between_checkpoints_checkpoints_where_it_stops_and_resumes_bit_for_bit(string method)
+    {
+        using var dir = new TempDirectory();
+        using var task = new TinyBioTask();
+        var plan = new TrialPlan(MethodSpec.Preset(method), new PhaseSpec { Steps = 12, Batch = 4, SequenceLength = 32, WarmupSteps = 2 },
+                                 Seed: 9, CheckpointEvery: 5);
+        var straightLosses = new List<double>();
+        var straight = task.Runner.Run(plan, dir.Combine("straight"), onStep: s => straightLosses.Add(s.Loss));
+
+        using var drain = new CancellationTokenSource();
+        var checkpoints = new List<(string Path, long Step)>();
+        Assert.ThrowsAny<OperationCanceledException>(() => task.Runner.Train(plan, dir.Combine("drained"),
+            onStep: s => { if (s.Step == 7) drain.Cancel(); },
+            onCheckpoint: (path, step) => checkpoints.Add((path, step)), checkpointThenStop: drain.Token));
+        Assert.Equal([5L, 7L], checkpoints.Select(c => c.Step));   // the periodic one, then the drain's at the step it stopped at
+
+        var resumedLosses = new List<double>();
+        var resumed = task.Runner.Run(plan, dir.Combine("drained"), resumeFrom: checkpoints[^1].Path, onStep: s => resumedLosses.Add(s.Loss));
+        Assert.Equal(straightLosses.Skip(7), resumedLosses);
+        Assert.Equal(straight, resumed with { TokensPerSecond = straight.TokensPerSecond });
+
+        // Drained right at a periodic checkpoint: nothing more to write, it just stops.
+        using var atCheckpoint = new CancellationTokenSource();
+        var written = new List<long>();
+        Assert.ThrowsAny<OperationCanceledException>(() => task.Runner.Train(plan, dir.Combine("at-checkpoint"),
+            onStep: s => { if (s.Step == 5) atCheckpoint.Cancel(); }, onCheckpoint: (_, step) => written.Add(step), checkpointThenStop: atCheckpoint.Token));
+        Assert.Equal([5L], written);
+    }
 }
 
 public class KernelPathRecordTests

@@ -312,20 +312,21 @@ public class SweepProcessTests
     [Theory]
     [InlineData(2, 130)]    // SIGINT, as Ctrl+C sends
     [InlineData(15, 143)]   // SIGTERM, as a scheduler (Slurm's scancel, systemd, docker stop) sends
-    public void Ctrl_C_or_SIGTERM_stops_a_sweep_at_once_and_the_same_command_resumes_it(int signal, int exitCode)
+    public void Ctrl_C_or_SIGTERM_stops_a_sweep_at_once_checkpointing_its_running_trial_and_the_same_command_resumes_it(int signal, int exitCode)
     {
         using var dir = new TempDirectory();
         var file = dir.Combine("long.hocon");
-        File.WriteAllText(file, TinySweep.Replace("steps = 60", "steps = 3000"));
-        var checkpointed = new TaskCompletionSource();
+        // No periodic checkpoint before step 2500: the one the trial has when it stops is the one written on the way out.
+        File.WriteAllText(file, TinySweep.Replace("steps = 60", "steps = 3000").Replace("checkpoint-every = 5", "checkpoint-every = 2500"));
+        var training = new TaskCompletionSource<long>();
         var lines = new List<string>();
         using var run = ScaleProcess.Start(line =>
         {
             lock (lines) lines.Add(line);
-            if (line.StartsWith("trial preserve-", StringComparison.Ordinal) && line.EndsWith("checkpoint at step 10", StringComparison.Ordinal))
-                checkpointed.TrySetResult();
-        }, "run", file, "--data-dir", dir.Combine("d"), "--threads", "1");
-        Assert.True(checkpointed.Task.Wait(TimeSpan.FromMinutes(4)), string.Join("\n", lines));
+            var step = System.Text.RegularExpressions.Regex.Match(line, @"^trial preserve-\S+ step (\d+)/3000 ");
+            if (step.Success && long.Parse(step.Groups[1].Value) >= 10) training.TrySetResult(long.Parse(step.Groups[1].Value));
+        }, "run", file, "--data-dir", dir.Combine("d"), "--threads", "1", "--plain");
+        Assert.True(training.Task.Wait(TimeSpan.FromMinutes(4)), string.Join("\n", lines));
 
         Assert.Equal(0, SendSignal(run.Id, signal));
         var stopping = Stopwatch.StartNew();
@@ -337,7 +338,9 @@ public class SweepProcessTests
         lock (lines) Assert.Contains(lines, l => l.StartsWith("Interrupted: 4 trials: 1 completed, 1 running", StringComparison.Ordinal));
         var status = ScaleProcess.Run("status", "recover", "--data-dir", dir.Combine("d"));
         Assert.Contains("interrupted (resumes with `scale run`)", status.Stdout);
-        Assert.Matches(@"preserve-\w+\s+preserve\s+interrupted\s+attempt 1, checkpoint at step \d+", status.Stdout);
+        var checkpoint = System.Text.RegularExpressions.Regex.Match(status.Stdout, @"preserve-\w+\s+preserve\s+interrupted\s+attempt 1, checkpoint at step (\d+)");
+        Assert.True(checkpoint.Success, status.Stdout);
+        Assert.InRange(long.Parse(checkpoint.Groups[1].Value), training.Task.Result, 2499);   // written on the way out, where it stopped
     }
 
     [Fact]
