@@ -23,6 +23,8 @@ app.Configure(config =>
         .WithDescription("Print a sweep's trials with their settings, state and scores (table, csv or json).");
     config.AddCommand<PlotCommand>("plot")
         .WithDescription("Plot the trials of one or more sweeps as (retention, acquisition) points with their Pareto front, as a PNG.");
+    config.AddCommand<ScoreCommand>("score")
+        .WithDescription("Score a model directory (imported, or exported by `scale export`, SCALE models included) on a multiple-choice or generation task file, as lm-evaluation-harness scores them.");
     config.AddCommand<EvaluateCommand>("evaluate")
         .WithDescription("Score one of a trial's checkpoints (latest, previous, final or a directory) on retention and acquisition.");
     config.AddCommand<ReportCommand>("report")

@@ -12,7 +12,7 @@ internal sealed class TinyBioTask : IDisposable
     {
         var world = new BioWorld(BioLanguage.English, 4);
         var (old, @new) = (world.DrawPopulation(4), world.DrawPopulation(4));
-        var tokenizer = ByteBpeTokenizer.Train(BioRenderer.Corpus(old, BioLanguage.English, 6, 1), 300);
+        var tokenizer = Tokenizer = ByteBpeTokenizer.Train(BioRenderer.Corpus(old, BioLanguage.English, 6, 1), 300);
         var config = new ModelConfig { VocabSize = tokenizer.VocabSize, HiddenSize = 32, NumLayers = 2, NumHeads = 2, IntermediateSize = 64 };
         Base = Decoder.Create(config, seed: 2).Freeze();
         var train = new PackedSequences(BioRenderer.Corpus(@new, BioLanguage.English, 6, 2).Select(tokenizer.Encode), tokenizer.EndOfTextId, 32);
@@ -25,6 +25,7 @@ internal sealed class TinyBioTask : IDisposable
     }
 
     public Decoder Base { get; }
+    public ByteBpeTokenizer Tokenizer { get; }
     public TrialRunner Runner { get; }
 
     public void Dispose() => Base.Dispose();
