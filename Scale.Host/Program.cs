@@ -25,6 +25,8 @@ app.Configure(config =>
         .WithDescription("Plot the trials of one or more sweeps as (retention, acquisition) points with their Pareto front, as a PNG.");
     config.AddCommand<ScoreCommand>("score")
         .WithDescription("Score a model directory (imported, or exported by `scale export`, SCALE models included) on a multiple-choice or generation task file, as lm-evaluation-harness scores them.");
+    config.AddCommand<ConvertTaskCommand>("convert-task")
+        .WithDescription("Write a task file for `scale score` from ARC, HellaSwag, MMLU or KoBEST in their Hugging Face datasets' JSON layout, with lm-evaluation-harness's prompts.");
     config.AddCommand<EvaluateCommand>("evaluate")
         .WithDescription("Score one of a trial's checkpoints (latest, previous, final or a directory) on retention and acquisition.");
     config.AddCommand<ReportCommand>("report")

@@ -10,6 +10,9 @@ namespace Scale.Model.Evaluation;
 internal sealed record TaskItem(string Context, IReadOnlyList<string>? Choices, int Gold, string? Target)
 {
     public bool IsMultipleChoice => Choices is not null;
+
+    /// <summary>Text put once before the whole prompt, few-shot examples included (a task's description, e.g. MMLU's subject line).</summary>
+    public string? Description { get; init; }
 }
 
 /// <summary>
@@ -74,13 +77,14 @@ internal static class TaskFile
                 ? value.GetString()!
                 : throw new ArgumentException($"{where}: \"{field}\" is missing or not a string.");
         var context = Text("context");
+        string? description = item.TryGetProperty("description", out _) ? Text("description") : null;
         bool hasChoices = item.TryGetProperty("choices", out var choices), hasTarget = item.TryGetProperty("target", out _);
         if (hasChoices == hasTarget)
             throw new ArgumentException($"{where}: give either \"choices\" with \"gold\" (multiple choice) or \"target\" (generation).");
         if (hasTarget)
         {
             var target = Text("target");
-            return target.Trim().Length > 0 ? new TaskItem(context, null, -1, target) : throw new ArgumentException($"{where}: \"target\" is empty.");
+            return target.Trim().Length > 0 ? new TaskItem(context, null, -1, target) { Description = description } : throw new ArgumentException($"{where}: \"target\" is empty.");
         }
         if (choices.ValueKind != JsonValueKind.Array || choices.GetArrayLength() < 2)
             throw new ArgumentException($"{where}: \"choices\" must be an array of at least two strings.");
@@ -95,6 +99,27 @@ internal static class TaskFile
             throw new ArgumentException($"{where}: \"gold\" is missing or not an integer.");
         if (index < 0 || index >= list.Count)
             throw new ArgumentException($"{where}: \"gold\" is {index}, outside the {list.Count} choices (0 to {list.Count - 1}).");
-        return new TaskItem(context, list, index, null);
+        return new TaskItem(context, list, index, null) { Description = description };
+    }
+
+    /// <summary>Writes <paramref name="items"/> as a task file (JSON Lines, UTF-8) that <see cref="Read"/> reads back as they are.</summary>
+    public static void Write(string path, IEnumerable<TaskItem> items)
+    {
+        var options = new JsonSerializerOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+        using var writer = new StreamWriter(path, append: false, new UTF8Encoding(false));
+        foreach (var item in items)
+        {
+            var line = new Dictionary<string, object>();
+            if (item.Description is { } description) line["description"] = description;
+            line["context"] = item.Context;
+            if (item.Choices is { } choices)
+            {
+                line["choices"] = choices;
+                line["gold"] = item.Gold;
+            }
+            else line["target"] = item.Target!;
+            writer.Write(JsonSerializer.Serialize(line, options));
+            writer.Write('\n');
+        }
     }
 }

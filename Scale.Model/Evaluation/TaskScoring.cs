@@ -34,9 +34,9 @@ internal sealed record TaskPrompting
 
     public string Answer(TaskItem item) => item.Choices is { } choices ? choices[item.Gold] : item.Target!;
 
-    /// <summary>The context the model sees for <paramref name="item"/>: the shots, then the item's own context.</summary>
+    /// <summary>The context the model sees for <paramref name="item"/>: its description, the shots, then its own context.</summary>
     public string Context(TaskItem item)
-        => string.Concat(Shots.Select(s => s.Context + TargetDelimiter + Answer(s) + FewShotDelimiter)) + item.Context;
+        => item.Description + string.Concat(Shots.Select(s => s.Context + TargetDelimiter + Answer(s) + FewShotDelimiter)) + item.Context;
 }
 
 /// <summary>
