@@ -53,7 +53,8 @@ internal static class TaskScoring
         var choice = items.Where(i => i.IsMultipleChoice).ToList();
         if (choice.Count > 0)
         {
-            var requests = choice.SelectMany(item => item.Choices!.Select(c => (Context: prompting.Context(item), Continuation: prompting.TargetDelimiter + c))).ToList();
+            var requests = choice.Select(item => (Item: item, Context: prompting.Context(item)))
+                .SelectMany(p => p.Item.Choices!.Select(c => (p.Context, Continuation: prompting.TargetDelimiter + c))).ToList();
             var likelihoods = LogLikelihoods(model, tokenizer, requests, batchSize);
             var correct = new List<double>();
             var normalised = new List<double>();
@@ -91,12 +92,16 @@ internal static class TaskScoring
         return new TaskMetric(name, mean, stderr);
     }
 
-    /// <summary>The context's and the continuation's token ids, the context's trailing whitespace moved to the continuation.</summary>
-    public static (IReadOnlyList<int> Context, IReadOnlyList<int> Continuation) Encode(ITokenizer tokenizer, string context, string continuation)
+    /// <summary>
+    /// The context's and the continuation's token ids, the context's trailing whitespace moved to the continuation; a
+    /// context is encoded once however many continuations (an item's choices) follow it.
+    /// </summary>
+    private static (IReadOnlyList<int> Context, IReadOnlyList<int> Continuation) Encode(ITokenizer tokenizer, string context, string continuation,
+                                                                                        Dictionary<string, IReadOnlyList<int>> contexts)
     {
         int trimmed = context.Length - context.TrimEnd().Length;
         if (trimmed > 0) (context, continuation) = (context[..^trimmed], context[^trimmed..] + continuation);
-        var contextIds = tokenizer.Encode(context);
+        if (!contexts.TryGetValue(context, out var contextIds)) contexts[context] = contextIds = tokenizer.Encode(context);
         var continuationIds = tokenizer.Encode(continuation);
         if (continuationIds.Count == 0) throw new ArgumentException($"The continuation '{continuation}' has no tokens.");
         // An empty context starts from the end-of-text token, as a document does.
@@ -111,9 +116,10 @@ internal static class TaskScoring
     public static IReadOnlyList<double> LogLikelihoods(CausalLM model, ITokenizer tokenizer, IReadOnlyList<(string Context, string Continuation)> requests, int batchSize = 32)
     {
         int limit = model.Config.MaxPositionEmbeddings;
+        var contexts = new Dictionary<string, IReadOnlyList<int>>();
         var encoded = requests.Select(r =>
         {
-            var (context, continuation) = Encode(tokenizer, r.Context, r.Continuation);
+            var (context, continuation) = Encode(tokenizer, r.Context, r.Continuation, contexts);
             if (continuation.Count >= limit) throw new ArgumentException($"A continuation of {continuation.Count} tokens does not fit the model's {limit} positions.");
             var all = context.Concat(continuation).Select(id => (long)id).ToArray();
             if (all.Length > limit + 1) all = all[^(limit + 1)..];

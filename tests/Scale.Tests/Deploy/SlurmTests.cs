@@ -33,18 +33,21 @@ public sealed class SlurmTests(ITestOutputHelper output)
         File.WriteAllText(sweep, SweepProcessTestsSweep.Tiny.Replace("name = recover", "name = slurmed").Replace("steps = 60", "steps = 600")
             .Replace("checkpoint-every = 5", "checkpoint-every = 599"));
         string data = dir.Combine("data"), log = dir.Combine("job.out");
-        // The steps of the checkpoints the journal holds that were written on a drain.
-        List<long> DrainCheckpoints()
+        // The sweep's events of one kind in the seed's SQLite journal (in the shared data directory), as JSON.
+        List<System.Text.Json.JsonElement> Events(string manifest)
         {
             using var connection = new SqliteConnection($"Data Source={Path.Combine(data, "sweeps.db")};Pooling=False");
             connection.Open();
             using var command = connection.CreateCommand();
-            command.CommandText = "SELECT CAST(message AS TEXT) FROM journal WHERE persistence_id = 'sweep-slurmed' AND manifest = 'trial-checkpointed.v1'";
-            var steps = new List<long>();
+            command.CommandText = "SELECT CAST(message AS TEXT) FROM journal WHERE persistence_id = 'sweep-slurmed' AND manifest = $manifest";
+            command.Parameters.AddWithValue("$manifest", manifest);
+            var events = new List<System.Text.Json.JsonElement>();
             using var reader = command.ExecuteReader();
-            while (reader.Read()) steps.Add(System.Text.Json.JsonDocument.Parse(reader.GetString(0)).RootElement.GetProperty("step").GetInt64());
-            return steps.Where(s => s is > 0 and < 599).ToList();
+            while (reader.Read()) events.Add(System.Text.Json.JsonDocument.Parse(reader.GetString(0)).RootElement.Clone());
+            return events;
         }
+        // The steps of the checkpoints the journal holds that were written on a drain.
+        List<long> DrainCheckpoints() => Events("trial-checkpointed.v1").Select(e => e.GetProperty("step").GetInt64()).Where(s => s is > 0 and < 599).ToList();
         var environment = new Dictionary<string, string>
         {
             ["SCALE"] = $"dotnet {Path.Combine(AppContext.BaseDirectory, "scale.dll")}",
@@ -109,15 +112,8 @@ public sealed class SlurmTests(ITestOutputHelper output)
             throw;
         }
 
-        // Every trial completed exactly once in the journal (the seed's SQLite journal in the shared data directory).
-        using var connection = new SqliteConnection($"Data Source={Path.Combine(data, "sweeps.db")};Pooling=False");
-        connection.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = "SELECT CAST(message AS TEXT) FROM journal WHERE persistence_id = 'sweep-slurmed' AND manifest = 'trial-completed.v2'";
-        var completions = new List<string>();
-        using (var reader = command.ExecuteReader())
-            while (reader.Read())
-                completions.Add(System.Text.Json.JsonDocument.Parse(reader.GetString(0)).RootElement.GetProperty("trial_id").GetString()!);
+        // Every trial completed exactly once in the journal.
+        var completions = Events("trial-completed.v2").Select(e => e.GetProperty("trial_id").GetString()).ToList();
         Assert.Equal(4, completions.Count);
         Assert.Equal(4, completions.Distinct().Count());
     }
