@@ -40,6 +40,8 @@ internal sealed record TrialRow
     /// <summary>For a routed row: blocks run per token for both heads, in passes of the base's blocks, and the seconds its scoring took.</summary>
     [JsonPropertyName("block_passes")] public double? BlockPasses { get; init; }
     [JsonPropertyName("evaluation_seconds")] public double? EvaluationSeconds { get; init; }
+    /// <summary>The experiment's task suites on the trial's final weights (routed rows: through the routed model), each metric with its standard error.</summary>
+    [JsonPropertyName("tasks")] public IReadOnlyList<Scale.Model.Evaluation.TaskResult>? Tasks { get; init; }
     /// <summary>Scores during training (the sweep's evaluate-every), by step.</summary>
     [JsonPropertyName("curve")] public IReadOnlyList<CurvePoint>? Curve { get; init; }
     /// <summary>The step of the curve's best point (most acquisition less forgetting, by the metric's direction); null without a curve.</summary>
@@ -74,10 +76,13 @@ internal sealed record CurvePoint(long Step, double Retention, double Acquisitio
     public double? AcquisitionFirstToken { get; init; }
     public long? TotalSteps { get; init; }
     public string? Metric { get; init; }
+    /// <summary>The task suites at this step (only when the experiment's suites ask for every evaluation).</summary>
+    public IReadOnlyList<Scale.Model.Evaluation.TaskResult>? Tasks { get; init; }
 
     public static CurvePoint Of(ScorePoint p) => new(p.Step, p.Scores.Retention, p.Scores.Acquisition, p.Scores.Forgetting)
     {
         RetentionFirstToken = p.Scores.RetentionFirstToken, AcquisitionFirstToken = p.Scores.AcquisitionFirstToken, TotalSteps = p.TotalSteps, Metric = p.Metric,
+        Tasks = p.Scores.Tasks,
     };
 }
 
@@ -98,7 +103,7 @@ internal static class SweepReport
             State = "completed", Retention = r.Value.Scores.Retention, Acquisition = r.Value.Scores.Acquisition, Forgetting = r.Value.Scores.Forgetting,
             Attempts = t.Attempt, Metric = t.Metrics!.Metric ?? ScoreMetric.Recall, From = t.Spec.Id,
             RoutingThreshold = r.Value.Threshold, ResidentParams = r.Value.ResidentParameters, BlockPasses = r.Value.BlockPasses,
-            EvaluationSeconds = r.Value.EvaluationSeconds,
+            EvaluationSeconds = r.Value.EvaluationSeconds, Tasks = r.Value.Scores.Tasks,
         });
 
     private static TrialRow Row(TrialState t) => Row(t, t.PausedAt(DateTime.UtcNow));
@@ -113,7 +118,7 @@ internal static class SweepReport
         ResidentParams = t.Metrics?.ResidentParameters, LastCheckpointStep = t.LastCheckpoint?.Step,
         Failure = t.Status == TrialStatus.Failed ? t.FailureReason
                   : paused ? $"{t.PauseReason}; resumes after {t.RetryAt:yyyy-MM-dd HH:mm:ss} UTC" : null,
-        Metric = t.Metrics?.Metric ?? (t.Metrics is null ? null : ScoreMetric.Recall),
+        Metric = t.Metrics?.Metric ?? (t.Metrics is null ? null : ScoreMetric.Recall), Tasks = t.Metrics?.Scores.Tasks,
         Curve = t.Curve.Count == 0 ? null : t.Curve.Select(CurvePoint.Of).ToList(),
         StoppedAt = t.StoppedAt, Rungs = t.Decisions.Count == 0 ? null : t.Decisions,
         BestStep = t.Curve.Count == 0 ? null
@@ -135,6 +140,12 @@ internal static class SweepReport
 
     public static string Json(SweepState state) => JsonSerializer.Serialize(Rows(state), JsonOptions);
 
+    /// <summary>The tasks the rows were scored on, by column name ("old bio-choice acc"), in the order they first appear.</summary>
+    public static IReadOnlyList<string> TaskColumns(IEnumerable<TrialRow> rows) => rows.SelectMany(r => r.Tasks ?? []).Select(t => t.Label).Distinct().ToList();
+
+    /// <summary>The row's <paramref name="column"/> task as "value ± stderr" (— when it has none).</summary>
+    public static string TaskCell(TrialRow row, string column) => row.Tasks?.FirstOrDefault(t => t.Label == column)?.Text ?? "—";
+
     /// <summary>
     /// A plain-text table for the end of a run (readable in a log or a redirected file): each trial by what it is, its scores
     /// to three decimals, and where its numbers come from.
@@ -143,11 +154,12 @@ internal static class SweepReport
     {
         static string N(double? v) => v?.ToString("0.000", CultureInfo.InvariantCulture) ?? "—";
         var rows = Rows(state);
-        var header = new[] { "trial", "retention", "acquisition", "forgetting", "state", "id" };
-        var cells = rows.Select(r => new[] { r.Label, N(r.Retention), N(r.Acquisition), N(r.Forgetting), r.StateText, r.Trial }).ToList();
+        var tasks = TaskColumns(rows);
+        string[] header = ["trial", "retention", "acquisition", "forgetting", .. tasks, "state", "id"];
+        var cells = rows.Select(r => (string[])[r.Label, N(r.Retention), N(r.Acquisition), N(r.Forgetting), .. tasks.Select(t => TaskCell(r, t)), r.StateText, r.Trial]).ToList();
         var widths = header.Select((h, i) => Math.Max(h.Length, cells.Count == 0 ? 0 : cells.Max(c => c[i].Length))).ToArray();
         var text = new StringBuilder();
-        void Line(string[] c) => text.AppendLine(string.Join("  ", c.Select((v, i) => i is 1 or 2 or 3 ? v.PadLeft(widths[i]) : v.PadRight(widths[i]))).TrimEnd());
+        void Line(string[] c) => text.AppendLine(string.Join("  ", c.Select((v, i) => i >= 1 && i <= 3 + tasks.Count ? v.PadLeft(widths[i]) : v.PadRight(widths[i]))).TrimEnd());
         text.AppendLine($"sweep {state.SweepId}: {ScoreMetric.Describe(MetricOf(state))}");
         Line(header);
         Line(widths.Select(w => new string('-', w)).ToArray());
@@ -159,23 +171,33 @@ internal static class SweepReport
     {
         static string Q(string s) => s.IndexOfAny([',', '"', '\n']) >= 0 ? "\"" + s.Replace("\"", "\"\"") + "\"" : s;
         static string N(double? v) => v?.ToString("R", CultureInfo.InvariantCulture) ?? "";
-        var csv = new StringBuilder("trial,method,params,state,retention,acquisition,forgetting,attempts,final_loss,trainable_params,tokens_per_second,failure\n");
-        foreach (var r in Rows(state))
-            csv.AppendLine(string.Join(",", Q(r.Trial), Q(r.Method), Q(Params(r.Params)), r.State, N(r.Retention), N(r.Acquisition), N(r.Forgetting),
+        var rows = Rows(state);
+        var tasks = TaskColumns(rows);
+        // Each task's headline metric and its standard error, two columns each ("old bio-choice acc", "old bio-choice acc stderr").
+        var csv = new StringBuilder("trial,method,params,state,retention,acquisition,forgetting,attempts,final_loss,trainable_params,tokens_per_second,failure"
+                                    + string.Concat(tasks.Select(t => $",{Q(t)},{Q(t + " stderr")}")) + "\n");
+        foreach (var r in rows)
+            csv.AppendLine(string.Join(",", [Q(r.Trial), Q(r.Method), Q(Params(r.Params)), r.State, N(r.Retention), N(r.Acquisition), N(r.Forgetting),
                                        r.Attempts.ToString(CultureInfo.InvariantCulture), N(r.FinalLoss),
-                                       r.TrainableParams?.ToString(CultureInfo.InvariantCulture) ?? "", N(r.TokensPerSecond), Q(r.Failure ?? "")));
+                                       r.TrainableParams?.ToString(CultureInfo.InvariantCulture) ?? "", N(r.TokensPerSecond), Q(r.Failure ?? ""),
+                                       .. tasks.SelectMany(t => r.Tasks?.FirstOrDefault(x => x.Label == t) is { } x
+                                           ? [N(x.Headline.Value), double.IsNaN(x.Headline.StandardError) ? "" : N(x.Headline.StandardError)]
+                                           : new[] { "", "" })]));
         return csv.ToString();
     }
 
     public static Table Table(SweepState state)
     {
+        var rows = Rows(state);
+        var tasks = TaskColumns(rows);
         var table = new Table().Title($"sweep {Markup.Escape(state.SweepId ?? "")}: {ScoreMetric.Describe(MetricOf(state))}")
-            .AddColumns("trial", "id", "state", "retention", "acquisition", "forgetting", "best step", "attempts", "tokens/s");
-        foreach (var r in Rows(state))
-            table.AddRow(Markup.Escape(r.Label), Markup.Escape(r.Trial),
-                         r.State == "failed" ? $"[red]failed[/]" : r.StateText,
-                         r.Retention?.ToString("0.000") ?? "—", r.Acquisition?.ToString("0.000") ?? "—", r.Forgetting?.ToString("0.000") ?? "—",
-                         r.BestStep?.ToString() ?? "—", r.Attempts.ToString(), r.TokensPerSecond is > 0 ? r.TokensPerSecond.Value.ToString("N0") : "—");
+            .AddColumns(["trial", "id", "state", "retention", "acquisition", "forgetting", .. tasks.Select(Markup.Escape), "best step", "attempts", "tokens/s"]);
+        foreach (var r in rows)
+            table.AddRow([Markup.Escape(r.Label), Markup.Escape(r.Trial),
+                          r.State == "failed" ? $"[red]failed[/]" : r.StateText,
+                          r.Retention?.ToString("0.000") ?? "—", r.Acquisition?.ToString("0.000") ?? "—", r.Forgetting?.ToString("0.000") ?? "—",
+                          .. tasks.Select(t => TaskCell(r, t)),
+                          r.BestStep?.ToString() ?? "—", r.Attempts.ToString(), r.TokensPerSecond is > 0 ? r.TokensPerSecond.Value.ToString("N0") : "—"]);
         return table;
     }
 

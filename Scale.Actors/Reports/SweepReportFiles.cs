@@ -117,6 +117,39 @@ internal static class SweepReportFiles
             Save(plot, output, $"{side}-by-attribute.png", written);
         }
 
+        // The task suites: each task's headline metric per row, with its standard error as the error bar.
+        var rows = SweepReport.Rows(state).Where(r => r.Tasks is { Count: > 0 }).ToList();
+        var tasks = SweepReport.TaskColumns(rows);
+        if (tasks.Count > 0)
+        {
+            var plot = new ScottPlot.Plot();
+            double width = 0.8 / tasks.Count;
+            var palette = new ScottPlot.Palettes.Category10();
+            for (int k = 0; k < tasks.Count; k++)
+            {
+                var bars = new List<ScottPlot.Bar>();
+                for (int i = 0; i < rows.Count; i++)
+                {
+                    if (rows[i].Tasks!.FirstOrDefault(t => t.Label == tasks[k]) is not { } task) continue;
+                    bars.Add(new ScottPlot.Bar
+                    {
+                        Position = i + (k - (tasks.Count - 1) / 2.0) * width, Value = task.Headline.Value, Size = width * 0.9,
+                        Error = double.IsNaN(task.Headline.StandardError) ? 0 : task.Headline.StandardError, FillColor = palette.GetColor(k),
+                    });
+                }
+                var series = plot.Add.Bars(bars);
+                series.LegendText = tasks[k];
+            }
+            plot.Axes.Bottom.SetTicks(rows.Select((_, i) => (double)i).ToArray(), rows.Select(r => r.Label).ToArray());
+            plot.Axes.Bottom.TickLabelStyle.Rotation = 45;
+            plot.Axes.Bottom.TickLabelStyle.Alignment = ScottPlot.Alignment.MiddleLeft;
+            plot.Axes.Bottom.MinimumSize = 160;
+            plot.Axes.SetLimitsY(0, 1.05);
+            plot.Title($"{sweep}: task suites (± standard error)");
+            plot.ShowLegend(ScottPlot.Alignment.UpperRight);
+            Save(plot, output, "tasks.png", written);
+        }
+
         File.WriteAllText(Path.Combine(output, "report.md"), Markdown(sweep, state, written));
         return (written, points.Count, curves.Count);
     }
@@ -136,6 +169,20 @@ internal static class SweepReportFiles
         foreach (var r in SweepReport.Rows(state))
             md.AppendLine($"| {r.Trial} | {r.Method} | {SweepReport.Params(r.Params)} | {r.State} | {N(r.Retention)} | {N(r.Acquisition)} | {N(r.Forgetting)} | {r.Attempts} | {(r.TokensPerSecond is > 0 ? r.TokensPerSecond.Value.ToString("N0", CultureInfo.InvariantCulture) : "—")} |");
         md.AppendLine();
+        var scored = SweepReport.Rows(state).Where(r => r.Tasks is { Count: > 0 }).ToList();
+        if (scored.Count > 0)
+        {
+            // Every metric of every task, with its standard error, as lm-evaluation-harness reports them.
+            md.AppendLine("## Task suites\n");
+            md.AppendLine("| trial | side | task | items | metric | value | stderr |");
+            md.AppendLine("|---|---|---|---:|---|---:|---:|");
+            foreach (var r in scored)
+                foreach (var task in r.Tasks!)
+                    foreach (var m in task.Metrics)
+                        md.AppendLine($"| {r.Label} | {task.Side} | {task.Task} | {task.Items} | {m.Name} | {m.Value.ToString("0.0000", CultureInfo.InvariantCulture)} | " +
+                                      $"{(double.IsNaN(m.StandardError) ? "—" : m.StandardError.ToString("0.0000", CultureInfo.InvariantCulture))} |");
+            md.AppendLine();
+        }
         foreach (var image in images) md.AppendLine($"![{image}]({image})\n");
         return md.ToString();
     }

@@ -1,6 +1,7 @@
 using System.Reflection;
 using Akka.Configuration;
 using Scale.Model.Data;
+using Scale.Model.Evaluation;
 using Scale.Model.Experiments;
 
 namespace Scale.Actors.Sweeps;
@@ -16,7 +17,7 @@ internal static class ExperimentFiles
     /// <summary>A built-in name (bio, bio-ko, bio-qa, bio-validation, text) or a path to a .hocon file.</summary>
     public static ExperimentSpec Load(string nameOrPath)
     {
-        if (File.Exists(nameOrPath)) return Parse(File.ReadAllText(nameOrPath), nameOrPath);
+        if (File.Exists(nameOrPath)) return Parse(File.ReadAllText(nameOrPath), nameOrPath, Path.GetDirectoryName(Path.GetFullPath(nameOrPath)));
         using var stream = Assembly.GetExecutingAssembly().GetManifestResourceStream($"experiments/{nameOrPath}.hocon")
             ?? throw new ArgumentException($"No experiment '{nameOrPath}': neither a file nor a built-in ({string.Join(", ", BuiltIn)}).");
         using var reader = new StreamReader(stream);
@@ -25,7 +26,8 @@ internal static class ExperimentFiles
 
     private static readonly Dictionary<string, string[]> Known = new()
     {
-        [""] = ["name", "seed", "vocab-size", "model", "old", "new", "pretrain", "continual", "methods", "scale", "lora", "route", "freeze", "qa", "tokenizer"],
+        [""] = ["name", "seed", "vocab-size", "model", "old", "new", "pretrain", "continual", "methods", "scale", "lora", "route", "freeze", "qa", "tokenizer", "suites"],
+        ["suites"] = ["old", "new", "every-evaluation"],
         ["tokenizer"] = ["covers-new"],
         ["model"] = ["hidden-size", "layers", "heads", "kv-heads", "head-dim", "ffn", "rope-theta", "norm-eps", "tied"],
         ["old"] = ["kind", "language", "people", "renderings", "world-seed", "folder", "corpus", "held-out-fraction", "calibration-fraction"],
@@ -64,15 +66,16 @@ internal static class ExperimentFiles
         return settings;
     }
 
-    public static ExperimentSpec Parse(string text, string source)
+    /// <summary>An experiment file's text; its suites' relative paths are from <paramref name="baseDirectory"/> (null: the current directory).</summary>
+    public static ExperimentSpec Parse(string text, string source, string? baseDirectory = null)
     {
         var root = Hocon.Parse(text, source);
         if (!root.HasPath("experiment")) throw new ArgumentException($"{source}: no 'experiment' block.");
-        return FromConfig(root.GetConfig("experiment"), source, "");
+        return FromConfig(root.GetConfig("experiment"), source, "", baseDirectory);
     }
 
     /// <summary>An experiment block; <paramref name="prefix"/> names where it sits in its file, for error messages.</summary>
-    public static ExperimentSpec FromConfig(Config c, string source, string prefix)
+    public static ExperimentSpec FromConfig(Config c, string source, string prefix, string? baseDirectory = null)
     {
         foreach (var (section, keys) in Known)
         {
@@ -141,6 +144,14 @@ internal static class ExperimentFiles
                 Passes = Int("qa.passes", qa.Passes),
             };
         }
+        SuitesSpec? Suites()
+        {
+            if (!c.HasPath("suites")) return null;
+            IReadOnlyList<TaskSpec> Side(string side)
+                => Get($"suites.{side}", p => c.GetStringList(p), [])
+                    .Select(entry => TaskCards.Entry(entry, baseDirectory ?? Directory.GetCurrentDirectory(), $"{source}: {prefix}suites.{side}")).ToList();
+            return new SuitesSpec { Old = Side("old"), New = Side("new"), EveryEvaluation = Get("suites.every-evaluation", p => c.GetBoolean(p), false) };
+        }
         var defaults = new ExperimentSpec();
         try
         {
@@ -166,6 +177,7 @@ internal static class ExperimentFiles
                 Pretrain = Phase("pretrain"),
                 Continual = Phase("continual"),
                 Qa = Qa(),
+                Suites = Suites(),
                 TokenizerCoversNew = Get("tokenizer.covers-new", p => c.GetBoolean(p), false),
                 Methods = Get("methods", p => (IReadOnlyList<string>)c.GetStringList(p).ToList(), defaults.Methods),
                 Settings = Settings(c, source, prefix),

@@ -209,7 +209,7 @@ internal static partial class SweepFiles
         var value = c.GetValue("experiment");
         if (value.IsObject())
         {
-            experiment = ExperimentFiles.FromConfig(c.GetConfig("experiment"), source, "sweep.experiment.");
+            experiment = ExperimentFiles.FromConfig(c.GetConfig("experiment"), source, "sweep.experiment.", baseDirectory);
         }
         else
         {

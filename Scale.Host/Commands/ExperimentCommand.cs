@@ -86,15 +86,22 @@ internal sealed class ExperimentCommand : Command<ExperimentCommand.Settings>
         }
         if (settings.Json)
         {
-            Console.WriteLine(JsonSerializer.Serialize(result, new JsonSerializerOptions { WriteIndented = true }));
+            Console.WriteLine(JsonSerializer.Serialize(result, new JsonSerializerOptions
+            {
+                WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
+            }));
             return 0;
         }
+        // One column per task of the suites: its headline metric, as every method scored it.
+        var tasks = result.Methods.SelectMany(m => m.Tasks ?? []).Select(t => t.Label).Distinct().ToList();
         var table = new Table().Title($"{result.Experiment}: {result.Metric}")
-            .AddColumns("method", "trainable params", "retention", "acquisition", "forgetting", "tokens/s");
-        table.AddRow("base (before CPT)", result.BaseParams.ToString("N0"), result.BaseOld.ToString("0.000"), result.BaseNew.ToString("0.000"), "", "");
+            .AddColumns(["method", "trainable params", "retention", "acquisition", "forgetting", .. tasks, "tokens/s"]);
+        table.AddRow(["base (before CPT)", result.BaseParams.ToString("N0"), result.BaseOld.ToString("0.000"), result.BaseNew.ToString("0.000"), "", .. tasks.Select(_ => ""), ""]);
         foreach (var m in result.Methods)
-            table.AddRow(m.Method, m.TrainableParams.ToString("N0"), m.Retention.ToString("0.000"), m.Acquisition.ToString("0.000"),
-                         m.Forgetting.ToString("0.000"), m.TokensPerSecond > 0 ? m.TokensPerSecond.ToString("N0") : "—");
+            table.AddRow([m.Method, m.TrainableParams.ToString("N0"), m.Retention.ToString("0.000"), m.Acquisition.ToString("0.000"),
+                          m.Forgetting.ToString("0.000"),
+                          .. tasks.Select(label => m.Tasks?.FirstOrDefault(t => t.Label == label) is { } t ? t.Text : "—"),
+                          m.TokensPerSecond > 0 ? m.TokensPerSecond.ToString("N0") : "—"]);
         AnsiConsole.Write(table);
         AnsiConsole.MarkupLine($"base pre-training {(result.BaseCached ? "cached" : $"{result.BasePretrainSeconds:0} s")}, best step {result.BaseBestStep}; wall time {result.WallSeconds:0} s");
         return 0;

@@ -4,6 +4,7 @@ using Scale.Model;
 using Scale.Model.Checkpoints;
 using Scale.Model.Data;
 using Scale.Model.Evaluation;
+using Scale.Actors.Sweeps;
 using TorchSharp;
 using Spectre.Console;
 using Spectre.Console.Cli;
@@ -18,7 +19,7 @@ internal sealed class ScoreCommand : Command<ScoreCommand.Settings>
         [CommandOption("--model <DIR>"), Description("Model directory: a Hugging Face checkpoint with tokenizer.json, or a `scale export` directory (SCALE models too).")]
         public string? Model { get; init; }
 
-        [CommandOption("--task <FILE>"), Description("The task: JSON Lines of {\"context\", \"choices\", \"gold\"} (multiple choice) or {\"context\", \"target\"} (generation).")]
+        [CommandOption("--task <FILE>"), Description("The task: JSON Lines of {\"context\", \"choices\", \"gold\"} (multiple choice) or {\"context\", \"target\"} (generation), or a task card (.hocon: name, file, fewshot, shots, seed, metric).")]
         public string? Task { get; init; }
 
         [CommandOption("--fewshot <FILE>"), Description("A task file to draw --shots solved examples from (put before every item).")]
@@ -27,8 +28,8 @@ internal sealed class ScoreCommand : Command<ScoreCommand.Settings>
         [CommandOption("--shots <N>"), Description("Solved examples before every item (default 0; needs --fewshot)."), DefaultValue(0)]
         public int Shots { get; init; }
 
-        [CommandOption("--seed <N>"), Description("Which examples --shots draws (default 1234)."), DefaultValue(1234)]
-        public int Seed { get; init; } = 1234;
+        [CommandOption("--seed <N>"), Description("Which examples --shots draws (default 1234).")]
+        public int? Seed { get; init; }
 
         [CommandOption("--batch <N>"), Description("Sequences scored at once (default 32)."), DefaultValue(32)]
         public int Batch { get; init; } = 32;
@@ -53,9 +54,18 @@ internal sealed class ScoreCommand : Command<ScoreCommand.Settings>
 
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellation)
     {
-        // The task files are read and checked before any model loads.
-        var items = TaskFile.Read(settings.Task!);
-        var shots = settings.FewShot is null ? [] : TaskPrompting.Draw(TaskFile.Read(settings.FewShot), settings.Shots, settings.Seed);
+        // The task files are read and checked before any model loads. A card says its own files, shots and seed.
+        if (TaskCards.IsCard(settings.Task!) && (settings.FewShot is not null || settings.Shots > 0 || settings.Seed is not null))
+            throw new ArgumentException($"{settings.Task} is a task card: it gives the few-shot file, shots and seed itself (leave out --fewshot, --shots and --seed).");
+        var spec = TaskCards.IsCard(settings.Task!)
+            ? TaskCards.Read(settings.Task!)
+            : new TaskSpec
+            {
+                Name = Path.GetFileNameWithoutExtension(settings.Task!), File = settings.Task, FewShotFile = settings.FewShot, Shots = settings.Shots,
+                Seed = settings.Seed ?? TaskSpec.DefaultSeed,
+            }.Validate("--task");
+        var suite = TaskSuite.Load("task", spec);
+        var (items, shots) = (suite.Items, suite.Prompting.Shots);
         var tokenizerFile = Path.Combine(settings.Model!, HfTokenizer.FileName);
         if (!File.Exists(tokenizerFile)) throw new ArgumentException($"{settings.Model}: no {HfTokenizer.FileName}: scoring text needs the model's tokenizer.");
         TorchStartup.Start();
@@ -65,13 +75,13 @@ internal sealed class ScoreCommand : Command<ScoreCommand.Settings>
         model.to(Devices.Parse(settings.Device));
         model.eval();
         var clock = Stopwatch.StartNew();
-        var score = TaskScoring.Score(model, tokenizer, items, new TaskPrompting { Shots = shots }, settings.Batch);
-        var name = Path.GetFileNameWithoutExtension(settings.Task);
+        var score = TaskScoring.Score(model, tokenizer, items, suite.Prompting, settings.Batch);
+        var name = spec.Name;
         if (settings.Format == "json")
         {
             Console.WriteLine(System.Text.Json.JsonSerializer.Serialize(new
             {
-                task = name, items = score.Items, shots = shots.Count, seconds = Math.Round(clock.Elapsed.TotalSeconds, 3),
+                task = name, items = score.Items, shots = shots.Count, metric = suite.Metric, seconds = Math.Round(clock.Elapsed.TotalSeconds, 3),
                 metrics = score.Metrics.ToDictionary(m => m.Name, m => new { value = m.Value, stderr = double.IsNaN(m.StandardError) ? (double?)null : m.StandardError }),
             }));
             return 0;

@@ -5,7 +5,10 @@ using static TorchSharp.torch;
 namespace Scale.Model.Evaluation;
 
 /// <summary>A metric's mean over a task's items and its standard error (the sample standard deviation over √n).</summary>
-internal sealed record TaskMetric(string Name, double Value, double StandardError);
+internal sealed record TaskMetric(
+    [property: System.Text.Json.Serialization.JsonPropertyName("name")] string Name,
+    [property: System.Text.Json.Serialization.JsonPropertyName("value")] double Value,
+    [property: System.Text.Json.Serialization.JsonPropertyName("stderr")] double StandardError);
 
 /// <summary>A task's scores: accuracy and length-normalised accuracy (multiple choice) or exact match (generation).</summary>
 internal sealed record TaskScore(int Items, IReadOnlyList<TaskMetric> Metrics);
@@ -41,8 +44,7 @@ internal sealed record TaskPrompting
 
 /// <summary>
 /// Scores task items the way lm-evaluation-harness does. Multiple choice: the log-likelihood of each choice (the target
-/// delimiter and the choice, tokenised apart from the context, whose trailing whitespace moves to the continuation) given
-/// the context; accuracy takes the most likely choice, length-normalised accuracy the most likely per byte of the
+/// delimiter and the choice, split from the context as <see cref="Encode"/> says) given the context; accuracy takes the most likely choice, length-normalised accuracy the most likely per byte of the
 /// choice. Generation: greedy decoding up to the stop sequence, exact match after trimming whitespace.
 /// </summary>
 internal static class TaskScoring
@@ -93,7 +95,9 @@ internal static class TaskScoring
     }
 
     /// <summary>
-    /// The context's and the continuation's token ids, the context's trailing whitespace moved to the continuation; a
+    /// The context's and the continuation's token ids as lm-evaluation-harness splits them: the context's trailing
+    /// whitespace moves to the continuation, the whole text is encoded, and the continuation is what follows the
+    /// context's own tokens in it (so a token that merges across the boundary is scored as the whole text has it). A
     /// context is encoded once however many continuations (an item's choices) follow it.
     /// </summary>
     private static (IReadOnlyList<int> Context, IReadOnlyList<int> Continuation) Encode(ITokenizer tokenizer, string context, string continuation,
@@ -102,8 +106,9 @@ internal static class TaskScoring
         int trimmed = context.Length - context.TrimEnd().Length;
         if (trimmed > 0) (context, continuation) = (context[..^trimmed], context[^trimmed..] + continuation);
         if (!contexts.TryGetValue(context, out var contextIds)) contexts[context] = contextIds = tokenizer.Encode(context);
-        var continuationIds = tokenizer.Encode(continuation);
-        if (continuationIds.Count == 0) throw new ArgumentException($"The continuation '{continuation}' has no tokens.");
+        var whole = tokenizer.Encode(context + continuation);
+        var continuationIds = whole.Skip(contextIds.Count).ToList();
+        if (continuationIds.Count == 0) throw new ArgumentException($"The continuation '{continuation}' has no tokens of its own after its context.");
         // An empty context starts from the end-of-text token, as a document does.
         return (contextIds.Count > 0 ? contextIds : [tokenizer.EndOfTextId], continuationIds);
     }

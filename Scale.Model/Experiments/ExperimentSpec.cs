@@ -157,6 +157,10 @@ internal sealed partial record ExperimentSpec
     /// JSON when null, so that the fingerprints of sweeps journaled before it existed do not change.</summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public QaSpec? Qa { get; init; }
+    /// <summary>Task suites scored on every method's final weights, old side and new (null: none). Left out of the JSON when null
+    /// (fingerprints of earlier sweeps stay).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public Evaluation.SuitesSpec? Suites { get; init; }
     public IReadOnlyList<string> Methods { get; init; } = ["frozen", "full", "freeze", "depth", "lora", "preserve", "adapt", "route"];
 
     /// <summary>
@@ -195,6 +199,7 @@ internal sealed partial record ExperimentSpec
             if (Old.People < 2) throw new ArgumentException($"qa splits old.people in two halves (Task 0 and its held-out people): it needs at least 2, got {Old.People}.");
             if (BaseModel is not null) throw new ArgumentException("qa pre-trains its own base on biographies; it cannot start from an imported model.");
         }
+        Suites?.Validate(Old.IsBio);
         if (Methods.Count == 0) throw new ArgumentException("methods is empty.");
         // The vocabulary's bound is the limits' to name (with what the data can teach): the model is checked within range.
         (Model with { VocabSize = Math.Clamp(VocabSize, 1, ModelConfig.MaxVocab) }).Validate();
@@ -211,6 +216,7 @@ internal sealed partial record ExperimentSpec
     public ExperimentSpec CheckFinal(int concurrentTrials = 1)
     {
         ExperimentLimits.Check(this, concurrentTrials);
+        Suites?.CheckFiles();
         foreach (var (side, data) in new[] { ("old", Old), ("new", New) })
         {
             if (data.IsBio || data.Folder is null || !ShardIndex.IsShardDirectory(data.Folder)) continue;
@@ -249,6 +255,8 @@ internal sealed record MethodResult
     [JsonPropertyName("acquisition_by_attribute")] public IReadOnlyDictionary<string, double>? AcquisitionByAttribute { get; init; }
     [JsonPropertyName("retention_first_token")] public double? RetentionFirstToken => Scores.RetentionFirstToken;
     [JsonPropertyName("acquisition_first_token")] public double? AcquisitionFirstToken => Scores.AcquisitionFirstToken;
+    /// <summary>Each task of the experiment's suites on the final weights (null: the experiment names no suite).</summary>
+    [JsonPropertyName("tasks")] public IReadOnlyList<Evaluation.TaskResult>? Tasks => Scores.Tasks;
 }
 
 internal sealed record ExperimentResult

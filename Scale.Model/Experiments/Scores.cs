@@ -9,6 +9,9 @@ internal sealed record Scores(double Retention, double Acquisition, double Forge
 {
     public double? RetentionFirstToken { get; init; }
     public double? AcquisitionFirstToken { get; init; }
+    /// <summary>The experiment's task suites scored on the same weights (<see cref="Evaluation.SuitesSpec"/>); null: none asked.</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyList<Evaluation.TaskResult>? Tasks { get; init; }
 }
 
 /// <summary>Which way a score is better: the one name for it (a metric's, a scheduler's `mode`).</summary>

@@ -106,6 +106,9 @@ internal sealed class TrialScoring(Func<CausalLM, Score> old, Func<CausalLM, Sco
     /// <summary>The old data's calibration slice (novelty-auto routing), disjoint from the held-out data retention is scored on; null: none.</summary>
     public ITokenWindows? Calibration { get; set; }
 
+    /// <summary>The experiment's task suites, scored on every final model (and during training when they ask); null: none.</summary>
+    public TaskSuites? Tasks { get; set; }
+
     private readonly System.Collections.Concurrent.ConcurrentDictionary<(double Quantile, int Window), Lazy<double>> thresholds = new();
 
     /// <summary>
@@ -267,7 +270,7 @@ internal sealed class TrialRunner(Decoder baseModel, ITokenWindows train, TrialS
             void ScoreNow()
             {
                 var scoringClock = Stopwatch.StartNew();
-                onScores!(session.Step, Score(model, scoringClock));
+                onScores!(session.Step, Score(model, scoringClock, final: false));
                 scoringSeconds += scoringClock.Elapsed.TotalSeconds;
             }
             bool scoring = onScores is not null && plan.EvaluateEvery > 0;
@@ -336,7 +339,7 @@ internal sealed class TrialRunner(Decoder baseModel, ITokenWindows train, TrialS
             var routing = plan.Method.Routing is { } rule ? scoring.Calibrate(rule, baseModel) : null;
             var model = routing is null ? trained : MethodSpec.Route(trained, baseModel, routing);
             var shared = baseModel.parameters().Select(p => p.Handle).ToHashSet();
-            return Score(model, clock) with
+            return Score(model, clock, final: true) with
             {
                 Routing = routing?.ToString(), RoutingThreshold = routing?.Calibrated,
                 ResidentParameters = trained.DistinctParameters().Where(p => !shared.Contains(p.Parameter.Handle)).Sum(p => p.Parameter.numel()),
@@ -349,13 +352,15 @@ internal sealed class TrialRunner(Decoder baseModel, ITokenWindows train, TrialS
         }
     }
 
-    private TrialScores Score(CausalLM model, Stopwatch clock)
+    /// <summary>The model's scores; the task suites on <paramref name="final"/> weights, and during training only when they ask.</summary>
+    private TrialScores Score(CausalLM model, Stopwatch clock, bool final)
     {
         using var noGrad = TorchSharp.torch.no_grad();
         var (retention, acquisition) = (scoring.OldDetailed(model), scoring.NewDetailed(model));
         var scores = new Scores(retention.Value, acquisition.Value, scoring.Forgetting(retention.Value))
         {
             RetentionFirstToken = retention.FirstToken, AcquisitionFirstToken = acquisition.FirstToken,
+            Tasks = scoring.Tasks is { } tasks && (final || tasks.EveryEvaluation) ? tasks.Score(model) : null,
         };
         return new TrialScores(scores, clock.Elapsed.TotalSeconds)
         {

@@ -67,6 +67,8 @@ internal static class TwoPhaseExperiment
         /// <summary>The old side's calibration slice (novelty-auto routing): documents neither trained on nor held out, or of the
         /// base's own old data (biographies rendered anew; bio-qa's Task-0 questions), never the held-out set's.</summary>
         public IReadOnlyList<string> Calibration { get; init; } = [];
+        /// <summary>The side's population (biographies): what the built-in <see cref="BioChoices"/> ask about.</summary>
+        public IReadOnlyList<Person>? People { get; init; }
     }
 
     /// <summary>Held-out windows scored from a shard set, at most: spread evenly over the split.</summary>
@@ -88,6 +90,8 @@ internal static class TwoPhaseExperiment
         spec.Validate();
         spec = WithCorpora(spec, dataDirectory, progress);
         var (old, @new, task0) = Prepare(spec);
+        // The task suites are read and checked before any model loads or trains.
+        var suites = Suites(spec, old, @new);
         var (baseModel, tokenizer, info, cached) = LoadOrPretrain(spec, old, dataDirectory, progress, cancellation);
         bool bio = spec.Old.IsBio;
         TrialScoring scoring;
@@ -115,12 +119,23 @@ internal static class TwoPhaseExperiment
         scoring.Calibration = old.Shards is not null
             ? TokenShards.Open(old.Shards.Value.Directory, old.Shards.Value.Index, heldOut: false, spec.Continual.SequenceLength).Spread(RoutingCalibration.MaxWindows)
             : Pack(old.Calibration, tokenizer, spec.Continual.SequenceLength);
+        if (suites.Count > 0) scoring.Tasks = new TaskSuites(suites, tokenizer, spec.Suites!.EveryEvaluation);
         double baseNew = scoring.New(baseModel);
         progress?.Report(new("evaluate", "base", 0, 0, 0, 0, $"base: old {scoring.BaseOld:0.000}, new {baseNew:0.000}"));
         var newTrain = Windows(@new, heldOut: false, tokenizer, spec.Continual.SequenceLength);
         return new ExperimentTask(spec, baseModel, tokenizer, new TrialRunner(baseModel, newTrain, scoring), baseNew,
                                   info.Seconds, info.BestStep, cached,
                                   bio ? old.Prompts : null, bio ? @new.Prompts : null);
+    }
+
+    /// <summary>The experiment's task suites, loaded: task files read and checked, the built-in biography choices of each side's population.</summary>
+    private static IReadOnlyList<TaskSuite> Suites(ExperimentSpec spec, Side old, Side @new)
+    {
+        if (spec.Suites is not { } suites) return [];
+        return suites.Old.Select(t => (Side: "old", Task: t, Data: old, Language: spec.Old.Language))
+            .Concat(suites.New.Select(t => (Side: "new", Task: t, Data: @new, Language: spec.New.Language)))
+            .Select(s => s.Task.IsBuiltIn ? TaskSuite.BioChoice(s.Side, s.Task, s.Data.People!, s.Language) : TaskSuite.Load(s.Side, s.Task))
+            .ToList();
     }
 
     /// <summary>The experiment with each built-in corpus it names (<see cref="DataSpec.Corpus"/>) as its folder under the data directory, prepared there if it is not yet.</summary>
@@ -211,7 +226,8 @@ internal static class TwoPhaseExperiment
                                                  plan.Phase.TokensPerStep * step.Step / Math.Max(clock.Elapsed.TotalSeconds, 1e-9))));
         var scored = runner.Evaluate(plan, trained.FinalCheckpoint);
         var scores = scored.Scores;
-        progress?.Report(new("evaluate", name, 0, 0, 0, trained.TokensPerSecond, $"{name}: retention {scores.Retention:0.000}, acquisition {scores.Acquisition:0.000}"));
+        var tasks = string.Concat((scores.Tasks ?? []).Select(t => $", {t.Label} {t.Headline.Value:0.000}"));
+        progress?.Report(new("evaluate", name, 0, 0, 0, trained.TokensPerSecond, $"{name}: retention {scores.Retention:0.000}, acquisition {scores.Acquisition:0.000}{tasks}"));
         return new MethodResult
         {
             Method = name,
@@ -259,6 +275,7 @@ internal static class TwoPhaseExperiment
                             people.SelectMany(p => BioRenderer.Prompts(p, data.Language)).ToList())
             {
                 Calibration = old ? BioRenderer.Corpus(people, data.Language, 1, seed + CalibrationSeedOffset) : [],
+                People = people,
             };
         }
         if (spec.Qa is not { } qa)
@@ -282,10 +299,10 @@ internal static class TwoPhaseExperiment
         int half = a.Count / 2;
         var (trainedHalf, heldOutHalf) = (a.Take(half).ToList(), a.Skip(half).ToList());
         var old = new Side(BioRenderer.Corpus(a, spec.Old.Language, spec.Old.Renderings, spec.Seed), [],
-                           a.SelectMany(p => BioRenderer.Prompts(p, spec.Old.Language)).ToList());
+                           a.SelectMany(p => BioRenderer.Prompts(p, spec.Old.Language)).ToList()) { People = a };
         var measured = (qa.Measure == QaMeasure.HeldOut ? heldOutHalf : trainedHalf).SelectMany(BioQa.Prompts).ToList();
         var task0 = new QaTask0(BioQa.Corpus(trainedHalf, qa.Passes, spec.Seed + 2), measured);
-        var @new = new Side(BioQa.Corpus(b, qa.Passes, spec.Seed + 1), [], b.SelectMany(BioQa.Prompts).ToList());
+        var @new = new Side(BioQa.Corpus(b, qa.Passes, spec.Seed + 1), [], b.SelectMany(BioQa.Prompts).ToList()) { People = b };
         return (old, @new, task0);
     }
 

@@ -100,11 +100,14 @@ public sealed class WireSerializerTests : Akka.TestKit.Xunit2.TestKit
     [Theory]
     [InlineData("quickstart")]
     [InlineData("validation")]
+    [InlineData("bio-ko")]   // with task suites
     public void A_resolved_sweep_definition_survives_json_with_the_same_fingerprint_and_trials(string builtIn)
     {
         var sweep = SweepFiles.Load(builtIn);
         var back = SweepDefinitionJson.Read(SweepDefinitionJson.Write(sweep));
 
+        Assert.Equal(sweep.Experiment.Suites?.EveryEvaluation, back.Experiment.Suites?.EveryEvaluation);
+        Assert.Equal(sweep.Experiment.Suites?.Old.Concat(sweep.Experiment.Suites.New) ?? [], back.Experiment.Suites?.Old.Concat(back.Experiment.Suites.New) ?? []);
         Assert.Equal(sweep.Fingerprint, back.Fingerprint);
         Assert.Equal(sweep.Trials.Select(t => t.Id), back.Trials.Select(t => t.Id));
         Assert.Equal(sweep.CheckpointEvery, back.CheckpointEvery);

@@ -25,10 +25,11 @@ public sealed class TaskScoringTests
     /// <summary>The reference: each request alone through the model, log p(continuation | context) summed by hand.</summary>
     private static double Reference(Scale.Model.Transformer.CausalLM model, Scale.Model.Data.ITokenizer tokenizer, string context, string continuation)
     {
+        // lm-evaluation-harness's split: trailing whitespace moves to the continuation, whose tokens are the whole text's after the context's.
         var trailing = context[context.TrimEnd().Length..];
         var contextIds = tokenizer.Encode(context.TrimEnd()).ToList();
+        var continuationIds = tokenizer.Encode(context.TrimEnd() + trailing + continuation).Skip(contextIds.Count).ToList();
         if (contextIds.Count == 0) contextIds.Add(tokenizer.EndOfTextId);
-        var continuationIds = tokenizer.Encode(trailing + continuation).ToList();
         var tokens = contextIds.Concat(continuationIds).Select(i => (long)i).ToArray();
         using var noGrad = no_grad();
         using var logits = model.forward(tensor(tokens[..^1]).unsqueeze(0));
@@ -146,5 +147,16 @@ public sealed class TaskScoringTests
         Assert.Equal(20, root.GetProperty("items").GetInt32());
         Assert.Equal(2, root.GetProperty("shots").GetInt32());
         Assert.InRange(root.GetProperty("metrics").GetProperty("acc").GetProperty("value").GetDouble(), 0, 1);
+
+        // A task card gives the name, files, shots and metric; the command line may not give them again.
+        var card = dir.Combine("born.hocon");
+        File.WriteAllText(card, "task {\n  name = born-card\n  file = born.jsonl\n  fewshot = born.jsonl\n  shots = 3\n  metric = acc_norm\n}\n");
+        var carded = ScaleProcess.Run("score", "--model", model, "--task", card, "--format", "json");
+        Assert.True(carded.ExitCode == 0, carded.Stderr);
+        var cardRoot = System.Text.Json.JsonDocument.Parse(carded.Stdout).RootElement;
+        Assert.Equal(("born-card", 3, "acc_norm"), (cardRoot.GetProperty("task").GetString(), cardRoot.GetProperty("shots").GetInt32(), cardRoot.GetProperty("metric").GetString()));
+        var refused = ScaleProcess.Run("score", "--model", model, "--task", card, "--shots", "1", "--fewshot", file);
+        Assert.NotEqual(0, refused.ExitCode);
+        Assert.Contains("is a task card: it gives the few-shot file, shots and seed itself", refused.Stderr);
     }
 }

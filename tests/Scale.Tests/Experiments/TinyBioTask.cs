@@ -11,7 +11,7 @@ internal sealed class TinyBioTask : IDisposable
     public TinyBioTask()
     {
         var world = new BioWorld(BioLanguage.English, 4);
-        var (old, @new) = (world.DrawPopulation(4), world.DrawPopulation(4));
+        var (old, @new) = (OldPeople, NewPeople) = (world.DrawPopulation(4), world.DrawPopulation(4));
         var tokenizer = Tokenizer = ByteBpeTokenizer.Train(BioRenderer.Corpus(old, BioLanguage.English, 6, 1), 300);
         var config = new ModelConfig { VocabSize = tokenizer.VocabSize, HiddenSize = 32, NumLayers = 2, NumHeads = 2, IntermediateSize = 64 };
         Base = Decoder.Create(config, seed: 2).Freeze();
@@ -25,6 +25,8 @@ internal sealed class TinyBioTask : IDisposable
     }
 
     public Decoder Base { get; }
+    public IReadOnlyList<Person> OldPeople { get; }
+    public IReadOnlyList<Person> NewPeople { get; }
     public ByteBpeTokenizer Tokenizer { get; }
     public TrialRunner Runner { get; }
 
