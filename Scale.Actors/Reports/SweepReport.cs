@@ -41,7 +41,8 @@ internal sealed record TrialRow
     [JsonPropertyName("block_passes")] public double? BlockPasses { get; init; }
     [JsonPropertyName("evaluation_seconds")] public double? EvaluationSeconds { get; init; }
     /// <summary>The experiment's task suites on the trial's final weights (routed rows: through the routed model), each metric with its standard error.</summary>
-    [JsonPropertyName("tasks")] public IReadOnlyList<Scale.Model.Evaluation.TaskResult>? Tasks { get; init; }
+    [JsonPropertyName("tasks"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]   // absent without suites: earlier output reads as it did
+    public IReadOnlyList<Scale.Model.Evaluation.TaskResult>? Tasks { get; init; }
     /// <summary>Scores during training (the sweep's evaluate-every), by step.</summary>
     [JsonPropertyName("curve")] public IReadOnlyList<CurvePoint>? Curve { get; init; }
     /// <summary>The step of the curve's best point (most acquisition less forgetting, by the metric's direction); null without a curve.</summary>
@@ -77,6 +78,7 @@ internal sealed record CurvePoint(long Step, double Retention, double Acquisitio
     public long? TotalSteps { get; init; }
     public string? Metric { get; init; }
     /// <summary>The task suites at this step (only when the experiment's suites ask for every evaluation).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public IReadOnlyList<Scale.Model.Evaluation.TaskResult>? Tasks { get; init; }
 
     public static CurvePoint Of(ScorePoint p) => new(p.Step, p.Scores.Retention, p.Scores.Acquisition, p.Scores.Forgetting)

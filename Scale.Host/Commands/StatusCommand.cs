@@ -74,7 +74,9 @@ internal sealed class StatusCommand : AsyncCommand<StatusCommand.Settings>
         try
         {
             using var http = new HttpClient { BaseAddress = new Uri(File.ReadAllText(file).Trim()), Timeout = TimeSpan.FromSeconds(10) };
-            return System.Text.Json.JsonSerializer.Deserialize<List<TrialRow>>(await http.GetStringAsync($"/api/sweeps/{Uri.EscapeDataString(sweep)}/trials"));
+            // Read as the endpoint writes it (a standard error of one item is NaN).
+            return System.Text.Json.JsonSerializer.Deserialize<List<TrialRow>>(await http.GetStringAsync($"/api/sweeps/{Uri.EscapeDataString(sweep)}/trials"),
+                                                                             SweepReport.JsonOptions);
         }
         catch (Exception e) when (e is HttpRequestException or TaskCanceledException or System.Text.Json.JsonException or UriFormatException or IOException)
         {

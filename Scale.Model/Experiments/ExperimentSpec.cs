@@ -256,7 +256,7 @@ internal sealed record MethodResult
     [JsonPropertyName("retention_first_token")] public double? RetentionFirstToken => Scores.RetentionFirstToken;
     [JsonPropertyName("acquisition_first_token")] public double? AcquisitionFirstToken => Scores.AcquisitionFirstToken;
     /// <summary>Each task of the experiment's suites on the final weights (null: the experiment names no suite).</summary>
-    [JsonPropertyName("tasks")] public IReadOnlyList<Evaluation.TaskResult>? Tasks => Scores.Tasks;
+    [JsonPropertyName("tasks"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public IReadOnlyList<Evaluation.TaskResult>? Tasks => Scores.Tasks;
 }
 
 internal sealed record ExperimentResult

@@ -59,7 +59,9 @@ public class DashboardBrowserTests
         var file = dir.Combine("long.hocon");
         // Long enough that the first trained trial is still running however slowly the browser starts (about 50 steps/s here).
         // Scored every 25 steps too, so that the chart of scores during training has points to draw.
-        File.WriteAllText(file, SweepProcessTestsSweep.Tiny.Replace("steps = 60", "steps = 60000").Replace("checkpoint-every = 5", "checkpoint-every = 5\n  evaluate-every = 25"));
+        // With a task suite on the old people, so that the finished frozen base's row has a task column.
+        File.WriteAllText(file, SweepProcessTestsSweep.Tiny.Replace("steps = 60", "steps = 60000").Replace("checkpoint-every = 5", "checkpoint-every = 5\n  evaluate-every = 25")
+            .Replace("    continual {", "    suites { old = [bio-choice] }\n    continual {"));
         var ready = new TaskCompletionSource<string>();
         string? url = null;
         using var run = ScaleProcess.Start(line =>
@@ -86,6 +88,10 @@ public class DashboardBrowserTests
             var later = Until(browser, () => StepOfRunningTrial() is var s && s != first ? s : null, "the running trial's step changing");
             Assert.True(int.Parse(later.Split('/')[0]) > int.Parse(first.Split('/')[0]), $"{first} then {later}");
             Until(browser, () => browser.FindElements(By.CssSelector("svg#loss polyline.loss-curve")).Count > 0 ? "" : null, "a loss curve");
+            Until(browser, () => browser.FindElement(By.CssSelector("#trials thead th.task")).Text == "old bio-choice acc" ? "" : null, "the task suite's column");
+            var accuracy = Until(browser, () => browser.FindElement(By.CssSelector("#trials tbody tr[data-trial^='frozen-'] td.task")).Text is var t && t != "—" ? t : null,
+                                 "the frozen base's task accuracy");
+            Assert.Matches(@"^[01]\.\d{3} ± \d\.\d{3}$", accuracy);
             // The scores during training are drawn from the API's points (step, retention, acquisition): numbers, not NaN.
             var scores = Until(browser, () => browser.FindElements(By.CssSelector("polyline.score-curve")).Select(p => p.GetAttribute("points"))
                 .FirstOrDefault(p => p.Split(' ').Length >= 2), "a curve of scores during training");
