@@ -140,7 +140,7 @@ internal sealed record SweepCancelled(string SweepId) : IManagerEvent;
 internal sealed record UnreadableManagerEvent(string Manifest, string? SweepId, string Reason);
 
 /// <summary>
-/// The directories a cluster reads a submitted sweep's data from (text and shard folders, an imported base), as its
+/// The directories a cluster reads a submitted sweep's data from (text and shard folders, an imported base, task files), as its
 /// operator configured them (`scale seed --data-roots`; the data directory by default): a submission that names a
 /// path outside them is refused, so that nobody who can submit a sweep makes the workers read (and report on) any file
 /// they can see.
@@ -150,7 +150,12 @@ internal static class DataRoots
     /// <summary>Throws ArgumentException naming the first path of <paramref name="sweep"/> outside <paramref name="roots"/> (symbolic links resolved).</summary>
     public static void Check(SweepDefinition sweep, IReadOnlyList<string> roots)
     {
-        var paths = new[] { ("old.folder", sweep.Experiment.Old.Folder), ("new.folder", sweep.Experiment.New.Folder), ("base", sweep.Experiment.BaseModel) };
+        if (sweep.Experiment is null) return;   // refused by Validate
+        var suites = sweep.Experiment.Suites is { } given
+            ? given.Old.Select(t => ("old", t)).Concat(given.New.Select(t => ("new", t)))
+                .SelectMany(e => new[] { ($"suites.{e.Item1} '{e.t.Name}' file", e.t.File), ($"suites.{e.Item1} '{e.t.Name}' fewshot", e.t.FewShotFile) })
+            : [];
+        var paths = new[] { ("old.folder", sweep.Experiment.Old?.Folder), ("new.folder", sweep.Experiment.New?.Folder), ("base", sweep.Experiment.BaseModel) }.Concat(suites);
         foreach (var (what, path) in paths)
         {
             if (path is null) continue;
@@ -173,7 +178,11 @@ internal static class SweepDefinitionJson
 
     public static string Write(SweepDefinition sweep) => JsonSerializer.Serialize(sweep, Options);
 
-    public static SweepDefinition Read(string json)
+    /// <summary>
+    /// The definition in <paramref name="json"/>, checked; with <paramref name="dataRoots"/>, its paths are checked against
+    /// them first, before validation reads any file it names (shard indexes, task files).
+    /// </summary>
+    public static SweepDefinition Read(string json, IReadOnlyList<string>? dataRoots = null)
     {
         SweepDefinition? sweep;
         try
@@ -184,6 +193,8 @@ internal static class SweepDefinitionJson
         {
             throw new ArgumentException($"not a sweep definition: {e.Message}", e);
         }
-        return (sweep ?? throw new ArgumentException("not a sweep definition: empty")).Validate();
+        if (sweep is null) throw new ArgumentException("not a sweep definition: empty");
+        if (dataRoots is not null) DataRoots.Check(sweep, dataRoots);
+        return sweep.Validate();
     }
 }

@@ -104,9 +104,8 @@ internal sealed record ManagerState
         try
         {
             if (onlySweep is not null && submit.SweepId != onlySweep) throw new ArgumentException($"this process runs sweep '{onlySweep}' only");
-            definition = SweepDefinitionJson.Read(submit.Definition);
+            definition = SweepDefinitionJson.Read(submit.Definition, dataRoots);
             if (definition.Name != submit.SweepId) throw new ArgumentException($"the definition is named '{definition.Name}', not '{submit.SweepId}'");
-            if (dataRoots is not null) DataRoots.Check(definition, dataRoots);
         }
         catch (ArgumentException e)
         {

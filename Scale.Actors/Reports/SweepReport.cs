@@ -183,7 +183,7 @@ internal static class SweepReport
                                        r.Attempts.ToString(CultureInfo.InvariantCulture), N(r.FinalLoss),
                                        r.TrainableParams?.ToString(CultureInfo.InvariantCulture) ?? "", N(r.TokensPerSecond), Q(r.Failure ?? ""),
                                        .. tasks.SelectMany(t => r.Tasks?.FirstOrDefault(x => x.Label == t) is { } x
-                                           ? [N(x.Headline.Value), double.IsNaN(x.Headline.StandardError) ? "" : N(x.Headline.StandardError)]
+                                           ? [N(x.Headline.Value), N(x.Headline.StandardError)]
                                            : new[] { "", "" })]));
         return csv.ToString();
     }

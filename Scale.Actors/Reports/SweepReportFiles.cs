@@ -134,7 +134,7 @@ internal static class SweepReportFiles
                     bars.Add(new ScottPlot.Bar
                     {
                         Position = i + (k - (tasks.Count - 1) / 2.0) * width, Value = task.Headline.Value, Size = width * 0.9,
-                        Error = double.IsNaN(task.Headline.StandardError) ? 0 : task.Headline.StandardError, FillColor = palette.GetColor(k),
+                        Error = task.Headline.StandardError ?? 0, FillColor = palette.GetColor(k),
                     });
                 }
                 var series = plot.Add.Bars(bars);
@@ -160,6 +160,9 @@ internal static class SweepReportFiles
         written.Add(name);
     }
 
+    /// <summary>Text in a Markdown table's cell: a '|' would end the cell.</summary>
+    private static string Cell(string text) => text.Replace("|", "\\|");
+
     private static string Markdown(string sweep, SweepState state, IReadOnlyList<string> images)
     {
         static string N(double? v) => v?.ToString("0.000", CultureInfo.InvariantCulture) ?? "—";
@@ -179,8 +182,8 @@ internal static class SweepReportFiles
             foreach (var r in scored)
                 foreach (var task in r.Tasks!)
                     foreach (var m in task.Metrics)
-                        md.AppendLine($"| {r.Label} | {task.Side} | {task.Task} | {task.Items} | {m.Name} | {m.Value.ToString("0.0000", CultureInfo.InvariantCulture)} | " +
-                                      $"{(double.IsNaN(m.StandardError) ? "—" : m.StandardError.ToString("0.0000", CultureInfo.InvariantCulture))} |");
+                        md.AppendLine($"| {Cell(r.Label)} | {task.Side} | {Cell(task.Task)} | {task.Items} | {m.Name} | {m.Value.ToString("0.0000", CultureInfo.InvariantCulture)} | " +
+                                      $"{m.StandardError?.ToString("0.0000", CultureInfo.InvariantCulture) ?? "—"} |");
             md.AppendLine();
         }
         foreach (var image in images) md.AppendLine($"![{image}]({image})\n");

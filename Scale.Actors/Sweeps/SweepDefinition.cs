@@ -116,11 +116,14 @@ internal sealed record SweepDefinition
         get
         {
             // Each form is what sweeps of its time hashed: a sweep without routing, scores during training or a scheduler keeps its old fingerprint.
+            // The task suites are left out: they add scores and change no training, so a sweep resumes with suites added or changed
+            // (its remaining trials are scored on them, its finished ones keep what they had).
+            var trained = Experiment with { Suites = null };
             object hashed = Scheduler is not null
-                ? new { experiment = Experiment, checkpoint_every = CheckpointEvery, routing = Routing, evaluate_every = EvaluateEvery, scheduler = Scheduler }
+                ? new { experiment = trained, checkpoint_every = CheckpointEvery, routing = Routing, evaluate_every = EvaluateEvery, scheduler = Scheduler }
                 : Routing.Count == 0 && EvaluateEvery == 0
-                    ? (object)new { experiment = Experiment, checkpoint_every = CheckpointEvery }
-                    : new { experiment = Experiment, checkpoint_every = CheckpointEvery, routing = Routing, evaluate_every = EvaluateEvery };
+                    ? (object)new { experiment = trained, checkpoint_every = CheckpointEvery }
+                    : new { experiment = trained, checkpoint_every = CheckpointEvery, routing = Routing, evaluate_every = EvaluateEvery };
             var bytes = System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(hashed, hashed.GetType());
             return Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(bytes))[..16].ToLowerInvariant();
         }

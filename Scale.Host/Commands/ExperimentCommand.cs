@@ -95,7 +95,7 @@ internal sealed class ExperimentCommand : Command<ExperimentCommand.Settings>
         // One column per task of the suites: its headline metric, as every method scored it.
         var tasks = result.Methods.SelectMany(m => m.Tasks ?? []).Select(t => t.Label).Distinct().ToList();
         var table = new Table().Title($"{result.Experiment}: {result.Metric}")
-            .AddColumns(["method", "trainable params", "retention", "acquisition", "forgetting", .. tasks, "tokens/s"]);
+            .AddColumns(["method", "trainable params", "retention", "acquisition", "forgetting", .. tasks.Select(Markup.Escape), "tokens/s"]);
         table.AddRow(["base (before CPT)", result.BaseParams.ToString("N0"), result.BaseOld.ToString("0.000"), result.BaseNew.ToString("0.000"), "", .. tasks.Select(_ => ""), ""]);
         foreach (var m in result.Methods)
             table.AddRow([m.Method, m.TrainableParams.ToString("N0"), m.Retention.ToString("0.000"), m.Acquisition.ToString("0.000"),

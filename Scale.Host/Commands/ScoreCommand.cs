@@ -82,11 +82,11 @@ internal sealed class ScoreCommand : Command<ScoreCommand.Settings>
             Console.WriteLine(System.Text.Json.JsonSerializer.Serialize(new
             {
                 task = name, items = score.Items, shots = shots.Count, metric = suite.Metric, seconds = Math.Round(clock.Elapsed.TotalSeconds, 3),
-                metrics = score.Metrics.ToDictionary(m => m.Name, m => new { value = m.Value, stderr = double.IsNaN(m.StandardError) ? (double?)null : m.StandardError }),
+                metrics = score.Metrics.ToDictionary(m => m.Name, m => new { value = m.Value, stderr = m.StandardError }),
             }));
             return 0;
         }
-        var metrics = string.Join(", ", score.Metrics.Select(m => $"{m.Name} {m.Value:0.0000}" + (double.IsNaN(m.StandardError) ? "" : $" ± {m.StandardError:0.0000}")));
+        var metrics = string.Join(", ", score.Metrics.Select(m => $"{m.Name} {m.Value:0.0000}" + (m.StandardError is { } error ? $" ± {error:0.0000}" : "")));
         Console.WriteLine($"{name}: {metrics} ({score.Items} items, {shots.Count}-shot, {clock.Elapsed.TotalSeconds:0.0} s)");
         return 0;
     }

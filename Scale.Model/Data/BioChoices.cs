@@ -7,7 +7,7 @@ namespace Scale.Model.Data;
 /// recall prompt (the first template up to the value, as <see cref="BioRenderer.Prompts"/> gives it) with four
 /// completions of that template's sentence — the person's own value and three other values of the same attribute
 /// drawn from the same population — the gold one at a place drawn by the seed. Each completion is the rest of the
-/// sentence, so that a Korean value keeps the particle its last syllable asks for ("서울이다." beside "부산이다.").
+/// sentence, rendered for its own value (so that a particle after the value would agree with it).
 /// Scored as lm-evaluation-harness scores a multiple-choice task: acc and acc_norm.
 /// </summary>
 internal static class BioChoices
@@ -36,7 +36,7 @@ internal static class BioChoices
                 items.Add(new TaskItem(context, completions, gold, null));
             }
         }
-        return items;
+        return items.Count > 0 ? items : throw new ArgumentException($"{Name}: the {people.Count} people share every value: there is nothing to choose among.");
     }
 
     /// <summary>The prompt and, for each value, the rest of the first template's sentence after it (without the leading space the task's target delimiter puts back).</summary>

@@ -4,11 +4,11 @@ using static TorchSharp.torch;
 
 namespace Scale.Model.Evaluation;
 
-/// <summary>A metric's mean over a task's items and its standard error (the sample standard deviation over √n).</summary>
+/// <summary>A metric's mean over a task's items and its standard error (the sample standard deviation over √n; null for one item).</summary>
 internal sealed record TaskMetric(
     [property: System.Text.Json.Serialization.JsonPropertyName("name")] string Name,
     [property: System.Text.Json.Serialization.JsonPropertyName("value")] double Value,
-    [property: System.Text.Json.Serialization.JsonPropertyName("stderr")] double StandardError);
+    [property: System.Text.Json.Serialization.JsonPropertyName("stderr")] double? StandardError);
 
 /// <summary>A task's scores: accuracy and length-normalised accuracy (multiple choice) or exact match (generation).</summary>
 internal sealed record TaskScore(int Items, IReadOnlyList<TaskMetric> Metrics);
@@ -90,7 +90,7 @@ internal static class TaskScoring
     private static TaskMetric Mean(string name, IReadOnlyList<double> values)
     {
         double mean = values.Average();
-        double stderr = values.Count > 1 ? Math.Sqrt(values.Sum(v => (v - mean) * (v - mean)) / (values.Count - 1) / values.Count) : double.NaN;
+        double? stderr = values.Count > 1 ? Math.Sqrt(values.Sum(v => (v - mean) * (v - mean)) / (values.Count - 1) / values.Count) : null;
         return new TaskMetric(name, mean, stderr);
     }
 

@@ -53,14 +53,17 @@ internal sealed record SuitesSpec
     public IReadOnlyList<TaskSpec> New { get; init; } = [];
     public bool EveryEvaluation { get; init; }
 
-    public SuitesSpec Validate(bool bio)
+    /// <summary>Checks every task against the experiment's sides: <see cref="BioChoices"/> needs biographies, and two people or more to choose among.</summary>
+    public SuitesSpec Validate(Experiments.DataSpec oldData, Experiments.DataSpec newData)
     {
-        foreach (var (side, tasks) in new[] { ("old", Old), ("new", New) })
+        foreach (var (side, tasks, data) in new[] { ("old", Old, oldData), ("new", New, newData) })
         {
             foreach (var task in tasks)
             {
                 task.Validate($"suites.{side} '{task.Name}'");
-                if (task.IsBuiltIn && !bio) throw new ArgumentException($"suites.{side}: {BioChoices.Name} asks about biographies; this experiment's data are text.");
+                if (task.IsBuiltIn && !data.IsBio) throw new ArgumentException($"suites.{side}: {BioChoices.Name} asks about biographies; this experiment's data are text.");
+                if (task.IsBuiltIn && data.People < 2)
+                    throw new ArgumentException($"suites.{side}: {BioChoices.Name} draws its wrong choices from the other people of {side}.people, and there is {data.People}.");
             }
             if (tasks.Select(t => t.Name).Distinct().Count() != tasks.Count)
                 throw new ArgumentException($"suites.{side} names a task twice: {string.Join(", ", tasks.Select(t => t.Name))}.");
@@ -83,14 +86,14 @@ internal sealed record TaskResult(
     [property: JsonPropertyName("metric")] string Metric,
     [property: JsonPropertyName("metrics")] IReadOnlyList<TaskMetric> Metrics)
 {
-    [JsonIgnore] public TaskMetric Headline => Metrics.First(m => m.Name == Metric);
+    [JsonIgnore] public TaskMetric Headline => Metrics.FirstOrDefault(m => m.Name == Metric) ?? new TaskMetric(Metric, double.NaN, null);
     /// <summary>"old bio-choice acc": a column's name.</summary>
     [JsonIgnore] public string Label => $"{Side} {Task} {Metric}";
     /// <summary>The headline metric with its standard error, "0.512 ± 0.014", as lm-evaluation-harness prints them.</summary>
     [JsonIgnore]
-    public string Text => double.IsNaN(Headline.StandardError)
-        ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{Headline.Value:0.000}")
-        : string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{Headline.Value:0.000} ± {Headline.StandardError:0.000}");
+    public string Text => Headline.StandardError is { } error
+        ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{Headline.Value:0.000} ± {error:0.000}")
+        : string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{Headline.Value:0.000}");
 }
 
 /// <summary>A loaded task: its items and prompting, ready to score.</summary>

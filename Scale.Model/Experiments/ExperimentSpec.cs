@@ -199,7 +199,7 @@ internal sealed partial record ExperimentSpec
             if (Old.People < 2) throw new ArgumentException($"qa splits old.people in two halves (Task 0 and its held-out people): it needs at least 2, got {Old.People}.");
             if (BaseModel is not null) throw new ArgumentException("qa pre-trains its own base on biographies; it cannot start from an imported model.");
         }
-        Suites?.Validate(Old.IsBio);
+        Suites?.Validate(Old, New);
         if (Methods.Count == 0) throw new ArgumentException("methods is empty.");
         // The vocabulary's bound is the limits' to name (with what the data can teach): the model is checked within range.
         (Model with { VocabSize = Math.Clamp(VocabSize, 1, ModelConfig.MaxVocab) }).Validate();

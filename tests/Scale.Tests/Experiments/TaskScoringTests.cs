@@ -87,8 +87,8 @@ public sealed class TaskScoringTests
         var accNorm = Assert.Single(score.Metrics, m => m.Name == "acc_norm");
         Assert.Equal(correct.Average(), acc.Value, 12);
         Assert.Equal(normalised.Average(), accNorm.Value, 12);
-        Assert.Equal(StandardError(correct), acc.StandardError, 12);
-        Assert.Equal(StandardError(normalised), accNorm.StandardError, 12);
+        Assert.Equal(StandardError(correct), acc.StandardError!.Value, 12);
+        Assert.Equal(StandardError(normalised), accNorm.StandardError!.Value, 12);
     }
 
     [Fact]

@@ -44,8 +44,6 @@ public sealed class TaskSuiteTests
         Assert.InRange(items.Count(i => i.Gold == 0), 1, items.Count - 1);   // the gold place is drawn, not fixed
         Assert.Equal(items.Select(i => (i.Context, string.Join("|", i.Choices!), i.Gold)), BioChoices.Items(people, language, 1).Select(i => (i.Context, string.Join("|", i.Choices!), i.Gold)));
         Assert.NotEqual(items.Select(i => i.Gold), BioChoices.Items(people, language, 2).Select(i => i.Gold));
-        if (language == BioLanguage.Korean)
-            Assert.All(items.Where(i => i.Context.EndsWith("고향은", StringComparison.Ordinal)), i => Assert.All(i.Choices!, c => Assert.EndsWith("이다.", c)));
     }
 
     [Fact]
@@ -102,12 +100,50 @@ public sealed class TaskSuiteTests
 
         File.WriteAllText(file, ExperimentTests.TinyBio.Replace("kind = bio", "kind = text").TrimEnd().TrimEnd('}') + "\n  suites { old = [bio-choice] }\n}\n");
         Assert.Contains("bio-choice asks about biographies; this experiment's data are text", Assert.Throws<ArgumentException>(() => ExperimentFiles.Load(file)).Message);
+        File.WriteAllText(file, ExperimentTests.TinyBio.Replace("people = 6", "people = 1").TrimEnd().TrimEnd('}') + "\n  suites { new = [bio-choice] }\n}\n");
+        Assert.Contains("bio-choice draws its wrong choices from the other people of new.people, and there is 1", Assert.Throws<ArgumentException>(() => ExperimentFiles.Load(file)).Message);
         File.WriteAllText(file, ExperimentTests.TinyBio.TrimEnd().TrimEnd('}') + "\n  suites { new = [arc.jsonl] }\n}\n");
         Assert.Contains("'arc.jsonl' is neither bio-choice nor a task card or task file", Assert.Throws<ArgumentException>(() => ExperimentFiles.Load(file)).Message);
         // A task file that is malformed is refused before anything runs, with its line.
         File.WriteAllText(dir.Combine("sums.jsonl"), "{\"context\": \"1 + 1 =\", \"choices\": [\"2\", \"3\"], \"gold\": 2}\n");
         File.WriteAllText(file, ExperimentTests.TinyBio.TrimEnd().TrimEnd('}') + "\n  suites { new = [sums.jsonl] }\n}\n");
         Assert.Contains("sums.jsonl:1: \"gold\" is 2", Assert.Throws<ArgumentException>(() => ExperimentFiles.Load(file).CheckFinal()).Message);
+    }
+
+    [Fact]
+    public void Suites_change_no_training_so_a_sweep_keeps_its_fingerprint_with_them_and_a_cluster_checks_their_files_against_its_data_roots()
+    {
+        var sweep = SweepFiles.Load("bio-ko");
+        Assert.NotNull(sweep.Experiment.Suites);
+        Assert.Equal((sweep with { Experiment = sweep.Experiment with { Suites = null } }).Fingerprint, sweep.Fingerprint);
+
+        using var dir = new TempDirectory();
+        string root = Directory.CreateDirectory(dir.Combine("data")).FullName, elsewhere = Directory.CreateDirectory(dir.Combine("elsewhere")).FullName;
+        var task = new TaskSpec { Name = "secret", File = Path.Combine(elsewhere, "secret.jsonl") };
+        var outside = sweep with { Experiment = sweep.Experiment with { Suites = new SuitesSpec { Old = [task] } } };
+        Assert.StartsWith($"suites.old 'secret' file '{task.File}' lies outside", Assert.Throws<ArgumentException>(() => Scale.Actors.Cluster.DataRoots.Check(outside, [root])).Message);
+        // A submitted definition is checked against the roots before anything it names is read (the file does not even exist).
+        var json = Scale.Actors.Cluster.SweepDefinitionJson.Write(outside);
+        Assert.Contains("lies outside", Assert.Throws<ArgumentException>(() => Scale.Actors.Cluster.SweepDefinitionJson.Read(json, [root])).Message);
+    }
+
+    [Fact]
+    public void A_one_item_task_has_no_standard_error_and_every_output_says_so()
+    {
+        using var task = new TinyBioTask();
+        var one = new TaskSuite("old", new TaskSpec { Name = "one", File = "one.jsonl" }, [new TaskItem("Ada was born in", ["London", "Paris"], 0, null)], new TaskPrompting())
+            .Score(task.Base, task.Tokenizer);
+        Assert.All(one.Metrics, m => Assert.Null(m.StandardError));
+        Assert.Matches(@"^[01]\.000$", one.Text);
+        var state = SweepState.Replay([new SweepStarted("s", [new TrialSpec("t1", "frozen", new Dictionary<string, string>())], 1, 0), new TrialStarted("t1", 1, "cpu"),
+                                       new TrialCompleted("t1", 1, new TrialMetrics(new Scores(0.5, 0.5, 0) { Tasks = [one] }) { Metric = "recall", BaseOld = 0.5 })]);
+        Assert.Equal(System.Text.Json.JsonValueKind.Null,
+                     System.Text.Json.JsonDocument.Parse(SweepReport.Json(state)).RootElement[0].GetProperty("tasks")[0].GetProperty("metrics")[0].GetProperty("stderr").ValueKind);
+        Assert.EndsWith(",", SweepReport.Csv(state).Split('\n')[1].TrimEnd('\r'));   // the stderr column left empty
+        Assert.Contains(one.Text, SweepReport.Text(state));
+        using var dir = new TempDirectory();
+        Assert.Contains("tasks.png", SweepReportFiles.Write(dir.Path, "s", state, dir.Path).Written);
+        Assert.Contains("| frozen | old | one | 1 | acc | ", File.ReadAllText(dir.Combine("report.md")));
     }
 
     [Fact]
@@ -130,7 +166,7 @@ public sealed class TaskSuiteTests
                 Assert.Equal(36, t.Items);   // 6 people, six attributes
                 Assert.Equal(["acc", "acc_norm"], t.Metrics.Select(x => x.Name));
                 Assert.All(t.Metrics, x => Assert.InRange(x.Value, 0, 1));
-                Assert.All(t.Metrics, x => Assert.InRange(x.StandardError, 0, 0.5));
+                Assert.All(t.Metrics, x => Assert.InRange(x.StandardError!.Value, 0, 0.5));
             });
         });
         // The frozen base's scores on the old people are the base's, and no method trained on them.
