@@ -68,7 +68,8 @@ internal sealed class EvaluateCommand : AsyncCommand<EvaluateCommand.Settings>
             var scores = ((CheckpointEvaluated)reply).Scores;
             var routed = scores.Routing is { } r ? $" routed by {r}" + (scores.RoutingThreshold is { } s ? $" (threshold {s:0.000} nats)" : "") : "";
             Console.WriteLine($"{trial.Id}{routed} ({directory}): retention {scores.Scores.Retention:0.000}, acquisition {scores.Scores.Acquisition:0.000}, " +
-                              $"forgetting {scores.Scores.Forgetting:0.000} ({task.Metric}; base {task.BaseOld:0.000}), scored in {scores.Seconds:0.0} s");
+                              $"forgetting {scores.Scores.Forgetting:0.000} ({task.Metric}; base {task.BaseOld:0.000})" +
+                              string.Concat((scores.Scores.Tasks ?? []).Select(t => $", {t.Label} {t.Text}")) + $", scored in {scores.Seconds:0.0} s");
         }
         return 0;
     }

@@ -161,8 +161,10 @@ public class SweepProcessTests
         using var dir = new TempDirectory();
         var file = dir.Combine("routes.hocon");
         // cosine ≥ −2 holds everywhere (always the preservation head: the base); cosine ≥ 2 never (always the adaptation head).
+        // With task suites on both sides: a routed row scores them through the routed model.
         File.WriteAllText(file, TinySweep.Replace("methods = [frozen, preserve, route, full]", "methods = [frozen, adapt]\n  routing = [\"cosine:-2\", \"cosine:2\", \"novelty:4\"]")
-                                         .Replace("name = recover", "name = routes"));
+                                         .Replace("name = recover", "name = routes")
+                                         .Replace("    continual {", "    suites { old = [bio-choice], new = [bio-choice] }\n    continual {"));
 
         var run = ScaleProcess.Run("run", file, "--data-dir", dir.Combine("d"), "--threads", "1", "--http", "off", "--plain");
         Assert.True(run.ExitCode == 0, run.Stderr + run.Stdout);
@@ -181,6 +183,9 @@ public class SweepProcessTests
         Assert.Equal(Score(frozen, "retention"), Score(preserving, "retention"));       // the preservation head is the base
         Assert.Equal(Score(frozen, "acquisition"), Score(preserving, "acquisition"));
         Assert.Equal(Score(adapt, "retention"), Score(adapting, "retention"));          // the adaptation head is Adapt
+        Assert.Equal(frozen.GetProperty("tasks").GetRawText(), preserving.GetProperty("tasks").GetRawText());   // the suites too
+        Assert.Equal(adapt.GetProperty("tasks").GetRawText(), adapting.GetProperty("tasks").GetRawText());
+        Assert.Equal(["old", "new"], adapt.GetProperty("tasks").EnumerateArray().Select(t => t.GetProperty("side").GetString()));
         Assert.Equal(Score(adapt, "acquisition"), Score(adapting, "acquisition"));
         Assert.True(rows.ContainsKey($"{id}@novelty:4"));
 
@@ -188,6 +193,8 @@ public class SweepProcessTests
         Assert.True(evaluated.ExitCode == 0, evaluated.Stderr);
         Assert.Contains($"routed by cosine:-2", evaluated.Stdout);
         Assert.Contains($"retention {Score(preserving, "retention"):0.000}, acquisition {Score(preserving, "acquisition"):0.000}", evaluated.Stdout);
+        var oldChoice = preserving.GetProperty("tasks")[0].GetProperty("metrics")[0];
+        Assert.Contains(FormattableString.Invariant($"old bio-choice acc {oldChoice.GetProperty("value").GetDouble():0.000} ± {oldChoice.GetProperty("stderr").GetDouble():0.000}"), evaluated.Stdout);
         var refused = ScaleProcess.Run("evaluate", file, frozen.GetProperty("trial").GetString()!, "--route", "cosine", "--data-dir", dir.Combine("d"));
         Assert.Equal(2, refused.ExitCode);
         Assert.Contains("is the frozen base, which has nothing to route between", refused.Stderr);
