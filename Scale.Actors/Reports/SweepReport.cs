@@ -143,10 +143,10 @@ internal static class SweepReport
     public static string Json(SweepState state) => JsonSerializer.Serialize(Rows(state), JsonOptions);
 
     /// <summary>The tasks the rows were scored on, by column name ("old bio-choice acc"), in the order they first appear.</summary>
-    public static IReadOnlyList<string> TaskColumns(IEnumerable<TrialRow> rows) => rows.SelectMany(r => r.Tasks ?? []).Select(t => t.Label).Distinct().ToList();
+    public static IReadOnlyList<string> TaskColumns(IEnumerable<TrialRow> rows) => Scale.Model.Evaluation.TaskResult.Columns(rows.Select(r => r.Tasks));
 
     /// <summary>The row's <paramref name="column"/> task as "value ± stderr" (— when it has none).</summary>
-    public static string TaskCell(TrialRow row, string column) => row.Tasks?.FirstOrDefault(t => t.Label == column)?.Text ?? "—";
+    public static string TaskCell(TrialRow row, string column) => Scale.Model.Evaluation.TaskResult.In(row.Tasks, column)?.Text ?? "—";
 
     /// <summary>
     /// A plain-text table for the end of a run (readable in a log or a redirected file): each trial by what it is, its scores
@@ -182,7 +182,7 @@ internal static class SweepReport
             csv.AppendLine(string.Join(",", [Q(r.Trial), Q(r.Method), Q(Params(r.Params)), r.State, N(r.Retention), N(r.Acquisition), N(r.Forgetting),
                                        r.Attempts.ToString(CultureInfo.InvariantCulture), N(r.FinalLoss),
                                        r.TrainableParams?.ToString(CultureInfo.InvariantCulture) ?? "", N(r.TokensPerSecond), Q(r.Failure ?? ""),
-                                       .. tasks.SelectMany(t => r.Tasks?.FirstOrDefault(x => x.Label == t) is { } x
+                                       .. tasks.SelectMany(t => Scale.Model.Evaluation.TaskResult.In(r.Tasks, t) is { } x
                                            ? [N(x.Headline.Value), N(x.Headline.StandardError)]
                                            : new[] { "", "" })]));
         return csv.ToString();

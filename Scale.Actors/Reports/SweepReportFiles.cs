@@ -130,7 +130,7 @@ internal static class SweepReportFiles
                 var bars = new List<ScottPlot.Bar>();
                 for (int i = 0; i < rows.Count; i++)
                 {
-                    if (rows[i].Tasks!.FirstOrDefault(t => t.Label == tasks[k]) is not { } task) continue;
+                    if (Scale.Model.Evaluation.TaskResult.In(rows[i].Tasks, tasks[k]) is not { } task) continue;
                     bars.Add(new ScottPlot.Bar
                     {
                         Position = i + (k - (tasks.Count - 1) / 2.0) * width, Value = task.Headline.Value, Size = width * 0.9,

@@ -93,14 +93,14 @@ internal sealed class ExperimentCommand : Command<ExperimentCommand.Settings>
             return 0;
         }
         // One column per task of the suites: its headline metric, as every method scored it.
-        var tasks = result.Methods.SelectMany(m => m.Tasks ?? []).Select(t => t.Label).Distinct().ToList();
+        var tasks = Scale.Model.Evaluation.TaskResult.Columns(result.Methods.Select(m => m.Tasks));
         var table = new Table().Title($"{result.Experiment}: {result.Metric}")
             .AddColumns(["method", "trainable params", "retention", "acquisition", "forgetting", .. tasks.Select(Markup.Escape), "tokens/s"]);
         table.AddRow(["base (before CPT)", result.BaseParams.ToString("N0"), result.BaseOld.ToString("0.000"), result.BaseNew.ToString("0.000"), "", .. tasks.Select(_ => ""), ""]);
         foreach (var m in result.Methods)
             table.AddRow([m.Method, m.TrainableParams.ToString("N0"), m.Retention.ToString("0.000"), m.Acquisition.ToString("0.000"),
                           m.Forgetting.ToString("0.000"),
-                          .. tasks.Select(label => m.Tasks?.FirstOrDefault(t => t.Label == label) is { } t ? t.Text : "—"),
+                          .. tasks.Select(label => Scale.Model.Evaluation.TaskResult.In(m.Tasks, label)?.Text ?? "—"),
                           m.TokensPerSecond > 0 ? m.TokensPerSecond.ToString("N0") : "—"]);
         AnsiConsole.Write(table);
         AnsiConsole.MarkupLine($"base pre-training {(result.BaseCached ? "cached" : $"{result.BasePretrainSeconds:0} s")}, best step {result.BaseBestStep}; wall time {result.WallSeconds:0} s");

@@ -89,6 +89,13 @@ internal sealed record TaskResult(
     [JsonIgnore] public TaskMetric Headline => Metrics.FirstOrDefault(m => m.Name == Metric) ?? new TaskMetric(Metric, double.NaN, null);
     /// <summary>"old bio-choice acc": a column's name.</summary>
     [JsonIgnore] public string Label => $"{Side} {Task} {Metric}";
+
+    /// <summary>The columns of rows scored on <paramref name="results"/> (a row's tasks each, null: none), in the order they first appear.</summary>
+    public static IReadOnlyList<string> Columns(IEnumerable<IReadOnlyList<TaskResult>?> results)
+        => results.SelectMany(r => r ?? []).Select(t => t.Label).Distinct().ToList();
+
+    /// <summary>The task of <paramref name="results"/> in <paramref name="column"/>, or null.</summary>
+    public static TaskResult? In(IReadOnlyList<TaskResult>? results, string column) => results?.FirstOrDefault(t => t.Label == column);
     /// <summary>The headline metric with its standard error, "0.512 ± 0.014", as lm-evaluation-harness prints them.</summary>
     [JsonIgnore]
     public string Text => Headline.StandardError is { } error
