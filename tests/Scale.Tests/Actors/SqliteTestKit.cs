@@ -40,6 +40,22 @@ public abstract class SqliteTestKit : Akka.TestKit.Xunit2.TestKit
     {
         base.AfterAll();
         Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
-        if (Directory.Exists(Root)) Directory.Delete(Root, recursive: true);
+        // A journal's last write (SQLite's -wal and -shm files) can land while the directory is removed: try again, and
+        // leave a temporary directory behind rather than fail a test whose assertions all held.
+        for (int attempt = 1; Directory.Exists(Root); attempt++)
+        {
+            try
+            {
+                Directory.Delete(Root, recursive: true);
+            }
+            catch (IOException) when (attempt < 5)
+            {
+                Thread.Sleep(200 * attempt);   // cleanup only: nothing to wait on but the files' writer
+            }
+            catch (IOException)
+            {
+                return;
+            }
+        }
     }
 }
