@@ -18,10 +18,14 @@ internal sealed class CheckpointFencedException(string trialDirectory, int attem
 /// checkpoint is published under the directory's lock only while the fence still names it: a superseded attempt's
 /// checkpoint is refused with <see cref="CheckpointFencedException"/> and never replaces the current attempt's.
 /// The lock is an exclusively opened file (flock on Linux), released by the operating system however a process ends.
+/// Every claim and every publication is appended to <see cref="RecordFile"/> under that lock, so its lines are in the order
+/// the directory saw them (a post-mortem of overlapping attempts reads it; log lines are stamped when written, which for a
+/// process frozen between publishing and logging is later).
 /// </summary>
 internal sealed class CheckpointFence(string trialDirectory, int attempt)
 {
     public const string FenceFile = "attempt.fence";
+    public const string RecordFile = "fence.log";
     private const string LockFile = "checkpoint.lock";
 
     public string TrialDirectory { get; } = trialDirectory;
@@ -36,6 +40,7 @@ internal sealed class CheckpointFence(string trialDirectory, int attempt)
         int owner = Owner();
         if (owner > Attempt) throw new CheckpointFencedException(TrialDirectory, Attempt, owner);
         if (owner < Attempt) Durable.WriteAllText(Path.Combine(TrialDirectory, FenceFile), Attempt.ToString(CultureInfo.InvariantCulture));
+        Record($"claimed by attempt {Attempt}");
         foreach (var staging in Directory.EnumerateDirectories(TrialDirectory, "*" + StagingMarker + "*").ToList())
         {
             if (StagingAttempt(staging) is not { } other || other >= Attempt) continue;
@@ -51,13 +56,26 @@ internal sealed class CheckpointFence(string trialDirectory, int attempt)
         }
     });
 
-    /// <summary>Runs <paramref name="publish"/> (renames into place) under the lock, if this attempt still owns the trial.</summary>
-    public void Publish(Action publish) => Locked(() =>
+    /// <summary>Runs <paramref name="publish"/> (renames into place) under the lock, if this attempt still owns the trial;
+    /// <paramref name="what"/> names what it published in the record.</summary>
+    public void Publish(Action publish, string what) => Locked(() =>
     {
         int owner = Owner();
         if (owner > Attempt) throw new CheckpointFencedException(TrialDirectory, Attempt, owner);
         publish();
+        Record($"{what} published by attempt {Attempt}");
     });
+
+    /// <summary>The record's lines, oldest first ("claimed by attempt N", "WHAT published by attempt N", each after a time).</summary>
+    public static IReadOnlyList<string> ReadRecord(string trialDirectory)
+    {
+        var path = Path.Combine(trialDirectory, RecordFile);
+        return File.Exists(path) ? File.ReadAllLines(path) : [];
+    }
+
+    /// <summary>Appends a line to the record; called under the lock only.</summary>
+    private void Record(string what)
+        => File.AppendAllText(Path.Combine(TrialDirectory, RecordFile), $"{DateTimeOffset.UtcNow:O} {what}\n");
 
     /// <summary>The attempt that owns the trial now, if it is later than this one; null while this one may still publish.</summary>
     public int? SupersededBy() => Owner() is var owner && owner > Attempt ? owner : null;

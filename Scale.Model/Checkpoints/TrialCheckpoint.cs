@@ -85,7 +85,7 @@ internal static class TrialCheckpoint
                 if (Directory.Exists(replaced)) Directory.Delete(replaced, recursive: true);
             }
             if (fence is null) Publish();
-            else fence.Publish(Publish);
+            else fence.Publish(Publish, $"{Path.GetFileName(full)} at step {session.Step}");
         }
         catch (IOException) when (fence?.SupersededBy() is { } owner)
         {

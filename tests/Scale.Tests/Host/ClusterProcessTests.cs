@@ -225,12 +225,14 @@ public sealed class ClusterProcessTests(PostgresServer postgres, ITestOutputHelp
         var logs = Scale.Actors.Trainers.TrialLog.Files(trial).Select(Path.GetFileName).ToList();
         Assert.Equal(["log.1.jsonl", "log.2.jsonl"], logs);
         Assert.All(File.ReadLines(Path.Combine(trial, "log.2.jsonl")), l => Assert.Contains("\"attempt\":2", l));
-        // Attempt 1 may have written a checkpoint it had no time to report before it froze; none may come after attempt 2 began.
-        DateTimeOffset TimeOf(string line) => DateTimeOffset.Parse(System.Text.Json.JsonDocument.Parse(line).RootElement.GetProperty("time").GetString()!,
-                                                                   System.Globalization.CultureInfo.InvariantCulture);
-        var secondBegan = TimeOf(File.ReadLines(Path.Combine(trial, "log.2.jsonl")).First(l => l.Contains("\"event\":\"started\"")));
-        var lateCheckpoints = File.ReadLines(Path.Combine(trial, "log.1.jsonl")).Where(l => l.Contains("\"event\":\"checkpoint\"") && TimeOf(l) >= secondBegan).ToList();
-        Assert.True(lateCheckpoints.Count == 0, $"attempt 1 wrote checkpoints after attempt 2 began ({resumed}):\n{string.Join("\n", lateCheckpoints)}");
+        // Attempt 1 may have published a checkpoint before attempt 2 claimed the directory (and logged it only on thawing: a
+        // log line is stamped when written); none after. The fence's record is appended under the directory's lock, in order.
+        var record = Scale.Model.Checkpoints.CheckpointFence.ReadRecord(trial).Select(l => l[(l.IndexOf(' ') + 1)..]).ToList();
+        int claimed = record.IndexOf("claimed by attempt 2");
+        Assert.True(claimed >= 0, string.Join("\n", record));
+        var late = record.Skip(claimed).Where(l => l.EndsWith(" by attempt 1", StringComparison.Ordinal)).ToList();
+        Assert.True(late.Count == 0, $"attempt 1 published after attempt 2 claimed the trial ({resumed}):\n{string.Join("\n", record)}");
+        Assert.Contains("final at step 600 published by attempt 2", record.Skip(claimed));
         Assert.Equal(SingleMachineRun(dir, "frozen"), scores);
     }
 

@@ -40,6 +40,9 @@ public class CheckpointFenceTests
         Assert.Equal((int?)2, StateOf(latest).Attempt);
         Assert.Throws<CheckpointFencedException>(first.Claim);
         Assert.Equal(["latest"], Directory.GetDirectories(dir.Path).Select(Path.GetFileName));   // nothing staged is left
+        // The record holds what the directory saw, in order, and nothing of the refused publication.
+        Assert.Equal(["claimed by attempt 1", "latest at step 1 published by attempt 1", "claimed by attempt 2", "latest at step 0 published by attempt 2"],
+                     CheckpointFence.ReadRecord(dir.Path).Select(l => l[(l.IndexOf(' ') + 1)..]));
     }
 
     [Fact]
