@@ -79,11 +79,25 @@ internal static class Devices
     /// cores spinning (PLATFORM.md: 3× slower or worse). Must run before libtorch is loaded: OpenMP reads the
     /// variable once, from the native environment (which .NET's Environment.SetEnvironmentVariable does not change).
     /// </summary>
+    /// <remarks>
+    /// libgomp's own <c>GOMP_SPINCOUNT</c>, when the user sets it, still decides how long an idle thread spins before it
+    /// sleeps (with PASSIVE, not at all where this process runs more OpenMP threads than it has CPUs). A process that has
+    /// its cores to itself steps faster with it (docs/bench.md, "OpenMP's idle threads": full fine-tuning 7% and
+    /// Preserve 12% faster in fp32 on 2 threads, 20% in bf16), and two such processes sharing cores run each other 2.2×
+    /// slower, which is why it is the user's choice and not the default.
+    /// </remarks>
     public static void PreferPassiveWaiting()
     {
         if (!OperatingSystem.IsLinux() || Environment.GetEnvironmentVariable("OMP_WAIT_POLICY") is not null) return;
         SetNativeEnvironment("OMP_WAIT_POLICY", "PASSIVE", 0);
     }
+
+    /// <summary>How this process's idle OpenMP threads wait, as a bench line records it: "spin N" (the user's
+    /// GOMP_SPINCOUNT), the user's OMP_WAIT_POLICY in lower case, or "passive" (<see cref="PreferPassiveWaiting"/>).</summary>
+    public static string OpenMpWaiting
+        => Environment.GetEnvironmentVariable("GOMP_SPINCOUNT") is { Length: > 0 } spin ? $"spin {spin.Trim()}"
+           : Environment.GetEnvironmentVariable("OMP_WAIT_POLICY") is { Length: > 0 } policy ? policy.Trim().ToLowerInvariant()
+           : "passive";
 
     [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "mallopt")]
     private static extern int MallocOption(int option, int value);

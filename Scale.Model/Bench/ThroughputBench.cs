@@ -86,6 +86,8 @@ internal sealed record BenchResult
     [JsonPropertyName("rounds")] public int Rounds { get; init; } = 1;
     /// <summary>The matrix products' kernel path (<see cref="Native.MklKernels"/>): which MKL code ran.</summary>
     [JsonPropertyName("kernels")] public string Kernels { get; init; } = Native.MklKernels.Current.Id;
+    /// <summary>How idle OpenMP threads waited (<see cref="Devices.OpenMpWaiting"/>): "passive" by default, "spin N" under GOMP_SPINCOUNT=N.</summary>
+    [JsonPropertyName("omp_waiting")] public string OmpWaiting { get; init; } = Devices.OpenMpWaiting;
     /// <summary>fp32, or bf16 (mixed precision with the base resident in bf16).</summary>
     [JsonPropertyName("precision")] public string Precision { get; init; } = "fp32";
     /// <summary>The step's matrix-product FLOPs per token (<see cref="StepFlops"/>), all trials of a group together, and what that makes per second.</summary>
