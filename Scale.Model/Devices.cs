@@ -82,9 +82,9 @@ internal static class Devices
     /// <remarks>
     /// libgomp's own <c>GOMP_SPINCOUNT</c>, when the user sets it, still decides how long an idle thread spins before it
     /// sleeps (with PASSIVE, not at all where this process runs more OpenMP threads than it has CPUs). A process that has
-    /// its cores to itself steps faster with it (docs/bench.md, "OpenMP's idle threads": full fine-tuning 7% and
-    /// Preserve 12% faster in fp32 on 2 threads, 20% in bf16), and two such processes sharing cores run each other 2.2×
-    /// slower, which is why it is the user's choice and not the default.
+    /// its cores to itself steps faster with it (docs/bench.md, "OpenMP's idle threads": bf16 on 2 threads 4–20%, fp32
+    /// up to 12%, the quick start 8%), and two such processes sharing cores run each other 2.2× slower, which is why it
+    /// is the user's choice and not the default.
     /// </remarks>
     public static void PreferPassiveWaiting()
     {
