@@ -29,7 +29,8 @@ internal sealed class TrialLog : IDisposable
     /// <summary>Every line of a trial's log, oldest attempt first.</summary>
     public static IEnumerable<string> Lines(string trialDirectory) => Files(trialDirectory).SelectMany(File.ReadLines);
 
-    private static readonly JsonSerializerOptions Json = new()
+    /// <summary>How a line's fields are serialized (NaN and infinities as named literals: a diverged loss is logged as it is).</summary>
+    internal static readonly JsonSerializerOptions Json = new()
     {
         NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
     };

@@ -186,6 +186,13 @@ public class SweepProcessTests
         Assert.Equal(frozen.GetProperty("tasks").GetRawText(), preserving.GetProperty("tasks").GetRawText());   // the suites too
         Assert.Equal(adapt.GetProperty("tasks").GetRawText(), adapting.GetProperty("tasks").GetRawText());
         Assert.Equal(["old", "new"], adapt.GetProperty("tasks").EnumerateArray().Select(t => t.GetProperty("side").GetString()));
+        // The trial's log carries the same task results: its final scores, and each routed row's.
+        var log = Scale.Actors.Trainers.TrialLog.Lines(Path.Combine(dir.Combine("d"), "sweeps", "routes", "trials", id))
+            .Select(l => JsonDocument.Parse(l).RootElement).ToList();
+        string Compact(JsonElement e) => JsonSerializer.Serialize(e);
+        Assert.Equal(Compact(adapt.GetProperty("tasks")), Compact(log.Single(l => l.GetProperty("event").GetString() == "scored").GetProperty("tasks")));
+        Assert.Equal(Compact(adapting.GetProperty("tasks")),
+                     Compact(log.Single(l => l.GetProperty("event").GetString() == "routed" && l.GetProperty("routing").GetString() == "cosine:2").GetProperty("tasks")));
         Assert.Equal(Score(adapt, "acquisition"), Score(adapting, "acquisition"));
         Assert.True(rows.ContainsKey($"{id}@novelty:4"));
 
