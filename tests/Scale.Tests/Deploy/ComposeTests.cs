@@ -51,14 +51,16 @@ public sealed class ComposeTests(PostgresServer postgres, ITestOutputHelper outp
         string[] Compose(params string[] arguments) => ["-p", project, "-f", Repository.File("deploy", "compose.yaml"), .. arguments];
 
         var sweep = dir.Combine("composed.hocon");
-        File.WriteAllText(sweep, SweepProcessTestsSweep.Tiny.Replace("name = recover", "name = composed").Replace("steps = 60", "steps = 400"));
+        File.WriteAllText(sweep, SweepProcessTestsSweep.Tiny.Replace("name = recover", "name = composed").Replace("steps = 60", "steps = 1200"));
         try
         {
             var up = docker.RunWith(environment, "docker-compose", Compose("up", "-d", "--scale", "worker=2"));
             Assert.True(up.ExitCode == 0, up.Output);
             string[] tlsFlags = ["--tls-certificate", Path.Combine(tls, "node.pfx"), "--tls-password-file", Path.Combine(tls, "password"), "--tls-ca", Path.Combine(tls, "ca.cer")];
             using var client = new NodeProcess("run --cluster", ["run", "--cluster", $"127.0.0.1:{seed1},127.0.0.1:{seed2}", sweep, "--plain", .. tlsFlags]);
-            // The worker that took the first trained trial is killed (SIGKILL) as soon as the trial runs there.
+            // The worker that took the first trained trial is killed (SIGKILL) as soon as the trial runs there. Finding which
+            // container that is takes a few docker commands (18 s under CI's load), so a trial is 1,200 steps (about 45 s):
+            // at 400 a trial once finished before the kill landed.
             var running = client.WaitFor(l => Regex.IsMatch(l, @"^trial (preserve|route|full)-\S+ running on "), Patience, "a trained trial running");
             var trial = running.Split(' ')[1];
             var address = Regex.Match(running, @"running on (?<address>\S+)/cpu").Groups["address"].Value;
