@@ -115,14 +115,14 @@ internal sealed class SweepTrialExecutor(SweepDefinition sweep, TrialRunner runn
             },
             onScores: (step, scores) =>
             {
-                log.Write("scores", WithTasks(new { step, retention = scores.Scores.Retention, acquisition = scores.Scores.Acquisition, forgetting = scores.Scores.Forgetting }, scores.Scores));
+                log.Write("scores", new { step, retention = scores.Scores.Retention, acquisition = scores.Scores.Acquisition, forgetting = scores.Scores.Forgetting }, scores.Scores.Tasks);
                 onScores(new ScorePoint(step, scores.Scores) { TotalSteps = plan.Phase.Steps, Metric = scores.Metric });
             },
             attempt: attempt, lockStep: LockStep, checkpointThenStop: drain);
         var scored = evaluator.Ask<CheckpointEvaluated>(new EvaluateCheckpoint(trial.Id, plan, trained.FinalCheckpoint), TimeSpan.FromHours(2), cancellation)
             .GetAwaiter().GetResult();
-        log.Write("scored", WithTasks(new { retention = scored.Scores.Scores.Retention, acquisition = scored.Scores.Scores.Acquisition, forgetting = scored.Scores.Scores.Forgetting },
-                                      scored.Scores.Scores));
+        log.Write("scored", new { retention = scored.Scores.Scores.Retention, acquisition = scored.Scores.Scores.Acquisition, forgetting = scored.Scores.Scores.Forgetting },
+                  scored.Scores.Scores.Tasks);
         // The sweep's evaluation-only routing axis: the same final weights, answered per token by each rule.
         Dictionary<string, RoutedScores>? routed = null;
         double routedSeconds = 0;
@@ -140,8 +140,8 @@ internal sealed class SweepTrialExecutor(SweepDefinition sweep, TrialRunner runn
                     Threshold = scores.RoutingThreshold, ResidentParameters = scores.ResidentParameters, BlockPasses = scores.BlockPasses,
                     EvaluationSeconds = scores.Seconds,
                 };
-                log.Write("routed", WithTasks(new { routing = rule, retention = scores.Scores.Retention, acquisition = scores.Scores.Acquisition, forgetting = scores.Scores.Forgetting,
-                                                    threshold = scores.RoutingThreshold, seconds = scores.Seconds }, scores.Scores));
+                log.Write("routed", new { routing = rule, retention = scores.Scores.Retention, acquisition = scores.Scores.Acquisition, forgetting = scores.Scores.Forgetting,
+                                          threshold = scores.RoutingThreshold, seconds = scores.Seconds }, scores.Scores.Tasks);
             }
         }
         return new TrialMetrics(scored.Scores.Scores)
@@ -162,15 +162,5 @@ internal sealed class SweepTrialExecutor(SweepDefinition sweep, TrialRunner runn
             RoutingThreshold = scored.Scores.RoutingThreshold,
             ResidentParameters = scored.Scores.ResidentParameters,
         };
-    }
-
-    /// <summary>A log line's fields with the task suites' results added as <c>tasks</c>, where the experiment has suites.</summary>
-    private static object WithTasks(object fields, Scores scores)
-    {
-        if (scores.Tasks is null) return fields;
-        var line = System.Text.Json.JsonSerializer.SerializeToElement(fields, TrialLog.Json).EnumerateObject()
-            .ToDictionary(p => p.Name, p => (object?)p.Value);
-        line["tasks"] = scores.Tasks;
-        return line;
     }
 }

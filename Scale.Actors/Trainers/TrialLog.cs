@@ -29,8 +29,7 @@ internal sealed class TrialLog : IDisposable
     /// <summary>Every line of a trial's log, oldest attempt first.</summary>
     public static IEnumerable<string> Lines(string trialDirectory) => Files(trialDirectory).SelectMany(File.ReadLines);
 
-    /// <summary>How a line's fields are serialized (NaN and infinities as named literals: a diverged loss is logged as it is).</summary>
-    internal static readonly JsonSerializerOptions Json = new()
+    private static readonly JsonSerializerOptions Json = new()
     {
         NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
     };
@@ -46,13 +45,15 @@ internal sealed class TrialLog : IDisposable
         (this.sweep, this.trial, this.attempt) = (sweep, trial, attempt);
     }
 
-    public void Write(string @event, object fields)
+    /// <summary>Appends a line: the event's <paramref name="fields"/>, and the task suites' results as <c>tasks</c> where there are any.</summary>
+    public void Write(string @event, object fields, IReadOnlyList<Scale.Model.Evaluation.TaskResult>? tasks = null)
     {
         var line = new Dictionary<string, object?>
         {
             ["time"] = DateTimeOffset.UtcNow.ToString("O"), ["sweep"] = sweep, ["trial"] = trial, ["attempt"] = attempt, ["event"] = @event,
         };
         foreach (var property in JsonSerializer.SerializeToElement(fields, Json).EnumerateObject()) line[property.Name] = property.Value;
+        if (tasks is not null) line["tasks"] = tasks;
         writer.WriteLine(JsonSerializer.Serialize(line, Json));
     }
 
